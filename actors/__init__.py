@@ -1,0 +1,1 @@
+"""Build scheduler, build task and sandbox, heartbeat monitor, and the Redis state store."""

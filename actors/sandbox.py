@@ -1,0 +1,261 @@
+"""Run one build command in a bubblewrap sandbox.
+
+Isolation: read-only system directories and nothing else of the host (no /root, /home, /var,
+no gantry home), a writable workspace and private /tmp, no network (own empty netns), own
+PID/IPC/UTS/user namespaces, an unprivileged uid, a clean environment, a seccomp deny list, and
+it dies with its parent. Limits: memory, pids and CPU through cgroups where the host lets us
+write them (v1 or v2), rlimits otherwise; a wall-clock timeout; a cap on any one file's size.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gantry.actors.seccomp import build_filter
+
+CGROUP_ROOT = Path(os.environ.get("GANTRY_CGROUP_ROOT", "/sys/fs/cgroup"))
+ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "passwd", "group",
+             "nsswitch.conf", "localtime", "ssl", "ca-certificates", "os-release", "mime.types"]
+SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass
+class Limits:
+    memory_bytes: int
+    pids: int
+    cpus: float
+    timeout_s: float
+    file_bytes: int
+
+
+@dataclass
+class Result:
+    exit_code: int | None = None     # the command's own exit status; None if it never ran
+    started: bool = False            # bubblewrap set the sandbox up and started the command
+    timed_out: bool = False
+    oom_killed: bool = False
+    cancelled: bool = False
+    setup_error: str = ""            # what bubblewrap said when it could not start
+
+    def reason(self, timeout_s: float) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.timed_out:
+            return f"timed out after {timeout_s:g}s"
+        if self.oom_killed:
+            return "killed: memory limit exceeded"
+        if not self.started:
+            return f"sandbox failed to start: {self.setup_error.strip()[-500:]}"
+        if self.exit_code and self.exit_code > 128:
+            return f"killed by signal {self.exit_code - 128}"
+        return f"build command exited with code {self.exit_code}"
+
+
+class Cgroup:
+    """One cgroup per build under `gantry/` in every controller we can write (v1), or in the
+    unified hierarchy (v2). `available()` is False where the host does not let us."""
+
+    def __init__(self, name: str, limits: Limits, root: Path = CGROUP_ROOT):
+        self.v2 = (root / "cgroup.controllers").exists()
+        self.dirs: dict[str, Path] = {}
+        if self.v2:
+            self._make("unified", root / "gantry" / name, {
+                "memory.max": limits.memory_bytes, "memory.swap.max": 0, "pids.max": limits.pids,
+                "cpu.max": f"{int(limits.cpus * 100000)} 100000"}, parent=root / "gantry")
+        else:
+            self._make("memory", root / "memory/gantry" / name,
+                       {"memory.limit_in_bytes": limits.memory_bytes})
+            self._make("pids", root / "pids/gantry" / name, {"pids.max": limits.pids})
+            self._make("cpu", root / "cpu/gantry" / name,
+                       {"cpu.cfs_period_us": 100000, "cpu.cfs_quota_us": int(limits.cpus * 100000)})
+
+    def _make(self, controller: str, path: Path, settings: dict, parent: Path | None = None) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if parent is not None:  # v2: controllers must be enabled for children
+                (parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+            for k, v in settings.items():
+                try:
+                    (path / k).write_text(str(v))
+                except OSError:
+                    if k not in ("memory.swap.max",):
+                        raise
+            self.dirs[controller] = path
+        except OSError:
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+    def has(self, controller: str) -> bool:
+        return "unified" in self.dirs or controller in self.dirs
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def oom_killed(self) -> bool:
+        for d in self.dirs.values():
+            for fname in ("memory.events", "memory.oom_control"):
+                try:
+                    for line in (d / fname).read_text().splitlines():
+                        k, _, v = line.partition(" ")
+                        if k == "oom_kill" and int(v) > 0:
+                            return True
+                except (OSError, ValueError):
+                    pass
+        return False
+
+    def kill_all(self) -> None:
+        for d in self.dirs.values():
+            try:
+                if self.v2:
+                    (d / "cgroup.kill").write_text("1")
+                for pid in (d / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+    def remove(self) -> None:
+        for d in self.dirs.values():
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # still busy with exiting processes
+                    self.kill_all()
+                    time.sleep(0.1)
+
+
+def _bwrap_args(workspace: Path, env: dict[str, str], status_fd: int) -> list[str]:
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--hostname", "gantry-build", "--json-status-fd", str(status_fd)]
+    for d in SYSTEM_DIRS:
+        p = Path(d)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), d]
+        elif p.is_dir():
+            args += ["--ro-bind", d, d]
+    for name in ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+             "--bind", str(workspace), "/workspace", "--chdir", "/workspace", "--clearenv"]
+    for k, v in env.items():
+        args += ["--setenv", k, v]
+    return args
+
+
+class Sandbox:
+    def __init__(self, name: str, workspace: Path, limits: Limits, uid: int = 65534):
+        self.name, self.workspace, self.limits, self.uid = name, workspace, limits, uid
+        self._proc: subprocess.Popen | None = None
+        self._cgroup: Cgroup | None = None
+
+    def run(self, command: str, env: dict[str, str], on_output: Callable[[bytes], None],
+            should_cancel: Callable[[], bool] = lambda: False, poll_s: float = 0.5) -> Result:
+        """Run `sh -c command` in /workspace; blocks until it ends, is cancelled or times out."""
+        self._chown_workspace()
+        env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", **env}
+        cg = self._cgroup = Cgroup(self.name, self.limits)
+        rlimits = ["core=0", f"fsize={self.limits.file_bytes}", "nofile=4096"]
+        if not cg.has("memory"):
+            rlimits.append(f"as={self.limits.memory_bytes}")
+        if not cg.has("pids"):
+            rlimits.append(f"nproc={self.limits.pids}")
+        seccomp_file = self.workspace.parent / f".{self.name}.bpf"
+        seccomp_file.write_bytes(build_filter())
+        status_r, status_w = os.pipe()
+        launcher = [sys.executable, "-m", "gantry.actors.sandbox_launch",
+                    "--uid", str(self.uid), "--gid", str(self.uid), "--seccomp-file", str(seccomp_file)]
+        for f in cg.procs_files():
+            launcher += ["--cgroup-procs", f]
+        for r in rlimits:
+            launcher += ["--rlimit", r]
+        argv = launcher + ["--"] + _bwrap_args(self.workspace, env, status_w) + ["sh", "-c", command]
+        result = Result()
+        try:
+            try:
+                self._proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    pass_fds=(status_w,), start_new_session=True,
+                    env={"PATH": os.environ.get("PATH", SANDBOX_PATH), "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+            except BaseException:
+                os.close(status_r)
+                raise
+            finally:
+                os.close(status_w)
+            status_lines: list[dict] = []
+            readers = [threading.Thread(target=_pump, args=(self._proc.stdout, on_output), daemon=True),
+                       threading.Thread(target=_read_status, args=(status_r, status_lines), daemon=True)]
+            for t in readers:
+                t.start()
+            deadline = time.monotonic() + self.limits.timeout_s
+            while self._proc.poll() is None:
+                if should_cancel():
+                    result.cancelled = True
+                    break
+                if time.monotonic() > deadline:
+                    result.timed_out = True
+                    break
+                try:
+                    self._proc.wait(timeout=poll_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            self.kill()
+            self._proc.wait()
+            for t in readers:
+                t.join(timeout=5)
+            for s in status_lines:
+                result.started = result.started or "child-pid" in s
+                if "exit-code" in s:
+                    result.exit_code = s["exit-code"]
+            if not result.started:
+                result.setup_error = f"bubblewrap exited with {self._proc.returncode}"
+            result.oom_killed = cg.oom_killed()
+        finally:
+            cg.remove()
+            seccomp_file.unlink(missing_ok=True)
+        return result
+
+    def kill(self) -> None:
+        """Kill everything in the sandbox: bubblewrap's process group, then the cgroups."""
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+
+    def _chown_workspace(self) -> None:
+        for root, dirs, files in os.walk(self.workspace):
+            for n in dirs + files:
+                os.lchown(os.path.join(root, n), self.uid, self.uid)
+        os.lchown(self.workspace, self.uid, self.uid)
+
+
+def _pump(stream, on_output: Callable[[bytes], None]) -> None:
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            return
+        on_output(chunk)
+
+
+def _read_status(fd: int, out: list[dict]) -> None:
+    with os.fdopen(fd, "rb") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass

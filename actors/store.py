@@ -1,0 +1,274 @@
+"""Durable build state in Redis: the Builds table, per-project index, queue, leases and logs.
+
+Every state change is one Lua script, so it is atomic and conditional: a transition names the
+statuses it may come from (from `gantry.builds.ALLOWED_FROM`) and, for a worker, the lease it
+holds. A refused transition changes nothing and raises `TransitionRefused`.
+
+Keys (prefix `gantry:`):
+  project:{name}      hash  repoURL, createdAt
+  projects            set   project names
+  build:{id}          hash  the build record
+  builds:{project}    zset  score 0, member "<createdAt ms>:<buildID>" (lexical = time order)
+  queue               zset  buildID -> queue score (priority, then arrival)
+  delayed             zset  buildID -> ms when a retried build may run again
+  building            set   buildIDs in BUILDING
+  seq                 int   arrival counter
+  log:{id}            str   the build's log
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+import redis
+
+from gantry import builds as B
+from gantry.builds import BuildStatus
+
+P = "gantry:"
+
+
+class TransitionRefused(Exception):
+    def __init__(self, build_id: str, current: str | None, to: str):
+        self.build_id, self.current, self.to = build_id, current, to
+        super().__init__(f"build {build_id} is {current or 'unknown'}; cannot become {to}")
+
+
+class DuplicateBuild(Exception):
+    pass
+
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = cjson.decode(ARGV[1])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[3], tonumber(fields['queueBase']) + seq, fields['buildID'])
+return 1
+"""
+
+# KEYS: build, building, queue, delayed, seq
+# ARGV: to, allowed-from (comma list), lease owner ('' = any), fields json, delay-until ms
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'buildStatus')
+if not cur then return {0, ''} end
+local ok = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {0, cur} end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[3] then return {0, cur} end
+local to = ARGV[1]
+redis.call('HSET', KEYS[1], 'buildStatus', to)
+for k, v in pairs(cjson.decode(ARGV[4])) do redis.call('HSET', KEYS[1], k, v) end
+local id = redis.call('HGET', KEYS[1], 'buildID')
+if to == 'BUILDING' then redis.call('SADD', KEYS[2], id) else redis.call('SREM', KEYS[2], id) end
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
+if to == 'QUEUED' then
+  local until_ms = tonumber(ARGV[5])
+  if until_ms > 0 then
+    redis.call('ZADD', KEYS[4], until_ms, id)
+  else
+    local seq = redis.call('INCR', KEYS[5])
+    redis.call('ZADD', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'queueBase')) + seq, id)
+  end
+end
+return {1, cur}
+"""
+
+# Take the first QUEUED build off the queue and lease it. KEYS: queue, building
+# ARGV: now ms, lease owner
+_CLAIM = """
+while true do
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+  if #head == 0 then return false end
+  local id = head[1]
+  redis.call('ZREM', KEYS[1], id)
+  local key = 'gantry:build:' .. id
+  if redis.call('HGET', key, 'buildStatus') == 'QUEUED' then
+    redis.call('HSET', key, 'buildStatus', 'BUILDING', 'leaseOwner', ARGV[2],
+               'startedAt', ARGV[1], 'lastHeartbeat', ARGV[1])
+    redis.call('SADD', KEYS[2], id)
+    return id
+  end
+end
+"""
+
+# Move retried builds whose backoff has passed back onto the queue. KEYS: delayed, queue, seq
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = 'gantry:build:' .. id
+  if redis.call('HGET', key, 'buildStatus') == 'QUEUED' then
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('ZADD', KEYS[2], tonumber(redis.call('HGET', key, 'queueBase')) + seq, id)
+  end
+end
+return #due
+"""
+
+# Renew a worker's heartbeat if it still holds the lease; returns the current status.
+_RENEW = """
+local cur = redis.call('HGET', KEYS[1], 'buildStatus')
+if cur == 'BUILDING' and redis.call('HGET', KEYS[1], 'leaseOwner') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'lastHeartbeat', ARGV[1])
+end
+return cur
+"""
+
+# Append to a log up to a cap. KEYS: log. ARGV: text, cap
+_APPEND_LOG = """
+local len = redis.call('STRLEN', KEYS[1])
+local cap = tonumber(ARGV[2])
+if len >= cap then return len end
+local text = ARGV[1]
+if len + #text > cap then text = string.sub(text, 1, cap - len) .. '\\n[log truncated]\\n' end
+return redis.call('APPEND', KEYS[1], text)
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class BuildStore:
+    def __init__(self, url: str, clock: Callable[[], int] = now_ms):
+        opts = dict(socket_timeout=10, socket_connect_timeout=5, health_check_interval=15)
+        self.r = redis.Redis.from_url(url, decode_responses=True, **opts)
+        self.raw = redis.Redis.from_url(url, **opts)  # logs are read by byte offset
+        self.clock = clock
+        client = self.r
+        self._create = client.register_script(_CREATE)
+        self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+        self._promote = client.register_script(_PROMOTE)
+        self._renew = client.register_script(_RENEW)
+        self._append_log = client.register_script(_APPEND_LOG)
+
+    # --- projects -------------------------------------------------------------------------
+
+    def put_project(self, name: str, repo_url: str) -> bool:
+        """Register or update a project; True if it is new."""
+        key = f"{P}project:{name}"
+        with self.r.pipeline() as p:
+            p.hsetnx(key, "createdAt", self.clock())
+            p.hset(key, mapping={"name": name, "repoURL": repo_url})
+            p.sadd(f"{P}projects", name)
+            created, _, _ = p.execute()
+        return bool(created)
+
+    def get_project(self, name: str) -> dict | None:
+        h = self.r.hgetall(f"{P}project:{name}")
+        return h or None
+
+    # --- builds ---------------------------------------------------------------------------
+
+    def create_build(self, project: str, sha: str, details: dict | None = None,
+                     priority: int = B.DEFAULT_PRIORITY, build_id: str | None = None) -> dict:
+        build_id = build_id or B.new_build_id()
+        created = self.clock()
+        fields = {
+            "buildID": build_id, "projectName": project, "commitSHA": sha,
+            "buildDetails": json.dumps(details or {}), "buildStatus": BuildStatus.QUEUED.value,
+            "createdAt": str(created), "retries": "0", "priority": str(priority),
+            "queueBase": str(B.queue_base(priority)),
+        }
+        ok = self._create(
+            keys=[f"{P}build:{build_id}", f"{P}builds:{project}", f"{P}queue", f"{P}seq"],
+            args=[json.dumps(fields), B.index_member(created, build_id)])
+        if not ok:
+            raise DuplicateBuild(build_id)
+        return fields
+
+    def get(self, build_id: str) -> dict | None:
+        h = self.r.hgetall(f"{P}build:{build_id}")
+        return h or None
+
+    def list_page(self, project: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        start = f"({B.parse_cursor(cursor)}" if cursor else "+"
+        members = self.r.zrange(f"{P}builds:{project}", start, "-", desc=True, bylex=True,
+                                offset=0, num=limit + 1)
+        items, next_cursor = B.page(members, limit)
+        with self.r.pipeline(transaction=False) as p:
+            for m in items:
+                p.hmget(f"{P}build:{B.split_member(m)[1]}", "buildID", "commitSHA", "buildStatus", "createdAt")
+            rows = p.execute()
+        keys = ("buildID", "commitSHA", "buildStatus", "createdAt")
+        return [B.summary(dict(zip(keys, row))) for row in rows], next_cursor
+
+    def transition(self, build_id: str, to: BuildStatus, *, lease_owner: str = "",
+                   fields: dict | None = None, delay_until_ms: int = 0) -> BuildStatus:
+        """Move a build to `to` if the rules allow it; returns the status it came from."""
+        fields = {k: ("" if v is None else str(v)) for k, v in (fields or {}).items()}
+        if to.terminal:
+            fields.setdefault("finishedAt", str(self.clock()))
+        if to is not BuildStatus.BUILDING:
+            fields.setdefault("leaseOwner", "")
+        allowed = ",".join(s.value for s in B.ALLOWED_FROM[to])
+        ok, cur = self._transition(
+            keys=[f"{P}build:{build_id}", f"{P}building", f"{P}queue", f"{P}delayed", f"{P}seq"],
+            args=[to.value, allowed, lease_owner, json.dumps(fields), delay_until_ms])
+        if not ok:
+            raise TransitionRefused(build_id, cur or None, to.value)
+        return BuildStatus(cur)
+
+    # --- scheduling -----------------------------------------------------------------------
+
+    def claim_next(self, lease_owner: str) -> str | None:
+        """Lease the next queued build to `lease_owner` and mark it BUILDING."""
+        return self._claim(keys=[f"{P}queue", f"{P}building"], args=[self.clock(), lease_owner])
+
+    def promote_due(self) -> int:
+        return self._promote(keys=[f"{P}delayed", f"{P}queue", f"{P}seq"], args=[self.clock()])
+
+    def renew(self, build_id: str, lease_owner: str) -> str | None:
+        return self._renew(keys=[f"{P}build:{build_id}"], args=[self.clock(), lease_owner])
+
+    def status(self, build_id: str) -> str | None:
+        return self.r.hget(f"{P}build:{build_id}", "buildStatus")
+
+    def building(self) -> list[dict]:
+        ids = self.r.smembers(f"{P}building")
+        with self.r.pipeline(transaction=False) as p:
+            for i in ids:
+                p.hgetall(f"{P}build:{i}")
+            return [h for h in p.execute() if h]
+
+    def queue_depth(self) -> int:
+        return self.r.zcard(f"{P}queue") + self.r.zcard(f"{P}delayed")
+
+    def queued_ids(self) -> list[str]:
+        return self.r.zrange(f"{P}queue", 0, -1)
+
+    def retry_or_dead(self, build: dict, reason: str, max_retries: int, backoff_s: float,
+                      backoff_max_s: float) -> BuildStatus:
+        """An infrastructure fault ended this attempt: re-queue with backoff, or DEAD.
+
+        Conditional on the attempt's lease, so a fault reported twice (by the scheduler and by
+        the heartbeat monitor) counts once.
+        """
+        retries = int(build.get("retries") or 0)
+        to, backoff = B.retry_decision(retries, max_retries, backoff_s, backoff_max_s)
+        fields = {"retries": retries + 1 if to is BuildStatus.QUEUED else retries,
+                  "error": reason}
+        ready_at = self.clock() + int(backoff * 1000) if to is BuildStatus.QUEUED else 0
+        self.transition(build["buildID"], to, lease_owner=build.get("leaseOwner") or "",
+                        fields=fields, delay_until_ms=ready_at)
+        return to
+
+    # --- logs -----------------------------------------------------------------------------
+
+    def append_log(self, build_id: str, text: str, cap: int) -> None:
+        if text:
+            self._append_log(keys=[f"{P}log:{build_id}"], args=[text, cap])
+
+    def read_log(self, build_id: str, offset: int = 0, max_bytes: int = 1 << 20) -> bytes:
+        return self.raw.getrange(f"{P}log:{build_id}", offset, offset + max_bytes - 1)
+
+    def log_tail(self, build_id: str, n: int = 4096) -> str:
+        return self.raw.getrange(f"{P}log:{build_id}", -n, -1).decode(errors="replace")
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())

@@ -1,0 +1,1 @@
+"""Packing build outputs and storing them in blob stores. Never imports Ray."""

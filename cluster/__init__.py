@@ -1,0 +1,1 @@
+"""The local multi-region stack: `gantry up/down/status/token`."""

@@ -1,0 +1,48 @@
+"""Tunables, each overridable by an environment variable GANTRY_<NAME>.
+
+Read through `settings()` at the point of use so that a process started with a
+different environment (a test stack, a Ray node) sees its own values.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    heartbeat_s: float = 60.0          # worker renews lastHeartbeat this often
+    heartbeat_misses: int = 3          # a build is lost after this many missed heartbeats
+    max_retries: int = 3               # infrastructure retries before DEAD
+    retry_backoff_s: float = 5.0       # first retry delay; doubles per retry
+    retry_backoff_max_s: float = 300.0
+    cancel_poll_s: float = 0.5         # how often a running build checks for cancel
+    build_timeout_s: float = 900.0     # default when gantry.toml names none
+    build_timeout_max_s: float = 3600.0
+    build_memory_bytes: int = 4 * GiB
+    build_pids: int = 512
+    build_cpus: float = 1.0
+    build_file_bytes: int = 16 * GiB   # RLIMIT_FSIZE: largest single file a build may write
+    max_source_bytes: int = 2 * GiB
+    git_timeout_s: float = 300.0
+    log_max_bytes: int = 16 * MiB
+    sandbox_uid: int = 65534
+    scheduler_poll_s: float = 0.5
+    max_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get("GANTRY_" + f.name.upper())
+            if raw is not None:  # ints accept "1e9"-style values too
+                values[f.name] = type(f.default)(float(raw))
+        return cls(**values)
+
+
+def settings() -> Settings:
+    return Settings.from_env()
