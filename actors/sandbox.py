@@ -40,11 +40,14 @@ class Limits:
 @dataclass
 class Result:
     exit_code: int | None = None     # the command's own exit status; None if it never ran
-    started: bool = False            # bubblewrap set the sandbox up and started the command
     timed_out: bool = False
     oom_killed: bool = False
     cancelled: bool = False
-    setup_error: str = ""            # what bubblewrap said when it could not start
+    setup_error: str = ""            # set when bubblewrap failed before the command ran
+
+    @property
+    def sandbox_failed(self) -> bool:
+        return self.exit_code is None and not (self.timed_out or self.cancelled)
 
     def reason(self, timeout_s: float) -> str:
         if self.cancelled:
@@ -53,8 +56,8 @@ class Result:
             return f"timed out after {timeout_s:g}s"
         if self.oom_killed:
             return "killed: memory limit exceeded"
-        if not self.started:
-            return f"sandbox failed to start: {self.setup_error.strip()[-500:]}"
+        if self.sandbox_failed:
+            return f"sandbox failed: {self.setup_error}"
         if self.exit_code and self.exit_code > 128:
             return f"killed by signal {self.exit_code - 128}"
         return f"build command exited with code {self.exit_code}"
@@ -215,12 +218,11 @@ class Sandbox:
             self._proc.wait()
             for t in readers:
                 t.join(timeout=5)
-            for s in status_lines:
-                result.started = result.started or "child-pid" in s
+            for s in status_lines:  # bubblewrap reports the command's exit code, if it ran
                 if "exit-code" in s:
                     result.exit_code = s["exit-code"]
-            if not result.started:
-                result.setup_error = f"bubblewrap exited with {self._proc.returncode}"
+            if result.sandbox_failed:
+                result.setup_error = f"bubblewrap exited with {self._proc.returncode} (see the log)"
             result.oom_killed = cg.oom_killed()
         finally:
             cg.remove()

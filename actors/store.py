@@ -109,12 +109,12 @@ end
 return #due
 """
 
-# Renew a worker's heartbeat if it still holds the lease; returns the current status.
-_RENEW = """
+# A worker's check-in. Returns the build's status, or LEASE_LOST if another attempt holds it.
+# ARGV: now ms (or '' to only check), lease owner
+_CHECK_IN = """
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
-if cur == 'BUILDING' and redis.call('HGET', KEYS[1], 'leaseOwner') == ARGV[2] then
-  redis.call('HSET', KEYS[1], 'lastHeartbeat', ARGV[1])
-end
+if cur == 'BUILDING' and redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[2] then return 'LEASE_LOST' end
+if cur == 'BUILDING' and ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'lastHeartbeat', ARGV[1]) end
 return cur
 """
 
@@ -144,7 +144,7 @@ class BuildStore:
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM)
         self._promote = client.register_script(_PROMOTE)
-        self._renew = client.register_script(_RENEW)
+        self._check_in = client.register_script(_CHECK_IN)
         self._append_log = client.register_script(_APPEND_LOG)
 
     # --- projects -------------------------------------------------------------------------
@@ -223,8 +223,15 @@ class BuildStore:
     def promote_due(self) -> int:
         return self._promote(keys=[f"{P}delayed", f"{P}queue", f"{P}seq"], args=[self.clock()])
 
-    def renew(self, build_id: str, lease_owner: str) -> str | None:
-        return self._renew(keys=[f"{P}build:{build_id}"], args=[self.clock(), lease_owner])
+    def check_in(self, build_id: str, lease_owner: str, heartbeat: bool) -> str | None:
+        """The status as this attempt sees it (LEASE_LOST if it no longer holds the lease);
+        with heartbeat=True also renews lastHeartbeat while the lease is held."""
+        return self._check_in(keys=[f"{P}build:{build_id}"],
+                              args=[self.clock() if heartbeat else "", lease_owner])
+
+    def set_fields(self, build_id: str, fields: dict) -> None:
+        """Descriptive fields only (never status or lease): those change through transition()."""
+        self.r.hset(f"{P}build:{build_id}", mapping={k: str(v) for k, v in fields.items()})
 
     def status(self, build_id: str) -> str | None:
         return self.r.hget(f"{P}build:{build_id}", "buildStatus")

@@ -163,6 +163,7 @@ def public_record(h: dict[str, str]) -> dict:
         "retries": num("retries") or 0,
         "error": h.get("error") or None,
         "exitCode": num("exitCode"),
+        "logTail": h.get("logTail") or None,
         "artifact": artifact,
     }
 

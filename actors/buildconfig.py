@@ -1,0 +1,48 @@
+"""The repository's gantry.toml: how to build it.
+
+    [build]
+    command = "make dist"   # run with sh -c in the sandbox, cwd = the checkout
+    output = "dist"         # directory, relative to the checkout, that becomes the artifact
+    timeout = 600           # seconds; optional
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    command: str
+    output: str
+    timeout_s: float
+
+
+def load(checkout: Path, default_timeout_s: float, max_timeout_s: float) -> BuildConfig:
+    path = checkout / "gantry.toml"
+    if not path.is_file():
+        raise ConfigError("gantry.toml not found at the root of the commit")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"gantry.toml is not valid TOML: {e}")
+    build = doc.get("build")
+    if not isinstance(build, dict):
+        raise ConfigError("gantry.toml has no [build] table")
+    command, output = build.get("command"), build.get("output")
+    if not isinstance(command, str) or not command.strip():
+        raise ConfigError("gantry.toml: [build] command must be a non-empty string")
+    if not isinstance(output, str) or not output.strip():
+        raise ConfigError("gantry.toml: [build] output must be a non-empty string")
+    out = PurePosixPath(output)
+    if out.is_absolute() or ".." in out.parts:
+        raise ConfigError("gantry.toml: [build] output must be a path inside the repository")
+    timeout = build.get("timeout", default_timeout_s)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= max_timeout_s:
+        raise ConfigError(f"gantry.toml: [build] timeout must be a number of seconds in (0, {max_timeout_s:g}]")
+    return BuildConfig(command=command, output=str(out), timeout_s=float(timeout))

@@ -1,0 +1,230 @@
+"""One build attempt, start to finish: fetch, configure, build in the sandbox, publish.
+
+`BuildRunner` is plain Python (the Ray task in `build_task.py` only calls it). The attempt holds
+a lease (`lease_owner`); every write it makes is conditional on still holding it, so a worker
+that was given up for dead can never overwrite the result of its replacement.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from gantry.actors import buildconfig, source
+from gantry.actors.sandbox import Limits, Sandbox
+from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.artifacts.blobstore import S3BlobStore, artifact_key
+from gantry.artifacts.packing import UnsafeOutput, pack
+from gantry.builds import ENV_NAME_RE, BuildStatus
+from gantry.config import Settings
+from gantry.topology import StackConfig
+
+log = logging.getLogger("gantry.builder")
+
+
+class InfraFault(Exception):
+    """Not the build's fault: retried by the scheduler's rules."""
+
+
+class BuildFailed(Exception):
+    def __init__(self, reason: str, exit_code: int | None = None):
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+class CheckIn(threading.Thread):
+    """Renews the heartbeat every `heartbeat_s` and watches for cancel or a lost lease every
+    `poll_s`, from its own thread: a build that pegs the CPU cannot starve it (the build runs
+    in another process; this thread only waits on Redis)."""
+
+    def __init__(self, store: BuildStore, build_id: str, owner: str, heartbeat_s: float, poll_s: float):
+        super().__init__(daemon=True, name=f"checkin-{build_id}")
+        self.store, self.build_id, self.owner = store, build_id, owner
+        self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
+        self.stop_requested = threading.Event()   # cancelled, or the lease is gone
+        self.why = ""
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        next_beat = 0.0
+        while not self._done.is_set():
+            now = time.monotonic()
+            beat = now >= next_beat
+            try:
+                status = self.store.check_in(self.build_id, self.owner, heartbeat=beat)
+                if beat:
+                    next_beat = now + self.heartbeat_s
+                if status != BuildStatus.BUILDING.value:
+                    self.why = status or "build record missing"
+                    self.stop_requested.set()
+                    return
+            except redis.RedisError as e:  # Redis restarting: keep building, keep trying
+                log.warning("check-in for %s failed: %s", self.build_id, e)
+            self._done.wait(self.poll_s)
+
+    def finish(self) -> None:
+        self._done.set()
+
+
+def with_redis_retry(fn: Callable, attempts: int = 60, delay_s: float = 2.0):
+    """Run a final state write, riding out a Redis restart."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            if i == attempts - 1:
+                raise
+            time.sleep(delay_s)
+
+
+class BuildRunner:
+    def __init__(self, stack: StackConfig, settings: Settings, store: BuildStore | None = None):
+        self.stack, self.settings = stack, settings
+        self.store = store or BuildStore(stack.redis_url)
+
+    def run(self, build_id: str, owner: str, worker: str = "") -> str:
+        """Run the attempt on `worker` (a node name); returns the status it left the build in."""
+        s = self.settings
+        rec = self.store.get(build_id)
+        if rec is None or rec.get("leaseOwner") != owner:
+            return "LEASE_LOST"
+        worker = worker or socket.gethostname()
+        self.store.set_fields(build_id, {"workerNode": worker, "attempt": owner})
+        project = self.store.get_project(rec["projectName"]) or {}
+        checkin = CheckIn(self.store, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
+        checkin.start()
+        workdir = self._workdir(build_id)
+        try:
+            self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
+            digest, size = self._build(rec, project, workdir, checkin)
+            return self._publish(build_id, owner, digest, size)
+        except BuildFailed as e:
+            self._log(build_id, f"FAILED: {e}")
+            return self._finish(build_id, owner, BuildStatus.FAILED, {
+                "error": str(e), "exitCode": e.exit_code, "logTail": self.store.log_tail(build_id, 2048)})
+        except InfraFault as e:
+            self._log(build_id, f"infrastructure fault: {e}")
+            return self._retry(build_id, owner, str(e))
+        except _Stopped:
+            return checkin.why
+        finally:
+            checkin.finish()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _workdir(self, build_id: str) -> Path:
+        # The sandbox user must be able to traverse down to the workspace: 0711 all the way.
+        base = Path(self.stack.builds_dir)
+        base.mkdir(parents=True, exist_ok=True)
+        base.chmod(0o711)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{build_id}-", dir=base))
+        workdir.chmod(0o711)
+        return workdir
+
+    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> tuple[str, int]:
+        s, build_id = self.settings, rec["buildID"]
+        checkout = workdir / "src"
+        try:
+            source.fetch_commit(project.get("repoURL", ""), rec["commitSHA"], checkout,
+                                s.git_timeout_s, s.max_source_bytes)
+        except source.SourceError as e:
+            raise (BuildFailed(str(e)) if e.permanent else InfraFault(str(e)))
+        try:
+            cfg = buildconfig.load(checkout, s.build_timeout_s, s.build_timeout_max_s)
+        except buildconfig.ConfigError as e:
+            raise BuildFailed(str(e))
+        self._log(build_id, f"running `{cfg.command}` (timeout {cfg.timeout_s:g}s)")
+        limits = Limits(memory_bytes=s.build_memory_bytes, pids=s.build_pids, cpus=s.build_cpus,
+                        timeout_s=cfg.timeout_s, file_bytes=s.build_file_bytes)
+        sandbox = Sandbox(f"{build_id}-{rec.get('leaseOwner', '')[-8:]}", checkout, limits, s.sandbox_uid)
+        result = sandbox.run(cfg.command, self._sandbox_env(rec),
+                             on_output=lambda b: self._append(build_id, b),
+                             should_cancel=checkin.stop_requested.is_set, poll_s=0.2)
+        if result.cancelled:
+            self._log(build_id, f"stopped: {checkin.why}")
+            raise _Stopped()
+        if result.sandbox_failed:
+            raise InfraFault(result.reason(cfg.timeout_s))
+        if result.timed_out or result.oom_killed or result.exit_code != 0:
+            raise BuildFailed(result.reason(cfg.timeout_s), result.exit_code)
+        output = checkout / cfg.output
+        if not output.is_dir() or output.is_symlink():
+            raise BuildFailed(f"output directory '{cfg.output}' was not produced")
+        artifact = workdir / "artifact.tar"
+        try:
+            with open(artifact, "wb") as f:
+                digest, size = pack(output, f)
+        except UnsafeOutput as e:
+            raise BuildFailed(f"unsafe build output: {e}")
+        if checkin.stop_requested.is_set():
+            raise _Stopped()
+        self._log(build_id, f"packed {size} bytes as {digest}; uploading to {self.stack.primary.name}")
+        primary = self.stack.primary
+        store = S3BlobStore(primary.s3_endpoint, primary.bucket, self.stack.s3_access_key, self.stack.s3_secret_key)
+        try:
+            store.put_file(artifact_key(digest), artifact)
+        except Exception as e:  # boto3 already retried with backoff
+            raise InfraFault(f"upload to {primary.name} blob store failed: {e}")
+        return digest, size
+
+    def _publish(self, build_id: str, owner: str, digest: str, size: int) -> str:
+        try:
+            with_redis_retry(lambda: self.store.transition(
+                build_id, BuildStatus.DEPLOYING, lease_owner=owner,
+                fields={"artifactDigest": digest, "artifactSize": size}))
+        except TransitionRefused as e:  # cancelled or given up on while uploading
+            self._log(build_id, f"not published: {e}")
+            return e.current or "UNKNOWN"
+        self._log(build_id, "stored in the primary blob store")
+        # Until replication exists, stored in the primary region is deployable.
+        try:
+            with_redis_retry(lambda: self.store.transition(build_id, BuildStatus.SUCCEEDED))
+        except TransitionRefused as e:
+            return e.current or "UNKNOWN"
+        return BuildStatus.SUCCEEDED.value
+
+    def _finish(self, build_id: str, owner: str, to: BuildStatus, fields: dict) -> str:
+        try:
+            with_redis_retry(lambda: self.store.transition(build_id, to, lease_owner=owner, fields=fields))
+            return to.value
+        except TransitionRefused as e:
+            return e.current or "UNKNOWN"
+
+    def _retry(self, build_id: str, owner: str, reason: str) -> str:
+        rec = with_redis_retry(lambda: self.store.get(build_id))
+        if not rec or rec.get("leaseOwner") != owner:
+            return "LEASE_LOST"
+        s = self.settings
+        try:
+            return with_redis_retry(lambda: self.store.retry_or_dead(
+                rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)).value
+        except TransitionRefused as e:
+            return e.current or "UNKNOWN"
+
+    def _sandbox_env(self, rec: dict) -> dict[str, str]:
+        details = json.loads(rec.get("buildDetails") or "{}")
+        env = {k: str(v) for k, v in (details.get("env") or {}).items() if ENV_NAME_RE.match(k)}
+        env.update(GANTRY_BUILD_ID=rec["buildID"], GANTRY_COMMIT_SHA=rec["commitSHA"],
+                   GANTRY_PROJECT=rec["projectName"])
+        return env
+
+    def _append(self, build_id: str, data: bytes) -> None:
+        try:
+            self.store.append_log(build_id, data.decode(errors="replace"), self.settings.log_max_bytes)
+        except redis.RedisError:
+            pass  # the log is best effort; the result is not
+
+    def _log(self, build_id: str, line: str) -> None:
+        self._append(build_id, f"[gantry {time.strftime('%H:%M:%S')}] {line}\n".encode())
+
+
+class _Stopped(Exception):
+    """Cancelled, or the lease was taken away: stop without writing a result."""
+

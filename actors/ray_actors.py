@@ -1,0 +1,152 @@
+"""The Ray shells: build attempts and the detached scheduler and monitor actors.
+
+Each only wires a plain class (`BuildRunner`, `Scheduler`, `HeartbeatMonitor`) to Ray and runs
+its loop. All live in namespace `gantry`; the actors pin to the head node (`gantry-head`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+import ray
+
+from gantry.actors.builder import BuildRunner
+from gantry.actors.monitor import HeartbeatMonitor
+from gantry.actors.scheduler import Scheduler
+from gantry.actors.store import BuildStore
+from gantry.config import Settings
+from gantry.topology import StackConfig
+
+log = logging.getLogger("gantry.actors")
+
+NAMESPACE = "gantry"
+SCHEDULER = "build-scheduler"
+MONITOR = "build-monitor"
+HEAD = {"gantry-head": 0.001}
+
+
+@ray.remote(num_cpus=0, resources={"builder": 1}, max_restarts=0, max_concurrency=2)
+class BuildWorker:
+    """One build attempt on a builder node, started on creation.
+
+    A detached actor rather than a plain task: a task dies with its owner, and a running build
+    must outlive a scheduler restart. Named after its lease so a restarted scheduler finds it.
+    """
+
+    def __init__(self, build_id: str, owner: str, stack_file: str):
+        self.done = threading.Event()
+        self.outcome: str | BaseException = ""
+        node = ray.get_runtime_context().get_node_id()
+        runner = BuildRunner(StackConfig.load(stack_file), Settings.from_env())
+
+        def run():
+            try:
+                self.outcome = runner.run(build_id, owner, node)
+            except BaseException as e:  # a bug, not a build failure: the scheduler retries
+                log.exception("build %s attempt %s crashed", build_id, owner)
+                self.outcome = e
+            self.done.set()
+        threading.Thread(target=run, daemon=True).start()
+
+    def result(self) -> str:
+        self.done.wait()
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+def worker_name(owner: str) -> str:
+    return f"build-attempt-{owner}"
+
+
+def _loop(step: Callable[[], None], period: Callable[[], float], wakeup: threading.Event) -> None:
+    """Call `step` forever; a failing step (Redis restarting) is logged and retried."""
+    while True:
+        try:
+            step()
+        except Exception:
+            log.exception("step failed; retrying")
+        wakeup.wait(period())
+        wakeup.clear()
+
+
+@ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
+class BuildSchedulerActor:
+    def __init__(self, stack_file: str):
+        self.stack_file = stack_file
+        self.settings = Settings.from_env()
+        self.store = BuildStore(StackConfig.load(stack_file).redis_url)
+        self.inflight: dict[ray.ObjectRef, tuple] = {}  # result ref -> (buildID, owner, worker)
+        self.lock = threading.Lock()
+        self.scheduler = Scheduler(self.store, self.settings, self._capacity, self._dispatch)
+        try:
+            self._reattach()
+        except Exception:
+            log.exception("could not re-attach to running builds; the monitor will recover them")
+        self.wakeup = threading.Event()
+        threading.Thread(target=_loop, args=(self._step, lambda: self.settings.scheduler_poll_s,
+                                             self.wakeup), daemon=True).start()
+
+    def _capacity(self) -> int:
+        return int(ray.cluster_resources().get("builder", 0))
+
+    def _dispatch(self, build_id: str, owner: str) -> None:
+        worker = BuildWorker.options(name=worker_name(owner), namespace=NAMESPACE,
+                                     lifetime="detached").remote(build_id, owner, self.stack_file)
+        self._track(build_id, owner, worker)
+
+    def _track(self, build_id: str, owner: str, worker) -> None:
+        with self.lock:
+            self.inflight[worker.result.remote()] = (build_id, owner, worker)
+
+    def _reattach(self) -> None:
+        """After a restart: follow attempts started by the previous incarnation."""
+        for rec in self.store.building():
+            owner = rec.get("leaseOwner")
+            try:
+                worker = ray.get_actor(worker_name(owner), namespace=NAMESPACE)
+            except ValueError:
+                continue  # never started or already gone: the heartbeat monitor handles it
+            self._track(rec["buildID"], owner, worker)
+
+    def _step(self) -> None:
+        with self.lock:
+            refs = list(self.inflight)
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+        for ref in done:
+            with self.lock:
+                build_id, owner, worker = self.inflight.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as e:  # the attempt died: its worker or node was lost
+                self.scheduler.attempt_crashed(build_id, owner, f"build worker lost ({type(e).__name__})")
+            ray.kill(worker)
+        self.scheduler.tick()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def stats(self) -> dict:
+        with self.lock:
+            inflight = len(self.inflight)
+        return {"inflight": inflight, "capacity": self._capacity(), "queueDepth": self.store.queue_depth()}
+
+
+@ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1)
+class BuildMonitorActor:
+    def __init__(self, stack_file: str):
+        self.settings = Settings.from_env()
+        self.monitor = HeartbeatMonitor(BuildStore(StackConfig.load(stack_file).redis_url), self.settings)
+        period = max(0.5, self.settings.heartbeat_s / 2)
+        threading.Thread(target=_loop, args=(self.monitor.sweep, lambda: period, threading.Event()),
+                         daemon=True).start()
+
+    def ping(self) -> bool:
+        return True
+
+
+def start_actors(stack_file: str) -> None:
+    """Create the detached actors if they are not running (idempotent)."""
+    for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor)):
+        cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(stack_file)

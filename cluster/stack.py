@@ -1,0 +1,318 @@
+"""The local multi-region stack: Redis, one S3 server per region, a Ray head plus a node per
+region and per builder, the detached actors and the Serve API, all on loopback.
+
+Every process is started in its own session and recorded in <home>/pids.json; `down` stops
+exactly those process groups and nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from gantry.topology import Region, StackConfig
+
+RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
+HOST = "127.0.0.1"
+DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout_s: float, what: str, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Stack:
+    def __init__(self, home: str | Path):
+        self.home = Path(home).resolve()
+        self.pids_file = self.home / "pids.json"
+        self.stack_file = self.home / "stack.json"
+        self.logs = self.home / "logs"
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def pids(self) -> dict:
+        return json.loads(self.pids_file.read_text()) if self.pids_file.exists() else {}
+
+    def _record(self, name: str, proc: subprocess.Popen, **meta) -> None:
+        pids = self.pids()
+        pids[name] = {"pid": proc.pid, **meta}
+        tmp = self.pids_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(pids, indent=2))
+        os.replace(tmp, self.pids_file)
+
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None, **meta) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        out = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+        out.close()
+        self._record(name, proc, **meta)
+        return proc
+
+    def config(self) -> StackConfig:
+        return StackConfig.load(self.stack_file)
+
+    def running(self) -> dict[str, bool]:
+        return {name: _alive(p["pid"]) for name, p in self.pids().items()}
+
+    def ray_env(self) -> dict[str, str]:
+        return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.home / "ray.token"),
+                "GANTRY_STACK_FILE": str(self.stack_file), "GANTRY_HOME": str(self.home)}
+
+    def api_healthy(self, url: str | None = None) -> bool:
+        url = url or self.config().api_url
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                return json.loads(r.read()).get("ok") is True
+        except Exception:
+            return False
+
+    # --- up -------------------------------------------------------------------------------
+
+    def up(self, api_port: int = 8000, regions: tuple[str, ...] = DEFAULT_REGIONS, builders: int = 1,
+           say=print) -> StackConfig:
+        if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
+            say(f"already running: {self.config().api_url} (home {self.home})")
+            return self.config()
+        if any(self.running().values()):
+            say("a previous stack in this home is partly running; stopping it first")
+            self.down(say=lambda *_: None)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.pids_file.unlink(missing_ok=True)
+        secret = self._secret("jwt.secret", lambda: secrets.token_hex(32))
+        self._secret("ray.token", lambda: uuid.uuid4().hex)
+        s3_key = self._secret("s3.credentials", lambda: f"gantry{secrets.token_hex(6)},{secrets.token_hex(20)}")
+        access_key, secret_key = s3_key.split(",")
+        try:
+            redis_port = self._start_redis()
+            region_cfgs = [self._start_s3(r, access_key, secret_key) for r in regions]
+            gcs_port, dashboard_port = free_port(), free_port()
+            cfg = StackConfig(
+                home=str(self.home), redis_url=f"redis://{HOST}:{redis_port}/0", regions=region_cfgs,
+                s3_access_key=access_key, s3_secret_key=secret_key,
+                jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"http://{HOST}:{api_port}",
+                ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
+                builds_dir=self._short_dir("gantry-builds"))
+            cfg.save(self.stack_file)
+            self._start_ray_head(gcs_port, dashboard_port)
+            self._wait_nodes(1)
+            # One node at a time: on a small machine concurrent raylet start-ups time out.
+            for i, r in enumerate(regions):
+                self._start_ray_node(f"ray-region-{r}", {f"region:{r}": 1000}, gcs_port)
+                self._wait_nodes(2 + i)
+            for i in range(builders):
+                self.add_builder(i)
+                self._wait_nodes(2 + len(regions) + i)
+            self._deploy(api_port)
+            wait_for(lambda: self.api_healthy(cfg.api_url), 120, "the API to answer")
+        except BaseException:
+            say(f"start-up failed; logs in {self.logs}. Stopping what was started.")
+            self.down(say=lambda *_: None)
+            raise
+        say(f"gantry is up: API {cfg.api_url}, Ray dashboard {cfg.dashboard_url}, home {self.home}")
+        return cfg
+
+    def _secret(self, name: str, make) -> str:
+        path = self.home / name
+        if not path.exists():
+            path.write_text(make())
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _start_redis(self) -> int:
+        port = free_port()
+        (self.home / "redis").mkdir(exist_ok=True)
+        self._spawn("redis", self.redis_argv(port), port=port)
+        wait_for(lambda: self._redis_ping(port), 30, "redis")
+        return port
+
+    def redis_argv(self, port: int) -> list[str]:
+        return [shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", HOST, "--port", str(port),
+                "--dir", str(self.home / "redis"), "--appendonly", "yes", "--appendfsync", "always",
+                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+
+    def restart_redis(self, kill_signal: int = signal.SIGKILL) -> None:
+        """Kill Redis (by default with SIGKILL, as a crash) and start it again on its port."""
+        port = self.pids()["redis"]["port"]
+        self.stop_process("redis", kill_signal)
+        self._spawn("redis", self.redis_argv(port), port=port)
+        wait_for(lambda: self._redis_ping(port), 30, "redis")
+
+    @staticmethod
+    def _redis_ping(port: int) -> bool:
+        import redis
+        return redis.Redis(host=HOST, port=port, socket_timeout=1).ping()
+
+    def _start_s3(self, region: str, access_key: str, secret_key: str) -> Region:
+        port = free_port()
+        root = self.home / "s3" / region
+        bucket = f"gantry-{region}"
+        (root / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a top-level directory is a bucket
+        self._spawn(f"s3-{region}", [_bin("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}",
+                                     "--auth-key", f"{access_key},{secret_key}", "--config", "/dev/null",
+                                     str(root)], port=port)
+        wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
+        return Region(name=region, s3_endpoint=f"http://{HOST}:{port}", bucket=bucket)
+
+    def _short_dir(self, kind: str) -> str:
+        """A per-stack directory under /tmp: short (Unix socket paths are limited to 107 bytes)
+        and reachable by the sandbox user (a home under /root or a pytest tmp dir is 0700)."""
+        return f"/tmp/{kind}-{hashlib.sha1(str(self.home).encode()).hexdigest()[:10]}"
+
+    def _ray_temp_dir(self) -> str:
+        return self._short_dir("gantry-ray")
+
+    def _start_ray_head(self, gcs_port: int, dashboard_port: int) -> None:
+        argv = [_bin("ray"), "start", "--head", "--block", f"--node-ip-address={RAY_IP}",
+                f"--port={gcs_port}", "--num-cpus=1", "--resources", json.dumps({"gantry-head": 1000}),
+                "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}",
+                f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+                f"--metrics-export-port={free_port()}", "--object-store-memory", str(256 << 20),
+                f"--temp-dir={self._ray_temp_dir()}", "--disable-usage-stats"]
+        self._spawn("ray-head", argv, self.ray_env())
+        wait_for(lambda: socket.create_connection((RAY_IP, gcs_port), timeout=1).close() or True, 60, "the Ray head")
+
+    def _start_ray_node(self, name: str, resources: dict, gcs_port: int) -> None:
+        argv = [_bin("ray"), "start", "--block", f"--address={RAY_IP}:{gcs_port}",
+                f"--node-ip-address={RAY_IP}", "--num-cpus=1", "--resources", json.dumps(resources),
+                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+                "--object-store-memory", str(256 << 20), "--disable-usage-stats"]
+        self._spawn(name, argv, self.ray_env(), resources=resources)
+
+    def add_builder(self, index: int) -> None:
+        gcs_port = int(self.config().ray_address.rsplit(":", 1)[1])
+        self._start_ray_node(f"ray-builder-{index}", {"builder": 1}, gcs_port)
+
+    def connect(self):
+        """ray.init against this stack (namespace gantry)."""
+        os.environ.update(self.ray_env())
+        import ray
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        _enable_token_auth()  # Ray read RAY_AUTH_MODE when first imported; make it see "token"
+        if not ray.is_initialized():
+            ray.init(address=self.config().ray_address, namespace="gantry", log_to_driver=False)
+        return ray
+
+    def _wait_nodes(self, n: int) -> None:
+        ray = self.connect()
+        wait_for(lambda: sum(1 for x in ray.nodes() if x["Alive"]) >= n, 90, f"{n} Ray nodes", 0.5)
+
+    def _deploy(self, api_port: int) -> None:
+        ray = self.connect()
+        from ray import serve
+
+        from gantry.actors.ray_actors import start_actors
+        from gantry.serve_app.app import build_app
+        start_actors(str(self.stack_file))
+        serve.start(proxy_location="HeadOnly", http_options={"host": HOST, "port": api_port})
+        serve.run(build_app(str(self.stack_file)), name="gantry", route_prefix="/", blocking=False)
+        ray.shutdown()
+
+    # --- down and faults ------------------------------------------------------------------
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
+        """Stop the process group we started as `name` (and only it)."""
+        p = self.pids().get(name)
+        if not p:
+            return
+        pid = p["pid"]
+        for s, wait in ((sig, grace_s), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(pid, s)   # our process is its group's leader (start_new_session)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not _alive(pid):
+                break
+        try:
+            os.killpg(pid, signal.SIGKILL)  # children left in the group
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+    def kill_node(self, name: str) -> None:
+        """Crash a Ray node: SIGKILL its whole process group."""
+        self.stop_process(name, signal.SIGKILL)
+
+    def down(self, say=print) -> None:
+        pids = self.pids()
+        if not pids:
+            say(f"nothing running in {self.home}")
+            return
+        try:
+            import ray
+            if ray.is_initialized():
+                ray.shutdown()
+        except Exception:
+            pass
+        # workers first, the head and the services last
+        order = sorted(pids, key=lambda n: (n == "ray-head", not n.startswith("ray-"), n))
+        for name in order:
+            self.stop_process(name)
+        self.pids_file.unlink(missing_ok=True)
+        for kind in ("gantry-ray", "gantry-builds"):
+            shutil.rmtree(self._short_dir(kind), ignore_errors=True)
+        say(f"stopped {len(order)} processes started in {self.home}")
+
+    def status(self) -> dict:
+        running = self.running()
+        cfg = self.config() if self.stack_file.exists() else None
+        return {
+            "home": str(self.home), "running": bool(running) and all(running.values()),
+            "processes": running,
+            "apiURL": cfg.api_url if cfg else None,
+            "apiHealthy": self.api_healthy() if cfg and running else False,
+            "dashboardURL": cfg.dashboard_url if cfg else None,
+            "rayAddress": cfg.ray_address if cfg else None,
+            "regions": [r.name for r in cfg.regions] if cfg else [],
+        }

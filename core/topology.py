@@ -1,0 +1,52 @@
+"""Where the parts of a running stack are: Redis, the regions' S3 stores, Ray, the API.
+
+`gantry up` writes it to <home>/stack.json; actors and the API read it from the path in
+GANTRY_STACK_FILE. A real deployment writes the same file by hand (see ray-cluster.yaml).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    s3_endpoint: str
+    bucket: str
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    home: str
+    redis_url: str
+    regions: list[Region]
+    s3_access_key: str
+    s3_secret_key: str
+    jwt_secret_file: str
+    api_url: str = ""
+    ray_address: str = ""
+    dashboard_url: str = ""
+    builds_dir: str = "/tmp/gantry-builds"  # build workspaces; must be traversable by the sandbox uid
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def primary(self) -> Region:
+        return self.regions[0]
+
+    def jwt_secret(self) -> str:
+        return Path(self.jwt_secret_file).read_text().strip()
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "StackConfig":
+        path = path or os.environ["GANTRY_STACK_FILE"]
+        d = json.loads(Path(path).read_text())
+        d["regions"] = [Region(**r) for r in d["regions"]]
+        return cls(**d)

@@ -1,0 +1,206 @@
+"""The gantry HTTP API: FastAPI on Ray Serve. (No `from __future__ import annotations`: FastAPI
+must see real types on the Serve class methods.)
+
+Reads and writes go straight to the Redis store (one atomic script each); the scheduler actor
+is only nudged. Every error is JSON {"error", "detail"} and changes nothing.
+"""
+
+import logging
+
+import ray
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gantry import builds as B
+from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
+from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.builds import BuildStatus
+from gantry.config import Settings
+from gantry.serve_app import auth
+from gantry.serve_app.models import (Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
+                                     Error, Project, ProjectIn)
+from gantry.topology import StackConfig
+
+log = logging.getLogger("gantry.api")
+ERRORS = {400: {"model": Error}, 401: {"model": Error}, 403: {"model": Error},
+          404: {"model": Error}, 409: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail=None):
+        self.status, self.error, self.detail = status, error, detail
+
+
+app = FastAPI(title="gantry", version="0.1.0", responses=ERRORS,
+              description="Build a merged commit, store it, and track it to a terminal state.")
+
+
+@app.exception_handler(ApiError)
+async def _api_error(_: Request, e: ApiError):
+    return JSONResponse({"error": e.error, "detail": e.detail}, status_code=e.status)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, e: RequestValidationError):
+    detail = [{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in e.errors()]
+    return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, e: StarletteHTTPException):
+    return JSONResponse({"error": str(e.detail), "detail": None}, status_code=e.status_code)
+
+
+@app.middleware("http")
+async def _limit_body(request: Request, call_next):
+    limit = Settings.from_env().max_body_bytes
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        return JSONResponse({"error": "request body too large", "detail": {"maxBytes": limit}},
+                            status_code=413)
+    return await call_next(request)
+
+
+def _check_name(name: str) -> None:
+    if not B.valid_name(name):
+        raise ApiError(400, "invalid project name",
+                       "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63")
+
+
+def _check_build_id(build_id: str) -> None:
+    if not B.BUILD_ID_RE.match(build_id):
+        raise ApiError(400, "invalid buildID", "32 lowercase hexadecimal characters")
+
+
+@serve.deployment(name="gantry-api", ray_actor_options={"num_cpus": 0.1, "resources": {"gantry-head": 0.001}})
+@serve.ingress(app)
+class GantryAPI:
+    def __init__(self, stack_file: str):
+        self.stack = StackConfig.load(stack_file)
+        self.store = BuildStore(self.stack.redis_url)
+        self.secret = self.stack.jwt_secret()
+        self._scheduler = None
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _principal(self, request: Request) -> auth.Principal:
+        try:
+            return auth.verify(self.secret, request.headers.get("authorization"))
+        except ValueError as e:
+            raise ApiError(401, "unauthorized", str(e))
+
+    def _project(self, request: Request, name: str) -> tuple[auth.Principal, dict]:
+        who = self._principal(request)
+        _check_name(name)
+        if not who.may_access(name):
+            raise ApiError(403, "forbidden", f"your token does not grant access to project '{name}'")
+        project = self.store.get_project(name)
+        if project is None:
+            raise ApiError(404, "project not found", name)
+        return who, project
+
+    def _build(self, project: str, build_id: str) -> dict:
+        _check_build_id(build_id)
+        rec = self.store.get(build_id)
+        if rec is None or rec.get("projectName") != project:
+            raise ApiError(404, "build not found", build_id)
+        return rec
+
+    def _nudge_scheduler(self) -> None:
+        try:
+            if self._scheduler is None:
+                self._scheduler = ray.get_actor(SCHEDULER, namespace=NAMESPACE)
+            self._scheduler.wake.remote()
+        except Exception:  # the scheduler polls anyway
+            self._scheduler = None
+
+    def _cancel(self, who: auth.Principal, project: str, build_id: str) -> dict:
+        self._build(project, build_id)
+        try:
+            self.store.transition(build_id, BuildStatus.CANCELLED,
+                                  fields={"error": f"cancelled by {who.user}"})
+        except TransitionRefused as e:
+            raise ApiError(409, "build cannot be cancelled", f"build is {e.current}")
+        return B.public_record(self.store.get(build_id))
+
+    # --- routes ---------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def healthz(self) -> dict:
+        try:
+            ok = self.store.ping()
+        except Exception:
+            ok = False
+        return {"ok": ok, "redis": ok}
+
+    @app.put("/projects/{projectName}", response_model=Project)
+    def put_project(self, projectName: str, body: ProjectIn, request: Request):
+        who = self._principal(request)
+        _check_name(projectName)
+        if not who.admin:
+            raise ApiError(403, "forbidden", "registering a project needs an admin token")
+        created = self.store.put_project(projectName, body.repoURL)
+        p = self.store.get_project(projectName)
+        return JSONResponse({"projectName": projectName, "repoURL": p["repoURL"],
+                             "createdAt": B.iso_ms(int(p["createdAt"]))}, status_code=201 if created else 200)
+
+    @app.post("/projects/{projectName}/builds", status_code=202, response_model=BuildAccepted)
+    def post_build(self, projectName: str, body: BuildIn, request: Request):
+        self._project(request, projectName)
+        details = body.buildDetails.model_dump() if body.buildDetails else {}
+        rec = self.store.create_build(projectName, body.commitSHA, details, body.priority)
+        self._nudge_scheduler()
+        return {"buildID": rec["buildID"], "projectName": projectName, "commitSHA": body.commitSHA,
+                "buildStatus": rec["buildStatus"], "createdAt": B.iso_ms(int(rec["createdAt"]))}
+
+    @app.get("/projects/{projectName}/builds", response_model=BuildPage)
+    def list_builds(self, projectName: str, request: Request, nextCursor: str | None = None,
+                    limit: str | None = None):
+        self._project(request, projectName)
+        try:
+            n = 20 if limit is None else int(limit)
+        except ValueError:
+            n = 0
+        if not 1 <= n <= 100:
+            raise ApiError(400, "invalid limit", "limit must be an integer from 1 to 100")
+        try:
+            builds, cursor = self.store.list_page(projectName, n, nextCursor or None)
+        except ValueError as e:
+            raise ApiError(400, "invalid nextCursor", str(e))
+        return {"builds": builds, "nextCursor": cursor, "limit": n}
+
+    @app.get("/projects/{projectName}/builds/{buildID}", response_model=Build)
+    def get_build(self, projectName: str, buildID: str, request: Request):
+        self._project(request, projectName)
+        return B.public_record(self._build(projectName, buildID))
+
+    @app.get("/projects/{projectName}/builds/{buildID}/logs", response_model=BuildLog)
+    def get_logs(self, projectName: str, buildID: str, request: Request, offset: int = Query(0, ge=0)):
+        self._project(request, projectName)
+        rec = self._build(projectName, buildID)
+        data = self.store.read_log(buildID, offset)
+        return {"buildID": buildID, "offset": offset, "nextOffset": offset + len(data),
+                "data": data.decode(errors="replace"),
+                "complete": BuildStatus(rec["buildStatus"]).terminal
+                and len(self.store.read_log(buildID, offset + len(data), 1)) == 0}
+
+    @app.patch("/projects/{projectName}/builds/{buildID}", response_model=Build)
+    def patch_build(self, projectName: str, buildID: str, request: Request, op: str = Query(...)):
+        who, _ = self._project(request, projectName)
+        if op != "CANCEL":
+            raise ApiError(400, "unknown op", "supported: op=CANCEL")
+        return self._cancel(who, projectName, buildID)
+
+    @app.patch("/projects/{projectName}/builds", response_model=Build)
+    def patch_builds(self, projectName: str, body: CancelIn, request: Request, op: str = Query(...)):
+        who, _ = self._project(request, projectName)
+        if op != "CANCEL":
+            raise ApiError(400, "unknown op", "supported: op=CANCEL")
+        return self._cancel(who, projectName, body.buildID)
+
+
+def build_app(stack_file: str):
+    return GantryAPI.bind(stack_file)

@@ -1,0 +1,41 @@
+"""Bearer JWTs (HS256): who the caller is and which projects they may act on."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    projects: frozenset[str]
+    admin: bool
+
+    def may_access(self, project: str) -> bool:
+        return self.admin or project in self.projects
+
+
+def issue(secret: str, user: str, projects: list[str] = (), admin: bool = False,
+          ttl_s: int = 30 * 24 * 3600) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user, "projects": sorted(projects), "admin": admin,
+                       "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")
+
+
+def verify(secret: str, authorization: str | None) -> Principal:
+    """Raises ValueError with a reason a user can act on."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise ValueError("missing 'Authorization: Bearer <token>' header")
+    try:
+        claims = jwt.decode(authorization[7:].strip(), secret, algorithms=["HS256"],
+                            options={"require": ["sub", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise ValueError("token expired")
+    except jwt.InvalidTokenError as e:
+        raise ValueError(f"invalid token: {e}")
+    projects = claims.get("projects") or []
+    if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
+        raise ValueError("invalid token: 'projects' must be a list of names")
+    return Principal(str(claims["sub"]), frozenset(projects), bool(claims.get("admin")))
