@@ -16,17 +16,17 @@ from gantry.actors.monitor import HeartbeatMonitor
 from gantry.actors.scheduler import Scheduler
 from gantry.actors.store import BuildStore
 from gantry.config import Settings
-from gantry.topology import StackConfig
+from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, StackConfig
 
 log = logging.getLogger("gantry.actors")
 
 NAMESPACE = "gantry"
 SCHEDULER = "build-scheduler"
 MONITOR = "build-monitor"
-HEAD = {"gantry-head": 0.001}
+HEAD = {HEAD_RESOURCE: 0.001}
 
 
-@ray.remote(num_cpus=0, resources={"builder": 1}, max_restarts=0, max_concurrency=2)
+@ray.remote(num_cpus=0, resources={BUILDER_RESOURCE: 1}, max_restarts=0, max_concurrency=2)
 class BuildWorker:
     """One build attempt on a builder node, started on creation.
 
@@ -89,7 +89,7 @@ class BuildSchedulerActor:
                                              self.wakeup), daemon=True).start()
 
     def _capacity(self) -> int:
-        return int(ray.cluster_resources().get("builder", 0))
+        return int(ray.cluster_resources().get(BUILDER_RESOURCE, 0))
 
     def _dispatch(self, build_id: str, owner: str) -> None:
         worker = BuildWorker.options(name=worker_name(owner), namespace=NAMESPACE,

@@ -29,10 +29,12 @@ class _HashingWriter:
 
 
 def _entries(root: Path):
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            yield Path(dirpath) / name
+    """Every path below root, depth first, in sorted order (a directory, then its contents)."""
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        path = Path(entry.path)
+        yield path
+        if entry.is_dir(follow_symlinks=False):
+            yield from _entries(path)
 
 
 def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:

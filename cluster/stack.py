@@ -20,7 +20,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gantry.topology import Region, StackConfig
+from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, Region, StackConfig, region_resource
 
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
 HOST = "127.0.0.1"
@@ -143,7 +143,7 @@ class Stack:
             self._wait_nodes(1)
             # One node at a time: on a small machine concurrent raylet start-ups time out.
             for i, r in enumerate(regions):
-                self._start_ray_node(f"ray-region-{r}", {f"region:{r}": 1000}, gcs_port)
+                self._start_ray_node(f"ray-region-{r}", {region_resource(r): 1000}, gcs_port)
                 self._wait_nodes(2 + i)
             for i in range(builders):
                 self.add_builder(i)
@@ -209,7 +209,7 @@ class Stack:
 
     def _start_ray_head(self, gcs_port: int, dashboard_port: int) -> None:
         argv = [_bin("ray"), "start", "--head", "--block", f"--node-ip-address={RAY_IP}",
-                f"--port={gcs_port}", "--num-cpus=1", "--resources", json.dumps({"gantry-head": 1000}),
+                f"--port={gcs_port}", "--num-cpus=1", "--resources", json.dumps({HEAD_RESOURCE: 1000}),
                 "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}",
                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                 f"--metrics-export-port={free_port()}", "--object-store-memory", str(256 << 20),
@@ -226,7 +226,7 @@ class Stack:
 
     def add_builder(self, index: int) -> None:
         gcs_port = int(self.config().ray_address.rsplit(":", 1)[1])
-        self._start_ray_node(f"ray-builder-{index}", {"builder": 1}, gcs_port)
+        self._start_ray_node(f"ray-builder-{index}", {BUILDER_RESOURCE: 1}, gcs_port)
 
     def connect(self):
         """ray.init against this stack (namespace gantry)."""

@@ -15,7 +15,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gantry import builds as B
-from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
+from gantry.actors.ray_actors import HEAD, NAMESPACE, SCHEDULER
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.builds import BuildStatus
 from gantry.config import Settings
@@ -75,7 +75,7 @@ def _check_build_id(build_id: str) -> None:
         raise ApiError(400, "invalid buildID", "32 lowercase hexadecimal characters")
 
 
-@serve.deployment(name="gantry-api", ray_actor_options={"num_cpus": 0.1, "resources": {"gantry-head": 0.001}})
+@serve.deployment(name="gantry-api", ray_actor_options={"num_cpus": 0.1, "resources": HEAD})
 @serve.ingress(app)
 class GantryAPI:
     def __init__(self, stack_file: str):

@@ -1,0 +1,32 @@
+"""ray-cluster.yaml must offer the resources the code schedules on."""
+from pathlib import Path
+
+import yaml
+
+from gantry.cluster.stack import DEFAULT_REGIONS
+from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
+
+CONFIG = yaml.safe_load((Path(__file__).parents[2] / "ray-cluster.yaml").read_text())
+TYPES = CONFIG["available_node_types"]
+
+
+def test_head_offers_the_control_resource():
+    head = TYPES[CONFIG["head_node_type"]]
+    assert head["resources"].get(HEAD_RESOURCE, 0) >= 1
+    assert any(HEAD_RESOURCE in cmd for cmd in CONFIG["head_start_ray_commands"])
+
+
+def test_builders_offer_one_build_slot_each():
+    builders = [t for t in TYPES.values() if BUILDER_RESOURCE in t["resources"]]
+    assert builders and all(t["resources"][BUILDER_RESOURCE] == 1 for t in builders)
+    assert sum(t.get("min_workers", 0) for t in builders) >= 2  # a lost builder's build can re-run
+
+
+def test_every_default_region_has_its_node_type():
+    for region in DEFAULT_REGIONS:
+        assert TYPES[f"region-{region}"]["resources"].get(region_resource(region), 0) >= 1
+
+
+def test_setup_installs_gantry_and_the_sandbox():
+    setup = " ".join(CONFIG["setup_commands"])
+    assert "bubblewrap" in setup and "pip install" in setup and "gantry" in setup
