@@ -152,7 +152,8 @@ def _bwrap_args(workspace: Path, env: dict[str, str], status_fd: int) -> list[st
     for name in ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--bind", str(workspace), "/workspace", "--chdir", "/workspace", "--clearenv"]
+             "--bind", str(workspace), "/workspace", "--remount-ro", "/",
+             "--chdir", "/workspace", "--clearenv"]
     for k, v in env.items():
         args += ["--setenv", k, v]
     return args

@@ -27,6 +27,11 @@ HOST = "127.0.0.1"
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
 
 
+def node_marker(name: str) -> str:
+    """A resource that only the node we started as `name` has, to tell our nodes apart."""
+    return f"gantry-node:{name}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -218,6 +223,7 @@ class Stack:
         wait_for(lambda: socket.create_connection((RAY_IP, gcs_port), timeout=1).close() or True, 60, "the Ray head")
 
     def _start_ray_node(self, name: str, resources: dict, gcs_port: int) -> None:
+        resources = {**resources, node_marker(name): 1}
         argv = [_bin("ray"), "start", "--block", f"--address={RAY_IP}:{gcs_port}",
                 f"--node-ip-address={RAY_IP}", "--num-cpus=1", "--resources", json.dumps(resources),
                 f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
@@ -279,6 +285,14 @@ class Stack:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+
+    def node_name(self, node_id: str) -> str | None:
+        """Which of our Ray nodes has this Ray node id."""
+        ray = self.connect()
+        for n in ray.nodes():
+            if n["NodeID"] == node_id:
+                return next((k.split(":", 1)[1] for k in n["Resources"] if k.startswith("gantry-node:")), None)
+        return None
 
     def kill_node(self, name: str) -> None:
         """Crash a Ray node: SIGKILL its whole process group."""

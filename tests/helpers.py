@@ -1,0 +1,55 @@
+"""Shared by the integration tests: real git repositories and waiting on builds."""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t",
+                           *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(path: Path, command: str, output: str = "dist", timeout: float | None = None,
+              files: dict[str, str] | None = None) -> tuple[Path, str]:
+    """A real git repository with one commit whose gantry.toml builds with `command`."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    toml = f'[build]\ncommand = """{command}"""\noutput = "{output}"\n'
+    if timeout is not None:
+        toml += f"timeout = {timeout}\n"
+    (path / "gantry.toml").write_text(toml)
+    for name, text in (files or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "build me")
+    return path, git(path, "rev-parse", "HEAD")
+
+
+def commit(repo: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "change")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def wait_build(api, project: str, build_id: str, until=TERMINAL, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = api.get(f"/projects/{project}/builds/{build_id}")
+        rec = r.json() if r.status_code == 200 else {}  # tolerate a Redis restart under way
+        if rec.get("buildStatus") in until:
+            return rec
+        if time.monotonic() > deadline:
+            raise AssertionError(f"build {build_id} still {rec.get('buildStatus')} after {timeout_s}s: {rec}")
+        time.sleep(0.2)
+
+
+def host_processes_matching(text: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if text in line and "ps -eo" not in line]

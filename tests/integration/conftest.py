@@ -1,0 +1,90 @@
+"""One real local stack for the integration session: redis-server, rclone S3 servers, a Ray head
+plus region and builder nodes, the actors and the Serve API."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from gantry.cluster.stack import Stack, free_port  # noqa: E402
+from gantry.serve_app.auth import issue  # noqa: E402
+from helpers import make_repo  # noqa: E402
+
+TEST_ENV = {
+    "GANTRY_HEARTBEAT_S": "1",
+    "GANTRY_RETRY_BACKOFF_S": "0.5",
+    "GANTRY_BUILD_MEMORY_BYTES": str(256 << 20),
+    "GANTRY_BUILD_PIDS": "128",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    os.environ.update(TEST_ENV)
+    s = Stack(tmp_path_factory.mktemp("stack") / "home")
+    s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2)
+    yield s
+    s.down()
+
+
+@pytest.fixture(scope="session")
+def admin_token(stack):
+    return issue(stack.config().jwt_secret(), "admin", admin=True)
+
+
+def client(stack, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=stack.config().api_url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def api(stack, admin_token):
+    with client(stack, admin_token) as c:
+        yield c
+
+
+@pytest.fixture
+def new_project(api, tmp_path):
+    """Register a fresh project for a repository whose build runs `command`; returns
+    (project name, commit SHA, repo path)."""
+    def make(command: str, **kw):
+        name = f"p-{uuid.uuid4().hex[:10]}"
+        repo, sha = make_repo(tmp_path / name, command, **kw)
+        r = api.put(f"/projects/{name}", json={"repoURL": str(repo)})
+        assert r.status_code == 201, r.text
+        return name, sha, repo
+    return make
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A real redis-server of our own, for store tests that need no Ray."""
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(d),
+                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    import redis
+    for _ in range(100):
+        try:
+            redis.Redis(port=port).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+def pytest_collection_modifyitems(items):
+    """Fault tests kill parts of the shared stack; run them after everything else."""
+    items.sort(key=lambda item: "test_faults" in item.nodeid)

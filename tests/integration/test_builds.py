@@ -1,0 +1,95 @@
+"""Builds end to end on the real stack: success, failure, logs, cancel."""
+import hashlib
+import tarfile
+import time
+
+from gantry.artifacts.blobstore import S3BlobStore, artifact_key
+from helpers import host_processes_matching, wait_build
+
+
+def test_successful_build_stores_the_output_in_the_primary_region(api, stack, new_project, tmp_path):
+    project, sha, _ = new_project(
+        "mkdir -p dist/bin && printf 'hello %s' \"$GREETING\" > dist/bin/app && echo compiled",
+        files={"src/main.c": "int main(){}"})
+    r = api.post(f"/projects/{project}/builds", json={"commitSHA": sha, "buildDetails": {"env": {"GREETING": "world"}}})
+    assert r.status_code == 202
+    accepted = r.json()
+    assert accepted["buildStatus"] == "QUEUED" and accepted["commitSHA"] == sha
+    rec = wait_build(api, project, accepted["buildID"])
+    assert rec["buildStatus"] == "SUCCEEDED", rec
+    assert rec["startedAt"] and rec["finishedAt"] and rec["retries"] == 0 and rec["error"] is None
+    digest = rec["artifact"]["digest"]
+
+    cfg = stack.config()
+    primary = S3BlobStore(cfg.primary.s3_endpoint, cfg.primary.bucket, cfg.s3_access_key, cfg.s3_secret_key)
+    local = tmp_path / "artifact.tar"
+    primary.get_file(artifact_key(digest), local)
+    assert "sha256:" + hashlib.sha256(local.read_bytes()).hexdigest() == digest
+    assert local.stat().st_size == rec["artifact"]["size"]
+    with tarfile.open(local) as t:
+        assert t.getnames() == ["bin", "bin/app"]
+        assert t.extractfile("bin/app").read() == b"hello world"
+
+    log = api.get(f"/projects/{project}/builds/{accepted['buildID']}/logs").json()
+    assert "compiled" in log["data"] and log["complete"] is True
+    tail = api.get(f"/projects/{project}/builds/{accepted['buildID']}/logs",
+                   params={"offset": log["nextOffset"] - 20}).json()
+    assert tail["data"] == log["data"][-20:] and tail["nextOffset"] == log["nextOffset"]
+
+
+def test_failing_build_is_failed_with_exit_code_and_log_tail(api, new_project):
+    project, sha, _ = new_project("echo 'error: undefined reference to main' >&2; exit 7")
+    b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+    rec = wait_build(api, project, b)
+    assert rec["buildStatus"] == "FAILED" and rec["exitCode"] == 7 and rec["retries"] == 0
+    assert "exited with code 7" in rec["error"]
+    assert "undefined reference to main" in rec["logTail"]
+    assert rec["artifact"] is None
+
+
+def test_missing_gantry_toml_and_unknown_commit_fail_with_a_reason(api, new_project):
+    project, sha, repo = new_project("true")
+    (repo / "gantry.toml").unlink()
+    from helpers import git
+    git(repo, "commit", "-qam", "drop config")
+    no_config = git(repo, "rev-parse", "HEAD")
+    b1 = api.post(f"/projects/{project}/builds", json={"commitSHA": no_config}).json()["buildID"]
+    b2 = api.post(f"/projects/{project}/builds", json={"commitSHA": "0" * 40}).json()["buildID"]
+    r1, r2 = wait_build(api, project, b1), wait_build(api, project, b2)
+    assert r1["buildStatus"] == "FAILED" and "gantry.toml not found" in r1["error"]
+    assert r2["buildStatus"] == "FAILED" and "not found" in r2["error"] and r2["retries"] == 0
+
+
+def test_cancel_queued_and_running_builds(api, new_project):
+    project, sha, _ = new_project("sleep 3101; mkdir dist")
+    running = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(2)]
+    for b in running:
+        wait_build(api, project, b, until={"BUILDING"})
+    deadline = time.monotonic() + 30
+    while len(host_processes_matching("sleep 3101")) < 2:  # both sandboxes are up
+        assert time.monotonic() < deadline, "builds did not start their sandboxes"
+        time.sleep(0.2)
+    queued = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+    time.sleep(1.5)  # give the scheduler every chance to (wrongly) start it
+    assert api.get(f"/projects/{project}/builds/{queued}").json()["buildStatus"] == "QUEUED"
+
+    r = api.patch(f"/projects/{project}/builds", params={"op": "CANCEL"}, json={"buildID": queued})
+    assert r.status_code == 200 and r.json()["buildStatus"] == "CANCELLED"
+
+    t0 = time.monotonic()
+    for b in running:
+        r = api.patch(f"/projects/{project}/builds/{b}", params={"op": "CANCEL"})
+        assert r.status_code == 200 and r.json()["buildStatus"] == "CANCELLED"
+    while host_processes_matching("sleep 3101"):
+        assert time.monotonic() - t0 < 5, "sandbox still running 5 s after cancel"
+        time.sleep(0.1)
+
+    time.sleep(2)
+    rec = api.get(f"/projects/{project}/builds/{queued}").json()
+    assert rec["buildStatus"] == "CANCELLED" and rec["startedAt"] is None
+    for b in running:
+        rec = api.get(f"/projects/{project}/builds/{b}").json()
+        assert rec["buildStatus"] == "CANCELLED" and rec["artifact"] is None
+
+    r = api.patch(f"/projects/{project}/builds/{queued}", params={"op": "CANCEL"})
+    assert r.status_code == 409 and r.json()["error"] == "build cannot be cancelled"

@@ -1,0 +1,60 @@
+"""Crashes at awkward moments: the system recovers by itself and loses nothing.
+
+Runs last (see conftest): it kills and restores parts of the shared stack."""
+import signal
+import time
+
+import ray
+
+from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
+from gantry.actors.store import BuildStore
+from helpers import host_processes_matching, wait_build
+
+
+def wait_until(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_scheduler_killed_mid_run_loses_nothing(api, stack, new_project):
+    project, sha, _ = new_project("sleep 4; mkdir -p dist; echo ok > dist/ok")
+    running = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+    wait_build(api, project, running, until={"BUILDING"})
+    stack.connect()
+    ray.kill(ray.get_actor(SCHEDULER, namespace=NAMESPACE), no_restart=False)  # Ray restarts it
+    queued = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(2)]
+    first = wait_build(api, project, running)
+    assert first["buildStatus"] == "SUCCEEDED" and first["retries"] == 0  # the attempt outlived the scheduler
+    for b in queued:
+        assert wait_build(api, project, b)["buildStatus"] == "SUCCEEDED"
+    wait_until(lambda: ray.get(ray.get_actor(SCHEDULER, namespace=NAMESPACE).stats.remote())["inflight"] == 0,
+               30, "the restarted scheduler to reap every attempt")
+
+
+def test_builder_node_killed_mid_build_reruns_elsewhere(api, stack, new_project):
+    marker = "sleep 6.3201"  # long enough to kill mid-build, short enough to finish on the rerun
+    project, sha, _ = new_project(f"{marker}; mkdir -p dist; echo ok > dist/ok")
+    b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+    store = BuildStore(stack.config().redis_url)
+    wait_until(lambda: store.get(b).get("workerNode") and host_processes_matching(marker), 60, "the sandbox to start")
+    first_node = store.get(b)["workerNode"]
+    victim = stack.node_name(first_node)
+    assert victim and victim.startswith("ray-builder-")
+    stack.kill_node(victim)
+    rec = wait_build(api, project, b, timeout_s=180)
+    assert rec["buildStatus"] == "SUCCEEDED" and rec["retries"] == 1, rec
+    assert store.get(b)["workerNode"] != first_node
+    stack.add_builder(int(victim.rsplit("-", 1)[1]) + 100)  # restore capacity for later tests
+
+
+def test_redis_crash_right_after_202_loses_nothing(api, stack, new_project):
+    project, sha, _ = new_project("mkdir -p dist; echo ok > dist/ok")
+    r = api.post(f"/projects/{project}/builds", json={"commitSHA": sha})
+    assert r.status_code == 202
+    b = r.json()["buildID"]
+    stack.restart_redis(signal.SIGKILL)
+    assert BuildStore(stack.config().redis_url).get(b) is not None  # it was on disk before the 202
+    rec = wait_build(api, project, b, timeout_s=180)
+    assert rec["buildStatus"] == "SUCCEEDED", rec
