@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--project", action="append", default=[])
     tok.add_argument("--admin", action="store_true")
 
+    srv = sub.add_parser("serve", help="on an existing Ray cluster (e.g. from ray-cluster.yaml): "
+                                        "start the actors and the API")
+    srv.add_argument("--stack-file", default=os.environ.get("GANTRY_STACK_FILE"), required=False)
+    srv.add_argument("--address", default="auto", help="Ray address (default: the local cluster)")
+    srv.add_argument("--api-host", default="0.0.0.0")
+    srv.add_argument("--api-port", type=int, default=8000)
+
     a = ap.parse_args(argv)
     stack = Stack(a.home)
     if a.cmd == "up":
@@ -61,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             for name, alive in s["processes"].items():
                 print(f"  {'up  ' if alive else 'DOWN'} {name}")
         return 0 if s["running"] else 1
+    elif a.cmd == "serve":
+        if not a.stack_file:
+            ap.error("--stack-file or GANTRY_STACK_FILE is required")
+        import ray
+
+        from gantry.cluster.stack import deploy_services
+        ray.init(address=a.address, namespace="gantry")
+        deploy_services(str(Path(a.stack_file).resolve()), a.api_port, a.api_host)
+        print(f"gantry actors and API started (port {a.api_port})")
     elif a.cmd == "token":
         secret_file = Path(stack.home) / "jwt.secret"
         if not secret_file.exists():

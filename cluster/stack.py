@@ -70,6 +70,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def deploy_services(stack_file: str, api_port: int, host: str = HOST) -> None:
+    """Start the detached actors and the Serve API on the Ray cluster this driver is connected
+    to (idempotent), then disconnect. Used by `gantry up` and, on a real cluster, `gantry serve`."""
+    import ray
+    from ray import serve
+
+    from gantry.actors.ray_actors import start_actors
+    from gantry.serve_app.app import build_app
+    start_actors(stack_file)
+    serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": api_port})
+    serve.run(build_app(stack_file), name="gantry", route_prefix="/", blocking=False)
+    ray.shutdown()
+
+
 class Stack:
     def __init__(self, home: str | Path):
         self.home = Path(home).resolve()
@@ -249,15 +263,8 @@ class Stack:
         wait_for(lambda: sum(1 for x in ray.nodes() if x["Alive"]) >= n, 90, f"{n} Ray nodes", 0.5)
 
     def _deploy(self, api_port: int) -> None:
-        ray = self.connect()
-        from ray import serve
-
-        from gantry.actors.ray_actors import start_actors
-        from gantry.serve_app.app import build_app
-        start_actors(str(self.stack_file))
-        serve.start(proxy_location="HeadOnly", http_options={"host": HOST, "port": api_port})
-        serve.run(build_app(str(self.stack_file)), name="gantry", route_prefix="/", blocking=False)
-        ray.shutdown()
+        self.connect()
+        deploy_services(str(self.stack_file), api_port)
 
     # --- down and faults ------------------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""API throughput and latency on a local stack this script starts and stops.
+
+    .venv/bin/python bench/api.py [--seconds N] [--json]
+
+Measures: queue-to-BUILDING latency (server timestamps startedAt - createdAt, one build at a
+time on idle builders), POST build throughput (4 client threads), GET list and GET one latency.
+All traffic goes to 127.0.0.1. With --json the last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from gantry.cluster.stack import Stack, free_port
+from gantry.config import Settings
+from gantry.serve_app.auth import issue
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def ts(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def make_repo(path: Path) -> str:
+    path.mkdir(parents=True)
+    (path / "gantry.toml").write_text('[build]\ncommand = "mkdir -p dist && echo ok > dist/ok"\noutput = "dist"\n')
+    run = lambda *a: subprocess.run(["git", "-C", str(path), "-c", "user.email=b@b", "-c", "user.name=b", *a],
+                                    check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    run("add", "-A")
+    run("commit", "-qm", "bench")
+    return run("rev-parse", "HEAD")
+
+
+def timed_loop(fn, seconds: float, threads: int) -> list[float]:
+    """Call fn from `threads` threads for `seconds`; returns each call's latency in seconds."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def worker():
+        with httpx.Client(timeout=30) as c:
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                fn(c)
+                dt_ = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt_)
+    ts_ = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts_:
+        t.start()
+    for t in ts_:
+        t.join()
+    return latencies
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10, help="length of each load phase")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="gantry-bench-api-"))
+    stack = Stack(work / "home")
+    stack.up(api_port=free_port(), regions=("us-east",), builders=1, say=lambda *_: None)
+    try:
+        cfg = stack.config()
+        sha = make_repo(work / "repo")
+        auth = {"Authorization": "Bearer " + issue(cfg.jwt_secret(), "bench", admin=True)}
+        base = cfg.api_url
+        httpx.put(f"{base}/projects/bench", json={"repoURL": str(work / "repo")}, headers=auth).raise_for_status()
+
+        # 1. queue -> BUILDING on an idle builder, one build at a time
+        q2b = []
+        with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
+            for _ in range(10):
+                b = c.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
+                while True:
+                    rec = c.get(f"/projects/bench/builds/{b}").json()
+                    if rec["buildStatus"] in ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD"):
+                        break
+                    time.sleep(0.05)
+                q2b.append((ts(rec["startedAt"]) - ts(rec["createdAt"])) * 1000)
+            one_id = b
+
+        # 2. POST throughput (builds pile up in the queue; that is the point)
+        posts = timed_loop(lambda c: c.post(f"{base}/projects/bench/builds", json={"commitSHA": sha},
+                                            headers=auth).raise_for_status(), a.seconds, 4)
+        # 3. GET list and GET one
+        lists = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds", params={"limit": 20},
+                                           headers=auth).raise_for_status(), a.seconds, 4)
+        ones = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds/{one_id}",
+                                          headers=auth).raise_for_status(), a.seconds, 4)
+    finally:
+        stack.down(say=lambda *_: None)
+
+    result = {
+        "postPerS": round(len(posts) / a.seconds, 1),
+        "getListP50Ms": round(pct(lists, 50) * 1000, 2),
+        "getListP99Ms": round(pct(lists, 99) * 1000, 2),
+        "getOneP99Ms": round(pct(ones, 99) * 1000, 2),
+        "queueToBuildingP50Ms": round(statistics.median(q2b), 1),
+    }
+    print(f"POST /builds        {result['postPerS']:>8} req/s   ({len(posts)} in {a.seconds:g}s, 4 clients)")
+    print(f"GET  /builds        p50 {result['getListP50Ms']:>7} ms   p99 {result['getListP99Ms']} ms "
+          f"({len(lists) / a.seconds:.0f} req/s)")
+    print(f"GET  /builds/{{id}}   p99 {result['getOneP99Ms']:>7} ms   ({len(ones) / a.seconds:.0f} req/s)")
+    print(f"queue -> BUILDING   p50 {result['queueToBuildingP50Ms']:>7} ms   (the scheduler polls every "
+          f"{Settings.from_env().scheduler_poll_s * 1000:g} ms and is nudged on each POST)")
+    if a.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
