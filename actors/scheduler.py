@@ -8,7 +8,6 @@ one is re-queued by the heartbeat monitor.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from typing import Callable
 
@@ -50,13 +49,3 @@ class Scheduler:
             log.warning("build %s attempt %s crashed (%s): now %s", build_id, owner, reason, to.value)
         except TransitionRefused:
             pass
-
-
-def run_loop(step: Callable[[], None], period_s: float, stop: threading.Event, name: str) -> None:
-    """Call `step` every period until stopped; a failing step (Redis away) is logged, not fatal."""
-    while not stop.is_set():
-        try:
-            step()
-        except Exception:
-            log.exception("%s step failed; retrying", name)
-        stop.wait(period_s)

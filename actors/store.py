@@ -233,9 +233,6 @@ class BuildStore:
         """Descriptive fields only (never status or lease): those change through transition()."""
         self.r.hset(f"{P}build:{build_id}", mapping={k: str(v) for k, v in fields.items()})
 
-    def status(self, build_id: str) -> str | None:
-        return self.r.hget(f"{P}build:{build_id}", "buildStatus")
-
     def building(self) -> list[dict]:
         ids = self.r.smembers(f"{P}building")
         with self.r.pipeline(transaction=False) as p:
@@ -245,9 +242,6 @@ class BuildStore:
 
     def queue_depth(self) -> int:
         return self.r.zcard(f"{P}queue") + self.r.zcard(f"{P}delayed")
-
-    def queued_ids(self) -> list[str]:
-        return self.r.zrange(f"{P}queue", 0, -1)
 
     def retry_or_dead(self, build: dict, reason: str, max_retries: int, backoff_s: float,
                       backoff_max_s: float) -> BuildStatus:
