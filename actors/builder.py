@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
 import socket
 import tempfile
@@ -21,8 +22,9 @@ import redis
 from gantry.actors import buildconfig, source
 from gantry.actors.sandbox import Limits, Sandbox
 from gantry.actors.store import BuildStore, TransitionRefused
-from gantry.artifacts.blobstore import S3BlobStore, artifact_key
-from gantry.artifacts.packing import UnsafeOutput, pack
+from gantry.artifacts.blobstore import s3_for
+from gantry.artifacts.packing import UnsafeOutput
+from gantry.artifacts.publish import publish
 from gantry.builds import ENV_NAME_RE, BuildStatus
 from gantry.config import Settings
 from gantry.topology import StackConfig
@@ -104,8 +106,8 @@ class BuildRunner:
         workdir = self._workdir(build_id)
         try:
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
-            digest, size = self._build(rec, project, workdir, checkin)
-            return self._publish(build_id, owner, digest, size)
+            output = self._build(rec, project, workdir, checkin)
+            return self._publish(build_id, owner, output, checkin)
         except BuildFailed as e:
             self._log(build_id, f"FAILED: {e}")
             return self._finish(build_id, owner, BuildStatus.FAILED, {
@@ -128,7 +130,7 @@ class BuildRunner:
         workdir.chmod(0o711)
         return workdir
 
-    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> tuple[str, int]:
+    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> Path:
         s, build_id = self.settings, rec["buildID"]
         checkout = workdir / "src"
         try:
@@ -157,38 +159,39 @@ class BuildRunner:
         output = checkout / cfg.output
         if not output.is_dir() or output.is_symlink():
             raise BuildFailed(f"output directory '{cfg.output}' was not produced")
-        artifact = workdir / "artifact.tar"
+        return output
+
+    def _publish(self, build_id: str, owner: str, output: Path, checkin: CheckIn) -> str:
+        """Chunk and upload the output to the primary store, then BUILDING -> DEPLOYING with the
+        replication rows and jobs for every other region, in one step."""
+        s, stack = self.settings, self.stack
+        self._log(build_id, f"publishing to the {stack.primary.name} blob store")
         try:
-            with open(artifact, "wb") as f:
-                digest, size = pack(output, f)
+            manifest, stats = publish(output, s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
+                                      s.chunk_avg_bytes, s.upload_concurrency)
         except UnsafeOutput as e:
             raise BuildFailed(f"unsafe build output: {e}")
+        except Exception as e:  # boto3 already retried with backoff
+            raise InfraFault(f"upload to the {stack.primary.name} blob store failed: {e}")
         if checkin.stop_requested.is_set():
             raise _Stopped()
-        self._log(build_id, f"packed {size} bytes as {digest}; uploading to {self.stack.primary.name}")
-        primary = self.stack.primary
-        store = S3BlobStore(primary.s3_endpoint, primary.bucket, self.stack.s3_access_key, self.stack.s3_secret_key)
+        self._log(build_id, f"artifact {manifest.manifest_digest}: {manifest.size} bytes in "
+                            f"{len(manifest.chunks)} chunks ({stats.chunks_uploaded} uploaded, "
+                            f"{stats.chunks_skipped} already stored)")
+        fields = {"artifactDigest": manifest.manifest_digest, "artifactSize": manifest.size,
+                  "artifactChunks": len(manifest.chunks),
+                  "workerPeakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        primary_row = {"bytesTransferred": stats.bytes_uploaded, "chunksTransferred": stats.chunks_uploaded,
+                       "bytesSkipped": stats.bytes_skipped, "chunksSkipped": stats.chunks_skipped}
+        others = [r.name for r in stack.regions[1:]]
         try:
-            store.put_file(artifact_key(digest), artifact)
-        except Exception as e:  # boto3 already retried with backoff
-            raise InfraFault(f"upload to {primary.name} blob store failed: {e}")
-        return digest, size
-
-    def _publish(self, build_id: str, owner: str, digest: str, size: int) -> str:
-        try:
-            with_redis_retry(lambda: self.store.transition(
-                build_id, BuildStatus.DEPLOYING, lease_owner=owner,
-                fields={"artifactDigest": digest, "artifactSize": size}))
+            status = with_redis_retry(lambda: self.store.publish_artifact(
+                build_id, owner, fields, stack.primary.name, others, primary_row))
         except TransitionRefused as e:  # cancelled or given up on while uploading
             self._log(build_id, f"not published: {e}")
             return e.current or "UNKNOWN"
-        self._log(build_id, "stored in the primary blob store")
-        # Until replication exists, stored in the primary region is deployable.
-        try:
-            with_redis_retry(lambda: self.store.transition(build_id, BuildStatus.SUCCEEDED))
-        except TransitionRefused as e:
-            return e.current or "UNKNOWN"
-        return BuildStatus.SUCCEEDED.value
+        self._log(build_id, f"stored; replicating to {', '.join(others)}" if others else "stored")
+        return status.value
 
     def _finish(self, build_id: str, owner: str, to: BuildStatus, fields: dict) -> str:
         try:

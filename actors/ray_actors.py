@@ -13,16 +13,24 @@ import ray
 
 from gantry.actors.builder import BuildRunner
 from gantry.actors.monitor import HeartbeatMonitor
+from gantry.actors.replicator import Replicator
 from gantry.actors.scheduler import Scheduler
 from gantry.actors.store import BuildStore
+from gantry.artifacts.blobstore import chunk_key, s3_for
+from gantry.artifacts.chunking import ChunkRef
 from gantry.config import Settings
-from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, StackConfig
+from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, StackConfig, region_resource
 
 log = logging.getLogger("gantry.actors")
 
 NAMESPACE = "gantry"
 SCHEDULER = "build-scheduler"
 MONITOR = "build-monitor"
+_PINNED = 0.001  # a sliver of a region's resource: pins to its node without limiting concurrency
+
+
+def replicator_name(region: str) -> str:
+    return f"replicator-{region}"
 HEAD = {HEAD_RESOURCE: 0.001}
 
 
@@ -146,7 +154,63 @@ class BuildMonitorActor:
         return True
 
 
+_primary_stores: dict[str, object] = {}
+
+
+@ray.remote(num_cpus=0, max_retries=3)
+def read_chunk(stack_file: str, digest: str) -> bytes:
+    """Runs on the primary region's node: one chunk from its store into the object store."""
+    if stack_file not in _primary_stores:  # one S3 client per worker process
+        stack = StackConfig.load(stack_file)
+        _primary_stores[stack_file] = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
+    return _primary_stores[stack_file].get(chunk_key(digest))
+
+
+def object_store_fetch(stack_file: str, primary: str, window: int):
+    """Chunks carried from the primary region by the Ray object manager, at most `window` in
+    flight (backpressure: a 10 GB artifact never needs more than window x chunk size)."""
+    reader = read_chunk.options(resources={region_resource(primary): _PINNED})
+
+    def fetch(refs: list[ChunkRef]):
+        pending: list[tuple[ChunkRef, ray.ObjectRef]] = []
+        for ref in refs:
+            pending.append((ref, reader.remote(stack_file, ref.digest)))
+            if len(pending) >= window:
+                first, obj = pending.pop(0)
+                yield first, ray.get(obj)
+        for first, obj in pending:
+            yield first, ray.get(obj)
+    return fetch
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RegionReplicatorActor:
+    """Replicates artifacts into one region's store; pinned to that region's node."""
+
+    def __init__(self, stack_file: str, region: str):
+        stack = StackConfig.load(stack_file)
+        self.settings = Settings.from_env()
+        target = next(r for r in stack.regions if r.name == region)
+        self.replicator = Replicator(
+            region, BuildStore(stack.redis_url),
+            s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
+            s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
+            object_store_fetch(stack_file, stack.primary.name, self.settings.replication_window),
+            self.settings)
+        threading.Thread(target=_loop, args=(self.replicator.tick, lambda: 0.5, threading.Event()),
+                         daemon=True).start()
+
+    def peak_rss_bytes(self) -> int:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def start_actors(stack_file: str) -> None:
     """Create the detached actors if they are not running (idempotent)."""
     for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor)):
         cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(stack_file)
+    stack = StackConfig.load(stack_file)
+    for region in stack.regions[1:]:
+        RegionReplicatorActor.options(
+            name=replicator_name(region.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            resources={region_resource(region.name): _PINNED}).remote(stack_file, region.name)

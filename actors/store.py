@@ -14,6 +14,9 @@ Keys (prefix `gantry:`):
   building            set   buildIDs in BUILDING
   seq                 int   arrival counter
   log:{id}            str   the build's log
+  repl:{id}           set   regions the build replicates to (the primary included)
+  repl:{id}:{region}  hash  the Binary replication row: replicationStatus, bytes/chunks moved...
+  replq:{region}      zset  buildID -> ms when that region's replication job may run
 """
 from __future__ import annotations
 
@@ -129,6 +132,66 @@ return redis.call('APPEND', KEYS[1], text)
 """
 
 
+# The artifact is in the primary store: BUILDING -> DEPLOYING, one replication row per region
+# (the primary's already REPLICATED) and a job per other region, in one step.
+# KEYS: build, building. ARGV: lease owner, fields json, now, primary, other regions json,
+# primary row json
+_PUBLISH = """
+local cur = redis.call('HGET', KEYS[1], 'buildStatus')
+if cur ~= 'BUILDING' or redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[1] then return {0, cur or ''} end
+local id = redis.call('HGET', KEYS[1], 'buildID')
+for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('HSET', KEYS[1], 'buildStatus', 'DEPLOYING', 'leaseOwner', '')
+redis.call('SREM', KEYS[2], id)
+local rows = 'gantry:repl:' .. id
+local now = ARGV[3]
+local primary = cjson.decode(ARGV[6])
+redis.call('SADD', rows, ARGV[4])
+redis.call('HSET', rows .. ':' .. ARGV[4], 'region', ARGV[4], 'replicationStatus', 'REPLICATED',
+           'createdAt', now, 'updatedAt', now, 'retries', 0, 'error', '',
+           'bytesTransferred', primary['bytesTransferred'], 'chunksTransferred', primary['chunksTransferred'],
+           'bytesSkipped', primary['bytesSkipped'], 'chunksSkipped', primary['chunksSkipped'])
+local others = cjson.decode(ARGV[5])
+for _, r in ipairs(others) do
+  redis.call('SADD', rows, r)
+  redis.call('HSET', rows .. ':' .. r, 'region', r, 'replicationStatus', 'PENDING', 'createdAt', now,
+             'updatedAt', now, 'retries', 0, 'error', '', 'bytesTransferred', 0, 'chunksTransferred', 0,
+             'bytesSkipped', 0, 'chunksSkipped', 0)
+  redis.call('ZADD', 'gantry:replq:' .. r, now, id)
+end
+if #others == 0 then
+  redis.call('HSET', KEYS[1], 'buildStatus', 'SUCCEEDED', 'finishedAt', now)
+  return {1, 'SUCCEEDED'}
+end
+return {1, 'DEPLOYING'}
+"""
+
+# A region's job ended. KEYS: build. ARGV: region, ok ('1'/'0'), row fields json, now, reason
+# Returns the build's status after it: SUCCEEDED once every row is REPLICATED, FAILED on a
+# failed region; unchanged if the build is no longer DEPLOYING (cancelled meanwhile).
+_FINISH_REGION = """
+local id = redis.call('HGET', KEYS[1], 'buildID')
+if not id then return '' end
+local row = 'gantry:repl:' .. id .. ':' .. ARGV[1]
+for k, v in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', row, k, v) end
+redis.call('HSET', row, 'updatedAt', ARGV[4])
+redis.call('ZREM', 'gantry:replq:' .. ARGV[1], id)
+local st = redis.call('HGET', KEYS[1], 'buildStatus')
+if st ~= 'DEPLOYING' then return st end
+if ARGV[2] == '0' then
+  redis.call('HSET', KEYS[1], 'buildStatus', 'FAILED', 'error', ARGV[5], 'finishedAt', ARGV[4])
+  return 'FAILED'
+end
+for _, r in ipairs(redis.call('SMEMBERS', 'gantry:repl:' .. id)) do
+  if redis.call('HGET', 'gantry:repl:' .. id .. ':' .. r, 'replicationStatus') ~= 'REPLICATED' then
+    return 'DEPLOYING'
+  end
+end
+redis.call('HSET', KEYS[1], 'buildStatus', 'SUCCEEDED', 'finishedAt', ARGV[4])
+return 'SUCCEEDED'
+"""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -146,6 +209,8 @@ class BuildStore:
         self._promote = client.register_script(_PROMOTE)
         self._check_in = client.register_script(_CHECK_IN)
         self._append_log = client.register_script(_APPEND_LOG)
+        self._publish = client.register_script(_PUBLISH)
+        self._finish_region = client.register_script(_FINISH_REGION)
 
     # --- projects -------------------------------------------------------------------------
 
@@ -258,6 +323,52 @@ class BuildStore:
         self.transition(build["buildID"], to, lease_owner=build.get("leaseOwner") or "",
                         fields=fields, delay_until_ms=ready_at)
         return to
+
+    # --- replication ----------------------------------------------------------------------
+
+    def publish_artifact(self, build_id: str, owner: str, fields: dict, primary: str,
+                         others: list[str], primary_row: dict) -> BuildStatus:
+        """BUILDING -> DEPLOYING with the artifact, replication rows and jobs, atomically.
+        Returns DEPLOYING, or SUCCEEDED when there is no other region."""
+        ok, status = self._publish(
+            keys=[f"{P}build:{build_id}", f"{P}building"],
+            args=[owner, json.dumps({k: str(v) for k, v in fields.items()}), self.clock(), primary,
+                  json.dumps(others), json.dumps(primary_row)])
+        if not ok:
+            raise TransitionRefused(build_id, status or None, BuildStatus.DEPLOYING.value)
+        return BuildStatus(status)
+
+    def replication_rows(self, build_id: str) -> list[dict]:
+        regions = sorted(self.r.smembers(f"{P}repl:{build_id}"))
+        with self.r.pipeline(transaction=False) as p:
+            for region in regions:
+                p.hgetall(f"{P}repl:{build_id}:{region}")
+            return [h for h in p.execute() if h]
+
+    def due_replications(self, region: str, limit: int = 10) -> list[str]:
+        return self.r.zrangebyscore(f"{P}replq:{region}", "-inf", self.clock(), start=0, num=limit)
+
+    def update_replication(self, build_id: str, region: str, fields: dict, incr: dict | None = None) -> None:
+        key = f"{P}repl:{build_id}:{region}"
+        with self.r.pipeline() as p:
+            p.hset(key, mapping={**{k: str(v) for k, v in fields.items()}, "updatedAt": self.clock()})
+            for k, v in (incr or {}).items():
+                p.hincrby(key, k, v)
+            p.execute()
+
+    def retry_replication(self, build_id: str, region: str, ready_at_ms: int, error: str) -> None:
+        key = f"{P}repl:{build_id}:{region}"
+        with self.r.pipeline() as p:
+            p.hincrby(key, "retries", 1)
+            p.hset(key, mapping={"error": error, "updatedAt": self.clock()})
+            p.zadd(f"{P}replq:{region}", {build_id: ready_at_ms})
+            p.execute()
+
+    def finish_replication(self, build_id: str, region: str, ok: bool, reason: str = "") -> str:
+        fields = {"replicationStatus": "REPLICATED" if ok else "FAILED", "error": reason}
+        return self._finish_region(keys=[f"{P}build:{build_id}"],
+                                   args=[region, "1" if ok else "0", json.dumps(fields), self.clock(),
+                                         f"replication to {region} failed: {reason}"])
 
     # --- logs -----------------------------------------------------------------------------
 

@@ -1,7 +1,12 @@
-"""A region's blob store through the S3 API (boto3): multipart, parallel parts, retries."""
+"""Blob stores: a filesystem store and S3 (boto3). Same contract: writes are idempotent and
+atomic (a reader never sees a partial object), and content-addressed keys already present are
+not written again."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -9,14 +14,85 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 
+def chunk_key(digest: str) -> str:
+    algo, hexd = digest.split(":", 1)
+    return f"chunks/{algo}/{hexd[:2]}/{hexd}"
+
+
+def manifest_key(digest: str) -> str:
+    algo, hexd = digest.split(":", 1)
+    return f"manifests/{algo}/{hexd}.json"
+
+
+class BlobNotFound(KeyError):
+    pass
+
+
+class BlobStore(Protocol):
+    def has(self, key: str) -> bool: ...
+    def put(self, key: str, data: bytes) -> bool: ...          # True if written, False if present
+    def get(self, key: str) -> bytes: ...
+    def put_file(self, key: str, path: Path) -> None: ...
+    def get_file(self, key: str, path: Path) -> None: ...
+
+
+class FsBlobStore:
+    """Objects as files under `root`; written to a temp file and renamed into place."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        p = (self.root / key).resolve()
+        if self.root.resolve() not in p.parents:
+            raise ValueError(f"key {key!r} escapes the store")
+        return p
+
+    def has(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def put(self, key: str, data: bytes) -> bool:
+        if self.has(key):
+            return False
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(key)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.put(key, Path(path).read_bytes())
+
+    def get_file(self, key: str, path: Path) -> None:
+        Path(path).write_bytes(self.get(key))
+
+
 class S3BlobStore:
-    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str):
+    """A bucket through the S3 API: multipart for large objects, parallel parts, retries with
+    backoff (botocore standard mode). S3 PUTs are atomic per object."""
+
+    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, max_attempts: int = 8):
         self.bucket = bucket
         self.s3 = boto3.client(
             "s3", endpoint_url=endpoint, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, region_name="us-east-1",
-            config=Config(retries={"max_attempts": 8, "mode": "standard"},
-                          s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=60))
+            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
+                          s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=60,
+                          max_pool_connections=16))
         self.transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20,
                                        max_concurrency=4)
 
@@ -26,7 +102,7 @@ class S3BlobStore:
         except ClientError:
             self.s3.create_bucket(Bucket=self.bucket)
 
-    def exists(self, key: str) -> bool:
+    def has(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
@@ -35,18 +111,27 @@ class S3BlobStore:
                 return False
             raise
 
+    def put(self, key: str, data: bytes) -> bool:
+        if self.has(key):
+            return False
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise BlobNotFound(key)
+            raise
+
     def put_file(self, key: str, path: Path) -> None:
-        """Idempotent: content-addressed keys that exist already are not uploaded again."""
-        if not self.exists(key):
-            self.s3.upload_file(str(path), self.bucket, key, Config=self.transfer)
+        self.s3.upload_file(str(path), self.bucket, key, Config=self.transfer)
 
     def get_file(self, key: str, path: Path) -> None:
         self.s3.download_file(self.bucket, key, str(path), Config=self.transfer)
 
-    def size(self, key: str) -> int:
-        return self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
 
-
-def artifact_key(digest: str) -> str:
-    algo, hexdigest = digest.split(":", 1)
-    return f"artifacts/{algo}/{hexdigest[:2]}/{hexdigest}.tar"
+def s3_for(region, access_key: str, secret_key: str, **kw) -> S3BlobStore:
+    """The blob store of a `gantry.topology.Region`."""
+    return S3BlobStore(region.s3_endpoint, region.bucket, access_key, secret_key, **kw)

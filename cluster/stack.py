@@ -109,8 +109,17 @@ class Stack:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, **(env or {})})
         out.close()
-        self._record(name, proc, **meta)
+        self._record(name, proc, argv=argv, env=env or {}, **meta)
         return proc
+
+    def respawn(self, name: str) -> None:
+        """Start a stopped service again exactly as it was started (same port, same data)."""
+        p = self.pids()[name]
+        meta = {k: v for k, v in p.items() if k not in ("pid", "argv", "env")}
+        self._spawn(name, p["argv"], p["env"], **meta)
+        if "port" in p:
+            wait_for(lambda: socket.create_connection((HOST, p["port"]), timeout=1).close() or True,
+                     30, f"{name} to listen again")
 
     def config(self) -> StackConfig:
         return StackConfig.load(self.stack_file)
@@ -186,21 +195,18 @@ class Stack:
     def _start_redis(self) -> int:
         port = free_port()
         (self.home / "redis").mkdir(exist_ok=True)
-        self._spawn("redis", self.redis_argv(port), port=port)
+        argv = [shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", HOST, "--port", str(port),
+                "--dir", str(self.home / "redis"), "--appendonly", "yes", "--appendfsync", "always",
+                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+        self._spawn("redis", argv, port=port)
         wait_for(lambda: self._redis_ping(port), 30, "redis")
         return port
 
-    def redis_argv(self, port: int) -> list[str]:
-        return [shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", HOST, "--port", str(port),
-                "--dir", str(self.home / "redis"), "--appendonly", "yes", "--appendfsync", "always",
-                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
-
     def restart_redis(self, kill_signal: int = signal.SIGKILL) -> None:
         """Kill Redis (by default with SIGKILL, as a crash) and start it again on its port."""
-        port = self.pids()["redis"]["port"]
         self.stop_process("redis", kill_signal)
-        self._spawn("redis", self.redis_argv(port), port=port)
-        wait_for(lambda: self._redis_ping(port), 30, "redis")
+        self.respawn("redis")
+        wait_for(lambda: self._redis_ping(self.pids()["redis"]["port"]), 30, "redis")
 
     @staticmethod
     def _redis_ping(port: int) -> bool:

@@ -140,15 +140,26 @@ def heartbeat_expired(last_heartbeat_ms: int, now_ms: int, interval_s: float, mi
 
 # --- records ---------------------------------------------------------------------------------
 
-def public_record(h: dict[str, str]) -> dict:
-    """A build's Redis hash as the API shows it."""
+def public_replication(row: dict[str, str]) -> dict:
+    return {"region": row["region"], "replicationStatus": row["replicationStatus"],
+            "bytesTransferred": int(row.get("bytesTransferred") or 0),
+            "bytesSkipped": int(row.get("bytesSkipped") or 0),
+            "chunksTransferred": int(row.get("chunksTransferred") or 0),
+            "chunksSkipped": int(row.get("chunksSkipped") or 0),
+            "retries": int(row.get("retries") or 0),
+            "error": row.get("error") or None,
+            "updatedAt": iso_ms(int(row["updatedAt"])) if row.get("updatedAt") else None}
+
+
+def public_record(h: dict[str, str], replication: list[dict] | None = None) -> dict:
+    """A build's Redis hash (and its replication rows) as the API shows it."""
     def num(key):
         v = h.get(key)
         return int(v) if v not in (None, "") else None
 
     artifact = None
     if h.get("artifactDigest"):
-        artifact = {"digest": h["artifactDigest"], "size": num("artifactSize")}
+        artifact = {"digest": h["artifactDigest"], "size": num("artifactSize"), "chunks": num("artifactChunks")}
     return {
         "buildID": h["buildID"],
         "projectName": h["projectName"],
@@ -165,6 +176,7 @@ def public_record(h: dict[str, str]) -> dict:
         "exitCode": num("exitCode"),
         "logTail": h.get("logTail") or None,
         "artifact": artifact,
+        "replication": [public_replication(r) for r in replication or []],
     }
 
 

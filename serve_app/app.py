@@ -124,7 +124,10 @@ class GantryAPI:
                                   fields={"error": f"cancelled by {who.user}"})
         except TransitionRefused as e:
             raise ApiError(409, "build cannot be cancelled", f"build is {e.current}")
-        return B.public_record(self.store.get(build_id))
+        return self._record(build_id)
+
+    def _record(self, build_id: str, rec: dict | None = None) -> dict:
+        return B.public_record(rec or self.store.get(build_id), self.store.replication_rows(build_id))
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -175,7 +178,7 @@ class GantryAPI:
     @app.get("/projects/{projectName}/builds/{buildID}", response_model=Build)
     def get_build(self, projectName: str, buildID: str, request: Request):
         self._project(request, projectName)
-        return B.public_record(self._build(projectName, buildID))
+        return self._record(buildID, self._build(projectName, buildID))
 
     @app.get("/projects/{projectName}/builds/{buildID}/logs", response_model=BuildLog)
     def get_logs(self, projectName: str, buildID: str, request: Request, offset: int = Query(0, ge=0)):

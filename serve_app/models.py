@@ -85,8 +85,21 @@ class BuildPage(BaseModel):
 
 
 class Artifact(BaseModel):
-    digest: str
-    size: int | None
+    digest: str            # the manifest's BLAKE3 digest
+    size: int | None       # bytes of the packed artifact
+    chunks: int | None
+
+
+class Replication(BaseModel):
+    region: str
+    replicationStatus: Literal["PENDING", "REPLICATED", "FAILED"]
+    bytesTransferred: int
+    bytesSkipped: int
+    chunksTransferred: int
+    chunksSkipped: int
+    retries: int
+    error: str | None
+    updatedAt: str | None
 
 
 class Build(BaseModel):
@@ -105,6 +118,7 @@ class Build(BaseModel):
     exitCode: int | None
     logTail: str | None = None
     artifact: Artifact | None
+    replication: list[Replication] = []
 
 
 class BuildLog(BaseModel):

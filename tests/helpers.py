@@ -53,3 +53,15 @@ def wait_build(api, project: str, build_id: str, until=TERMINAL, timeout_s: floa
 def host_processes_matching(text: str) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if text in line and "ps -eo" not in line]
+
+
+def reassemble(stack, region, manifest_digest: str, dest: Path) -> Path:
+    """Extract an artifact from one region's blob store, verifying every chunk."""
+    from gantry.artifacts.blobstore import chunk_key, manifest_key, s3_for
+    from gantry.artifacts.manifest import Manifest
+    from gantry.artifacts.unpack import extract, stream_chunks
+    cfg = stack.config()
+    store = s3_for(region, cfg.s3_access_key, cfg.s3_secret_key)
+    manifest = Manifest.from_bytes(store.get(manifest_key(manifest_digest)), manifest_digest)
+    extract(stream_chunks(manifest, lambda d: store.get(chunk_key(d))), dest)
+    return dest

@@ -23,6 +23,9 @@ TEST_ENV = {
     "GANTRY_RETRY_BACKOFF_S": "0.5",
     "GANTRY_BUILD_MEMORY_BYTES": str(256 << 20),
     "GANTRY_BUILD_PIDS": "128",
+    "GANTRY_CHUNK_AVG_BYTES": str(256 << 10),   # many chunks from small test artifacts
+    "GANTRY_REPLICATION_BACKOFF_S": "0.5",
+    "GANTRY_REPLICATION_WINDOW": "2",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }

@@ -1,0 +1,99 @@
+"""Replication of artifacts into one region's blob store.
+
+`Replicator` is plain logic: it takes the region's due jobs from Redis, asks which chunks the
+region lacks, moves only those (through `fetch`, which in the stack carries them from the primary
+region through the Ray object store), verifies each digest, writes it, and writes the manifest
+last. A job interrupted anywhere resumes from what the region already holds.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Iterator
+
+from gantry.actors.store import BuildStore
+from gantry.artifacts.blobstore import BlobStore, chunk_key, manifest_key
+from gantry.artifacts.chunking import ChunkRef
+from gantry.artifacts.manifest import BadManifest, Manifest
+from gantry.artifacts.unpack import ChunkCorrupt, verified
+from gantry.builds import BuildStatus
+from gantry.config import Settings
+
+log = logging.getLogger("gantry.replicator")
+
+# Yields (chunk, bytes) for the chunks asked for, in order, with bounded bytes in flight.
+Fetch = Callable[[list[ChunkRef]], Iterator[tuple[ChunkRef, bytes]]]
+
+
+class _Stop(Exception):
+    """The build left DEPLOYING (cancelled) while its job ran."""
+
+
+class Replicator:
+    def __init__(self, region: str, store: BuildStore, primary: BlobStore, target: BlobStore,
+                 fetch: Fetch, settings: Settings):
+        self.region, self.store, self.primary, self.target = region, store, primary, target
+        self.fetch, self.settings = fetch, settings
+
+    def tick(self) -> list[tuple[str, str]]:
+        """Run every due job; returns (buildID, outcome) for each."""
+        return [(b, self.replicate(b)) for b in self.store.due_replications(self.region)]
+
+    def replicate(self, build_id: str) -> str:
+        rec = self.store.get(build_id)
+        if rec is None or rec.get("buildStatus") != BuildStatus.DEPLOYING.value:
+            status = (rec or {}).get("buildStatus", "missing")
+            self.store.finish_replication(build_id, self.region, ok=False, reason=f"build is {status}")
+            return "DROPPED"
+        try:
+            manifest_bytes = self.primary.get(manifest_key(rec["artifactDigest"]))
+            manifest = Manifest.from_bytes(manifest_bytes, rec["artifactDigest"])
+            self._copy(build_id, manifest)
+            self.target.put(manifest_key(rec["artifactDigest"]), manifest_bytes)  # last
+        except _Stop:
+            self.store.finish_replication(build_id, self.region, ok=False, reason="build left DEPLOYING")
+            return "STOPPED"
+        except (ChunkCorrupt, BadManifest) as e:  # retrying cannot mend the primary's copy
+            reason = f"{e} in the primary store"
+            log.error("replication of %s to %s: %s", build_id, self.region, reason)
+            return self.store.finish_replication(build_id, self.region, ok=False, reason=reason)
+        except Exception as e:  # a store unreachable, a reader lost: retry with backoff
+            return self._retry(build_id, f"{type(e).__name__}: {e}")
+        return self.store.finish_replication(build_id, self.region, ok=True)
+
+    def _copy(self, build_id: str, manifest: Manifest) -> None:
+        chunks = manifest.unique_chunks()
+        missing = [c for c in chunks if not self.target.has(chunk_key(c.digest))]
+        row = next((r for r in self.store.replication_rows(build_id) if r["region"] == self.region), {})
+        moved_chunks, moved_bytes = int(row.get("chunksTransferred", 0)), int(row.get("bytesTransferred", 0))
+        missing_set = set(missing)
+        present = [c for c in chunks if c not in missing_set]
+        # Chunks an earlier attempt of this job moved are not "skipped": they were transferred.
+        self.store.update_replication(build_id, self.region, {
+            "chunksSkipped": max(0, len(present) - moved_chunks),
+            "bytesSkipped": max(0, sum(c.size for c in present) - moved_bytes)})
+        for i, (ref, data) in enumerate(self.fetch(missing)):
+            self.target.put(chunk_key(ref.digest), verified(ref.digest, data))
+            self.store.update_replication(build_id, self.region, {},
+                                          incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
+            if i % 8 == 7 and self.store.get(build_id).get("buildStatus") != BuildStatus.DEPLOYING.value:
+                raise _Stop()
+
+    def _retry(self, build_id: str, error: str) -> str:
+        s = self.settings
+        row = next((r for r in self.store.replication_rows(build_id) if r["region"] == self.region), {})
+        retries = int(row.get("retries", 0))
+        if retries + 1 > s.replication_max_retries:
+            return self.store.finish_replication(build_id, self.region, ok=False,
+                                                 reason=f"gave up after {retries + 1} attempts: {error}")
+        delay = min(300.0, s.replication_backoff_s * 2 ** retries)
+        log.warning("replication of %s to %s failed (%s); retry in %.1fs", build_id, self.region, error, delay)
+        self.store.retry_replication(build_id, self.region, self.store.clock() + int(delay * 1000), error)
+        return "RETRYING"
+
+
+def direct_fetch(source: BlobStore) -> Fetch:
+    """Read chunks straight from a store (no Ray): for single-process use and tests."""
+    def fetch(refs: Iterable[ChunkRef]):
+        for ref in refs:
+            yield ref, source.get(chunk_key(ref.digest))
+    return fetch

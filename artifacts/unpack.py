@@ -1,0 +1,88 @@
+"""Reassemble an artifact from its chunks and extract it safely.
+
+Every chunk is checked against its digest. Extraction refuses what a hostile tar could use:
+absolute paths, `..`, hard links, devices, fifos, links that leave the release directory, and
+writing through a symlink.
+"""
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+from gantry.artifacts.chunking import digest_of
+from gantry.artifacts.manifest import Manifest
+
+
+class ChunkCorrupt(Exception):
+    def __init__(self, digest: str):
+        super().__init__(f"chunk {digest} does not match its digest")
+        self.digest = digest
+
+
+class UnsafeArchive(Exception):
+    pass
+
+
+def verified(digest: str, data: bytes) -> bytes:
+    if digest_of(data) != digest:
+        raise ChunkCorrupt(digest)
+    return data
+
+
+def stream_chunks(manifest: Manifest, fetch: Callable[[str], bytes]) -> Iterator[bytes]:
+    for c in manifest.chunks:
+        yield verified(c.digest, fetch(c.digest))
+
+
+class _ChunkReader:
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.buf = chunks, b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buf) < n:
+            nxt = next(self.chunks, None)
+            if nxt is None:
+                break
+            self.buf += nxt
+        if n < 0:
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def extract(chunks: Iterator[bytes], dest: Path) -> None:
+    """Extract a gantry tar stream into `dest` (created; must not exist)."""
+    dest.mkdir(parents=True)
+    root = dest.resolve()
+    with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+        for m in tar:
+            name = m.name
+            parts = Path(name).parts
+            if name.startswith("/") or ".." in parts or not parts:
+                raise UnsafeArchive(f"unsafe path {name!r}")
+            target = root / name
+            parent = target.parent.resolve()  # resolves any symlinked directory on the way
+            if not _inside(root, parent) or parent != root / Path(name).parent:
+                raise UnsafeArchive(f"{name!r} would be written through a symlink")
+            if m.isdir():
+                target.mkdir(mode=0o755, exist_ok=True)
+            elif m.isreg():
+                src = tar.extractfile(m)
+                with open(target, "xb") as f:
+                    while block := src.read(1 << 20):
+                        f.write(block)
+                os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
+            elif m.issym():
+                link = m.linkname
+                if link.startswith("/") or not _inside(root, (target.parent / link).resolve()):
+                    raise UnsafeArchive(f"symlink {name!r} -> {link!r} leaves the release")
+                os.symlink(link, target)
+            else:
+                raise UnsafeArchive(f"{name!r} is a {'hard link' if m.islnk() else 'special file'}")

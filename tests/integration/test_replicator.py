@@ -1,0 +1,104 @@
+"""The Replicator's logic against real Redis and real stores, without Ray: rows, delta,
+corruption, cancel, retry and give-up."""
+import os
+
+import pytest
+import redis
+
+from gantry.actors.replicator import Replicator, direct_fetch
+from gantry.actors.store import BuildStore
+from gantry.artifacts.blobstore import FsBlobStore, chunk_key
+from gantry.artifacts.publish import publish
+from gantry.builds import BuildStatus
+from gantry.config import Settings
+
+SETTINGS = Settings(replication_max_retries=2, replication_backoff_s=0)
+
+
+@pytest.fixture
+def world(redis_url, tmp_path):
+    redis.Redis.from_url(redis_url).flushdb()
+    store = BuildStore(redis_url)
+    primary, region = FsBlobStore(tmp_path / "primary"), FsBlobStore(tmp_path / "eu")
+    return store, primary, region, tmp_path
+
+
+def published_build(store, primary, out, owner="o"):
+    b = store.create_build("p", "a" * 40)["buildID"]
+    assert store.claim_next(owner) == b
+    manifest, stats = publish(out, primary, 16 << 10)
+    fields = {"artifactDigest": manifest.manifest_digest, "artifactSize": manifest.size,
+              "artifactChunks": len(manifest.chunks)}
+    row = {"bytesTransferred": stats.bytes_uploaded, "chunksTransferred": stats.chunks_uploaded,
+           "bytesSkipped": stats.bytes_skipped, "chunksSkipped": stats.chunks_skipped}
+    assert store.publish_artifact(b, owner, fields, "us", ["eu"], row) is BuildStatus.DEPLOYING
+    return b, manifest
+
+
+def rows(store, b):
+    return {r["region"]: r for r in store.replication_rows(b)}
+
+
+def output(tmp_path, name, blob, extra=b""):
+    out = tmp_path / name
+    out.mkdir()
+    (out / "blob").write_bytes(blob)
+    (out / "note").write_bytes(extra)
+    return out
+
+
+def test_replicates_then_moves_only_changed_chunks(world):
+    store, primary, region, tmp = world
+    blob = os.urandom(1 << 20)
+    rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
+    b1, m1 = published_build(store, primary, output(tmp, "v1", blob, b"one"))
+    assert rep.tick() == [(b1, "SUCCEEDED")]
+    r1 = rows(store, b1)["eu"]
+    assert r1["replicationStatus"] == "REPLICATED" and int(r1["bytesTransferred"]) == m1.size
+    assert all(region.has(chunk_key(c.digest)) for c in m1.chunks)
+
+    b2, m2 = published_build(store, primary, output(tmp, "v2", blob, b"two"), owner="o2")
+    assert rep.tick() == [(b2, "SUCCEEDED")]
+    r2 = rows(store, b2)["eu"]
+    assert int(r2["bytesTransferred"]) < 0.1 * m2.size and int(r2["chunksSkipped"]) > 0
+    assert int(r2["bytesTransferred"]) + int(r2["bytesSkipped"]) == sum(c.size for c in m2.unique_chunks())
+    assert store.get(b2)["buildStatus"] == "SUCCEEDED"
+
+
+def test_a_corrupt_primary_chunk_is_never_replicated_as_good(world):
+    store, primary, region, tmp = world
+    b, m = published_build(store, primary, output(tmp, "v", os.urandom(200_000)))
+    victim = primary._path(chunk_key(m.chunks[2].digest))
+    victim.write_bytes(victim.read_bytes()[::-1])
+    rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
+    assert rep.tick() == [(b, "FAILED")]
+    rec = store.get(b)
+    assert rec["buildStatus"] == "FAILED" and "does not match its digest" in rec["error"]
+    assert "replication to eu failed" in rec["error"]
+    assert not region.has(chunk_key(m.chunks[2].digest))
+    assert rows(store, b)["eu"]["replicationStatus"] == "FAILED"
+
+
+def test_cancel_during_deploying_stops_replication(world):
+    store, primary, region, tmp = world
+    b, m = published_build(store, primary, output(tmp, "v", os.urandom(600_000)))
+    store.transition(b, BuildStatus.CANCELLED)
+    rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
+    assert rep.tick() == [(b, "DROPPED")]
+    assert store.get(b)["buildStatus"] == "CANCELLED" and store.due_replications("eu") == []
+
+
+def test_unreachable_store_is_retried_then_given_up(world):
+    store, primary, region, tmp = world
+    b, m = published_build(store, primary, output(tmp, "v", os.urandom(100_000)))
+
+    def broken(refs):
+        raise ConnectionError("eu store down")
+        yield  # pragma: no cover
+
+    rep = Replicator("eu", store, primary, region, broken, SETTINGS)
+    assert rep.tick() == [(b, "RETRYING")]
+    assert rep.tick() == [(b, "RETRYING")]
+    assert rep.tick() == [(b, "FAILED")]
+    rec = store.get(b)
+    assert rec["buildStatus"] == "FAILED" and "gave up after 3 attempts" in rec["error"]
