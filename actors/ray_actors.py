@@ -154,27 +154,32 @@ class BuildMonitorActor:
         return True
 
 
-_primary_stores: dict[str, object] = {}
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=16)
+class ChunkReaderActor:
+    """On the primary region's node: reads chunks from its store into the Ray object store, from
+    which the object manager carries them to the replicators. Long-lived, so no worker process
+    is started per chunk."""
 
-
-@ray.remote(num_cpus=0, max_retries=3)
-def read_chunk(stack_file: str, digest: str) -> bytes:
-    """Runs on the primary region's node: one chunk from its store into the object store."""
-    if stack_file not in _primary_stores:  # one S3 client per worker process
+    def __init__(self, stack_file: str):
         stack = StackConfig.load(stack_file)
-        _primary_stores[stack_file] = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
-    return _primary_stores[stack_file].get(chunk_key(digest))
+        self.store = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
+
+    def read(self, digest: str) -> bytes:
+        return self.store.get(chunk_key(digest))
 
 
-def object_store_fetch(stack_file: str, primary: str, window: int):
+def reader_name(region: str) -> str:
+    return f"chunk-reader-{region}"
+
+
+def object_store_fetch(primary: str, window: int):
     """Chunks carried from the primary region by the Ray object manager, at most `window` in
     flight (backpressure: a 10 GB artifact never needs more than window x chunk size)."""
-    reader = read_chunk.options(resources={region_resource(primary): _PINNED})
-
     def fetch(refs: list[ChunkRef]):
+        reader = ray.get_actor(reader_name(primary), namespace=NAMESPACE)
         pending: list[tuple[ChunkRef, ray.ObjectRef]] = []
         for ref in refs:
-            pending.append((ref, reader.remote(stack_file, ref.digest)))
+            pending.append((ref, reader.read.remote(ref.digest)))
             if len(pending) >= window:
                 first, obj = pending.pop(0)
                 yield first, ray.get(obj)
@@ -195,7 +200,7 @@ class RegionReplicatorActor:
             region, BuildStore(stack.redis_url),
             s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
             s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
-            object_store_fetch(stack_file, stack.primary.name, self.settings.replication_window),
+            object_store_fetch(stack.primary.name, self.settings.replication_window),
             self.settings)
         threading.Thread(target=_loop, args=(self.replicator.tick, lambda: 0.5, threading.Event()),
                          daemon=True).start()
@@ -210,6 +215,9 @@ def start_actors(stack_file: str) -> None:
     for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor)):
         cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(stack_file)
     stack = StackConfig.load(stack_file)
+    ChunkReaderActor.options(
+        name=reader_name(stack.primary.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        resources={region_resource(stack.primary.name): _PINNED}).remote(stack_file)
     for region in stack.regions[1:]:
         RegionReplicatorActor.options(
             name=replicator_name(region.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,

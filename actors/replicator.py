@@ -8,6 +8,8 @@ last. A job interrupted anywhere resumes from what the region already holds.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 from gantry.actors.store import BuildStore
@@ -62,7 +64,9 @@ class Replicator:
 
     def _copy(self, build_id: str, manifest: Manifest) -> None:
         chunks = manifest.unique_chunks()
-        missing = [c for c in chunks if not self.target.has(chunk_key(c.digest))]
+        with ThreadPoolExecutor(8) as pool:  # one HEAD per chunk: 2,000 of them for 10 GB
+            present_flags = list(pool.map(lambda c: self.target.has(chunk_key(c.digest)), chunks))
+        missing = [c for c, present in zip(chunks, present_flags) if not present]
         row = next((r for r in self.store.replication_rows(build_id) if r["region"] == self.region), {})
         moved_chunks, moved_bytes = int(row.get("chunksTransferred", 0)), int(row.get("bytesTransferred", 0))
         missing_set = set(missing)
@@ -71,12 +75,23 @@ class Replicator:
         self.store.update_replication(build_id, self.region, {
             "chunksSkipped": max(0, len(present) - moved_chunks),
             "bytesSkipped": max(0, sum(c.size for c in present) - moved_bytes)})
-        for i, (ref, data) in enumerate(self.fetch(missing)):
-            self.target.put(chunk_key(ref.digest), verified(ref.digest, data))
-            self.store.update_replication(build_id, self.region, {},
-                                          incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
-            if i % 8 == 7 and self.store.get(build_id).get("buildStatus") != BuildStatus.DEPLOYING.value:
-                raise _Stop()
+        # Writes overlap the next fetches; at most `window` chunks wait to be written.
+        window = max(1, self.settings.replication_window)
+        with ThreadPoolExecutor(window) as pool:
+            writes: deque[Future] = deque()
+            for i, (ref, data) in enumerate(self.fetch(missing)):
+                writes.append(pool.submit(self._store_chunk, build_id, ref, data))
+                while len(writes) > window:
+                    writes.popleft().result()
+                if i % 8 == 7 and self.store.get(build_id).get("buildStatus") != BuildStatus.DEPLOYING.value:
+                    raise _Stop()
+            for w in writes:
+                w.result()
+
+    def _store_chunk(self, build_id: str, ref: ChunkRef, data: bytes) -> None:
+        self.target.put(chunk_key(ref.digest), verified(ref.digest, data))
+        self.store.update_replication(build_id, self.region, {},
+                                      incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
 
     def _retry(self, build_id: str, error: str) -> str:
         s = self.settings
