@@ -58,3 +58,30 @@ def test_redis_crash_right_after_202_loses_nothing(api, stack, new_project):
     assert BuildStore(stack.config().redis_url).get(b) is not None  # it was on disk before the 202
     rec = wait_build(api, project, b, timeout_s=180)
     assert rec["buildStatus"] == "SUCCEEDED", rec
+
+
+def test_region_node_killed_mid_replication_resumes_when_it_returns(api, stack, new_project, tmp_path):
+    from helpers import reassemble
+    project, sha, _ = new_project("mkdir -p dist; head -c 41943040 /dev/urandom > dist/blob")
+    b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+    store = BuildStore(stack.config().redis_url)
+
+    def eu_row():
+        return next((r for r in store.replication_rows(b) if r["region"] == "eu-west"), None)
+    wait_until(lambda: (eu_row() or {}).get("chunksTransferred", "0") not in ("0",), 120,
+               "replication to eu-west to start")
+    assert eu_row()["replicationStatus"] == "PENDING"
+    stack.kill_node("ray-region-eu-west")   # the replicator actor dies with its node
+    time.sleep(2)
+    stack.respawn("ray-region-eu-west")     # the region's node comes back; Ray restarts the actor there
+    rec = wait_build(api, project, b, timeout_s=240)
+    assert rec["buildStatus"] == "SUCCEEDED", rec
+    row = eu_row()
+    from gantry.artifacts.blobstore import manifest_key, s3_for
+    from gantry.artifacts.manifest import Manifest
+    cfg = stack.config()
+    manifest = Manifest.from_bytes(s3_for(cfg.primary, cfg.s3_access_key, cfg.s3_secret_key)
+                                   .get(manifest_key(rec["artifact"]["digest"])))
+    assert int(row["chunksTransferred"]) + int(row["chunksSkipped"]) == len(manifest.unique_chunks())
+    reassemble(stack, next(r for r in cfg.regions if r.name == "eu-west"), rec["artifact"]["digest"],
+               tmp_path / "release")
