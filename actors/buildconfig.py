@@ -4,6 +4,10 @@
     command = "make dist"   # run with sh -c in the sandbox, cwd = the checkout
     output = "dist"         # directory, relative to the checkout, that becomes the artifact
     timeout = 600           # seconds; optional
+
+    [deploy]                # optional: run on each host after it switches to the release
+    start = "./bin/app --daemon"
+    health = "./bin/app --check"
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ class BuildConfig:
     command: str
     output: str
     timeout_s: float
+    deploy_start: str = ""
+    deploy_health: str = ""
 
 
 def load(checkout: Path, default_timeout_s: float, max_timeout_s: float) -> BuildConfig:
@@ -45,4 +51,14 @@ def load(checkout: Path, default_timeout_s: float, max_timeout_s: float) -> Buil
     timeout = build.get("timeout", default_timeout_s)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= max_timeout_s:
         raise ConfigError(f"gantry.toml: [build] timeout must be a number of seconds in (0, {max_timeout_s:g}]")
-    return BuildConfig(command=command, output=str(out), timeout_s=float(timeout))
+    deploy = doc.get("deploy", {})
+    if not isinstance(deploy, dict):
+        raise ConfigError("gantry.toml: [deploy] must be a table")
+    hooks = {}
+    for hook in ("start", "health"):
+        value = deploy.get(hook, "")
+        if not isinstance(value, str):
+            raise ConfigError(f"gantry.toml: [deploy] {hook} must be a string")
+        hooks[hook] = value
+    return BuildConfig(command=command, output=str(out), timeout_s=float(timeout),
+                       deploy_start=hooks["start"], deploy_health=hooks["health"])

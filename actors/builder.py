@@ -159,6 +159,8 @@ class BuildRunner:
         output = checkout / cfg.output
         if not output.is_dir() or output.is_symlink():
             raise BuildFailed(f"output directory '{cfg.output}' was not produced")
+        # hosts run these after switching to the release
+        self.store.set_fields(build_id, {"deployStart": cfg.deploy_start, "deployHealth": cfg.deploy_health})
         return output
 
     def _publish(self, build_id: str, owner: str, output: Path, checkin: CheckIn) -> str:

@@ -34,3 +34,12 @@ def test_invalid_configs_say_why(tmp_path, text, message):
         write(tmp_path, text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load(tmp_path, 900, 3600)
+
+
+def test_deploy_hooks_are_read_when_present(tmp_path):
+    cfg = load(write(tmp_path, '[build]\ncommand = "make"\noutput = "d"\n[deploy]\nstart = "./run"\nhealth = "./check"\n'),
+               900, 3600)
+    assert (cfg.deploy_start, cfg.deploy_health) == ("./run", "./check")
+    assert load(write(tmp_path, '[build]\ncommand = "make"\noutput = "d"\n'), 900, 3600).deploy_start == ""
+    with pytest.raises(ConfigError, match="deploy"):
+        load(write(tmp_path, '[build]\ncommand = "m"\noutput = "d"\n[deploy]\nstart = 3\n'), 900, 3600)

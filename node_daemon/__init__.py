@@ -1,0 +1,1 @@
+"""The host agent: chunk cache, peer server, downloader, installer. Never imports Ray."""

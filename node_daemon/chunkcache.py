@@ -1,0 +1,70 @@
+"""A host's verified chunks on disk, shared by every release.
+
+A chunk enters the cache only after its digest is checked, and is written atomically, so what
+the cache holds survives a crash and is never re-downloaded: after a restart `missing()` is the
+resume point. Chunks of earlier releases are reused by later ones (a delta deploy).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from gantry.artifacts.manifest import Manifest
+from gantry.artifacts.unpack import verified
+
+
+class ChunkCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        algo, hexd = digest.split(":", 1)
+        if len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
+            raise ValueError(f"not a chunk digest: {digest!r}")
+        return self.root / algo / hexd[:2] / hexd
+
+    def has(self, digest: str) -> bool:
+        return self._path(digest).is_file()
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Store a chunk after checking it; raises ChunkCorrupt if it is not what it claims."""
+        verified(digest, data)
+        path = self._path(digest)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, digest: str) -> bytes:
+        return self._path(digest).read_bytes()
+
+    def missing(self, manifest: Manifest) -> list:
+        """The manifest's unique chunks not held yet, in order."""
+        return [c for c in manifest.unique_chunks() if not self.has(c.digest)]
+
+    def held(self, manifest: Manifest) -> set[str]:
+        return {c.digest for c in manifest.unique_chunks() if self.has(c.digest)}
+
+    def prune(self, keep: list[Manifest]) -> int:
+        """Delete chunks no kept manifest uses; returns how many."""
+        wanted = {c.digest for m in keep for c in m.chunks}
+        removed = 0
+        for path in self.root.glob("*/*/*"):
+            if path.name.startswith(".part-"):
+                path.unlink(missing_ok=True)
+                continue
+            if f"{path.parent.parent.name}:{path.name}" not in wanted:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

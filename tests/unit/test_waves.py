@@ -1,0 +1,28 @@
+import pytest
+
+from gantry.actors.waves import DEFAULT_STEPS, Strategy, gate_failed_already, gate_passes, plan_waves
+
+
+def hosts(n):
+    return [f"h{i:03d}" for i in range(n)]
+
+
+@pytest.mark.parametrize("n,sizes", [
+    (1, [1]), (2, [1, 1]), (4, [1, 1, 2]), (10, [1, 4, 5]), (100, [1, 9, 40, 50]), (0, []),
+])
+def test_canary_then_10_50_100_percent(n, sizes):
+    waves = plan_waves(hosts(n), DEFAULT_STEPS)
+    assert [len(w) for w in waves] == sizes
+    assert sum(waves, []) == hosts(n)   # every host exactly once, in order
+
+
+def test_immediate_strategy_is_one_wave():
+    assert plan_waves(hosts(7), Strategy.immediate().steps) == [hosts(7)]
+
+
+def test_health_gate_arithmetic():
+    assert gate_passes(9, 1, 10, 0.9) and not gate_passes(8, 2, 10, 0.9)
+    assert gate_passes(1, 0, 1, 0.9) and not gate_passes(0, 1, 1, 0.9)
+    assert gate_passes(0, 0, 0, 0.9)
+    assert not gate_failed_already(1, 10, 0.9) and gate_failed_already(2, 10, 0.9)
+    assert gate_failed_already(1, 1, 0.9)
