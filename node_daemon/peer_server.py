@@ -1,0 +1,67 @@
+"""A host's peer server: serves the chunks it holds to other hosts in its datacenter, within
+its upload cap."""
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from gantry.node_daemon.chunkcache import ChunkCache
+from gantry.node_daemon.tokenbucket import TokenBucket
+
+SLICE = 64 << 10
+
+
+class PeerServer:
+    def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
+                 upload: TokenBucket | None = None):
+        self.cache, self.upload = cache, upload or TokenBucket(0)
+        self.bytes_served = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet; the daemon logs what matters
+                pass
+
+            def do_GET(self):
+                if self.path == "/healthz":
+                    return self._send(200, b"ok")
+                if not self.path.startswith("/chunks/"):
+                    return self._send(404, b"not found")
+                digest = self.path[len("/chunks/"):]
+                try:
+                    data = outer.cache.get(digest) if outer.cache.has(digest) else None
+                except ValueError:
+                    return self._send(400, b"bad digest")
+                if data is None:
+                    return self._send(404, b"not held")
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                for i in range(0, len(data), SLICE):
+                    piece = data[i:i + SLICE]
+                    outer.upload.take(len(piece))
+                    self.wfile.write(piece)
+                with threading.Lock():
+                    outer.bytes_served += len(data)
+
+            def _send(self, code: int, body: bytes):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.address = f"{host}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> "PeerServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

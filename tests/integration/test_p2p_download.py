@@ -1,0 +1,132 @@
+"""The node daemon's peer server and downloader over real HTTP on loopback (no Ray, no stack)."""
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from gantry.artifacts.blobstore import FsBlobStore, chunk_key
+from gantry.artifacts.publish import publish
+from gantry.node_daemon.chunkcache import ChunkCache
+from gantry.node_daemon.downloader import Downloader, DownloadFailed
+from gantry.node_daemon.peer_server import PeerServer
+from gantry.node_daemon.tokenbucket import TokenBucket
+
+
+class Origin:
+    """The regional blob store, counting what is asked of it."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, 0
+
+    def get(self, digest):
+        self.calls += 1
+        return self.store.get(chunk_key(digest))
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "blob").write_bytes(os.urandom(3 << 20))
+    store = FsBlobStore(tmp_path / "origin")
+    manifest, _ = publish(out, store, 64 << 10)
+    return manifest, store
+
+
+def seeded_peer(tmp_path, name, manifest, store, upload=None):
+    cache = ChunkCache(tmp_path / name)
+    for c in manifest.unique_chunks():
+        cache.put(c.digest, store.get(chunk_key(c.digest)))
+    return PeerServer(cache, upload=upload).start()
+
+
+class RoguePeer:
+    """Serves garbage for every chunk."""
+
+    def __init__(self):
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                body = os.urandom(70_000)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+def test_downloads_from_peers_not_origin(tmp_path, artifact):
+    manifest, store = artifact
+    peers = [seeded_peer(tmp_path, f"p{i}", manifest, store) for i in range(2)]
+    origin = Origin(store)
+    cache = ChunkCache(tmp_path / "me")
+    stats = Downloader(cache, origin.get, lambda wanted: [p.address for p in peers]).fetch(manifest)
+    assert cache.missing(manifest) == [] and origin.calls == 0
+    assert stats.bytes_from_peers == sum(c.size for c in manifest.unique_chunks())
+    assert sum(p.bytes_served for p in peers) == stats.bytes_from_peers
+    for p in peers:
+        p.stop()
+
+
+def test_a_peer_serving_corrupt_chunks_is_blacklisted_and_avoided(tmp_path, artifact):
+    manifest, store = artifact
+    good, rogue = seeded_peer(tmp_path, "good", manifest, store), RoguePeer()
+    cache = ChunkCache(tmp_path / "me")
+    stats = Downloader(cache, Origin(store).get, lambda wanted: [rogue.address, good.address],
+                       workers=2).fetch(manifest)
+    assert cache.missing(manifest) == [] and rogue.address in stats.blacklisted
+    for c in manifest.unique_chunks():   # nothing bad was kept
+        assert cache.get(c.digest) == store.get(chunk_key(c.digest))
+    good.stop()
+    rogue.stop()
+
+
+def test_falls_back_to_origin_and_resumes_without_refetching(tmp_path, artifact):
+    manifest, store = artifact
+    origin = Origin(store)
+    cache = ChunkCache(tmp_path / "me")
+    half = manifest.unique_chunks()[: len(manifest.unique_chunks()) // 2]
+    for c in half:   # what a crashed earlier run had verified
+        cache.put(c.digest, store.get(chunk_key(c.digest)))
+    dead_peer = "127.0.0.1:1"
+    stats = Downloader(cache, origin.get, lambda wanted: [dead_peer], workers=3).fetch(manifest)
+    assert cache.missing(manifest) == []
+    assert origin.calls == len(manifest.unique_chunks()) - len(half)
+    assert stats.bytes_from_origin == sum(c.size for c in manifest.unique_chunks()[len(half):])
+
+
+@pytest.mark.parametrize("endgame", [True, False])
+def test_endgame_rerequests_a_stalled_chunk_elsewhere(tmp_path, artifact, endgame):
+    manifest, store = artifact
+    good = seeded_peer(tmp_path, "good", manifest, store)
+    slow = seeded_peer(tmp_path, "slow", manifest, store, upload=TokenBucket(50_000, burst=1))
+    cache = ChunkCache(tmp_path / "me")
+    order = iter([slow.address])
+    pick = lambda wanted: [next(order, good.address)]   # only the first request goes to the slow peer
+    Downloader(cache, Origin(store).get, pick, workers=2, endgame_s=0.3 if endgame else 1e9,
+               timeout_s=60).fetch(manifest)
+    assert cache.missing(manifest) == []
+    total = sum(c.size for c in manifest.unique_chunks())
+    if endgame:   # the stalled chunk was fetched again from the good peer
+        assert good.bytes_served == total
+    else:
+        assert good.bytes_served == total - manifest.unique_chunks()[0].size
+    good.stop()
+    slow.stop()
+
+
+def test_no_source_at_all_fails_clearly(tmp_path, artifact):
+    manifest, _ = artifact
+
+    def origin_down(digest):
+        raise ConnectionError("origin unreachable")
+    with pytest.raises(DownloadFailed, match="could not be fetched"):
+        Downloader(ChunkCache(tmp_path / "me"), origin_down, lambda w: [], attempts=2).fetch(manifest)
