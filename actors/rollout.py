@@ -1,0 +1,115 @@
+"""One datacenter's part of a deployment: waves, bake, health gate and automatic rollback.
+
+Plain logic: `DcRollout.step(hosts, now)` looks at a snapshot of the datacenter's hosts and
+returns the targets to set (host -> buildID); the coordinator applies them and persists the
+rollout (`to_dict`/`from_dict`) so a restarted coordinator resumes where it was.
+
+Phases: ROLLING (a wave's hosts are moving to the build) -> BAKING (the wave is healthy; wait
+`bake_s`, then re-check) -> next wave ... -> DONE. A wave below the gate (`min_healthy`) starts
+ROLLING_BACK: every host this rollout moved goes back to the previous build -> ROLLED_BACK.
+PAUSED holds everything where it is.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from gantry.actors.waves import Strategy, gate_failed_already, gate_passes, plan_waves
+
+ROLLING, BAKING, DONE = "ROLLING", "BAKING", "DONE"
+ROLLING_BACK, ROLLED_BACK, PAUSED = "ROLLING_BACK", "ROLLED_BACK", "PAUSED"
+FINISHED = {DONE, ROLLED_BACK}
+
+
+@dataclass
+class HostView:
+    host_id: str
+    active_build: str | None   # what runs there now
+    state: str                 # idle | downloading | active | failed | lost
+    target_build: str | None   # what it was told to run
+
+
+@dataclass
+class DcRollout:
+    build_id: str
+    previous_build: str | None
+    steps: tuple
+    min_healthy: float
+    bake_s: float
+    waves: list[list[str]] = field(default_factory=list)
+    wave: int = 0
+    phase: str = ROLLING
+    paused_from: str = ""
+    bake_until: float = 0.0
+    reason: str = ""
+
+    @classmethod
+    def start(cls, build_id: str, previous_build: str | None, hosts: list[str], strategy: Strategy) -> "DcRollout":
+        return cls(build_id, previous_build, tuple(strategy.steps), strategy.min_healthy, strategy.bake_s,
+                   waves=plan_waves(sorted(hosts), strategy.steps))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DcRollout":
+        return cls(**{**d, "steps": tuple(d["steps"])})
+
+    @property
+    def moved(self) -> list[str]:
+        return [h for w in self.waves[: self.wave + 1] for h in w]
+
+    def pause(self) -> None:
+        if self.phase not in FINISHED and self.phase != PAUSED:
+            self.paused_from, self.phase = self.phase, PAUSED
+
+    def resume(self) -> None:
+        if self.phase == PAUSED:
+            self.phase, self.paused_from = self.paused_from, ""
+
+    def step(self, hosts: dict[str, HostView], now: float) -> dict[str, str]:
+        """Advance as far as the snapshot allows; returns {host: build} targets to set."""
+        if self.phase == PAUSED or self.phase == ROLLED_BACK:
+            return {}
+        if self.phase == ROLLING_BACK:
+            return self._rolling_back(hosts)
+        if self.phase == DONE:  # converge hosts that joined after the plan
+            return {h: self.build_id for h, v in hosts.items() if v.state != "lost" and v.target_build != self.build_id}
+        if not self.waves:
+            self.phase = DONE
+            return {}
+        wave = [h for h in self.waves[self.wave] if h in hosts]
+        targets = {h: self.build_id for h in self.moved if h in hosts and hosts[h].target_build != self.build_id}
+        healthy = sum(1 for h in wave if hosts[h].state == "active" and hosts[h].active_build == self.build_id)
+        failed = sum(1 for h in wave if hosts[h].state in ("failed", "lost"))
+        if gate_failed_already(failed, len(wave), self.min_healthy):
+            return self._start_rollback(hosts, f"wave {self.wave + 1}: {failed} of {len(wave)} hosts failed "
+                                               f"(gate {self.min_healthy:.0%} healthy)")
+        if self.phase == ROLLING and healthy + failed == len(wave) and gate_passes(healthy, failed, len(wave), self.min_healthy):
+            self.phase, self.bake_until = BAKING, now + self.bake_s
+        if self.phase == BAKING and now >= self.bake_until:
+            if not gate_passes(healthy, failed, len(wave), self.min_healthy):
+                return self._start_rollback(hosts, f"wave {self.wave + 1} became unhealthy while baking")
+            if self.wave + 1 >= len(self.waves):
+                self.phase = DONE
+            else:
+                self.wave += 1
+                self.phase = ROLLING
+                return self.step(hosts, now)
+        return targets
+
+    def _start_rollback(self, hosts: dict[str, HostView], reason: str) -> dict[str, str]:
+        self.reason = reason
+        if self.previous_build is None:  # nothing to go back to: hold, and say so
+            self.phase = ROLLED_BACK
+            self.reason += "; no previous build to roll back to"
+            return {}
+        self.phase = ROLLING_BACK
+        return self._rolling_back(hosts)
+
+    def _rolling_back(self, hosts: dict[str, HostView]) -> dict[str, str]:
+        back = [h for h in self.moved if h in hosts and hosts[h].state != "lost"]
+        targets = {h: self.previous_build for h in back if hosts[h].target_build != self.previous_build}
+        if not targets and all(hosts[h].active_build == self.previous_build or hosts[h].state == "failed"
+                               for h in back):
+            self.phase = ROLLED_BACK
+        return targets
