@@ -66,6 +66,12 @@ class DcRollout:
         if self.phase == PAUSED:
             self.phase, self.paused_from = self.paused_from, ""
 
+    def roll_back(self, reason: str) -> None:
+        """Another datacenter failed the deployment: take this one back too."""
+        if self.phase not in (ROLLING_BACK, ROLLED_BACK):
+            self.reason = reason
+            self.phase = ROLLING_BACK if self.previous_build is not None else ROLLED_BACK
+
     def step(self, hosts: dict[str, HostView], now: float) -> dict[str, str]:
         """Advance as far as the snapshot allows; returns {host: build} targets to set."""
         if self.phase == PAUSED or self.phase == ROLLED_BACK:

@@ -1,0 +1,109 @@
+"""One datacenter's rollout coordinator: host registry, tracker, and the datacenter's share of
+each project's deployment. Plain logic over Redis; `ray_actors.RolloutCoordinatorActor` runs it.
+
+Regions go one after another in the deployment's order: a datacenter starts only when every
+datacenter of the earlier regions is DONE. A datacenter that rolls back marks the deployment
+ROLLED_BACK, and every datacenter that had moved hosts rolls back too.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Callable
+
+from gantry.actors.deploy_store import ACTIVE, DeployStore
+from gantry.actors.rollout import DONE, ROLLED_BACK, DcRollout, HostView
+from gantry.actors.store import BuildStore
+from gantry.actors.tracker import Tracker
+from gantry.actors.waves import Strategy
+
+
+class Coordinator:
+    def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], store: DeployStore,
+                 builds: BuildStore, lost_after_s: float = 15.0, clock: Callable[[], float] = time.time):
+        self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
+        self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
+        self.tracker = Tracker()
+        self.lock = threading.Lock()
+
+    # --- what hosts call (through the API gateway) -------------------------------------------
+
+    def heartbeat(self, host_id: str, address: str, state: str, active_build: str | None,
+                  error: str = "", artifact: str | None = None, chunks: list[str] = (),
+                  complete: bool = False) -> dict:
+        h = self.store.upsert_host(host_id, self.region, self.dc, {
+            "address": address, "state": state, "activeBuildID": active_build, "error": error})
+        with self.lock:
+            if artifact:
+                self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
+        target = h.get("targetBuildID") or None
+        reply = {"targetBuildID": target}
+        if target:
+            rec = self.builds.get(target) or {}
+            reply.update(manifestDigest=rec.get("artifactDigest"), deployStart=rec.get("deployStart") or "",
+                         deployHealth=rec.get("deployHealth") or "")
+        return reply
+
+    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> list[str]:
+        with self.lock:
+            return [p.address for p in self.tracker.peers(artifact, host_id, set(wanted))]
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock()
+        hosts = self.store.hosts(self.dc)
+        for h in hosts:
+            if h.get("state") != "lost" and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
+                self.store.mark_lost(h["hostID"])
+                with self.lock:
+                    self.tracker.forget(h["hostID"])
+        for project in self.store.projects_with_desired_state():
+            dep_id = self.store.desired(project).get("deploymentID")
+            dep = self.store.get(dep_id) if dep_id else None
+            if dep:
+                self._drive(dep, now)
+
+    def _snapshot(self) -> dict[str, HostView]:
+        return {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
+                                      h.get("targetBuildID") or None) for h in self.store.hosts(self.dc)}
+
+    def _my_turn(self, dep: dict) -> bool:
+        order = json.loads(dep["regions"])
+        if self.region not in order:
+            return False
+        earlier = order[: order.index(self.region)]
+        outcomes = self.store.dc_outcomes(dep["deploymentID"])
+        return all(outcomes.get(dc) == DONE for r in earlier for dc in self.dcs_by_region.get(r, []))
+
+    def _drive(self, dep: dict, now: float) -> None:
+        dep_id, status = dep["deploymentID"], dep["status"]
+        saved = self.store.load_rollout(dep_id, self.dc)
+        rollout = DcRollout.from_dict(saved) if saved else None
+        if status == "ROLLED_BACK" and rollout is not None:
+            rollout.roll_back(dep.get("reason") or "rolled back")
+        elif status not in ACTIVE or not self._my_turn(dep):
+            return
+        hosts = self._snapshot()
+        live = [h for h, v in hosts.items() if v.state != "lost"]
+        if rollout is None:
+            s = json.loads(dep["strategy"])
+            rollout = DcRollout.start(dep["buildID"], dep.get("previousBuildID") or None, live, Strategy(
+                steps=tuple(s["steps"]), min_healthy=s["minHealthy"], bake_s=s["bakeS"]))
+        if status == "PAUSED":
+            rollout.pause()
+        else:
+            rollout.resume()
+        for host, build in rollout.step(hosts, now).items():
+            self.store.set_target(host, build)
+        self.store.save_rollout(dep_id, self.dc, rollout.to_dict())
+        outcomes = self.store.dc_outcomes(dep_id)
+        if rollout.phase == DONE and outcomes.get(self.dc) != DONE:
+            outcomes = self.store.mark_dc(dep_id, self.dc, DONE)
+            every_dc = [dc for dcs in self.dcs_by_region.values() for dc in dcs]
+            if all(outcomes.get(dc) == DONE for dc in every_dc):
+                self.store.set_status(dep_id, "COMPLETED", ("IN_PROGRESS",))
+        elif rollout.phase == ROLLED_BACK and outcomes.get(self.dc) != ROLLED_BACK:
+            self.store.mark_dc(dep_id, self.dc, ROLLED_BACK)
+            self.store.set_status(dep_id, "ROLLED_BACK", ACTIVE, f"{self.dc}: {rollout.reason}")

@@ -1,0 +1,147 @@
+"""Durable deploy state in Redis: deployments, each project's desired build (the design's
+ZooKeeper role), the host registry and each datacenter's persisted rollout.
+
+Keys (prefix `gantry:`):
+  deploy:{id}               hash  deploymentID, projectName, buildID, previousBuildID, strategy,
+                                  status, reason, regions, createdAt, updatedAt, createdBy
+  deploys:{project}         zset  deploymentID by createdAt
+  desired:{project}         hash  buildID, deploymentID, version (+1 on every change)
+  dcdone:{id}               hash  dc -> DONE | ROLLED_BACK
+  rollout:{id}:{dc}         str   the datacenter's DcRollout as JSON
+  host:{hostID}             hash  hostID, region, dc, address, state, activeBuildID,
+                                  targetBuildID, error, updatedAt
+  hosts:{dc}                set   host IDs
+Changes to desired state are published on channel `gantry:desired` (the project's name).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Callable
+
+import redis
+
+P = "gantry:"
+CHANNEL = "gantry:desired"
+ACTIVE = ("PENDING", "IN_PROGRESS", "PAUSED")
+TERMINAL = ("COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED")
+
+# A new deployment of a project: supersede the one in flight, bump the desired version, record.
+# KEYS: deploy, deploys index, desired. ARGV: fields json, now
+_CREATE = """
+local f = cjson.decode(ARGV[1])
+local prev = redis.call('HGET', KEYS[3], 'deploymentID')
+if prev then
+  local pk = 'gantry:deploy:' .. prev
+  local st = redis.call('HGET', pk, 'status')
+  if st == 'PENDING' or st == 'IN_PROGRESS' or st == 'PAUSED' then
+    redis.call('HSET', pk, 'status', 'SUPERSEDED', 'reason', 'superseded by ' .. f['deploymentID'],
+               'updatedAt', ARGV[2])
+  end
+end
+for k, v in pairs(f) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('ZADD', KEYS[2], ARGV[2], f['deploymentID'])
+local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
+redis.call('HSET', KEYS[3], 'buildID', f['buildID'], 'deploymentID', f['deploymentID'])
+redis.call('PUBLISH', 'gantry:desired', f['projectName'])
+return version
+"""
+
+# Conditional status change. KEYS: deploy. ARGV: to, allowed-from csv, reason, now
+_STATUS = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == cur then
+    redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[4])
+    if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+    return {1, cur}
+  end
+end
+return {0, cur}
+"""
+
+
+class DeployStore:
+    def __init__(self, url: str, clock: Callable[[], int] = lambda: int(time.time() * 1000)):
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+        self.clock = clock
+        self._create = self.r.register_script(_CREATE)
+        self._status = self.r.register_script(_STATUS)
+
+    # --- deployments ------------------------------------------------------------------------
+
+    def create(self, project: str, build_id: str, previous_build: str | None, strategy: dict,
+               regions: list[str], user: str) -> dict:
+        dep_id = uuid.uuid4().hex
+        now = self.clock()
+        fields = {"deploymentID": dep_id, "projectName": project, "buildID": build_id,
+                  "previousBuildID": previous_build or "", "strategy": json.dumps(strategy),
+                  "status": "IN_PROGRESS", "reason": "", "regions": json.dumps(regions),
+                  "createdAt": str(now), "updatedAt": str(now), "createdBy": user}
+        self._create(keys=[f"{P}deploy:{dep_id}", f"{P}deploys:{project}", f"{P}desired:{project}"],
+                     args=[json.dumps(fields), now])
+        return fields
+
+    def get(self, dep_id: str) -> dict | None:
+        return self.r.hgetall(f"{P}deploy:{dep_id}") or None
+
+    def desired(self, project: str) -> dict:
+        return self.r.hgetall(f"{P}desired:{project}")
+
+    def projects_with_desired_state(self) -> list[str]:
+        return [k[len(f"{P}desired:"):] for k in self.r.scan_iter(f"{P}desired:*")]
+
+    def set_status(self, dep_id: str, to: str, allowed_from: tuple[str, ...], reason: str = "") -> str | None:
+        """Returns the previous status if the change was made, else None."""
+        ok, cur = self._status(keys=[f"{P}deploy:{dep_id}"], args=[to, ",".join(allowed_from), reason, self.clock()])
+        return cur if ok else None
+
+    def last_completed_build(self, project: str, before_deployment: str | None = None) -> str | None:
+        """The build of the newest COMPLETED deployment (the previous good build)."""
+        for dep_id in self.r.zrevrange(f"{P}deploys:{project}", 0, 200):
+            if dep_id == before_deployment:
+                continue
+            d = self.get(dep_id)
+            if d and d["status"] == "COMPLETED":
+                return d["buildID"]
+        return None
+
+    def mark_dc(self, dep_id: str, dc: str, outcome: str) -> dict[str, str]:
+        self.r.hset(f"{P}dcdone:{dep_id}", dc, outcome)
+        return self.r.hgetall(f"{P}dcdone:{dep_id}")
+
+    def dc_outcomes(self, dep_id: str) -> dict[str, str]:
+        return self.r.hgetall(f"{P}dcdone:{dep_id}")
+
+    def save_rollout(self, dep_id: str, dc: str, rollout: dict) -> None:
+        self.r.set(f"{P}rollout:{dep_id}:{dc}", json.dumps(rollout))
+
+    def load_rollout(self, dep_id: str, dc: str) -> dict | None:
+        raw = self.r.get(f"{P}rollout:{dep_id}:{dc}")
+        return json.loads(raw) if raw else None
+
+    # --- hosts ------------------------------------------------------------------------------
+
+    def upsert_host(self, host_id: str, region: str, dc: str, fields: dict) -> dict:
+        key = f"{P}host:{host_id}"
+        with self.r.pipeline() as p:
+            p.hset(key, mapping={"hostID": host_id, "region": region, "dc": dc, "updatedAt": self.clock(),
+                                 **{k: "" if v is None else str(v) for k, v in fields.items()}})
+            p.sadd(f"{P}hosts:{dc}", host_id)
+            p.hgetall(key)
+            return p.execute()[-1]
+
+    def set_target(self, host_id: str, build_id: str) -> None:
+        self.r.hset(f"{P}host:{host_id}", "targetBuildID", build_id)
+
+    def mark_lost(self, host_id: str) -> None:
+        self.r.hset(f"{P}host:{host_id}", "state", "lost")
+
+    def hosts(self, dc: str) -> list[dict]:
+        ids = sorted(self.r.smembers(f"{P}hosts:{dc}"))
+        with self.r.pipeline(transaction=False) as p:
+            for i in ids:
+                p.hgetall(f"{P}host:{i}")
+            return [h for h in p.execute() if h]

@@ -1,0 +1,146 @@
+"""Coordinators of two datacenters in two regions against real Redis, with simulated hosts that
+heartbeat and obey their targets (the real daemon is tested elsewhere)."""
+
+import pytest
+import redis
+
+from gantry.actors.coordinator import Coordinator
+from gantry.actors.deploy_store import DeployStore
+from gantry.actors.store import BuildStore
+
+REGIONS = {"us-east": ["us-east-a"], "eu-west": ["eu-west-a"]}
+FAST = {"steps": [1, 0.5, 1.0], "minHealthy": 0.9, "bakeS": 0}
+
+
+class Clock:
+    t = 1_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+class Host:
+    def __init__(self, coord, host_id, fail_on=()):
+        self.coord, self.id, self.fail_on = coord, host_id, set(fail_on)
+        self.active, self.state, self.error = None, "idle", ""
+
+    def beat(self):
+        reply = self.coord.heartbeat(self.id, f"{self.id}:7000", self.state, self.active, self.error)
+        target = reply["targetBuildID"]
+        if target and target != self.active and not (self.state == "failed" and target in self.fail_on):
+            if target in self.fail_on:
+                self.state, self.error = "failed", "health check failed"
+            else:
+                self.active, self.state, self.error = target, "active", ""
+        return reply
+
+
+@pytest.fixture
+def world(redis_url):
+    redis.Redis.from_url(redis_url).flushdb()
+    clock = Clock()
+    store = DeployStore(redis_url, clock=lambda: int(clock() * 1000))
+    builds = BuildStore(redis_url)
+    coords = {r: Coordinator(dcs[0], r, REGIONS, store, builds, lost_after_s=30, clock=clock)
+              for r, dcs in REGIONS.items()}
+    return store, coords, clock
+
+
+def fleet(coords, n=4, fail_on=None):
+    return {r: [Host(c, f"{r}-{i}", (fail_on or {}).get(r, ())) for i in range(n)] for r, c in coords.items()}
+
+
+def run(coords, hosts, clock, rounds=40):
+    for _ in range(rounds):
+        for hs in hosts.values():
+            for h in hs:
+                h.beat()
+        for c in coords.values():
+            c.tick()
+        clock.t += 1
+
+
+def test_regions_go_one_after_another_and_the_deployment_completes(world):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    run(coords, hosts, clock, rounds=2)
+    dep = store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    for hs in hosts.values():
+        for h in hs:
+            h.beat()
+    coords["eu-west"].tick()
+    coords["us-east"].tick()
+    assert all(h.beat()["targetBuildID"] is None for h in hosts["eu-west"])   # not its turn yet
+    assert sum(h.beat()["targetBuildID"] == "b1" for h in hosts["us-east"]) == 1  # the canary
+    run(coords, hosts, clock)
+    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert all(h.active == "b1" for hs in hosts.values() for h in hs)
+
+
+def test_failing_health_rolls_every_datacenter_back(world):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock)
+    for hs in hosts.values():     # b2 fails its health check in the second region
+        for h in hs:
+            h.fail_on = {"b2"} if h.id.startswith("eu-west") else set()
+    dep = store.create("web", "b2", store.last_completed_build("web"), FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=60)
+    d = store.get(dep["deploymentID"])
+    assert d["status"] == "ROLLED_BACK" and "eu-west-a" in d["reason"] and "failed" in d["reason"]
+    assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # us-east came back too
+
+
+def test_a_new_deployment_supersedes_the_one_in_flight(world):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    first = store.create("web", "b1", None, dict(FAST, bakeS=1000), list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=3)
+    second = store.create("web", "b2", None, FAST, list(REGIONS), "bob")
+    assert store.get(first["deploymentID"])["status"] == "SUPERSEDED"
+    assert "superseded by" in store.get(first["deploymentID"])["reason"]
+    run(coords, hosts, clock)
+    assert store.get(second["deploymentID"])["status"] == "COMPLETED"
+    assert all(h.active == "b2" for hs in hosts.values() for h in hs)
+    assert int(store.desired("web")["version"]) == 2
+
+
+def test_pause_holds_resume_finishes(world):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    dep = store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=2)
+    assert store.set_status(dep["deploymentID"], "PAUSED", ("IN_PROGRESS",)) == "IN_PROGRESS"
+    moved = sum(h.active == "b1" for hs in hosts.values() for h in hs)
+    run(coords, hosts, clock, rounds=20)
+    assert sum(h.active == "b1" for hs in hosts.values() for h in hs) == moved < 8
+    store.set_status(dep["deploymentID"], "IN_PROGRESS", ("PAUSED",))
+    run(coords, hosts, clock)
+    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+
+
+def test_silent_hosts_are_marked_lost_and_a_restarted_coordinator_resumes(world, redis_url):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    dep = store.create("web", "b1", None, dict(FAST, steps=[1, 1.0]), list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=3)
+    # the us-east coordinator restarts: a new object with nothing in memory
+    coords["us-east"] = Coordinator("us-east-a", "us-east", REGIONS, store, BuildStore(redis_url),
+                                    lost_after_s=30, clock=clock)
+    for h in hosts["us-east"]:
+        h.coord = coords["us-east"]
+    run(coords, hosts, clock)
+    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    silent = hosts["eu-west"].pop()
+    run(coords, hosts, clock, rounds=35)
+    assert {h["hostID"]: h["state"] for h in store.hosts("eu-west-a")}[silent.id] == "lost"
+
+
+def test_peers_come_from_the_tracker(world):
+    store, coords, clock = world
+    c = coords["us-east"]
+    c.heartbeat("a", "10.0.0.1:7000", "downloading", None, artifact="m", chunks=["c1"], complete=False)
+    c.heartbeat("b", "10.0.0.2:7000", "active", None, artifact="m", chunks=["c1", "c2"], complete=True)
+    assert c.peers("a", "m", ["c2"]) == ["10.0.0.2:7000"]
+    assert sorted(c.peers("z", "m", ["c1"])) == ["10.0.0.1:7000", "10.0.0.2:7000"]
