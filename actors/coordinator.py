@@ -21,8 +21,10 @@ from gantry.actors.waves import Strategy
 
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], store: DeployStore,
-                 builds: BuildStore, lost_after_s: float = 15.0, clock: Callable[[], float] = time.time):
+                 builds: BuildStore, lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
+                 origin: dict | None = None):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
+        self.origin = origin or {}   # the region's blob store: {endpoint, bucket}
         self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
         self.tracker = Tracker()
         self.lock = threading.Lock()
@@ -31,14 +33,16 @@ class Coordinator:
 
     def heartbeat(self, host_id: str, address: str, state: str, active_build: str | None,
                   error: str = "", artifact: str | None = None, chunks: list[str] = (),
-                  complete: bool = False) -> dict:
-        h = self.store.upsert_host(host_id, self.region, self.dc, {
-            "address": address, "state": state, "activeBuildID": active_build, "error": error})
+                  complete: bool = False, download: dict | None = None) -> dict:
+        fields = {"address": address, "state": state, "activeBuildID": active_build, "error": error}
+        if download:
+            fields["lastDownload"] = json.dumps(download)
+        h = self.store.upsert_host(host_id, self.region, self.dc, fields)
         with self.lock:
             if artifact:
                 self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
         target = h.get("targetBuildID") or None
-        reply = {"targetBuildID": target}
+        reply = {"targetBuildID": target, "origin": self.origin}
         if target:
             rec = self.builds.get(target) or {}
             reply.update(manifestDigest=rec.get("artifactDigest"), deployStart=rec.get("deployStart") or "",

@@ -98,15 +98,18 @@ class DeployStore:
         ok, cur = self._status(keys=[f"{P}deploy:{dep_id}"], args=[to, ",".join(allowed_from), reason, self.clock()])
         return cur if ok else None
 
-    def last_completed_build(self, project: str, before_deployment: str | None = None) -> str | None:
-        """The build of the newest COMPLETED deployment (the previous good build)."""
-        for dep_id in self.r.zrevrange(f"{P}deploys:{project}", 0, 200):
-            if dep_id == before_deployment:
-                continue
+    def completed_builds(self, project: str) -> list[str]:
+        """Builds of COMPLETED deployments, newest first, each once (the good builds)."""
+        out = []
+        for dep_id in self.r.zrevrange(f"{P}deploys:{project}", 0, 500):
             d = self.get(dep_id)
-            if d and d["status"] == "COMPLETED":
-                return d["buildID"]
-        return None
+            if d and d["status"] == "COMPLETED" and d["buildID"] not in out:
+                out.append(d["buildID"])
+        return out
+
+    def last_completed_build(self, project: str) -> str | None:
+        """The previous good build: the newest COMPLETED deployment's."""
+        return next(iter(self.completed_builds(project)), None)
 
     def mark_dc(self, dep_id: str, dc: str, outcome: str) -> dict[str, str]:
         self.r.hset(f"{P}dcdone:{dep_id}", dc, outcome)

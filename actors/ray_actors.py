@@ -210,6 +210,49 @@ class RegionReplicatorActor:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def coordinator_name(dc: str) -> str:
+    return f"coordinator-{dc}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
+class RolloutCoordinatorActor:
+    """One datacenter's coordinator, pinned to its region. Hosts reach it through the API
+    gateway; it wakes on desired-state changes (Redis pub/sub) and re-reads every 0.5 s anyway."""
+
+    def __init__(self, stack_file: str, dc: str, region: str):
+        from gantry.actors.coordinator import Coordinator
+        from gantry.actors.deploy_store import CHANNEL, DeployStore
+        stack = StackConfig.load(stack_file)
+        target = next(r for r in stack.regions if r.name == region)
+        store = DeployStore(stack.redis_url)
+        self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), store, BuildStore(stack.redis_url),
+                                       lost_after_s=float(Settings.from_env().host_lost_s),
+                                       origin={"endpoint": target.s3_endpoint, "bucket": target.bucket})
+        self.wakeup = threading.Event()
+
+        def listen():
+            while True:
+                try:
+                    pubsub = store.r.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(CHANNEL)
+                    for _ in pubsub.listen():
+                        self.wakeup.set()
+                except Exception:
+                    log.exception("desired-state subscription lost; re-subscribing")
+                    threading.Event().wait(1)
+        threading.Thread(target=listen, daemon=True).start()
+        threading.Thread(target=_loop, args=(self.coordinator.tick, lambda: 0.5, self.wakeup), daemon=True).start()
+
+    def heartbeat(self, report: dict) -> dict:
+        return self.coordinator.heartbeat(
+            report["hostID"], report["address"], report["state"], report.get("activeBuildID"),
+            report.get("error") or "", report.get("artifact"), report.get("chunks") or [],
+            bool(report.get("complete")), report.get("download"))
+
+    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> list[str]:
+        return self.coordinator.peers(host_id, artifact, wanted)
+
+
 def start_actors(stack_file: str) -> None:
     """Create the detached actors if they are not running (idempotent)."""
     for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor)):
@@ -218,6 +261,11 @@ def start_actors(stack_file: str) -> None:
     ChunkReaderActor.options(
         name=reader_name(stack.primary.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         resources={region_resource(stack.primary.name): _PINNED}).remote(stack_file)
+    for region in stack.regions:
+        for dc in region.datacenters:
+            RolloutCoordinatorActor.options(
+                name=coordinator_name(dc), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                resources={region_resource(region.name): _PINNED}).remote(stack_file, dc, region.name)
     for region in stack.regions[1:]:
         RegionReplicatorActor.options(
             name=replicator_name(region.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,

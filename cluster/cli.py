@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--regions", default=",".join(DEFAULT_REGIONS),
                     help="comma-separated; the first is the primary region")
     up.add_argument("--builders", type=int, default=1)
+    up.add_argument("--hosts-per-dc", type=int, default=4, help="node daemons per datacenter (one per region)")
 
     down = sub.add_parser("down", help="stop everything `up` started in this home")
     down.add_argument("--home", default=default_home())
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         regions = tuple(r.strip() for r in a.regions.split(",") if r.strip())
         if not regions or a.builders < 1:
             ap.error("need at least one region and one builder")
-        stack.up(api_port=a.api_port, regions=regions, builders=a.builders)
+        stack.up(api_port=a.api_port, regions=regions, builders=a.builders, hosts_per_dc=a.hosts_per_dc)
         print(f"stop it with: gantry down --home {stack.home}")
     elif a.cmd == "down":
         stack.down()

@@ -143,7 +143,7 @@ class Stack:
     # --- up -------------------------------------------------------------------------------
 
     def up(self, api_port: int = 8000, regions: tuple[str, ...] = DEFAULT_REGIONS, builders: int = 1,
-           say=print) -> StackConfig:
+           hosts_per_dc: int = 4, say=print) -> StackConfig:
         if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
             say(f"already running: {self.config().api_url} (home {self.home})")
             return self.config()
@@ -178,6 +178,10 @@ class Stack:
                 self._wait_nodes(2 + len(regions) + i)
             self._deploy(api_port)
             wait_for(lambda: self.api_healthy(cfg.api_url), 120, "the API to answer")
+            for region in cfg.regions:
+                for dc in region.datacenters:
+                    for i in range(hosts_per_dc):
+                        self.start_host(f"{dc}-h{i}", region.name, dc)
         except BaseException:
             say(f"start-up failed; logs in {self.logs}. Stopping what was started.")
             self.down(say=lambda *_: None)
@@ -254,6 +258,21 @@ class Stack:
         gcs_port = int(self.config().ray_address.rsplit(":", 1)[1])
         self._start_ray_node(f"ray-builder-{index}", {BUILDER_RESOURCE: 1}, gcs_port)
 
+    def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
+                   max_down_mbps: float = 0) -> None:
+        """A node daemon for one host, its files under <home>/hosts/<hostID>/."""
+        from gantry.serve_app.auth import issue
+        cfg = self.config()
+        argv = [_bin("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
+                "--region", region, "--dc", dc, "--coordinator", cfg.api_url, "--listen", str(free_port()),
+                "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)]
+        env = {"GANTRY_HOST_TOKEN": issue(cfg.jwt_secret(), f"host:{host_id}", host=True),
+               "GANTRY_S3_ACCESS_KEY": cfg.s3_access_key, "GANTRY_S3_SECRET_KEY": cfg.s3_secret_key}
+        self._spawn(f"host-{host_id}", argv, env, host=True)
+
+    def hosts(self) -> list[str]:
+        return [name[len("host-"):] for name, p in self.pids().items() if p.get("host")]
+
     def connect(self):
         """ray.init against this stack (namespace gantry)."""
         os.environ.update(self.ray_env())
@@ -323,7 +342,7 @@ class Stack:
         except Exception:
             pass
         # workers first, the head and the services last
-        order = sorted(pids, key=lambda n: (n == "ray-head", not n.startswith("ray-"), n))
+        order = sorted(pids, key=lambda n: (not n.startswith("host-"), n == "ray-head", not n.startswith("ray-"), n))
         for name in order:
             self.stop_process(name)
         self.pids_file.unlink(missing_ok=True)

@@ -32,11 +32,13 @@ class Settings:
     sandbox_uid: int = 65534
     scheduler_poll_s: float = 0.5
     max_body_bytes: int = 64 * 1024
+    max_host_report_bytes: int = 4 * MiB   # a heartbeat lists the chunks a host holds
     chunk_avg_bytes: int = 4 * MiB      # FastCDC avg_size; chunks average avg + avg/4 (pyfastcdc caps it at 4 MiB)
     upload_concurrency: int = 4         # chunk uploads in flight from a build
     replication_window: int = 4         # chunks in flight per region replicator (backpressure)
     replication_max_retries: int = 5
     replication_backoff_s: float = 2.0
+    host_lost_s: float = 15.0           # a host silent this long is marked lost
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":

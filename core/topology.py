@@ -24,6 +24,11 @@ class Region:
     name: str
     s3_endpoint: str
     bucket: str
+    dcs: tuple[str, ...] = ()   # its datacenters; none named means one, "<region>-a"
+
+    @property
+    def datacenters(self) -> list[str]:
+        return list(self.dcs) or [f"{self.name}-a"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class StackConfig:
     def primary(self) -> Region:
         return self.regions[0]
 
+    def dcs_by_region(self) -> dict[str, list[str]]:
+        return {r.name: r.datacenters for r in self.regions}
+
     def jwt_secret(self) -> str:
         return Path(self.jwt_secret_file).read_text().strip()
 
@@ -56,5 +64,5 @@ class StackConfig:
     def load(cls, path: str | Path | None = None) -> "StackConfig":
         path = path or os.environ["GANTRY_STACK_FILE"]
         d = json.loads(Path(path).read_text())
-        d["regions"] = [Region(**r) for r in d["regions"]]
+        d["regions"] = [Region(**{**r, "dcs": tuple(r.get("dcs", ()))}) for r in d["regions"]]
         return cls(**d)

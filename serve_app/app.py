@@ -5,6 +5,7 @@ Reads and writes go straight to the Redis store (one atomic script each); the sc
 is only nudged. Every error is JSON {"error", "detail"} and changes nothing.
 """
 
+import json
 import logging
 
 import ray
@@ -15,13 +16,15 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gantry import builds as B
-from gantry.actors.ray_actors import HEAD, NAMESPACE, SCHEDULER
+from gantry.actors.deploy_store import ACTIVE, DeployStore
+from gantry.actors.ray_actors import HEAD, NAMESPACE, SCHEDULER, coordinator_name
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.builds import BuildStatus
 from gantry.config import Settings
 from gantry.serve_app import auth
 from gantry.serve_app.models import (Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
-                                     Error, Project, ProjectIn)
+                                     Deployment, DeploymentAccepted, DeploymentIn, Error, HeartbeatIn, Host,
+                                     PeersIn, Project, ProjectIn, RollbackIn, StrategyIn)
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.api")
@@ -49,6 +52,12 @@ async def _validation_error(_: Request, e: RequestValidationError):
     return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
 
 
+@app.exception_handler(Exception)
+async def _unexpected(_: Request, e: Exception):
+    log.exception("unhandled error")
+    return JSONResponse({"error": "internal error", "detail": type(e).__name__}, status_code=500)
+
+
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, e: StarletteHTTPException):
     return JSONResponse({"error": str(e.detail), "detail": None}, status_code=e.status_code)
@@ -56,12 +65,30 @@ async def _http_error(_: Request, e: StarletteHTTPException):
 
 @app.middleware("http")
 async def _limit_body(request: Request, call_next):
-    limit = Settings.from_env().max_body_bytes
+    s = Settings.from_env()
+    limit = s.max_host_report_bytes if request.url.path.startswith("/dc/") else s.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         return JSONResponse({"error": "request body too large", "detail": {"maxBytes": limit}},
                             status_code=413)
     return await call_next(request)
+
+
+def host_counts(hosts: list[dict], build_id: str) -> dict:
+    c = {"total": len(hosts), "pending": 0, "downloading": 0, "active": 0, "failed": 0, "lost": 0}
+    for h in hosts:
+        state = h.get("state")
+        if state == "lost":
+            c["lost"] += 1
+        elif state == "failed" and h.get("targetBuildID") == build_id:
+            c["failed"] += 1
+        elif state == "active" and h.get("activeBuildID") == build_id:
+            c["active"] += 1
+        elif state == "downloading" and h.get("targetBuildID") == build_id:
+            c["downloading"] += 1
+        else:
+            c["pending"] += 1
+    return c
 
 
 def _check_name(name: str) -> None:
@@ -81,8 +108,10 @@ class GantryAPI:
     def __init__(self, stack_file: str):
         self.stack = StackConfig.load(stack_file)
         self.store = BuildStore(self.stack.redis_url)
+        self.deploys = DeployStore(self.stack.redis_url)
         self.secret = self.stack.jwt_secret()
         self._scheduler = None
+        self._coordinators: dict = {}
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -203,6 +232,119 @@ class GantryAPI:
         if op != "CANCEL":
             raise ApiError(400, "unknown op", "supported: op=CANCEL")
         return self._cancel(who, projectName, body.buildID)
+
+    # --- deployments ----------------------------------------------------------------------
+
+    def _deployable(self, project: str, build_id: str) -> dict:
+        rec = self.store.get(build_id)
+        if rec is None or rec.get("projectName") != project:
+            raise ApiError(404, "build not found", build_id)
+        if rec["buildStatus"] != BuildStatus.SUCCEEDED.value:
+            raise ApiError(409, "build is not deployable", f"build is {rec['buildStatus']}; only SUCCEEDED builds deploy")
+        return rec
+
+    def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn) -> dict:
+        previous = self.deploys.last_completed_build(project)
+        dep = self.deploys.create(project, build_id, previous if previous != build_id else None,
+                                  strategy.model_dump(), [r.name for r in self.stack.regions], who.user)
+        return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
+                "status": dep["status"]}
+
+    def _deployment(self, project: str, dep_id: str) -> dict:
+        if not B.BUILD_ID_RE.match(dep_id):
+            raise ApiError(400, "invalid deploymentID", "32 lowercase hexadecimal characters")
+        dep = self.deploys.get(dep_id)
+        if dep is None or dep["projectName"] != project:
+            raise ApiError(404, "deployment not found", dep_id)
+        return dep
+
+    def _deployment_view(self, dep: dict) -> dict:
+        regions, everyone, current = [], [], None
+        outcomes = self.deploys.dc_outcomes(dep["deploymentID"])
+        for region in self.stack.regions:
+            dcs, in_region = [], []
+            for dc in region.datacenters:
+                hosts = self.deploys.hosts(dc)
+                in_region += hosts
+                r = self.deploys.load_rollout(dep["deploymentID"], dc)
+                dcs.append({"dc": dc, "phase": r["phase"] if r else None, "wave": r["wave"] + 1 if r else None,
+                            "waves": len(r["waves"]) if r else None, "hosts": host_counts(hosts, dep["buildID"])})
+                if r and current is None and outcomes.get(dc) != "DONE":
+                    current = region.name
+            everyone += in_region
+            regions.append({"region": region.name, "dcs": dcs, "hosts": host_counts(in_region, dep["buildID"])})
+        return {"deploymentID": dep["deploymentID"], "projectName": dep["projectName"], "buildID": dep["buildID"],
+                "previousBuildID": dep.get("previousBuildID") or None, "status": dep["status"],
+                "reason": dep.get("reason") or None, "strategy": json.loads(dep["strategy"]),
+                "createdAt": B.iso_ms(int(dep["createdAt"])), "updatedAt": B.iso_ms(int(dep["updatedAt"])),
+                "createdBy": dep.get("createdBy", ""), "currentRegion": current if dep["status"] in ACTIVE else None,
+                "regions": regions, "hosts": host_counts(everyone, dep["buildID"])}
+
+    @app.post("/projects/{projectName}/deployments", status_code=202, response_model=DeploymentAccepted)
+    def post_deployment(self, projectName: str, body: DeploymentIn, request: Request):
+        who, _ = self._project(request, projectName)
+        self._deployable(projectName, body.buildID)
+        return self._deploy(who, projectName, body.buildID, body.strategy or StrategyIn())
+
+    @app.get("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
+    def get_deployment(self, projectName: str, deploymentID: str, request: Request):
+        self._project(request, projectName)
+        return self._deployment_view(self._deployment(projectName, deploymentID))
+
+    @app.post("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
+    def op_deployment(self, projectName: str, deploymentID: str, request: Request, op: str = Query(...)):
+        self._project(request, projectName)
+        dep = self._deployment(projectName, deploymentID)
+        moves = {"PAUSE": ("PAUSED", ("IN_PROGRESS", "PENDING")), "RESUME": ("IN_PROGRESS", ("PAUSED",)),
+                 "ABORT": ("ABORTED", ACTIVE)}
+        if op not in moves:
+            raise ApiError(400, "unknown op", "supported: op=PAUSE, op=RESUME, op=ABORT")
+        to, allowed = moves[op]
+        if self.deploys.set_status(deploymentID, to, allowed, "aborted by user" if op == "ABORT" else "") is None:
+            raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
+        return self._deployment_view(self._deployment(projectName, deploymentID))
+
+    @app.get("/projects/{projectName}/hosts", response_model=list[Host])
+    def get_hosts(self, projectName: str, request: Request):
+        self._project(request, projectName)
+        return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
+                 "activeBuildID": h.get("activeBuildID") or None, "state": h.get("state") or "idle",
+                 "updatedAt": B.iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
+                for r in self.stack.regions for dc in r.datacenters for h in self.deploys.hosts(dc)]
+
+    @app.post("/projects/{projectName}/rollback", status_code=202, response_model=DeploymentAccepted)
+    def rollback(self, projectName: str, body: RollbackIn, request: Request):
+        who, _ = self._project(request, projectName)
+        if body.buildID:
+            target = self._deployable(projectName, body.buildID)["buildID"]
+        else:
+            current = self.deploys.desired(projectName).get("buildID")
+            target = next((b for b in self.deploys.completed_builds(projectName) if b != current), None)
+            if target is None:
+                raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of this project")
+        return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0))
+
+    # --- the gateway for node daemons ------------------------------------------------------
+
+    def _coordinator(self, request: Request, dc: str):
+        who = self._principal(request)
+        if not who.host:
+            raise ApiError(403, "forbidden", "a host token is required")
+        if dc not in {d for r in self.stack.regions for d in r.datacenters}:
+            raise ApiError(404, "datacenter not found", dc)
+        if dc not in self._coordinators:
+            self._coordinators[dc] = ray.get_actor(coordinator_name(dc), namespace=NAMESPACE)
+        return self._coordinators[dc]
+
+    @app.post("/dc/{dc}/heartbeat")
+    def host_heartbeat(self, dc: str, body: HeartbeatIn, request: Request):
+        return ray.get(self._coordinator(request, dc).heartbeat.remote(body.model_dump()), timeout=30)
+
+    @app.post("/dc/{dc}/peers")
+    def host_peers(self, dc: str, body: PeersIn, request: Request):
+        coord = self._coordinator(request, dc)
+        return {"peers": ray.get(coord.peers.remote(body.hostID, body.artifact, body.wanted), timeout=30)}
+
 
 
 def build_app(stack_file: str):

@@ -12,16 +12,19 @@ class Principal:
     user: str
     projects: frozenset[str]
     admin: bool
+    host: bool = False   # a node daemon's credential: may only report to coordinators
 
     def may_access(self, project: str) -> bool:
         return self.admin or project in self.projects
 
 
 def issue(secret: str, user: str, projects: list[str] = (), admin: bool = False,
-          ttl_s: int = 30 * 24 * 3600) -> str:
+          ttl_s: int = 30 * 24 * 3600, host: bool = False) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": user, "projects": sorted(projects), "admin": admin,
-                       "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")
+    claims = {"sub": user, "projects": sorted(projects), "admin": admin, "iat": now, "exp": now + ttl_s}
+    if host:
+        claims = {"sub": user, "projects": [], "admin": False, "host": True, "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def verify(secret: str, authorization: str | None) -> Principal:
@@ -38,4 +41,4 @@ def verify(secret: str, authorization: str | None) -> Principal:
     projects = claims.get("projects") or []
     if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
         raise ValueError("invalid token: 'projects' must be a list of names")
-    return Principal(str(claims["sub"]), frozenset(projects), bool(claims.get("admin")))
+    return Principal(str(claims["sub"]), frozenset(projects), bool(claims.get("admin")), bool(claims.get("host")))

@@ -132,3 +132,105 @@ class BuildLog(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     buildID: str
+
+
+class StrategyIn(BaseModel):
+    """Waves: each step is a host count (an integer, e.g. 1 for a canary) or a fraction of the
+    datacenter (0 < x <= 1.0), giving how many hosts are updated once that wave is done."""
+    model_config = ConfigDict(extra="forbid")
+    steps: list[int | float] = Field(default=[1, 0.10, 0.50, 1.0], min_length=1, max_length=20)
+    minHealthy: float = Field(default=0.9, ge=0, le=1)
+    bakeS: float = Field(default=30.0, ge=0, le=24 * 3600)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int | float]) -> list[int | float]:
+        for x in v:
+            if (isinstance(x, int) and x < 1) or (isinstance(x, float) and not 0 < x <= 1):
+                raise ValueError("a step is a host count (integer >= 1) or a fraction in (0, 1.0]")
+        return v
+
+
+class DeploymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    buildID: str = Field(pattern=r"^[0-9a-f]{32}$")
+    strategy: StrategyIn | None = None
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    buildID: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+
+
+class DeploymentAccepted(BaseModel):
+    deploymentID: str
+    projectName: str
+    buildID: str
+    status: str
+
+
+class HostCounts(BaseModel):
+    total: int
+    pending: int
+    downloading: int
+    active: int
+    failed: int
+    lost: int
+
+
+class DcProgress(BaseModel):
+    dc: str
+    phase: str | None
+    wave: int | None
+    waves: int | None
+    hosts: HostCounts
+
+
+class RegionProgress(BaseModel):
+    region: str
+    dcs: list[DcProgress]
+    hosts: HostCounts
+
+
+class Deployment(BaseModel):
+    deploymentID: str
+    projectName: str
+    buildID: str
+    previousBuildID: str | None
+    status: Literal["PENDING", "IN_PROGRESS", "PAUSED", "COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED"]
+    reason: str | None
+    strategy: dict
+    createdAt: str
+    updatedAt: str
+    createdBy: str
+    currentRegion: str | None
+    regions: list[RegionProgress]
+    hosts: HostCounts
+
+
+class Host(BaseModel):
+    hostID: str
+    region: str
+    dc: str
+    activeBuildID: str | None
+    state: str
+    updatedAt: str | None
+
+
+class HeartbeatIn(BaseModel):
+    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    region: str = Field(max_length=64)
+    address: str = Field(max_length=128)
+    state: Literal["idle", "downloading", "active", "failed"]
+    activeBuildID: str | None = None
+    error: str = Field(default="", max_length=1000)
+    artifact: str | None = None
+    chunks: list[str] = Field(default_factory=list, max_length=200_000)
+    complete: bool = False
+    download: dict = Field(default_factory=dict)
+
+
+class PeersIn(BaseModel):
+    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    artifact: str
+    wanted: list[str] = Field(max_length=10_000)

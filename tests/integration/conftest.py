@@ -26,6 +26,7 @@ TEST_ENV = {
     "GANTRY_CHUNK_AVG_BYTES": str(256 << 10),   # many chunks from small test artifacts
     "GANTRY_REPLICATION_BACKOFF_S": "0.5",
     "GANTRY_REPLICATION_WINDOW": "2",
+    "GANTRY_HOST_LOST_S": "10",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }
@@ -35,7 +36,7 @@ TEST_ENV = {
 def stack(tmp_path_factory):
     os.environ.update(TEST_ENV)
     s = Stack(tmp_path_factory.mktemp("stack") / "home")
-    s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2)
+    s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2, hosts_per_dc=2)
     yield s
     s.down()
 

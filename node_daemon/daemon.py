@@ -1,0 +1,176 @@
+"""`gantry-node`: the agent on one host. Never imports Ray.
+
+Every second it reports to its datacenter's coordinator (over HTTP, through the API gateway,
+with a host token): its state, the build it runs, and which chunks of the artifact in hand it
+holds (the tracker announce). The reply names the build the host should run. To move to a build
+it fetches the manifest from the regional blob store, downloads the missing chunks from peers
+(origin as fallback), installs `releases/<buildID>`, switches `current`, runs the `[deploy]`
+start and health commands, and reports `active`, or `failed` with the reason after switching
+back. A crash at any point resumes from the verified chunks and installed releases on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from gantry.artifacts.blobstore import S3BlobStore, chunk_key, manifest_key
+from gantry.artifacts.manifest import Manifest
+from gantry.node_daemon.chunkcache import ChunkCache
+from gantry.node_daemon.downloader import Downloader
+from gantry.node_daemon.installer import InstallFailed, Installer
+from gantry.node_daemon.peer_server import PeerServer
+from gantry.node_daemon.tokenbucket import TokenBucket
+
+log = logging.getLogger("gantry.node")
+MB = 1_000_000
+
+
+class NodeDaemon:
+    def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
+                 listen: int = 0, max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0):
+        self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
+        self.coordinator, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
+        self.cache = ChunkCache(home / "cache")
+        self.installer = Installer(home)
+        self.manifests = home / "manifests"
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
+        up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
+        self.server = PeerServer(self.cache, port=listen, upload=up)
+        self.state, self.error = "idle", ""
+        self.failed_target: str | None = None
+        self.manifest: Manifest | None = None      # of the build being fetched or run
+        self.job: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.origin: S3BlobStore | None = None
+        self.last_download: dict = {}
+
+    # --- talking to the coordinator ---------------------------------------------------------
+
+    def _post(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(f"{self.coordinator}/dc/{self.dc}{path}", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def heartbeat(self) -> dict:
+        m = self.manifest
+        held = sorted(self.cache.held(m)) if m else []
+        return self._post("/heartbeat", {
+            "hostID": self.host_id, "region": self.region, "address": self.server.address,
+            "state": self.state, "activeBuildID": self.installer.active(), "error": self.error,
+            "artifact": m.manifest_digest if m else None, "chunks": held,
+            "complete": bool(m) and len(held) == len(m.unique_chunks()), "download": self.last_download})
+
+    def peers_for(self, wanted: set[str]) -> list[str]:
+        try:
+            return self._post("/peers", {"hostID": self.host_id, "artifact": self.manifest.manifest_digest,
+                                         "wanted": sorted(wanted)})["peers"]
+        except Exception:  # no tracker answer: the origin still serves
+            return []
+
+    # --- moving to a build ------------------------------------------------------------------
+
+    def _origin(self, reply: dict) -> S3BlobStore:
+        o = reply["origin"]
+        if self.origin is None or self.origin.bucket != o["bucket"]:
+            self.origin = S3BlobStore(o["endpoint"], o["bucket"], os.environ["GANTRY_S3_ACCESS_KEY"],
+                                      os.environ["GANTRY_S3_SECRET_KEY"])
+        return self.origin
+
+    def _manifest(self, digest: str, origin: S3BlobStore) -> Manifest:
+        local = self.manifests / f"{digest.split(':', 1)[1]}.json"
+        data = local.read_bytes() if local.exists() else origin.get(manifest_key(digest))
+        manifest = Manifest.from_bytes(data, digest)
+        local.write_bytes(data)
+        return manifest
+
+    def deploy(self, build_id: str, reply: dict) -> None:
+        previous = self.installer.active()
+        try:
+            origin = self._origin(reply)
+            self.manifest = self._manifest(reply["manifestDigest"], origin)
+            if not self.installer.installed(build_id):
+                self.state = "downloading"
+                t0 = time.monotonic()
+                stats = Downloader(self.cache, lambda d: origin.get(chunk_key(d)), self.peers_for,
+                                   download=self.down).fetch(self.manifest)
+                self.last_download = {"buildID": build_id, "seconds": round(time.monotonic() - t0, 3),
+                                      "bytesFromPeers": stats.bytes_from_peers,
+                                      "bytesFromOrigin": stats.bytes_from_origin,
+                                      "blacklisted": sorted(stats.blacklisted)}
+                self.installer.unpack(build_id, (self.cache.get(c.digest) for c in self.manifest.chunks))
+            self.installer.switch(build_id)
+            self.installer.run_hooks(build_id, reply.get("deployStart"), reply.get("deployHealth"),
+                                     env={"GANTRY_HOST_ID": self.host_id, "GANTRY_BUILD_ID": build_id})
+            self.state, self.error, self.failed_target = "active", "", None
+            self.installer.prune()
+        except Exception as e:
+            log.warning("deploy of %s failed: %s", build_id, e)
+            if previous and self.installer.active() != previous and self.installer.installed(previous):
+                self.installer.switch(previous)   # keep serving what worked
+            self.state, self.error, self.failed_target = "failed", f"{type(e).__name__}: {e}"[:500], build_id
+            if isinstance(e, InstallFailed):
+                self.installer.prune()
+
+    def step(self) -> None:
+        reply = self.heartbeat()
+        target = reply.get("targetBuildID")
+        busy = self.job is not None and self.job.is_alive()
+        if busy or not target or target == self.failed_target:
+            return
+        if target == self.installer.active():
+            if self.state != "active":
+                self.state, self.error = "active", ""
+            return
+        self.job = threading.Thread(target=self.deploy, args=(target, reply), daemon=True)
+        self.job.start()
+
+    def run(self) -> None:
+        self.server.start()
+        if self.installer.active():
+            self.state = "active"
+        while not self.stop.is_set():
+            try:
+                self.step()
+            except Exception as e:
+                log.warning("coordinator unreachable: %s", e)
+            self.stop.wait(self.interval_s)
+        self.server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gantry-node", description="the gantry host agent")
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--host-id", required=True)
+    ap.add_argument("--region", required=True)
+    ap.add_argument("--dc", required=True)
+    ap.add_argument("--coordinator", required=True, help="the gantry API URL")
+    ap.add_argument("--listen", type=int, default=0, help="peer server port (0: any free port)")
+    ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
+    ap.add_argument("--max-down", type=float, default=0, help="download cap in MB/s (0: none)")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    token = os.environ.get("GANTRY_HOST_TOKEN", "")
+    if not token:
+        print("GANTRY_HOST_TOKEN is required (gantry token --host)", file=sys.stderr)
+        return 2
+    home = Path(a.home)
+    home.mkdir(parents=True, exist_ok=True)
+    d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down)
+    signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
+    d.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
