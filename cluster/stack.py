@@ -143,7 +143,7 @@ class Stack:
     # --- up -------------------------------------------------------------------------------
 
     def up(self, api_port: int = 8000, regions: tuple[str, ...] = DEFAULT_REGIONS, builders: int = 1,
-           hosts_per_dc: int = 4, say=print) -> StackConfig:
+           hosts_per_dc: int = 4, s3_bwlimit_mbps: float = 0, say=print) -> StackConfig:
         if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
             say(f"already running: {self.config().api_url} (home {self.home})")
             return self.config()
@@ -158,7 +158,7 @@ class Stack:
         access_key, secret_key = s3_key.split(",")
         try:
             redis_port = self._start_redis()
-            region_cfgs = [self._start_s3(r, access_key, secret_key) for r in regions]
+            region_cfgs = [self._start_s3(r, access_key, secret_key, s3_bwlimit_mbps) for r in regions]
             gcs_port, dashboard_port = free_port(), free_port()
             cfg = StackConfig(
                 home=str(self.home), redis_url=f"redis://{HOST}:{redis_port}/0", regions=region_cfgs,
@@ -217,14 +217,15 @@ class Stack:
         import redis
         return redis.Redis(host=HOST, port=port, socket_timeout=1).ping()
 
-    def _start_s3(self, region: str, access_key: str, secret_key: str) -> Region:
+    def _start_s3(self, region: str, access_key: str, secret_key: str, bwlimit_mbps: float = 0) -> Region:
         port = free_port()
         root = self.home / "s3" / region
         bucket = f"gantry-{region}"
         (root / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a top-level directory is a bucket
         self._spawn(f"s3-{region}", [_bin("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}",
-                                     "--auth-key", f"{access_key},{secret_key}", "--config", "/dev/null",
-                                     str(root)], port=port)
+                                     "--auth-key", f"{access_key},{secret_key}", "--config", "/dev/null"]
+                    + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else []) + [str(root)],
+                    port=port)
         wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
         return Region(name=region, s3_endpoint=f"http://{HOST}:{port}", bucket=bucket)
 
@@ -259,13 +260,13 @@ class Stack:
         self._start_ray_node(f"ray-builder-{index}", {BUILDER_RESOURCE: 1}, gcs_port)
 
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
-                   max_down_mbps: float = 0) -> None:
+                   max_down_mbps: float = 0, peers: bool = True) -> None:
         """A node daemon for one host, its files under <home>/hosts/<hostID>/."""
         from gantry.serve_app.auth import issue
         cfg = self.config()
         argv = [_bin("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
                 "--region", region, "--dc", dc, "--coordinator", cfg.api_url, "--listen", str(free_port()),
-                "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)]
+                "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
         env = {"GANTRY_HOST_TOKEN": issue(cfg.jwt_secret(), f"host:{host_id}", host=True),
                "GANTRY_S3_ACCESS_KEY": cfg.s3_access_key, "GANTRY_S3_SECRET_KEY": cfg.s3_secret_key}
         self._spawn(f"host-{host_id}", argv, env, host=True)

@@ -35,7 +35,9 @@ MB = 1_000_000
 
 class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
-                 listen: int = 0, max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0):
+                 listen: int = 0, max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
+                 use_peers: bool = True):
+        self.use_peers = use_peers
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
         self.coordinator, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
         self.cache = ChunkCache(home / "cache")
@@ -72,6 +74,8 @@ class NodeDaemon:
             "complete": bool(m) and len(held) == len(m.unique_chunks()), "download": self.last_download})
 
     def peers_for(self, wanted: set[str]) -> list[str]:
+        if not self.use_peers:
+            return []
         try:
             return self._post("/peers", {"hostID": self.host_id, "artifact": self.manifest.manifest_digest,
                                          "wanted": sorted(wanted)})["peers"]
@@ -158,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--listen", type=int, default=0, help="peer server port (0: any free port)")
     ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
     ap.add_argument("--max-down", type=float, default=0, help="download cap in MB/s (0: none)")
+    ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     token = os.environ.get("GANTRY_HOST_TOKEN", "")
@@ -166,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     home = Path(a.home)
     home.mkdir(parents=True, exist_ok=True)
-    d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down)
+    d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
+                   use_peers=not a.no_peers)
     signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
     d.run()
     return 0

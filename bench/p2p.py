@@ -1,0 +1,128 @@
+"""Peer-to-peer distribution inside one datacenter, with real node daemon processes on loopback.
+
+    .venv/bin/python bench/p2p.py --hosts N[,N...] --size-mb S --cap-mbps B [--chunk-kb C] [--json]
+
+A one-region stack whose blob store (the origin) is capped at B MB/s (`rclone --bwlimit`); N
+`gantry-node` processes each capped at B MB/s up and down. One artifact of S MB of
+incompressible data is built, then deployed to all N hosts at once (one wave, no bake): first
+with peer-to-peer, then with every host fetching from the origin only. Reported beside the
+bound S/B + (ceil(log2 N) - 1) * c/B, c the average chunk size. Goal: p2p within 1.25x of the
+bound at N = 32. With --json the last line is the result for the largest N.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from gantry.artifacts.blobstore import manifest_key, s3_for
+from gantry.artifacts.manifest import Manifest
+from gantry.cluster.stack import Stack, free_port
+from gantry.serve_app.auth import issue
+
+REGION, DC = "bench", "bench-a"
+
+
+def make_repo(path: Path, size: int) -> str:
+    path.mkdir(parents=True)
+    (path / "gantry.toml").write_text(
+        f'[build]\ncommand = "mkdir -p dist && head -c {size} /dev/urandom > dist/blob"\noutput = "dist"\n')
+    git = lambda *a: subprocess.run(["git", "-C", str(path), "-c", "user.email=b@b", "-c", "user.name=b", *a],
+                                    check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    git("add", "-A")
+    git("commit", "-qm", "bench")
+    return git("rev-parse", "HEAD")
+
+
+def wait(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def rollout_seconds(stack: Stack, api: httpx.Client, build_id: str, n: int, cap: float, peers: bool, tag: str) -> float:
+    hosts = [f"{DC}-{tag}-{i}" for i in range(n)]
+    for h in hosts:
+        stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers)
+    wait(lambda: sum(1 for h in api.get("/projects/bench/hosts").json()
+                     if h["hostID"] in hosts and h["state"] != "lost") == n, 120, f"{n} hosts to register")
+    t0 = time.monotonic()
+    dep = api.post("/projects/bench/deployments", json={
+        "buildID": build_id, "strategy": {"steps": [1.0], "minHealthy": 1.0, "bakeS": 0}}).json()["deploymentID"]
+    d = wait(lambda: (lambda d: d if d["status"] not in ("IN_PROGRESS", "PENDING") else None)(
+        api.get(f"/projects/bench/deployments/{dep}").json()), 3600, "the rollout")
+    seconds = time.monotonic() - t0
+    if d["status"] != "COMPLETED":
+        raise SystemExit(f"deployment ended {d['status']}: {d['reason']}")
+    for h in hosts:
+        stack.stop_process(f"host-{h}")
+    time.sleep(4)  # let the coordinator mark them lost before the next run
+    return seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hosts", default="8,16,32", help="comma-separated host counts")
+    ap.add_argument("--size-mb", type=float, default=32)
+    ap.add_argument("--cap-mbps", type=float, default=5)
+    ap.add_argument("--chunk-kb", type=int, default=512, help="FastCDC average (chunks average ~1.25x this)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    size = int(a.size_mb * 1e6)
+    counts = [int(x) for x in a.hosts.split(",")]
+
+    import os
+    os.environ.update(GANTRY_CHUNK_AVG_BYTES=str(a.chunk_kb << 10), GANTRY_HOST_LOST_S="3")
+    work = Path(tempfile.mkdtemp(prefix="gantry-bench-p2p-"))
+    stack = Stack(work / "home")
+    cfg = stack.up(api_port=free_port(), regions=(REGION,), builders=1, hosts_per_dc=0,
+                   s3_bwlimit_mbps=a.cap_mbps, say=lambda *_: None)
+    results = []
+    try:
+        token = issue(cfg.jwt_secret(), "bench", admin=True)
+        with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
+            api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
+            sha = make_repo(work / "repo", size)
+            b = api.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
+            rec = wait(lambda: (lambda r: r if r["buildStatus"] in ("SUCCEEDED", "FAILED", "DEAD") else None)(
+                api.get(f"/projects/bench/builds/{b}").json()), 1800, "the build")
+            if rec["buildStatus"] != "SUCCEEDED":
+                raise SystemExit(f"build failed: {rec['error']}")
+            manifest = Manifest.from_bytes(s3_for(cfg.primary, cfg.s3_access_key, cfg.s3_secret_key)
+                                           .get(manifest_key(rec["artifact"]["digest"])))
+            chunk = manifest.size / len(manifest.chunks)
+            cap = a.cap_mbps * 1e6
+            for n in counts:
+                bound = manifest.size / cap + (math.ceil(math.log2(n)) - 1) * chunk / cap
+                p2p = rollout_seconds(stack, api, b, n, a.cap_mbps, True, f"p{n}")
+                origin = rollout_seconds(stack, api, b, n, a.cap_mbps, False, f"o{n}")
+                r = {"hosts": n, "sizeBytes": manifest.size, "capBytesPerS": cap, "chunkBytes": round(chunk),
+                     "p2pSeconds": round(p2p, 2), "originOnlySeconds": round(origin, 2),
+                     "boundSeconds": round(bound, 2)}
+                results.append(r)
+                print(f"N={n:3d}  p2p {p2p:7.1f} s   origin-only {origin:7.1f} s   bound {bound:6.1f} s   "
+                      f"p2p/bound {p2p / bound:.2f} (goal <= 1.25 at N=32)   "
+                      f"[S={manifest.size / 1e6:.0f} MB, B={a.cap_mbps:g} MB/s, c={chunk / 1e6:.2f} MB]", flush=True)
+    finally:
+        stack.down(say=lambda *_: None)
+        subprocess.run(["rm", "-rf", str(work)])
+    if a.json and results:
+        print(json.dumps(results[-1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
