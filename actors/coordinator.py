@@ -49,9 +49,10 @@ class Coordinator:
                          deployHealth=rec.get("deployHealth") or "")
         return reply
 
-    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> list[str]:
+    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
+        """chunk digest -> addresses of peers holding it, for the chunks the host still wants."""
         with self.lock:
-            return [p.address for p in self.tracker.peers(artifact, host_id, set(wanted))]
+            return self.tracker.peer_map(artifact, host_id, set(wanted))
 
     # --- the loop ---------------------------------------------------------------------------
 

@@ -249,7 +249,7 @@ class RolloutCoordinatorActor:
             report.get("error") or "", report.get("artifact"), report.get("chunks") or [],
             bool(report.get("complete")), report.get("download"))
 
-    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> list[str]:
+    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
         return self.coordinator.peers(host_id, artifact, wanted)
 
 

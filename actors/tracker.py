@@ -58,6 +58,14 @@ class Tracker:
             chosen += seeds[n_seeds: n_seeds + self.max_peers - len(chosen)]
         return chosen[: self.max_peers]
 
+    def peer_map(self, artifact: str, host: str, wanted: set[str]) -> dict[str, list[str]]:
+        """For each wanted chunk, the addresses (among the chosen peers) that hold it."""
+        out: dict[str, list[str]] = {}
+        for p in self.peers(artifact, host, wanted):
+            for digest in (wanted if p.complete else p.chunks & wanted):
+                out.setdefault(digest, []).append(p.address)
+        return out
+
     def holders(self, artifact: str) -> dict[str, int]:
         """host -> number of chunks it holds, for progress views."""
         return {h: len(p.chunks) for h, p in self.swarms.get(artifact, {}).items()}

@@ -73,14 +73,15 @@ class NodeDaemon:
             "artifact": m.manifest_digest if m else None, "chunks": held,
             "complete": bool(m) and len(held) == len(m.unique_chunks()), "download": self.last_download})
 
-    def peers_for(self, wanted: set[str]) -> list[str]:
+    def peers_for(self, wanted: set[str]) -> dict[str, list[str]]:
+        """Ask the tracker once for all the chunks still wanted: digest -> peer addresses."""
         if not self.use_peers:
-            return []
+            return {}
         try:
             return self._post("/peers", {"hostID": self.host_id, "artifact": self.manifest.manifest_digest,
                                          "wanted": sorted(wanted)})["peers"]
         except Exception:  # no tracker answer: the origin still serves
-            return []
+            return {}
 
     # --- moving to a build ------------------------------------------------------------------
 

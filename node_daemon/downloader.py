@@ -1,6 +1,9 @@
 """Download an artifact's missing chunks: from peers first, the regional blob store (origin) when
 no peer has a chunk, every chunk verified before it is kept.
 
+- Order: each host takes the chunks in its own random order, and a chunk no peer holds yet is
+  put back once before it is fetched from the origin; so hosts pull different chunks from the
+  origin and trade the rest, and the origin sends each chunk about once (Kraken's behaviour).
 - Concurrency: `workers` chunks at once, each from a randomly chosen peer the tracker offered.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
   (refused, 404, timeout) is skipped for that chunk.
@@ -42,10 +45,16 @@ class DownloadFailed(Exception):
 
 class Downloader:
     def __init__(self, cache: ChunkCache, origin_get: Callable[[str], bytes],
-                 peers_for: Callable[[set[str]], list[str]], download: TokenBucket | None = None,
+                 peers_for: Callable[[set[str]], dict[str, list[str]]], download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, peer_refresh_s: float = 0.5):
+        """`peers_for(wanted digests)` answers digest -> addresses of peers holding it; it is
+        asked for everything still wanted at most every `peer_refresh_s`."""
         self.cache, self.origin_get, self.peers_for = cache, origin_get, peers_for
+        self.peer_refresh_s = peer_refresh_s
+        self._peer_map: dict[str, list[str]] = {}
+        self._peer_map_at = -1e9
+        self._peer_lock = threading.Lock()
         self.bucket = download or TokenBucket(0)
         self.workers, self.timeout_s, self.endgame_s, self.attempts = workers, timeout_s, endgame_s, attempts
         self.rng = rng or random.Random()
@@ -53,6 +62,9 @@ class Downloader:
     def fetch(self, manifest: Manifest, progress: Callable[[int], None] = lambda n: None) -> DownloadStats:
         stats = DownloadStats()
         todo = list(self.cache.missing(manifest))
+        self.rng.shuffle(todo)
+        self._wanted = {c.digest for c in todo}
+        deferred: set[str] = set()
         lock = threading.Lock()
         inflight: dict[str, tuple[ChunkRef, float, set[str]]] = {}  # digest -> (ref, started, sources)
         errors: list[str] = []
@@ -77,6 +89,13 @@ class Downloader:
                         return
                     time.sleep(0.05)
                     continue
+                if not endgame and ref.digest not in deferred:
+                    if not self._peers(ref, stats, lock, inflight):   # nobody has it yet: later
+                        with lock:
+                            deferred.add(ref.digest)
+                            inflight.pop(ref.digest, None)
+                            todo.append(ref)
+                        continue
                 try:
                     self._fetch_one(ref, stats, lock, inflight, endgame)
                 except DownloadFailed as e:
@@ -105,11 +124,10 @@ class Downloader:
                     with lock:
                         stats.duplicates += 1
                 return
+            candidates = self._peers(ref, stats, lock, inflight)
+            source = self.rng.choice(candidates) if candidates else ORIGIN
             with lock:
                 tried = inflight.get(ref.digest, (None, 0, set()))[2]
-                candidates = [p for p in self.peers_for({ref.digest})
-                              if p not in stats.blacklisted and p not in tried]
-            source = self.rng.choice(candidates) if candidates else ORIGIN
             with lock:
                 tried.add(source)
             try:
@@ -129,6 +147,18 @@ class Downloader:
             return
         if not self.cache.has(ref.digest):
             raise DownloadFailed(f"chunk {ref.digest} could not be fetched from any source")
+
+    def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, inflight: dict) -> list[str]:
+        """Peers holding this chunk, less blacklisted ones and those already tried for it."""
+        with self._peer_lock:
+            if time.monotonic() - self._peer_map_at > self.peer_refresh_s:
+                self._wanted = {d for d in self._wanted if not self.cache.has(d)}
+                self._peer_map = self.peers_for(self._wanted) if self._wanted else {}
+                self._peer_map_at = time.monotonic()
+            offered = self._peer_map.get(ref.digest, [])
+        with lock:
+            tried = inflight.get(ref.digest, (None, 0, set()))[2]
+            return [p for p in offered if p not in stats.blacklisted and p not in tried]
 
     def _from_origin(self, ref: ChunkRef) -> bytes:
         data = self.origin_get(ref.digest)

@@ -309,7 +309,7 @@ class GantryAPI:
         self._project(request, projectName)
         return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
                  "activeBuildID": h.get("activeBuildID") or None, "state": h.get("state") or "idle",
-                 "updatedAt": B.iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
+                 "error": h.get("error") or None, "updatedAt": B.iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
                 for r in self.stack.regions for dc in r.datacenters for h in self.deploys.hosts(dc)]
 
     @app.post("/projects/{projectName}/rollback", status_code=202, response_model=DeploymentAccepted)

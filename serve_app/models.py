@@ -214,6 +214,7 @@ class Host(BaseModel):
     dc: str
     activeBuildID: str | None
     state: str
+    error: str | None = None
     updatedAt: str | None
 
 

@@ -142,5 +142,5 @@ def test_peers_come_from_the_tracker(world):
     c = coords["us-east"]
     c.heartbeat("a", "10.0.0.1:7000", "downloading", None, artifact="m", chunks=["c1"], complete=False)
     c.heartbeat("b", "10.0.0.2:7000", "active", None, artifact="m", chunks=["c1", "c2"], complete=True)
-    assert c.peers("a", "m", ["c2"]) == ["10.0.0.2:7000"]
-    assert sorted(c.peers("z", "m", ["c1"])) == ["10.0.0.1:7000", "10.0.0.2:7000"]
+    assert c.peers("a", "m", ["c2"]) == {"c2": ["10.0.0.2:7000"]}
+    assert sorted(c.peers("z", "m", ["c1"])["c1"]) == ["10.0.0.1:7000", "10.0.0.2:7000"]

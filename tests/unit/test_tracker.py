@@ -49,3 +49,11 @@ def test_bookkeeping_replaces_announces_and_expires_silent_hosts():
     assert t.expire(now=12, ttl=10) == ["h2"]
     assert t.holders(A) == {"h1": 2}
     assert t.peers("blake3:" + "b" * 64, "me", {"c1"}) == []
+
+
+def test_peer_map_says_who_holds_which_chunk():
+    t = tracker(max_peers=8)
+    t.announce(A, "seed", "s:1", {"c1", "c2"}, complete=True, now=0)
+    t.announce(A, "p1", "p:1", {"c2"}, complete=False, now=0)
+    m = t.peer_map(A, "me", {"c1", "c2", "c3"})
+    assert sorted(m["c2"]) == ["p:1", "s:1"] and m["c1"] == ["s:1"] and m["c3"] == ["s:1"]
