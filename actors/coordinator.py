@@ -105,10 +105,13 @@ class Coordinator:
         self.store.save_rollout(dep_id, self.dc, rollout.to_dict())
         outcomes = self.store.dc_outcomes(dep_id)
         if rollout.phase == DONE and outcomes.get(self.dc) != DONE:
+            self.store.set_dc_current(dep["projectName"], self.dc, rollout.build_id)
             outcomes = self.store.mark_dc(dep_id, self.dc, DONE)
             every_dc = [dc for dcs in self.dcs_by_region.values() for dc in dcs]
             if all(outcomes.get(dc) == DONE for dc in every_dc):
                 self.store.set_status(dep_id, "COMPLETED", ("IN_PROGRESS",))
         elif rollout.phase == ROLLED_BACK and outcomes.get(self.dc) != ROLLED_BACK:
+            if rollout.previous_build:
+                self.store.set_dc_current(dep["projectName"], self.dc, rollout.previous_build)
             self.store.mark_dc(dep_id, self.dc, ROLLED_BACK)
             self.store.set_status(dep_id, "ROLLED_BACK", ACTIVE, f"{self.dc}: {rollout.reason}")

@@ -7,6 +7,7 @@ Keys (prefix `gantry:`):
   deploys:{project}         zset  deploymentID by createdAt
   desired:{project}         hash  buildID, deploymentID, version (+1 on every change)
   dcdone:{id}               hash  dc -> DONE | ROLLED_BACK
+  current:{project}         hash  dc -> the buildID the datacenter runs (after a rollout or rollback)
   rollout:{id}:{dc}         str   the datacenter's DcRollout as JSON
   host:{hostID}             hash  hostID, region, dc, address, state, activeBuildID,
                                   targetBuildID, error, updatedAt
@@ -117,6 +118,12 @@ class DeployStore:
 
     def dc_outcomes(self, dep_id: str) -> dict[str, str]:
         return self.r.hgetall(f"{P}dcdone:{dep_id}")
+
+    def set_dc_current(self, project: str, dc: str, build_id: str) -> None:
+        self.r.hset(f"{P}current:{project}", dc, build_id)
+
+    def dc_current(self, project: str) -> dict[str, str]:
+        return self.r.hgetall(f"{P}current:{project}")
 
     def save_rollout(self, dep_id: str, dc: str, rollout: dict) -> None:
         self.r.set(f"{P}rollout:{dep_id}:{dc}", json.dumps(rollout))

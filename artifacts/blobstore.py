@@ -24,6 +24,21 @@ def manifest_key(digest: str) -> str:
     return f"manifests/{algo}/{hexd}.json"
 
 
+def write_atomically(path: Path, data: bytes, temp_prefix: str = ".tmp-") -> None:
+    """Write to a temp file beside `path`, fsync, rename into place: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class BlobNotFound(KeyError):
     pass
 
@@ -54,18 +69,7 @@ class FsBlobStore:
     def put(self, key: str, data: bytes) -> bool:
         if self.has(key):
             return False
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self._path(key), data)
         return True
 
     def get(self, key: str) -> bytes:

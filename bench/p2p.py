@@ -70,7 +70,7 @@ def rollout_seconds(stack: Stack, api: httpx.Client, build_id: str, n: int, cap:
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")
     for h in hosts:
         stack.stop_process(f"host-{h}")
-    time.sleep(11)  # let the coordinator mark them lost before the next run
+    time.sleep(31)  # let the coordinator mark them lost before the next run
     return seconds
 
 
@@ -86,7 +86,7 @@ def main() -> int:
     counts = [int(x) for x in a.hosts.split(",")]
 
     import os
-    os.environ.update(GANTRY_CHUNK_AVG_BYTES=str(a.chunk_kb << 10), GANTRY_HOST_LOST_S="10")
+    os.environ.update(GANTRY_CHUNK_AVG_BYTES=str(a.chunk_kb << 10), GANTRY_HOST_LOST_S="30")
     work = Path(tempfile.mkdtemp(prefix="gantry-bench-p2p-"))
     stack = Stack(work / "home")
     cfg = stack.up(api_port=free_port(), regions=(REGION,), builders=1, hosts_per_dc=0,

@@ -6,10 +6,9 @@ resume point. Chunks of earlier releases are reused by later ones (a delta deplo
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from gantry.artifacts.blobstore import write_atomically
 from gantry.artifacts.manifest import Manifest
 from gantry.artifacts.unpack import verified
 
@@ -32,19 +31,8 @@ class ChunkCache:
         """Store a chunk after checking it; raises ChunkCorrupt if it is not what it claims."""
         verified(digest, data)
         path = self._path(digest)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if not path.exists():
+            write_atomically(path, data, temp_prefix=".part-")
 
     def get(self, digest: str) -> bytes:
         return self._path(digest).read_bytes()

@@ -102,7 +102,8 @@ def _check_build_id(build_id: str) -> None:
         raise ApiError(400, "invalid buildID", "32 lowercase hexadecimal characters")
 
 
-@serve.deployment(name="gantry-api", ray_actor_options={"num_cpus": 0.1, "resources": HEAD})
+# Hosts report every second, so allow far more requests in flight than Serve's default of 5.
+@serve.deployment(name="gantry-api", max_ongoing_requests=200, ray_actor_options={"num_cpus": 0.1, "resources": HEAD})
 @serve.ingress(app)
 class GantryAPI:
     def __init__(self, stack_file: str):
@@ -261,13 +262,14 @@ class GantryAPI:
     def _deployment_view(self, dep: dict) -> dict:
         regions, everyone, current = [], [], None
         outcomes = self.deploys.dc_outcomes(dep["deploymentID"])
+        running = self.deploys.dc_current(dep["projectName"])
         for region in self.stack.regions:
             dcs, in_region = [], []
             for dc in region.datacenters:
                 hosts = self.deploys.hosts(dc)
                 in_region += hosts
                 r = self.deploys.load_rollout(dep["deploymentID"], dc)
-                dcs.append({"dc": dc, "phase": r["phase"] if r else None, "wave": r["wave"] + 1 if r else None,
+                dcs.append({"dc": dc, "currentBuildID": running.get(dc), "phase": r["phase"] if r else None, "wave": r["wave"] + 1 if r else None,
                             "waves": len(r["waves"]) if r else None, "hosts": host_counts(hosts, dep["buildID"])})
                 if r and current is None and outcomes.get(dc) != "DONE":
                     current = region.name

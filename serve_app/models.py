@@ -180,6 +180,7 @@ class HostCounts(BaseModel):
 
 class DcProgress(BaseModel):
     dc: str
+    currentBuildID: str | None = None   # what the datacenter runs now, for this project
     phase: str | None
     wave: int | None
     waves: int | None

@@ -1,8 +1,11 @@
 """Shared by the integration tests: real git repositories and waiting on builds."""
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"}
@@ -65,3 +68,25 @@ def reassemble(stack, region, manifest_digest: str, dest: Path) -> Path:
     manifest = Manifest.from_bytes(store.get(manifest_key(manifest_digest)), manifest_digest)
     extract(stream_chunks(manifest, lambda d: store.get(chunk_key(d))), dest)
     return dest
+
+
+class RoguePeer:
+    """Serves garbage for every chunk."""
+
+    def __init__(self):
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                body = os.urandom(70_000)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()

@@ -75,6 +75,7 @@ def test_regions_go_one_after_another_and_the_deployment_completes(world):
     run(coords, hosts, clock)
     assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)
+    assert store.dc_current("web") == {"us-east-a": "b1", "eu-west-a": "b1"}
 
 
 def test_failing_health_rolls_every_datacenter_back(world):
@@ -90,6 +91,7 @@ def test_failing_health_rolls_every_datacenter_back(world):
     d = store.get(dep["deploymentID"])
     assert d["status"] == "ROLLED_BACK" and "eu-west-a" in d["reason"] and "failed" in d["reason"]
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # us-east came back too
+    assert store.dc_current("web") == {"us-east-a": "b1", "eu-west-a": "b1"}
 
 
 def test_a_new_deployment_supersedes_the_one_in_flight(world):

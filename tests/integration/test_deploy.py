@@ -1,6 +1,7 @@
 """Deploys on the real stack: node daemon processes, coordinators, waves, rollback."""
 import json
 import signal
+import threading
 import time
 
 import ray
@@ -10,7 +11,9 @@ from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.actors.ray_actors import NAMESPACE, coordinator_name
-from helpers import commit, wait_build
+from conftest import client
+from gantry.serve_app.auth import issue
+from helpers import RoguePeer, commit, wait_build
 
 FAST = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0.5}
 FINAL = {"COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED"}
@@ -158,3 +161,41 @@ def test_coordinator_killed_mid_rollout_resumes(api, stack, new_project):
     ray.kill(ray.get_actor(coordinator_name("us-east-a"), namespace=NAMESPACE), no_restart=False)
     d = wait_deployment(api, project, dep)
     assert d["status"] == "COMPLETED" and d["hosts"]["active"] == 4
+
+
+def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_project):
+    project, sha, _ = new_project("mkdir -p dist && head -c 4194304 /dev/urandom > dist/blob")
+    b = build(api, project, sha)
+    digest = api.get(f"/projects/{project}/builds/{b}").json()["artifact"]["digest"]
+    rogue, stop = RoguePeer(), threading.Event()
+    token = issue(stack.config().jwt_secret(), "host:rogue", host=True)
+
+    def announce():   # a seed that claims every chunk and runs the build, through the real gateway
+        with client(stack, token) as c:
+            while not stop.is_set():
+                for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
+                    c.post(f"/dc/{dc}/heartbeat", json={
+                        "hostID": f"rogue-{dc}", "region": region, "address": rogue.address, "state": "active",
+                        "activeBuildID": b, "artifact": digest, "chunks": [], "complete": True})
+                stop.wait(0.5)
+    t = threading.Thread(target=announce, daemon=True)
+    t.start()
+    try:
+        time.sleep(1.5)
+        assert wait_deployment(api, project, deploy(api, project, b))["status"] == "COMPLETED"
+    finally:
+        stop.set()
+        t.join()
+        rogue.stop()
+    store = DeployStore(stack.config().redis_url)
+    real = [h for dc in ("us-east-a", "eu-west-a") for h in store.hosts(dc) if not h["hostID"].startswith("rogue")]
+    blacklisted = [json.loads(h["lastDownload"])["blacklisted"] for h in real]
+    assert any(rogue.address in bl for bl in blacklisted), blacklisted
+    blobs = {(current(stack, h["hostID"]) / "blob").read_bytes() for h in real}
+    assert len(blobs) == 1 and len(blobs.pop()) == 4 << 20
+    # let the rogue hosts be marked lost before later tests plan their waves
+    deadline = time.monotonic() + 30
+    while any(h["state"] != "lost" for dc in ("us-east-a", "eu-west-a") for h in store.hosts(dc)
+              if h["hostID"].startswith("rogue")):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)

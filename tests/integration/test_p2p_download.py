@@ -1,7 +1,5 @@
 """The node daemon's peer server and downloader over real HTTP on loopback (no Ray, no stack)."""
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -11,6 +9,7 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader, DownloadFailed
 from gantry.node_daemon.peer_server import PeerServer
 from gantry.node_daemon.tokenbucket import TokenBucket
+from helpers import RoguePeer
 
 
 class Origin:
@@ -39,28 +38,6 @@ def seeded_peer(tmp_path, name, manifest, store, upload=None):
     for c in manifest.unique_chunks():
         cache.put(c.digest, store.get(chunk_key(c.digest)))
     return PeerServer(cache, upload=upload).start()
-
-
-class RoguePeer:
-    """Serves garbage for every chunk."""
-
-    def __init__(self):
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                body = os.urandom(70_000)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
 
 
 def test_downloads_from_peers_not_origin(tmp_path, artifact):
