@@ -18,6 +18,8 @@ from gantry.actors.store import BuildStore
 from gantry.actors.tracker import Tracker
 from gantry.actors.waves import Strategy
 
+UNTOUCHED = "UNTOUCHED"   # a datacenter's outcome when a deployment ended before it started
+
 
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], store: DeployStore,
@@ -27,6 +29,7 @@ class Coordinator:
         self.origin = origin or {}   # the region's blob store: {endpoint, bucket}
         self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
         self.tracker = Tracker()
+        self._build_info: dict[str, dict] = {}
         self.lock = threading.Lock()
 
     # --- what hosts call (through the API gateway) -------------------------------------------
@@ -44,10 +47,19 @@ class Coordinator:
         target = h.get("targetBuildID") or None
         reply = {"targetBuildID": target, "origin": self.origin}
         if target:
-            rec = self.builds.get(target) or {}
-            reply.update(manifestDigest=rec.get("artifactDigest"), deployStart=rec.get("deployStart") or "",
-                         deployHealth=rec.get("deployHealth") or "")
+            reply.update(self._deploy_info(target))
         return reply
+
+    def _deploy_info(self, build_id: str) -> dict:
+        """What a host needs to install a build; fixed once the build is deployable, so cached."""
+        info = self._build_info.get(build_id)
+        if info is None:
+            rec = self.builds.get(build_id) or {}
+            info = {"manifestDigest": rec.get("artifactDigest"), "deployStart": rec.get("deployStart") or "",
+                    "deployHealth": rec.get("deployHealth") or ""}
+            if info["manifestDigest"]:
+                self._build_info[build_id] = info
+        return info
 
     def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
         """chunk digest -> addresses of peers holding it, for the chunks the host still wants."""
@@ -62,17 +74,16 @@ class Coordinator:
         for h in hosts:
             if h.get("state") != "lost" and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
                 self.store.mark_lost(h["hostID"])
+                h["state"] = "lost"
                 with self.lock:
                     self.tracker.forget(h["hostID"])
+        snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
+                                          h.get("targetBuildID") or None) for h in hosts}
         for project in self.store.projects_with_desired_state():
             dep_id = self.store.desired(project).get("deploymentID")
             dep = self.store.get(dep_id) if dep_id else None
             if dep:
-                self._drive(dep, now)
-
-    def _snapshot(self) -> dict[str, HostView]:
-        return {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
-                                      h.get("targetBuildID") or None) for h in self.store.hosts(self.dc)}
+                self._drive(dep, snapshot, now)
 
     def _my_turn(self, dep: dict) -> bool:
         order = json.loads(dep["regions"])
@@ -82,15 +93,20 @@ class Coordinator:
         outcomes = self.store.dc_outcomes(dep["deploymentID"])
         return all(outcomes.get(dc) == DONE for r in earlier for dc in self.dcs_by_region.get(r, []))
 
-    def _drive(self, dep: dict, now: float) -> None:
+    def _drive(self, dep: dict, hosts: dict[str, HostView], now: float) -> None:
         dep_id, status = dep["deploymentID"], dep["status"]
-        saved = self.store.load_rollout(dep_id, self.dc)
-        rollout = DcRollout.from_dict(saved) if saved else None
-        if status == "ROLLED_BACK" and rollout is not None:
-            rollout.roll_back(dep.get("reason") or "rolled back")
+        if status == "ROLLED_BACK":  # take back what this datacenter moved, once
+            if self.store.dc_outcomes(dep_id).get(self.dc) not in (None, DONE):
+                return
         elif status not in ACTIVE or not self._my_turn(dep):
             return
-        hosts = self._snapshot()
+        saved = self.store.load_rollout(dep_id, self.dc)
+        rollout = DcRollout.from_dict(saved) if saved else None
+        if status == "ROLLED_BACK":
+            if rollout is None:  # never started here: nothing to take back
+                self.store.mark_dc(dep_id, self.dc, UNTOUCHED)
+                return
+            rollout.roll_back(dep.get("reason") or "rolled back")
         live = [h for h, v in hosts.items() if v.state != "lost"]
         if rollout is None:
             s = json.loads(dep["strategy"])

@@ -6,6 +6,7 @@ Keys (prefix `gantry:`):
                                   status, reason, regions, createdAt, updatedAt, createdBy
   deploys:{project}         zset  deploymentID by createdAt
   desired:{project}         hash  buildID, deploymentID, version (+1 on every change)
+  deployed                  set   projects that have a desired state
   dcdone:{id}               hash  dc -> DONE | ROLLED_BACK
   current:{project}         hash  dc -> the buildID the datacenter runs (after a rollout or rollback)
   rollout:{id}:{dc}         str   the datacenter's DcRollout as JSON
@@ -43,6 +44,7 @@ if prev then
 end
 for k, v in pairs(f) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('ZADD', KEYS[2], ARGV[2], f['deploymentID'])
+redis.call('SADD', 'gantry:deployed', f['projectName'])
 local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
 redis.call('HSET', KEYS[3], 'buildID', f['buildID'], 'deploymentID', f['deploymentID'])
 redis.call('PUBLISH', 'gantry:desired', f['projectName'])
@@ -92,7 +94,7 @@ class DeployStore:
         return self.r.hgetall(f"{P}desired:{project}")
 
     def projects_with_desired_state(self) -> list[str]:
-        return [k[len(f"{P}desired:"):] for k in self.r.scan_iter(f"{P}desired:*")]
+        return sorted(self.r.smembers(f"{P}deployed"))
 
     def set_status(self, dep_id: str, to: str, allowed_from: tuple[str, ...], reason: str = "") -> str | None:
         """Returns the previous status if the change was made, else None."""
@@ -101,11 +103,14 @@ class DeployStore:
 
     def completed_builds(self, project: str) -> list[str]:
         """Builds of COMPLETED deployments, newest first, each once (the good builds)."""
+        with self.r.pipeline(transaction=False) as p:
+            for dep_id in self.r.zrevrange(f"{P}deploys:{project}", 0, 500):
+                p.hmget(f"{P}deploy:{dep_id}", "status", "buildID")
+            rows = p.execute()
         out = []
-        for dep_id in self.r.zrevrange(f"{P}deploys:{project}", 0, 500):
-            d = self.get(dep_id)
-            if d and d["status"] == "COMPLETED" and d["buildID"] not in out:
-                out.append(d["buildID"])
+        for status, build_id in rows:
+            if status == "COMPLETED" and build_id not in out:
+                out.append(build_id)
         return out
 
     def last_completed_build(self, project: str) -> str | None:

@@ -67,7 +67,7 @@ class Replicator:
         with ThreadPoolExecutor(8) as pool:  # one HEAD per chunk: 2,000 of them for 10 GB
             present_flags = list(pool.map(lambda c: self.target.has(chunk_key(c.digest)), chunks))
         missing = [c for c, present in zip(chunks, present_flags) if not present]
-        row = next((r for r in self.store.replication_rows(build_id) if r["region"] == self.region), {})
+        row = self.store.replication_row(build_id, self.region)
         moved_chunks, moved_bytes = int(row.get("chunksTransferred", 0)), int(row.get("bytesTransferred", 0))
         missing_set = set(missing)
         present = [c for c in chunks if c not in missing_set]
@@ -95,7 +95,7 @@ class Replicator:
 
     def _retry(self, build_id: str, error: str) -> str:
         s = self.settings
-        row = next((r for r in self.store.replication_rows(build_id) if r["region"] == self.region), {})
+        row = self.store.replication_row(build_id, self.region)
         retries = int(row.get("retries", 0))
         if retries + 1 > s.replication_max_retries:
             return self.store.finish_replication(build_id, self.region, ok=False,

@@ -345,6 +345,9 @@ class BuildStore:
                 p.hgetall(f"{P}repl:{build_id}:{region}")
             return [h for h in p.execute() if h]
 
+    def replication_row(self, build_id: str, region: str) -> dict:
+        return self.r.hgetall(f"{P}repl:{build_id}:{region}")
+
     def due_replications(self, region: str, limit: int = 10) -> list[str]:
         return self.r.zrangebyscore(f"{P}replq:{region}", "-inf", self.clock(), start=0, num=limit)
 

@@ -65,7 +65,3 @@ class Tracker:
             for digest in (wanted if p.complete else p.chunks & wanted):
                 out.setdefault(digest, []).append(p.address)
         return out
-
-    def holders(self, artifact: str) -> dict[str, int]:
-        """host -> number of chunks it holds, for progress views."""
-        return {h: len(p.chunks) for h, p in self.swarms.get(artifact, {}).items()}

@@ -12,7 +12,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +23,7 @@ import httpx
 from gantry.cluster.stack import Stack, free_port
 from gantry.config import Settings
 from gantry.serve_app.auth import issue
+from sample_repo import commit_build
 
 
 def pct(values: list[float], p: float) -> float:
@@ -33,17 +33,6 @@ def pct(values: list[float], p: float) -> float:
 
 def ts(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def make_repo(path: Path) -> str:
-    path.mkdir(parents=True)
-    (path / "gantry.toml").write_text('[build]\ncommand = "mkdir -p dist && echo ok > dist/ok"\noutput = "dist"\n')
-    run = lambda *a: subprocess.run(["git", "-C", str(path), "-c", "user.email=b@b", "-c", "user.name=b", *a],
-                                    check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    run("add", "-A")
-    run("commit", "-qm", "bench")
-    return run("rev-parse", "HEAD")
 
 
 def timed_loop(fn, seconds: float, threads: int) -> list[float]:
@@ -79,7 +68,7 @@ def main() -> int:
     stack.up(api_port=free_port(), regions=("us-east",), builders=1, say=lambda *_: None)
     try:
         cfg = stack.config()
-        sha = make_repo(work / "repo")
+        sha = commit_build(work / "repo", "mkdir -p dist && echo ok > dist/ok")
         auth = {"Authorization": "Bearer " + issue(cfg.jwt_secret(), "bench", admin=True)}
         base = cfg.api_url
         httpx.put(f"{base}/projects/bench", json={"repoURL": str(work / "repo")}, headers=auth).raise_for_status()

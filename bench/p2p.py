@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -26,20 +26,9 @@ from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.cluster.stack import Stack, free_port
 from gantry.serve_app.auth import issue
+from sample_repo import commit_build
 
 REGION, DC = "bench", "bench-a"
-
-
-def make_repo(path: Path, size: int) -> str:
-    path.mkdir(parents=True)
-    (path / "gantry.toml").write_text(
-        f'[build]\ncommand = "mkdir -p dist && head -c {size} /dev/urandom > dist/blob"\noutput = "dist"\n')
-    git = lambda *a: subprocess.run(["git", "-C", str(path), "-c", "user.email=b@b", "-c", "user.name=b", *a],
-                                    check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    git("add", "-A")
-    git("commit", "-qm", "bench")
-    return git("rev-parse", "HEAD")
 
 
 def wait(predicate, timeout_s: float, what: str):
@@ -96,7 +85,7 @@ def main() -> int:
         token = issue(cfg.jwt_secret(), "bench", admin=True)
         with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
-            sha = make_repo(work / "repo", size)
+            sha = commit_build(work / "repo", f"mkdir -p dist && head -c {size} /dev/urandom > dist/blob")
             b = api.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
             rec = wait(lambda: (lambda r: r if r["buildStatus"] in ("SUCCEEDED", "FAILED", "DEAD") else None)(
                 api.get(f"/projects/bench/builds/{b}").json()), 1800, "the build")
@@ -119,7 +108,7 @@ def main() -> int:
                       f"[S={manifest.size / 1e6:.0f} MB, B={a.cap_mbps:g} MB/s, c={chunk / 1e6:.2f} MB]", flush=True)
     finally:
         stack.down(say=lambda *_: None)
-        subprocess.run(["rm", "-rf", str(work)])
+        shutil.rmtree(work, ignore_errors=True)
     if a.json and results:
         print(json.dumps(results[-1]))
     return 0

@@ -22,7 +22,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +39,7 @@ from gantry.artifacts.publish import publish
 from gantry.cluster.stack import Stack, free_port
 from gantry.config import Settings
 from gantry.serve_app.auth import issue
+from sample_repo import commit_build
 
 PIECE = 16 << 20
 GEN = """import os, random, sys
@@ -55,26 +56,6 @@ with open("dist/blob", "wb") as f:
 
 def ts(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=b@b", "-c", "user.name=b", *args],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-def make_repo(path: Path, size: int) -> list[str]:
-    """Two commits: the data, and the same data with 1% changed."""
-    path.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    (path / "gen.py").write_text(GEN)
-    shas = []
-    for variant in (0, 1):
-        (path / "gantry.toml").write_text(
-            f'[build]\ncommand = "python3 gen.py {size} {variant}"\noutput = "dist"\ntimeout = 1800\n')
-        git(path, "add", "-A")
-        git(path, "commit", "-qm", f"variant {variant}")
-        shas.append(git(path, "rev-parse", "HEAD"))
-    return shas
 
 
 def build(api: httpx.Client, sha: str) -> dict:
@@ -128,7 +109,9 @@ def main() -> int:
         with ThreadPoolExecutor(len(cfg.regions) - 1) as pool:
             raw_copy = list(pool.map(raw_copy_to, cfg.regions[1:]))
 
-        shas = make_repo(work / "repo", size)
+        # the data, then the same data with 1% changed
+        shas = [commit_build(work / "repo", f"python3 gen.py {size} {variant}", 1800, {"gen.py": GEN})
+                for variant in (0, 1)]
         token = issue(cfg.jwt_secret(), "bench", admin=True)
         with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
@@ -145,7 +128,7 @@ def main() -> int:
                 for r in cfg.regions[1:]]
     finally:
         stack.down(say=lambda *_: None)
-        subprocess.run(["rm", "-rf", str(work)])
+        shutil.rmtree(work, ignore_errors=True)
 
     result = {"sizeBytes": size, "packUploadBytesPerS": round(pack_upload), "rawPutBytesPerS": round(raw_put),
               "replicationBytesPerS": round(min(replication)), "rawCopyBytesPerS": round(min(raw_copy)),

@@ -152,7 +152,7 @@ class Stack:
             self.down(say=lambda *_: None)
         self.home.mkdir(parents=True, exist_ok=True)
         self.pids_file.unlink(missing_ok=True)
-        secret = self._secret("jwt.secret", lambda: secrets.token_hex(32))
+        self._secret("jwt.secret", lambda: secrets.token_hex(32))
         self._secret("ray.token", lambda: uuid.uuid4().hex)
         s3_key = self._secret("s3.credentials", lambda: f"gantry{secrets.token_hex(6)},{secrets.token_hex(20)}")
         access_key, secret_key = s3_key.split(",")

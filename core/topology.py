@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # Ray custom resources the code schedules on (ray-cluster.yaml must offer the same).
@@ -43,7 +43,6 @@ class StackConfig:
     ray_address: str = ""
     dashboard_url: str = ""
     builds_dir: str = "/tmp/gantry-builds"  # build workspaces; must be traversable by the sandbox uid
-    extra: dict = field(default_factory=dict)
 
     @property
     def primary(self) -> Region:

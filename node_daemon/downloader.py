@@ -89,13 +89,12 @@ class Downloader:
                         return
                     time.sleep(0.05)
                     continue
-                if not endgame and ref.digest not in deferred:
-                    if not self._peers(ref, stats, lock, inflight):   # nobody has it yet: later
-                        with lock:
-                            deferred.add(ref.digest)
-                            inflight.pop(ref.digest, None)
-                            todo.append(ref)
-                        continue
+                if not endgame and ref.digest not in deferred and not self._peers(ref, stats, lock, inflight):
+                    with lock:   # nobody has it yet: try it again later before going to the origin
+                        deferred.add(ref.digest)
+                        inflight.pop(ref.digest, None)
+                        todo.append(ref)
+                    continue
                 try:
                     self._fetch_one(ref, stats, lock, inflight, endgame)
                 except DownloadFailed as e:

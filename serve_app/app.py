@@ -63,9 +63,12 @@ async def _http_error(_: Request, e: StarletteHTTPException):
     return JSONResponse({"error": str(e.detail), "detail": None}, status_code=e.status_code)
 
 
+_SETTINGS = Settings.from_env()
+
+
 @app.middleware("http")
 async def _limit_body(request: Request, call_next):
-    s = Settings.from_env()
+    s = _SETTINGS
     limit = s.max_host_report_bytes if request.url.path.startswith("/dc/") else s.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
