@@ -19,7 +19,7 @@ from typing import Callable
 
 import redis
 
-from gantry.actors import buildconfig, source
+from gantry.actors import buildconfig, metrics, source
 from gantry.actors.sandbox import Limits, Sandbox
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.artifacts.blobstore import s3_for
@@ -104,22 +104,25 @@ class BuildRunner:
         checkin = CheckIn(self.store, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
         checkin.start()
         workdir = self._workdir(build_id)
+        started, outcome = time.monotonic(), "UNKNOWN"
         try:
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
             output = self._build(rec, project, workdir, checkin)
-            return self._publish(build_id, owner, output, checkin)
+            outcome = self._publish(build_id, owner, output, checkin)
         except BuildFailed as e:
             self._log(build_id, f"FAILED: {e}")
-            return self._finish(build_id, owner, BuildStatus.FAILED, {
+            outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
                 "error": str(e), "exitCode": e.exit_code, "logTail": self.store.log_tail(build_id, 2048)})
         except InfraFault as e:
             self._log(build_id, f"infrastructure fault: {e}")
-            return self._retry(build_id, owner, str(e))
+            outcome = self._retry(build_id, owner, str(e))
         except _Stopped:
-            return checkin.why
+            outcome = checkin.why
         finally:
             checkin.finish()
             shutil.rmtree(workdir, ignore_errors=True)
+            metrics.build_duration().observe(time.monotonic() - started, tags={"outcome": outcome})
+        return outcome
 
     def _workdir(self, build_id: str) -> Path:
         # The sandbox user must be able to traverse down to the workspace: 0711 all the way.

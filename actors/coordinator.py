@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Callable
 
+from gantry.actors import metrics
 from gantry.actors.deploy_store import ACTIVE, DeployStore
 from gantry.actors.rollout import DONE, ROLLED_BACK, DcRollout, HostView
 from gantry.actors.store import BuildStore
@@ -77,6 +78,9 @@ class Coordinator:
                 h["state"] = "lost"
                 with self.lock:
                     self.tracker.forget(h["hostID"])
+        gauge = metrics.rollout_hosts()
+        for state in ("idle", "downloading", "active", "failed", "lost"):
+            gauge.set(sum(1 for h in hosts if (h.get("state") or "idle") == state), tags={"dc": self.dc, "state": state})
         snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
                                           h.get("targetBuildID") or None) for h in hosts}
         for project in self.store.projects_with_desired_state():

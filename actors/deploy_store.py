@@ -24,6 +24,8 @@ from typing import Callable
 
 import redis
 
+from gantry import builds as B
+
 P = "gantry:"
 CHANNEL = "gantry:desired"
 ACTIVE = ("PENDING", "IN_PROGRESS", "PAUSED")
@@ -89,6 +91,23 @@ class DeployStore:
 
     def get(self, dep_id: str) -> dict | None:
         return self.r.hgetall(f"{P}deploy:{dep_id}") or None
+
+    def page(self, project: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        """A project's deployments, newest first; the cursor is "<createdAt ms>:<deploymentID>"
+        of the last one shown (ties on createdAt are ordered by ID, so none repeats or is skipped)."""
+        key = f"{P}deploys:{project}"
+        if cursor:
+            ms, last_id = B.split_member(B.parse_cursor(cursor))
+            same = [m for m in self.r.zrevrangebyscore(key, ms, ms) if m < last_id]
+            ids = same + self.r.zrevrangebyscore(key, f"({ms}", "-inf", start=0, num=limit + 1)
+        else:
+            ids = self.r.zrevrange(key, 0, limit)
+        with self.r.pipeline(transaction=False) as p:
+            for dep_id in ids[:limit + 1]:
+                p.hgetall(f"{P}deploy:{dep_id}")
+            deps = [d for d in p.execute() if d]
+        members, next_cursor = B.page([B.index_member(int(d["createdAt"]), d["deploymentID"]) for d in deps], limit)
+        return deps[:len(members)], next_cursor
 
     def desired(self, project: str) -> dict:
         return self.r.hgetall(f"{P}desired:{project}")

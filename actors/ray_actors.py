@@ -11,7 +11,10 @@ from typing import Callable
 
 import ray
 
+from gantry.actors import metrics
+from gantry.actors.archive import Archiver
 from gantry.actors.builder import BuildRunner
+from gantry.actors.deploy_store import CHANNEL, DeployStore
 from gantry.actors.monitor import HeartbeatMonitor
 from gantry.actors.replicator import Replicator
 from gantry.actors.scheduler import Scheduler
@@ -141,14 +144,33 @@ class BuildSchedulerActor:
         return {"inflight": inflight, "capacity": self._capacity(), "queueDepth": self.store.queue_depth()}
 
 
-@ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1)
+@ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
 class BuildMonitorActor:
+    """Heartbeat sweeps, the build gauges, and the periodic move of old builds to the archive."""
+
     def __init__(self, stack_file: str):
-        self.settings = Settings.from_env()
-        self.monitor = HeartbeatMonitor(BuildStore(StackConfig.load(stack_file).redis_url), self.settings)
-        period = max(0.5, self.settings.heartbeat_s / 2)
-        threading.Thread(target=_loop, args=(self.monitor.sweep, lambda: period, threading.Event()),
-                         daemon=True).start()
+        self.settings = s = Settings.from_env()
+        stack = StackConfig.load(stack_file)
+        self.store = BuildStore(stack.redis_url)
+        self.monitor = HeartbeatMonitor(self.store, s)
+        self.archiver = Archiver(self.store, DeployStore(stack.redis_url),
+                                 s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key))
+        self._archive_lock = threading.Lock()
+        for step, period in ((self.monitor.sweep, max(0.5, s.heartbeat_s / 2)),
+                             (self._gauges, s.metrics_interval_s),
+                             (lambda: self.archive(s.archive_after_s), s.archive_interval_s)):
+            threading.Thread(target=_loop, args=(step, lambda p=period: p, threading.Event()), daemon=True).start()
+
+    def _gauges(self) -> None:
+        metrics.queue_depth().set(self.store.queue_depth())
+        gauge = metrics.builds_by_status()
+        for status, n in self.store.status_counts().items():
+            gauge.set(n, tags={"status": status})
+
+    def archive(self, older_than_s: float) -> dict[str, int]:
+        """Move finished builds older than `older_than_s` to the archive; returns counts per project."""
+        with self._archive_lock:
+            return self.archiver.run(self.store.clock() - int(older_than_s * 1000))
 
     def ping(self) -> bool:
         return True
@@ -221,7 +243,6 @@ class RolloutCoordinatorActor:
 
     def __init__(self, stack_file: str, dc: str, region: str):
         from gantry.actors.coordinator import Coordinator
-        from gantry.actors.deploy_store import CHANNEL, DeployStore
         stack = StackConfig.load(stack_file)
         target = next(r for r in stack.regions if r.name == region)
         store = DeployStore(stack.redis_url)

@@ -8,10 +8,12 @@ last. A job interrupted anywhere resumes from what the region already holds.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
+from gantry.actors import metrics
 from gantry.actors.store import BuildStore
 from gantry.artifacts.blobstore import BlobStore, chunk_key, manifest_key
 from gantry.artifacts.chunking import ChunkRef
@@ -41,6 +43,15 @@ class Replicator:
         return [(b, self.replicate(b)) for b in self.store.due_replications(self.region)]
 
     def replicate(self, build_id: str) -> str:
+        started = time.monotonic()
+        outcome = self._replicate(build_id)
+        row_status = self.store.replication_row(build_id, self.region).get("replicationStatus")
+        if outcome != "RETRYING" and row_status in ("REPLICATED", "FAILED"):
+            metrics.replication_duration().observe(time.monotonic() - started,
+                                                   tags={"region": self.region, "outcome": row_status})
+        return outcome
+
+    def _replicate(self, build_id: str) -> str:
         rec = self.store.get(build_id)
         if rec is None or rec.get("buildStatus") != BuildStatus.DEPLOYING.value:
             status = (rec or {}).get("buildStatus", "missing")
@@ -90,6 +101,7 @@ class Replicator:
 
     def _store_chunk(self, build_id: str, ref: ChunkRef, data: bytes) -> None:
         self.target.put(chunk_key(ref.digest), verified(ref.digest, data))
+        metrics.replication_bytes().inc(ref.size, tags={"region": self.region})
         self.store.update_replication(build_id, self.region, {},
                                       incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
 

@@ -17,6 +17,10 @@ Keys (prefix `gantry:`):
   repl:{id}           set   regions the build replicates to (the primary included)
   repl:{id}:{region}  hash  the Binary replication row: replicationStatus, bytes/chunks moved...
   replq:{region}      zset  buildID -> ms when that region's replication job may run
+  statuscount         hash  status -> how many builds are in it (kept by the same scripts)
+  archived:{project}  hash  buildID -> the archive file that holds it (actors/archive.py)
+  archivedNewest      hash  project -> index member of its newest archived build
+  delivery:{p}:{id}   str   the buildID a webhook delivery created (expires after 7 days)
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[3], tonumber(fields['queueBase']) + seq, fields['buildID'])
+redis.call('HINCRBY', 'gantry:statuscount', 'QUEUED', 1)
 return 1
 """
 
@@ -63,6 +68,8 @@ if not ok then return {0, cur} end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[3] then return {0, cur} end
 local to = ARGV[1]
 redis.call('HSET', KEYS[1], 'buildStatus', to)
+redis.call('HINCRBY', 'gantry:statuscount', cur, -1)
+redis.call('HINCRBY', 'gantry:statuscount', to, 1)
 for k, v in pairs(cjson.decode(ARGV[4])) do redis.call('HSET', KEYS[1], k, v) end
 local id = redis.call('HGET', KEYS[1], 'buildID')
 if to == 'BUILDING' then redis.call('SADD', KEYS[2], id) else redis.call('SREM', KEYS[2], id) end
@@ -93,6 +100,8 @@ while true do
     redis.call('HSET', key, 'buildStatus', 'BUILDING', 'leaseOwner', ARGV[2],
                'startedAt', ARGV[1], 'lastHeartbeat', ARGV[1])
     redis.call('SADD', KEYS[2], id)
+    redis.call('HINCRBY', 'gantry:statuscount', 'QUEUED', -1)
+    redis.call('HINCRBY', 'gantry:statuscount', 'BUILDING', 1)
     return id
   end
 end
@@ -143,6 +152,7 @@ local id = redis.call('HGET', KEYS[1], 'buildID')
 for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'buildStatus', 'DEPLOYING', 'leaseOwner', '')
 redis.call('SREM', KEYS[2], id)
+redis.call('HINCRBY', 'gantry:statuscount', 'BUILDING', -1)
 local rows = 'gantry:repl:' .. id
 local now = ARGV[3]
 local primary = cjson.decode(ARGV[6])
@@ -161,8 +171,10 @@ for _, r in ipairs(others) do
 end
 if #others == 0 then
   redis.call('HSET', KEYS[1], 'buildStatus', 'SUCCEEDED', 'finishedAt', now)
+  redis.call('HINCRBY', 'gantry:statuscount', 'SUCCEEDED', 1)
   return {1, 'SUCCEEDED'}
 end
+redis.call('HINCRBY', 'gantry:statuscount', 'DEPLOYING', 1)
 return {1, 'DEPLOYING'}
 """
 
@@ -180,6 +192,8 @@ local st = redis.call('HGET', KEYS[1], 'buildStatus')
 if st ~= 'DEPLOYING' then return st end
 if ARGV[2] == '0' then
   redis.call('HSET', KEYS[1], 'buildStatus', 'FAILED', 'error', ARGV[5], 'finishedAt', ARGV[4])
+  redis.call('HINCRBY', 'gantry:statuscount', 'DEPLOYING', -1)
+  redis.call('HINCRBY', 'gantry:statuscount', 'FAILED', 1)
   return 'FAILED'
 end
 for _, r in ipairs(redis.call('SMEMBERS', 'gantry:repl:' .. id)) do
@@ -188,6 +202,8 @@ for _, r in ipairs(redis.call('SMEMBERS', 'gantry:repl:' .. id)) do
   end
 end
 redis.call('HSET', KEYS[1], 'buildStatus', 'SUCCEEDED', 'finishedAt', ARGV[4])
+redis.call('HINCRBY', 'gantry:statuscount', 'DEPLOYING', -1)
+redis.call('HINCRBY', 'gantry:statuscount', 'SUCCEEDED', 1)
 return 'SUCCEEDED'
 """
 
@@ -214,15 +230,20 @@ class BuildStore:
 
     # --- projects -------------------------------------------------------------------------
 
-    def put_project(self, name: str, repo_url: str) -> bool:
-        """Register or update a project; True if it is new."""
+    def put_project(self, name: str, repo_url: str, options: dict | None = None) -> bool:
+        """Register or update a project; True if it is new. `options` holds the optional
+        fields (webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst) to set."""
         key = f"{P}project:{name}"
         with self.r.pipeline() as p:
             p.hsetnx(key, "createdAt", self.clock())
-            p.hset(key, mapping={"name": name, "repoURL": repo_url})
+            p.hset(key, mapping={"name": name, "repoURL": repo_url,
+                                 **{k: str(v) for k, v in (options or {}).items()}})
             p.sadd(f"{P}projects", name)
             created, _, _ = p.execute()
         return bool(created)
+
+    def projects(self) -> list[str]:
+        return sorted(self.r.smembers(f"{P}projects"))
 
     def get_project(self, name: str) -> dict | None:
         h = self.r.hgetall(f"{P}project:{name}")
@@ -251,17 +272,49 @@ class BuildStore:
         h = self.r.hgetall(f"{P}build:{build_id}")
         return h or None
 
-    def list_page(self, project: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
-        start = f"({B.parse_cursor(cursor)}" if cursor else "+"
-        members = self.r.zrange(f"{P}builds:{project}", start, "-", desc=True, bylex=True,
-                                offset=0, num=limit + 1)
-        items, next_cursor = B.page(members, limit)
+    def build_for_delivery(self, project: str, delivery_id: str, create: Callable[[str], dict],
+                           ttl_s: int = 7 * 24 * 3600) -> tuple[dict, bool]:
+        """The build a webhook delivery asked for, created once however often it is delivered.
+        Returns (record, created). The delivery is claimed with a build ID before the build is
+        created, so a crash between the two steps is finished by the redelivery."""
+        key = f"{P}delivery:{project}:{delivery_id}"
+        if self.r.set(key, B.new_build_id(), nx=True, ex=ttl_s):
+            return create(self.r.get(key)), True
+        build_id = self.r.get(key)
+        rec = self.get(build_id)
+        if rec is not None:
+            return rec, False
+        try:
+            return create(build_id), True
+        except DuplicateBuild:
+            return self.get(build_id), False
+
+    def supersede_queued(self, project: str, newer: dict, branch: str, scan: int = 500) -> list[str]:
+        """Cancel the QUEUED builds of `branch` older than `newer`, each saying which build
+        superseded it. Returns their IDs."""
+        members = self.r.zrange(f"{P}builds:{project}", 0, scan - 1, desc=True)
         with self.r.pipeline(transaction=False) as p:
-            for m in items:
-                p.hmget(f"{P}build:{B.split_member(m)[1]}", "buildID", "commitSHA", "buildStatus", "createdAt")
+            for m in members:
+                p.hmget(f"{P}build:{B.split_member(m)[1]}", "buildID", "buildStatus", "buildDetails", "createdAt")
             rows = p.execute()
-        keys = ("buildID", "commitSHA", "buildStatus", "createdAt")
-        return [B.summary(dict(zip(keys, row))) for row in rows], next_cursor
+        done = []
+        for build_id, status, details, created in rows:
+            if (build_id and build_id != newer["buildID"] and status == BuildStatus.QUEUED.value
+                    and int(created) <= int(newer["createdAt"])
+                    and json.loads(details or "{}").get("branch") == branch):
+                try:
+                    self.transition(build_id, BuildStatus.CANCELLED, fields={
+                        "error": f"superseded by build {newer['buildID']}", "supersededBy": newer["buildID"]})
+                    done.append(build_id)
+                except TransitionRefused:
+                    pass  # it started meanwhile: it runs
+        return done
+
+    def list_page(self, project: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        members = self.index_members(project, limit + 1, cursor)
+        items, next_cursor = B.page(members, limit)
+        found = self.summaries(items)
+        return [found[m] for m in items if m in found], next_cursor
 
     def transition(self, build_id: str, to: BuildStatus, *, lease_owner: str = "",
                    fields: dict | None = None, delay_until_ms: int = 0) -> BuildStatus:
@@ -278,6 +331,54 @@ class BuildStore:
         if not ok:
             raise TransitionRefused(build_id, cur or None, to.value)
         return BuildStatus(cur)
+
+    # --- archive ----------------------------------------------------------------------------
+
+    def members_before(self, project: str, cutoff_ms: int, limit: int = 1000) -> list[str]:
+        """Index members of builds created before cutoff_ms, oldest first."""
+        return self.r.zrange(f"{P}builds:{project}", "-", f"({cutoff_ms:013d}", bylex=True, offset=0, num=limit)
+
+    def index_members(self, project: str, limit: int, cursor: str | None) -> list[str]:
+        start = f"({B.parse_cursor(cursor)}" if cursor else "+"
+        return self.r.zrange(f"{P}builds:{project}", start, "-", desc=True, bylex=True, offset=0, num=limit)
+
+    def summaries(self, members: list[str]) -> dict[str, dict]:
+        """member -> build summary, for the members whose record is still here."""
+        keys = ("buildID", "commitSHA", "buildStatus", "createdAt")
+        with self.r.pipeline(transaction=False) as p:
+            for m in members:
+                p.hmget(f"{P}build:{B.split_member(m)[1]}", *keys)
+            rows = p.execute()
+        return {m: B.summary(dict(zip(keys, row))) for m, row in zip(members, rows) if row[0]}
+
+    def export(self, build_id: str) -> tuple[dict, list[dict], bytes]:
+        """Everything kept about a build: its record, replication rows and log."""
+        return self.get(build_id) or {}, self.replication_rows(build_id), self.read_log(build_id, 0, 1 << 62)
+
+    def forget(self, project: str, build_ids: list[str], archive_key: str) -> None:
+        """Drop archived builds from Redis, leaving a pointer to the Parquet file that has them."""
+        recs = {i: self.get(i) for i in build_ids}
+        newest = max((B.index_member(int(r["createdAt"]), i) for i, r in recs.items() if r), default="")
+        newest = max(newest, self.newest_archived(project) or "")
+        with self.r.pipeline() as p:
+            p.hset(f"{P}archivedNewest", project, newest)
+            for build_id, rec in recs.items():
+                if not rec:
+                    continue
+                p.hset(f"{P}archived:{project}", build_id, archive_key)
+                p.zrem(f"{P}builds:{project}", B.index_member(int(rec["createdAt"]), build_id))
+                for region in self.r.smembers(f"{P}repl:{build_id}"):
+                    p.delete(f"{P}repl:{build_id}:{region}")
+                p.delete(f"{P}build:{build_id}", f"{P}repl:{build_id}", f"{P}log:{build_id}")
+                p.hincrby(f"{P}statuscount", rec["buildStatus"], -1)
+            p.execute()
+
+    def newest_archived(self, project: str) -> str | None:
+        """The index member of the newest archived build of the project, if any."""
+        return self.r.hget(f"{P}archivedNewest", project)
+
+    def archived_in(self, project: str, build_id: str) -> str | None:
+        return self.r.hget(f"{P}archived:{project}", build_id)
 
     # --- scheduling -----------------------------------------------------------------------
 
@@ -304,6 +405,11 @@ class BuildStore:
             for i in ids:
                 p.hgetall(f"{P}build:{i}")
             return [h for h in p.execute() if h]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in BuildStatus}
+        counts.update({k: int(v) for k, v in self.r.hgetall(f"{P}statuscount").items()})
+        return counts
 
     def queue_depth(self) -> int:
         return self.r.zcard(f"{P}queue") + self.r.zcard(f"{P}delayed")

@@ -49,6 +49,7 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def put_file(self, key: str, path: Path) -> None: ...
     def get_file(self, key: str, path: Path) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...             # keys under prefix, sorted
 
 
 class FsBlobStore:
@@ -83,6 +84,11 @@ class FsBlobStore:
 
     def get_file(self, key: str, path: Path) -> None:
         Path(path).write_bytes(self.get(key))
+
+    def list(self, prefix: str) -> list[str]:
+        root = self.root.resolve()
+        return sorted(k for k in (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+                      if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
 
 
 class S3BlobStore:
@@ -134,6 +140,12 @@ class S3BlobStore:
 
     def get_file(self, key: str, path: Path) -> None:
         self.s3.download_file(self.bucket, key, str(path), Config=self.transfer)
+
+    def list(self, prefix: str) -> list[str]:
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return sorted(keys)
 
 
 def s3_for(region, access_key: str, secret_key: str, **kw) -> S3BlobStore:

@@ -242,18 +242,18 @@ class Stack:
                 f"--port={gcs_port}", "--num-cpus=1", "--resources", json.dumps({HEAD_RESOURCE: 1000}),
                 "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}",
                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                f"--metrics-export-port={free_port()}", "--object-store-memory", str(256 << 20),
+                f"--metrics-export-port={(metrics_port := free_port())}", "--object-store-memory", str(256 << 20),
                 f"--temp-dir={self._ray_temp_dir()}", "--disable-usage-stats"]
-        self._spawn("ray-head", argv, self.ray_env())
+        self._spawn("ray-head", argv, self.ray_env(), metrics_port=metrics_port)
         wait_for(lambda: socket.create_connection((RAY_IP, gcs_port), timeout=1).close() or True, 60, "the Ray head")
 
     def _start_ray_node(self, name: str, resources: dict, gcs_port: int) -> None:
         resources = {**resources, node_marker(name): 1}
         argv = [_bin("ray"), "start", "--block", f"--address={RAY_IP}:{gcs_port}",
                 f"--node-ip-address={RAY_IP}", "--num-cpus=1", "--resources", json.dumps(resources),
-                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={(metrics_port := free_port())}",
                 "--object-store-memory", str(256 << 20), "--disable-usage-stats"]
-        self._spawn(name, argv, self.ray_env(), resources=resources)
+        self._spawn(name, argv, self.ray_env(), resources=resources, metrics_port=metrics_port)
 
     def add_builder(self, index: int) -> None:
         gcs_port = int(self.config().ray_address.rsplit(":", 1)[1])
@@ -353,13 +353,20 @@ class Stack:
 
     def status(self) -> dict:
         running = self.running()
+        metrics = {name: f"http://{RAY_IP}:{p['metrics_port']}/metrics"
+                   for name, p in self.pids().items() if p.get("metrics_port")}
         cfg = self.config() if self.stack_file.exists() else None
         return {
             "home": str(self.home), "running": bool(running) and all(running.values()),
             "processes": running,
             "apiURL": cfg.api_url if cfg else None,
             "apiHealthy": self.api_healthy() if cfg and running else False,
-            "dashboardURL": cfg.dashboard_url if cfg else None,
+            "dashboardURL": cfg.api_url + "/ui" if cfg else None,
+            "rayDashboardURL": cfg.dashboard_url if cfg else None,
+            # Each Ray node's metrics agent serves Prometheus text; the head's carries the API's,
+            # scheduler's and monitor's metrics, the region and builder nodes the rest.
+            "metricsURL": metrics.get("ray-head"),
+            "metricsTargets": metrics,
             "rayAddress": cfg.ray_address if cfg else None,
             "regions": [r.name for r in cfg.regions] if cfg else [],
         }

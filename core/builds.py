@@ -175,6 +175,7 @@ def public_record(h: dict[str, str], replication: list[dict] | None = None) -> d
         "error": h.get("error") or None,
         "exitCode": num("exitCode"),
         "logTail": h.get("logTail") or None,
+        "supersededBy": h.get("supersededBy") or None,
         "artifact": artifact,
         "replication": [public_replication(r) for r in replication or []],
     }

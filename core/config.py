@@ -39,6 +39,13 @@ class Settings:
     replication_max_retries: int = 5
     replication_backoff_s: float = 2.0
     host_lost_s: float = 15.0           # a host silent this long is marked lost
+    rate_user_per_s: float = 20.0       # API requests per user (token bucket; 0 = no limit)
+    rate_user_burst: float = 200.0
+    rate_project_per_s: float = 5.0     # writes per project: builds, cancels, deploys, ops
+    rate_project_burst: float = 60.0
+    archive_after_s: float = 30 * 24 * 3600.0   # finished builds older than this move to Parquet
+    archive_interval_s: float = 3600.0
+    metrics_interval_s: float = 5.0     # how often gauges (queue depth, builds by status) refresh
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":

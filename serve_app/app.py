@@ -1,55 +1,72 @@
 """The gantry HTTP API: FastAPI on Ray Serve. (No `from __future__ import annotations`: FastAPI
 must see real types on the Serve class methods.)
 
-Reads and writes go straight to the Redis store (one atomic script each); the scheduler actor
-is only nudged. Every error is JSON {"error", "detail"} and changes nothing.
+Each route authenticates, then calls one `op_*` method with the caller's Principal; the same
+methods serve the in-cluster SDK through `invoke` on the deployment's handle. Reads and writes go
+straight to the Redis store (one atomic script each); the scheduler actor is only nudged. Every
+error is JSON {"error", "detail"} and changes nothing. (Helpers live above the class: Serve
+pickles it.)
 """
 
+import asyncio
+import hashlib
 import json
 import logging
+import time
+from pathlib import Path
 
 import ray
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gantry import builds as B
+from gantry import webhook
+from gantry.actors import metrics
+from gantry.actors.archive import ArchiveReader, list_page
+from gantry.actors.audit import AuditLog
 from gantry.actors.deploy_store import ACTIVE, DeployStore
-from gantry.actors.ray_actors import HEAD, NAMESPACE, SCHEDULER, coordinator_name
+from gantry.actors.ratelimit import RateLimited, RateLimiter
+from gantry.actors.ray_actors import HEAD, MONITOR, NAMESPACE, SCHEDULER, coordinator_name
 from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.artifacts.blobstore import s3_for
 from gantry.builds import BuildStatus
 from gantry.config import Settings
 from gantry.serve_app import auth
-from gantry.serve_app.models import (Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
-                                     Deployment, DeploymentAccepted, DeploymentIn, Error, HeartbeatIn, Host,
-                                     PeersIn, Project, ProjectIn, RollbackIn, StrategyIn)
+from gantry.serve_app.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage,
+                                     CancelIn, Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Error,
+                                     HeartbeatIn, Host, PeersIn, Project, ProjectIn, RollbackIn, StrategyIn,
+                                     WebhookResult)
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.api")
-ERRORS = {400: {"model": Error}, 401: {"model": Error}, 403: {"model": Error},
-          404: {"model": Error}, 409: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}}
+ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+CACHED = {304: {"description": "Not Modified: the ETag in If-None-Match still matches"}}
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+WEBHOOK_USER = "github-webhook"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail=None):
-        self.status, self.error, self.detail = status, error, detail
+    def __init__(self, status: int, error: str, detail=None, headers: dict | None = None):
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
-app = FastAPI(title="gantry", version="0.1.0", responses=ERRORS,
-              description="Build a merged commit, store it, and track it to a terminal state.")
+app = FastAPI(title="gantry", version="0.2.0", responses=ERRORS,
+              description="Build a merged commit, store it, replicate it to every region and roll it out "
+                          "to every host. Authenticate with `Authorization: Bearer <JWT>`.")
 
 
 @app.exception_handler(ApiError)
 async def _api_error(_: Request, e: ApiError):
-    return JSONResponse({"error": e.error, "detail": e.detail}, status_code=e.status)
+    return JSONResponse({"error": e.error, "detail": e.detail}, status_code=e.status, headers=e.headers)
 
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, e: RequestValidationError):
-    detail = [{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in e.errors()]
-    return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+    return JSONResponse({"error": "invalid request", "detail": _problems(e.errors())}, status_code=422)
 
 
 @app.exception_handler(Exception)
@@ -63,18 +80,26 @@ async def _http_error(_: Request, e: StarletteHTTPException):
     return JSONResponse({"error": str(e.detail), "detail": None}, status_code=e.status_code)
 
 
+def _problems(errors) -> list[dict]:
+    return [{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in errors]
+
+
 _SETTINGS = Settings.from_env()
 
 
 @app.middleware("http")
-async def _limit_body(request: Request, call_next):
-    s = _SETTINGS
+async def _limit_body_and_measure(request: Request, call_next):
+    s, started = _SETTINGS, time.perf_counter()
     limit = s.max_host_report_bytes if request.url.path.startswith("/dc/") else s.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
-        return JSONResponse({"error": "request body too large", "detail": {"maxBytes": limit}},
-                            status_code=413)
-    return await call_next(request)
+        response = JSONResponse({"error": "request body too large", "detail": {"maxBytes": limit}}, status_code=413)
+    else:
+        response = await call_next(request)
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    metrics.api_requests().inc(tags={"route": route, "method": request.method, "code": str(response.status_code)})
+    metrics.api_latency().observe(time.perf_counter() - started, tags={"route": route, "method": request.method})
+    return response
 
 
 def host_counts(hosts: list[dict], build_id: str) -> dict:
@@ -100,9 +125,69 @@ def _check_name(name: str) -> None:
                        "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63")
 
 
-def _check_build_id(build_id: str) -> None:
-    if not B.BUILD_ID_RE.match(build_id):
-        raise ApiError(400, "invalid buildID", "32 lowercase hexadecimal characters")
+def _check_id(value: str, what: str) -> None:
+    if not B.BUILD_ID_RE.match(value):
+        raise ApiError(400, f"invalid {what}", "32 lowercase hexadecimal characters")
+
+
+def _limit(limit: str | None) -> int:
+    try:
+        n = 20 if limit is None else int(limit)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 100:
+        raise ApiError(400, "invalid limit", "limit must be an integer from 1 to 100")
+    return n
+
+
+def _cursor(cursor: str | None) -> str | None:
+    if cursor:
+        try:
+            B.parse_cursor(cursor)
+        except ValueError as e:
+            raise ApiError(400, "invalid nextCursor", str(e))
+    return cursor or None
+
+
+def _parse(model: type[BaseModel], body) -> BaseModel:
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as e:
+        raise ApiError(422, "invalid request", _problems(e.errors()))
+
+
+def _public_project(name: str, p: dict, settings: Settings) -> dict:
+    rate = float(p.get("ratePerS") or settings.rate_project_per_s)
+    burst = int(float(p.get("rateBurst") or settings.rate_project_burst))
+    return {"projectName": name, "repoURL": p["repoURL"], "createdAt": B.iso_ms(int(p["createdAt"])),
+            "defaultBranch": p.get("defaultBranch") or "main", "coalesce": p.get("coalesce") == "1",
+            "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
+            "rateLimit": {"perSecond": rate, "burst": burst}}
+
+
+def _deployment_summary(dep: dict) -> dict:
+    return {"deploymentID": dep["deploymentID"], "buildID": dep["buildID"], "status": dep["status"],
+            "reason": dep.get("reason") or None, "createdAt": B.iso_ms(int(dep["createdAt"])),
+            "updatedAt": B.iso_ms(int(dep["updatedAt"])), "createdBy": dep.get("createdBy", "")}
+
+
+def cached(request: Request, body: dict) -> Response:
+    """A read with a strong ETag over its JSON; 304 when the client already has it."""
+    raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    etag = '"' + hashlib.blake2b(raw, digest_size=16).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    sent = [t.strip() for t in (request.headers.get("if-none-match") or "").split(",")]
+    if etag in sent or f"W/{etag}" in sent or "*" in sent:
+        return Response(status_code=304, headers=headers)
+    return Response(raw, media_type="application/json", headers=headers)
+
+
+# Ops the in-cluster SDK may call through `invoke`, with the keyword arguments each takes.
+SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
+           "cancel_build", "create_deployment", "list_deployments", "get_deployment", "deployment_op", "list_hosts",
+           "rollback", "audit", "archive")
 
 
 # Hosts report every second, so allow far more requests in flight than Serve's default of 5.
@@ -111,36 +196,115 @@ def _check_build_id(build_id: str) -> None:
 class GantryAPI:
     def __init__(self, stack_file: str):
         self.stack = StackConfig.load(stack_file)
+        self.settings = Settings.from_env()
         self.store = BuildStore(self.stack.redis_url)
         self.deploys = DeployStore(self.stack.redis_url)
+        self.audit_log = AuditLog(self.store.r)
+        self.limiter = RateLimiter(self.store.r)
+        self.archive_reader = ArchiveReader(s3_for(self.stack.primary, self.stack.s3_access_key,
+                                                   self.stack.s3_secret_key))
         self.secret = self.stack.jwt_secret()
         self._scheduler = None
         self._coordinators: dict = {}
 
-    # --- helpers --------------------------------------------------------------------------
+    # --- who, and how often -----------------------------------------------------------------
 
-    def _principal(self, request: Request) -> auth.Principal:
+    def _who(self, authorization: str | None) -> auth.Principal:
         try:
-            return auth.verify(self.secret, request.headers.get("authorization"))
+            who = auth.verify(self.secret, authorization)
         except ValueError as e:
             raise ApiError(401, "unauthorized", str(e))
+        if not who.host:
+            rate = who.rate or (self.settings.rate_user_per_s, self.settings.rate_user_burst)
+            self._take(f"user:{who.user}", *rate)
+        return who
 
-    def _project(self, request: Request, name: str) -> tuple[auth.Principal, dict]:
-        who = self._principal(request)
+    def _principal(self, request: Request) -> auth.Principal:
+        return self._who(request.headers.get("authorization"))
+
+    def _take(self, scope: str, rate: float, burst: float) -> None:
+        try:
+            self.limiter.take(scope, rate, burst)
+        except RateLimited as e:
+            raise ApiError(429, "rate limit exceeded", {"scope": e.scope, "retryAfterS": e.retry_after_s},
+                           headers={"Retry-After": str(e.retry_after_s)})
+
+    def _write_allowed(self, name: str, project: dict) -> None:
+        """A write to a project takes a token from the project's bucket."""
+        limits = _public_project(name, project, self.settings)["rateLimit"]
+        self._take(f"project:{name}", limits["perSecond"], limits["burst"])
+
+    def _project(self, who: auth.Principal, name: str) -> dict:
         _check_name(name)
         if not who.may_access(name):
             raise ApiError(403, "forbidden", f"your token does not grant access to project '{name}'")
         project = self.store.get_project(name)
         if project is None:
             raise ApiError(404, "project not found", name)
-        return who, project
+        return project
 
-    def _build(self, project: str, build_id: str) -> dict:
-        _check_build_id(build_id)
-        rec = self.store.get(build_id)
-        if rec is None or rec.get("projectName") != project:
-            raise ApiError(404, "build not found", build_id)
-        return rec
+    def _admin(self, who: auth.Principal, what: str) -> None:
+        if not who.admin:
+            raise ApiError(403, "forbidden", f"{what} needs an admin token")
+
+    # --- the in-cluster SDK's door ------------------------------------------------------------
+
+    def invoke(self, token: str, op: str, kwargs: dict) -> dict:
+        """Run one op for the SDK's in-cluster client: {"ok": result} or {"error": {status, error, detail}}."""
+        try:
+            if op not in SDK_OPS:
+                raise ApiError(400, "unknown op", f"supported: {', '.join(SDK_OPS)}")
+            who = self._who(f"Bearer {token}")
+            return {"ok": getattr(self, f"op_{op}")(who, **kwargs)}
+        except ApiError as e:
+            return {"error": {"status": e.status, "error": e.error, "detail": e.detail}}
+        except TypeError as e:
+            return {"error": {"status": 400, "error": "bad arguments", "detail": str(e)}}
+
+    # --- projects ---------------------------------------------------------------------------
+
+    def op_list_projects(self, who: auth.Principal) -> list[dict]:
+        names = [n for n in self.store.projects() if who.may_access(n)]
+        return [_public_project(n, p, self.settings) for n in names if (p := self.store.get_project(n))]
+
+    def op_get_project(self, who: auth.Principal, projectName: str) -> dict:
+        return _public_project(projectName, self._project(who, projectName), self.settings)
+
+    def op_put_project(self, who: auth.Principal, projectName: str, body) -> dict:
+        _check_name(projectName)
+        self._admin(who, "registering a project")
+        body = _parse(ProjectIn, body)
+        options = {}
+        if body.webhookSecret is not None:
+            options["webhookSecret"] = body.webhookSecret
+        if body.defaultBranch is not None:
+            options["defaultBranch"] = body.defaultBranch
+        if body.coalesce is not None:
+            options["coalesce"] = "1" if body.coalesce else "0"
+        if body.rateLimit is not None:
+            options.update(ratePerS=body.rateLimit.perSecond, rateBurst=body.rateLimit.burst)
+        created = self.store.put_project(projectName, body.repoURL, options)
+        self.audit_log.record(who.user, "project.register", projectName, None, {
+            "repoURL": body.repoURL, "created": created,
+            "changed": sorted(k for k in body.model_fields_set if k != "webhookSecret")
+            + (["webhookSecret"] if body.webhookSecret is not None else [])})
+        return {"created": created, "project": self.op_get_project(who, projectName)}
+
+    @app.get("/projects", response_model=list[Project])
+    def list_projects(self, request: Request):
+        return self.op_list_projects(self._principal(request))
+
+    @app.get("/projects/{projectName}", response_model=Project)
+    def get_project(self, projectName: str, request: Request):
+        return self.op_get_project(self._principal(request), projectName)
+
+    @app.put("/projects/{projectName}", response_model=Project,
+             responses={201: {"model": Project, "description": "Registered"}})
+    def put_project(self, projectName: str, body: ProjectIn, request: Request):
+        out = self.op_put_project(self._principal(request), projectName, body)
+        return JSONResponse(out["project"], status_code=201 if out["created"] else 200)
+
+    # --- builds -----------------------------------------------------------------------------
 
     def _nudge_scheduler(self) -> None:
         try:
@@ -150,113 +314,180 @@ class GantryAPI:
         except Exception:  # the scheduler polls anyway
             self._scheduler = None
 
-    def _cancel(self, who: auth.Principal, project: str, build_id: str) -> dict:
-        self._build(project, build_id)
+    def _build(self, project: str, build_id: str) -> dict:
+        """The live record, or the archived one."""
+        _check_id(build_id, "buildID")
+        rec = self.store.get(build_id)
+        if rec is None and (key := self.store.archived_in(project, build_id)):
+            rec = (self.archive_reader.get(key, build_id) or ({}, [], b""))[0] or None
+        if rec is None or rec.get("projectName") != project:
+            raise ApiError(404, "build not found", build_id)
+        return rec
+
+    def _record(self, project: str, build_id: str) -> dict:
+        rec = self.store.get(build_id)
+        if rec is not None and rec.get("projectName") == project:
+            return B.public_record(rec, self.store.replication_rows(build_id))
+        self._build(project, build_id)  # 404 unless archived
+        rec, repl, _ = self.archive_reader.get(self.store.archived_in(project, build_id), build_id)
+        return B.public_record(rec, repl)
+
+    def _queue_build(self, project: str, sha: str, details: dict, priority: int, build_id: str | None = None) -> dict:
+        rec = self.store.create_build(project, sha, details, priority, build_id=build_id)
+        self._nudge_scheduler()
+        return rec
+
+    def _accepted(self, rec: dict) -> dict:
+        return {"buildID": rec["buildID"], "projectName": rec["projectName"], "commitSHA": rec["commitSHA"],
+                "buildStatus": rec["buildStatus"], "createdAt": B.iso_ms(int(rec["createdAt"]))}
+
+    def op_create_build(self, who: auth.Principal, projectName: str, body) -> dict:
+        project = self._project(who, projectName)
+        body = _parse(BuildIn, body)
+        self._write_allowed(projectName, project)
+        details = body.buildDetails.model_dump() if body.buildDetails else {}
+        rec = self._queue_build(projectName, body.commitSHA, details, body.priority)
+        self.audit_log.record(who.user, "build.create", projectName, rec["buildID"], {"commitSHA": body.commitSHA})
+        return self._accepted(rec)
+
+    def op_list_builds(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
+                       limit: str | int | None = None) -> dict:
+        self._project(who, projectName)
+        n = _limit(None if limit is None else str(limit))
+        builds, cursor = list_page(self.store, self.archive_reader, projectName, n, _cursor(nextCursor))
+        return {"builds": builds, "nextCursor": cursor, "limit": n}
+
+    def op_get_build(self, who: auth.Principal, projectName: str, buildID: str) -> dict:
+        self._project(who, projectName)
+        return self._record(projectName, buildID)
+
+    def op_get_logs(self, who: auth.Principal, projectName: str, buildID: str, offset: int = 0) -> dict:
+        self._project(who, projectName)
+        if not isinstance(offset, int) or offset < 0:
+            raise ApiError(400, "invalid offset", "a byte offset >= 0")
+        rec = self._build(projectName, buildID)
+        if self.store.get(buildID) is None:  # archived: the whole log is in the archive file
+            whole = self.archive_reader.get(self.store.archived_in(projectName, buildID), buildID)[2]
+            data, complete = whole[offset:offset + (1 << 20)], offset + (1 << 20) >= len(whole)
+        else:
+            data = self.store.read_log(buildID, offset)
+            complete = (BuildStatus(rec["buildStatus"]).terminal
+                        and len(self.store.read_log(buildID, offset + len(data), 1)) == 0)
+        return {"buildID": buildID, "offset": offset, "nextOffset": offset + len(data),
+                "data": data.decode(errors="replace"), "complete": complete}
+
+    def op_cancel_build(self, who: auth.Principal, projectName: str, buildID: str) -> dict:
+        project = self._project(who, projectName)
+        self._build(projectName, buildID)
+        self._write_allowed(projectName, project)
         try:
-            self.store.transition(build_id, BuildStatus.CANCELLED,
-                                  fields={"error": f"cancelled by {who.user}"})
+            self.store.transition(buildID, BuildStatus.CANCELLED, fields={"error": f"cancelled by {who.user}"})
         except TransitionRefused as e:
             raise ApiError(409, "build cannot be cancelled", f"build is {e.current}")
-        return self._record(build_id)
-
-    def _record(self, build_id: str, rec: dict | None = None) -> dict:
-        return B.public_record(rec or self.store.get(build_id), self.store.replication_rows(build_id))
-
-    # --- routes ---------------------------------------------------------------------------
-
-    @app.get("/healthz")
-    def healthz(self) -> dict:
-        try:
-            ok = self.store.ping()
-        except Exception:
-            ok = False
-        return {"ok": ok, "redis": ok}
-
-    @app.put("/projects/{projectName}", response_model=Project)
-    def put_project(self, projectName: str, body: ProjectIn, request: Request):
-        who = self._principal(request)
-        _check_name(projectName)
-        if not who.admin:
-            raise ApiError(403, "forbidden", "registering a project needs an admin token")
-        created = self.store.put_project(projectName, body.repoURL)
-        p = self.store.get_project(projectName)
-        return JSONResponse({"projectName": projectName, "repoURL": p["repoURL"],
-                             "createdAt": B.iso_ms(int(p["createdAt"]))}, status_code=201 if created else 200)
+        self.audit_log.record(who.user, "build.cancel", projectName, buildID)
+        return self._record(projectName, buildID)
 
     @app.post("/projects/{projectName}/builds", status_code=202, response_model=BuildAccepted)
     def post_build(self, projectName: str, body: BuildIn, request: Request):
-        self._project(request, projectName)
-        details = body.buildDetails.model_dump() if body.buildDetails else {}
-        rec = self.store.create_build(projectName, body.commitSHA, details, body.priority)
-        self._nudge_scheduler()
-        return {"buildID": rec["buildID"], "projectName": projectName, "commitSHA": body.commitSHA,
-                "buildStatus": rec["buildStatus"], "createdAt": B.iso_ms(int(rec["createdAt"]))}
+        return self.op_create_build(self._principal(request), projectName, body)
 
-    @app.get("/projects/{projectName}/builds", response_model=BuildPage)
+    @app.get("/projects/{projectName}/builds", response_model=BuildPage, responses=CACHED)
     def list_builds(self, projectName: str, request: Request, nextCursor: str | None = None,
                     limit: str | None = None):
-        self._project(request, projectName)
-        try:
-            n = 20 if limit is None else int(limit)
-        except ValueError:
-            n = 0
-        if not 1 <= n <= 100:
-            raise ApiError(400, "invalid limit", "limit must be an integer from 1 to 100")
-        try:
-            builds, cursor = self.store.list_page(projectName, n, nextCursor or None)
-        except ValueError as e:
-            raise ApiError(400, "invalid nextCursor", str(e))
-        return {"builds": builds, "nextCursor": cursor, "limit": n}
+        return cached(request, self.op_list_builds(self._principal(request), projectName, nextCursor, limit))
 
-    @app.get("/projects/{projectName}/builds/{buildID}", response_model=Build)
+    @app.get("/projects/{projectName}/builds/{buildID}", response_model=Build, responses=CACHED)
     def get_build(self, projectName: str, buildID: str, request: Request):
-        self._project(request, projectName)
-        return self._record(buildID, self._build(projectName, buildID))
+        return cached(request, self.op_get_build(self._principal(request), projectName, buildID))
 
     @app.get("/projects/{projectName}/builds/{buildID}/logs", response_model=BuildLog)
     def get_logs(self, projectName: str, buildID: str, request: Request, offset: int = Query(0, ge=0)):
-        self._project(request, projectName)
-        rec = self._build(projectName, buildID)
-        data = self.store.read_log(buildID, offset)
-        return {"buildID": buildID, "offset": offset, "nextOffset": offset + len(data),
-                "data": data.decode(errors="replace"),
-                "complete": BuildStatus(rec["buildStatus"]).terminal
-                and len(self.store.read_log(buildID, offset + len(data), 1)) == 0}
+        return self.op_get_logs(self._principal(request), projectName, buildID, offset)
 
     @app.patch("/projects/{projectName}/builds/{buildID}", response_model=Build)
     def patch_build(self, projectName: str, buildID: str, request: Request, op: str = Query(...)):
-        who, _ = self._project(request, projectName)
+        who = self._principal(request)
         if op != "CANCEL":
             raise ApiError(400, "unknown op", "supported: op=CANCEL")
-        return self._cancel(who, projectName, buildID)
+        return self.op_cancel_build(who, projectName, buildID)
 
     @app.patch("/projects/{projectName}/builds", response_model=Build)
     def patch_builds(self, projectName: str, body: CancelIn, request: Request, op: str = Query(...)):
-        who, _ = self._project(request, projectName)
+        who = self._principal(request)
         if op != "CANCEL":
             raise ApiError(400, "unknown op", "supported: op=CANCEL")
-        return self._cancel(who, projectName, body.buildID)
+        return self.op_cancel_build(who, projectName, body.buildID)
 
-    # --- deployments ----------------------------------------------------------------------
+    # --- the GitHub push webhook --------------------------------------------------------------
+
+    @app.post("/webhooks/github/{projectName}", response_model=WebhookResult,
+              responses={202: {"model": WebhookResult, "description": "A build was queued"}})
+    async def github_webhook(self, projectName: str, request: Request):
+        """GitHub's push webhook, signed with the project's webhookSecret (X-Hub-Signature-256).
+        A push to the default branch queues a build of its head commit, once per delivery ID."""
+        body = await request.body()
+        return await asyncio.to_thread(self._webhook, projectName, dict(request.headers), body)
+
+    def _webhook(self, projectName: str, headers: dict, body: bytes):
+        _check_name(projectName)
+        project = self.store.get_project(projectName)
+        if project is None:
+            raise ApiError(404, "project not found", projectName)
+        secret = project.get("webhookSecret")
+        if not secret:
+            raise ApiError(409, "webhook not configured", "set webhookSecret with PUT /projects/{projectName}")
+        if not webhook.signature_ok(secret, body, headers.get("x-hub-signature-256")):
+            raise ApiError(401, "bad signature", "X-Hub-Signature-256 does not match the body under this project's secret")
+        delivery = headers.get("x-github-delivery")
+        if delivery is not None and not webhook.DELIVERY_RE.match(delivery):
+            raise ApiError(400, "invalid X-GitHub-Delivery", "a delivery ID of letters, digits and '-'")
+        try:
+            decision = webhook.decide(headers.get("x-github-event"), body, project.get("defaultBranch") or "main")
+        except ValueError as e:
+            raise ApiError(400, "invalid push payload", str(e))
+        if not decision.build:
+            return {"delivery": delivery, "queued": False, "reason": decision.reason}
+        if not delivery:
+            raise ApiError(400, "missing X-GitHub-Delivery", "needed to build each push once")
+        self._write_allowed(projectName, project)
+        details = {"branch": decision.branch, "source": "github-webhook", "delivery": delivery,
+                   "pusher": decision.pusher}
+        rec, created = self.store.build_for_delivery(
+            projectName, delivery, lambda build_id: self._queue_build(
+                projectName, decision.sha, details, B.DEFAULT_PRIORITY, build_id))
+        superseded = []
+        if created:
+            self.audit_log.record(WEBHOOK_USER, "build.create", projectName, rec["buildID"],
+                                  {"commitSHA": decision.sha, "delivery": delivery, "pusher": decision.pusher})
+            if project.get("coalesce") == "1":
+                superseded = self.store.supersede_queued(projectName, rec, decision.branch)
+                for old in superseded:
+                    self.audit_log.record(WEBHOOK_USER, "build.supersede", projectName, old, {"by": rec["buildID"]})
+        out = {"delivery": delivery, "queued": True, "duplicate": not created, "reason": decision.reason,
+               "buildID": rec["buildID"], "superseded": superseded}
+        return JSONResponse(out, status_code=202 if created else 200)
+
+    # --- deployments ------------------------------------------------------------------------
 
     def _deployable(self, project: str, build_id: str) -> dict:
-        rec = self.store.get(build_id)
-        if rec is None or rec.get("projectName") != project:
-            raise ApiError(404, "build not found", build_id)
+        rec = self._build(project, build_id)
         if rec["buildStatus"] != BuildStatus.SUCCEEDED.value:
             raise ApiError(409, "build is not deployable", f"build is {rec['buildStatus']}; only SUCCEEDED builds deploy")
+        if self.store.get(build_id) is None:
+            raise ApiError(409, "build is archived", "archived builds are not deployed; build the commit again")
         return rec
 
-    def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn) -> dict:
+    def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn, action: str) -> dict:
         previous = self.deploys.last_completed_build(project)
         dep = self.deploys.create(project, build_id, previous if previous != build_id else None,
                                   strategy.model_dump(), [r.name for r in self.stack.regions], who.user)
+        self.audit_log.record(who.user, action, project, dep["deploymentID"],
+                              {"buildID": build_id, "previousBuildID": dep["previousBuildID"] or None})
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
                 "status": dep["status"]}
 
     def _deployment(self, project: str, dep_id: str) -> dict:
-        if not B.BUILD_ID_RE.match(dep_id):
-            raise ApiError(400, "invalid deploymentID", "32 lowercase hexadecimal characters")
+        _check_id(dep_id, "deploymentID")
         dep = self.deploys.get(dep_id)
         if dep is None or dep["projectName"] != project:
             raise ApiError(404, "deployment not found", dep_id)
@@ -278,48 +509,53 @@ class GantryAPI:
                     current = region.name
             everyone += in_region
             regions.append({"region": region.name, "dcs": dcs, "hosts": host_counts(in_region, dep["buildID"])})
-        return {"deploymentID": dep["deploymentID"], "projectName": dep["projectName"], "buildID": dep["buildID"],
-                "previousBuildID": dep.get("previousBuildID") or None, "status": dep["status"],
-                "reason": dep.get("reason") or None, "strategy": json.loads(dep["strategy"]),
-                "createdAt": B.iso_ms(int(dep["createdAt"])), "updatedAt": B.iso_ms(int(dep["updatedAt"])),
-                "createdBy": dep.get("createdBy", ""), "currentRegion": current if dep["status"] in ACTIVE else None,
+        return {**_deployment_summary(dep), "projectName": dep["projectName"],
+                "previousBuildID": dep.get("previousBuildID") or None, "strategy": json.loads(dep["strategy"]),
+                "currentRegion": current if dep["status"] in ACTIVE else None,
                 "regions": regions, "hosts": host_counts(everyone, dep["buildID"])}
 
-    @app.post("/projects/{projectName}/deployments", status_code=202, response_model=DeploymentAccepted)
-    def post_deployment(self, projectName: str, body: DeploymentIn, request: Request):
-        who, _ = self._project(request, projectName)
+    def op_create_deployment(self, who: auth.Principal, projectName: str, body) -> dict:
+        project = self._project(who, projectName)
+        body = _parse(DeploymentIn, body)
         self._deployable(projectName, body.buildID)
-        return self._deploy(who, projectName, body.buildID, body.strategy or StrategyIn())
+        self._write_allowed(projectName, project)
+        return self._deploy(who, projectName, body.buildID, body.strategy or StrategyIn(), "deployment.create")
 
-    @app.get("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
-    def get_deployment(self, projectName: str, deploymentID: str, request: Request):
-        self._project(request, projectName)
+    def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
+                            limit: str | int | None = None) -> dict:
+        self._project(who, projectName)
+        n = _limit(None if limit is None else str(limit))
+        deps, cursor = self.deploys.page(projectName, n, _cursor(nextCursor))
+        return {"deployments": [_deployment_summary(d) for d in deps], "nextCursor": cursor, "limit": n}
+
+    def op_get_deployment(self, who: auth.Principal, projectName: str, deploymentID: str) -> dict:
+        self._project(who, projectName)
         return self._deployment_view(self._deployment(projectName, deploymentID))
 
-    @app.post("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
-    def op_deployment(self, projectName: str, deploymentID: str, request: Request, op: str = Query(...)):
-        self._project(request, projectName)
+    def op_deployment_op(self, who: auth.Principal, projectName: str, deploymentID: str, op: str) -> dict:
+        project = self._project(who, projectName)
         dep = self._deployment(projectName, deploymentID)
         moves = {"PAUSE": ("PAUSED", ("IN_PROGRESS", "PENDING")), "RESUME": ("IN_PROGRESS", ("PAUSED",)),
                  "ABORT": ("ABORTED", ACTIVE)}
         if op not in moves:
             raise ApiError(400, "unknown op", "supported: op=PAUSE, op=RESUME, op=ABORT")
+        self._write_allowed(projectName, project)
         to, allowed = moves[op]
         if self.deploys.set_status(deploymentID, to, allowed, "aborted by user" if op == "ABORT" else "") is None:
             raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
+        self.audit_log.record(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
         return self._deployment_view(self._deployment(projectName, deploymentID))
 
-    @app.get("/projects/{projectName}/hosts", response_model=list[Host])
-    def get_hosts(self, projectName: str, request: Request):
-        self._project(request, projectName)
+    def op_list_hosts(self, who: auth.Principal, projectName: str) -> list[dict]:
+        self._project(who, projectName)
         return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
                  "activeBuildID": h.get("activeBuildID") or None, "state": h.get("state") or "idle",
                  "error": h.get("error") or None, "updatedAt": B.iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
                 for r in self.stack.regions for dc in r.datacenters for h in self.deploys.hosts(dc)]
 
-    @app.post("/projects/{projectName}/rollback", status_code=202, response_model=DeploymentAccepted)
-    def rollback(self, projectName: str, body: RollbackIn, request: Request):
-        who, _ = self._project(request, projectName)
+    def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
+        project = self._project(who, projectName)
+        body = _parse(RollbackIn, body)
         if body.buildID:
             target = self._deployable(projectName, body.buildID)["buildID"]
         else:
@@ -327,7 +563,81 @@ class GantryAPI:
             target = next((b for b in self.deploys.completed_builds(projectName) if b != current), None)
             if target is None:
                 raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of this project")
-        return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0))
+        self._write_allowed(projectName, project)
+        return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0), "rollback")
+
+    @app.post("/projects/{projectName}/deployments", status_code=202, response_model=DeploymentAccepted)
+    def post_deployment(self, projectName: str, body: DeploymentIn, request: Request):
+        return self.op_create_deployment(self._principal(request), projectName, body)
+
+    @app.get("/projects/{projectName}/deployments", response_model=DeploymentPage, responses=CACHED)
+    def list_deployments(self, projectName: str, request: Request, nextCursor: str | None = None,
+                         limit: str | None = None):
+        return cached(request, self.op_list_deployments(self._principal(request), projectName, nextCursor, limit))
+
+    @app.get("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment, responses=CACHED)
+    def get_deployment(self, projectName: str, deploymentID: str, request: Request):
+        return cached(request, self.op_get_deployment(self._principal(request), projectName, deploymentID))
+
+    @app.post("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
+    def op_deployment(self, projectName: str, deploymentID: str, request: Request, op: str = Query(...)):
+        return self.op_deployment_op(self._principal(request), projectName, deploymentID, op)
+
+    @app.get("/projects/{projectName}/hosts", response_model=list[Host])
+    def get_hosts(self, projectName: str, request: Request):
+        return self.op_list_hosts(self._principal(request), projectName)
+
+    @app.post("/projects/{projectName}/rollback", status_code=202, response_model=DeploymentAccepted)
+    def rollback(self, projectName: str, body: RollbackIn, request: Request):
+        return self.op_rollback(self._principal(request), projectName, body)
+
+    # --- audit and archive (admins) -------------------------------------------------------------
+
+    def op_audit(self, who: auth.Principal, project: str | None = None, nextCursor: str | None = None,
+                 limit: str | int | None = None) -> dict:
+        self._admin(who, "reading the audit log")
+        if project:
+            _check_name(project)
+        n = _limit(None if limit is None else str(limit))
+        entries, cursor = self.audit_log.page(project or None, n, _cursor(nextCursor))
+        return {"entries": entries, "nextCursor": cursor, "limit": n}
+
+    def op_archive(self, who: auth.Principal, olderThanS: float | None = None) -> dict:
+        self._admin(who, "archiving builds")
+        age = self.settings.archive_after_s if olderThanS is None else olderThanS
+        if not isinstance(age, (int, float)) or age < 0:
+            raise ApiError(400, "invalid olderThanS", "an age in seconds >= 0")
+        moved = ray.get(ray.get_actor(MONITOR, namespace=NAMESPACE).archive.remote(float(age)), timeout=300)
+        self.audit_log.record(who.user, "archive", None, None, {"olderThanS": age, "moved": moved})
+        return {"moved": moved}
+
+    @app.get("/audit", response_model=AuditPage)
+    def get_audit(self, request: Request, project: str | None = None, nextCursor: str | None = None,
+                  limit: str | None = None):
+        return self.op_audit(self._principal(request), project, nextCursor, limit)
+
+    @app.post("/admin/archive", response_model=ArchiveResult)
+    def post_archive(self, request: Request, olderThanS: float | None = Query(None, ge=0)):
+        """Move finished builds older than olderThanS (default: the configured age) to the archive now."""
+        return self.op_archive(self._principal(request), olderThanS)
+
+    # --- health and the dashboard ------------------------------------------------------------
+
+    @app.get("/healthz")
+    def healthz(self) -> dict:
+        try:
+            ok = self.store.ping()
+        except Exception:
+            ok = False
+        return {"ok": ok, "redis": ok}
+
+    @app.get("/", include_in_schema=False)
+    def root(self):
+        return RedirectResponse("/ui")
+
+    @app.get("/ui", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(self):
+        return HTMLResponse(DASHBOARD.read_text())
 
     # --- the gateway for node daemons ------------------------------------------------------
 
@@ -349,7 +659,6 @@ class GantryAPI:
     def host_peers(self, dc: str, body: PeersIn, request: Request):
         coord = self._coordinator(request, dc)
         return {"peers": ray.get(coord.peers.remote(body.hostID, body.artifact, body.wanted), timeout=30)}
-
 
 
 def build_app(stack_file: str):

@@ -13,15 +13,18 @@ class Principal:
     projects: frozenset[str]
     admin: bool
     host: bool = False   # a node daemon's credential: may only report to coordinators
+    rate: tuple[float, float] | None = None   # this caller's own (requests/s, burst), if not the default
 
     def may_access(self, project: str) -> bool:
         return self.admin or project in self.projects
 
 
 def issue(secret: str, user: str, projects: list[str] = (), admin: bool = False,
-          ttl_s: int = 30 * 24 * 3600, host: bool = False) -> str:
+          ttl_s: int = 30 * 24 * 3600, host: bool = False, rate: tuple[float, float] | None = None) -> str:
     now = int(time.time())
     claims = {"sub": user, "projects": sorted(projects), "admin": admin, "iat": now, "exp": now + ttl_s}
+    if rate:
+        claims["rate"] = [float(rate[0]), float(rate[1])]
     if host:
         claims = {"sub": user, "projects": [], "admin": False, "host": True, "iat": now, "exp": now + ttl_s}
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -41,4 +44,9 @@ def verify(secret: str, authorization: str | None) -> Principal:
     projects = claims.get("projects") or []
     if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
         raise ValueError("invalid token: 'projects' must be a list of names")
-    return Principal(str(claims["sub"]), frozenset(projects), bool(claims.get("admin")), bool(claims.get("host")))
+    rate = claims.get("rate")
+    if rate is not None and not (isinstance(rate, list) and len(rate) == 2
+                                 and all(isinstance(x, (int, float)) and x > 0 for x in rate)):
+        raise ValueError("invalid token: 'rate' must be [requests per second, burst]")
+    return Principal(str(claims["sub"]), frozenset(projects), bool(claims.get("admin")), bool(claims.get("host")),
+                     tuple(rate) if rate else None)

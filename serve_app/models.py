@@ -15,9 +15,21 @@ class Error(BaseModel):
     detail: Any = None
 
 
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    perSecond: float = Field(gt=0, le=10_000)
+    burst: int = Field(ge=1, le=100_000)
+
+
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     repoURL: str = Field(min_length=1, max_length=2048)
+    webhookSecret: str | None = Field(default=None, min_length=16, max_length=256,
+                                      description="HMAC secret for GitHub push webhooks; never returned")
+    defaultBranch: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._/-]{1,255}$")
+    coalesce: bool | None = Field(default=None, description="a newer default-branch build cancels "
+                                                            "the QUEUED default-branch builds it supersedes")
+    rateLimit: RateLimit | None = Field(default=None, description="writes per second for this project")
 
     @field_validator("repoURL")
     @classmethod
@@ -33,6 +45,11 @@ class Project(BaseModel):
     projectName: str
     repoURL: str
     createdAt: str | None
+    defaultBranch: str = "main"
+    coalesce: bool = False
+    webhookConfigured: bool = False
+    webhookPath: str
+    rateLimit: RateLimit
 
 
 class BuildDetails(BaseModel):
@@ -117,6 +134,7 @@ class Build(BaseModel):
     error: str | None
     exitCode: int | None
     logTail: str | None = None
+    supersededBy: str | None = None    # set when a newer build of the branch cancelled this one
     artifact: Artifact | None
     replication: list[Replication] = []
 
@@ -236,3 +254,48 @@ class PeersIn(BaseModel):
     hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     artifact: str
     wanted: list[str] = Field(max_length=10_000)
+
+
+class DeploymentSummary(BaseModel):
+    deploymentID: str
+    buildID: str
+    status: str
+    reason: str | None
+    createdAt: str
+    updatedAt: str
+    createdBy: str
+
+
+class DeploymentPage(BaseModel):
+    deployments: list[DeploymentSummary]
+    nextCursor: str | None
+    limit: int
+
+
+class AuditEntry(BaseModel):
+    auditID: str
+    at: str
+    user: str
+    action: str
+    project: str | None
+    target: str | None
+    detail: dict
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    nextCursor: str | None
+    limit: int
+
+
+class WebhookResult(BaseModel):
+    delivery: str | None
+    queued: bool                 # a build was queued by this delivery (or by its first delivery)
+    duplicate: bool = False      # a redelivery: nothing new was done
+    reason: str
+    buildID: str | None = None
+    superseded: list[str] = []
+
+
+class ArchiveResult(BaseModel):
+    moved: dict[str, int]

@@ -34,3 +34,10 @@ def check_contract(store, tmp_path):
     store.put_file("files/a.bin", src)
     store.get_file("files/a.bin", tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == big
+
+    store.put("list/a/1", b"1")
+    store.put("list/a/2", b"2")
+    store.put("list/b/1", b"3")
+    assert store.list("list/a/") == ["list/a/1", "list/a/2"]
+    assert store.list("list/") == ["list/a/1", "list/a/2", "list/b/1"]
+    assert store.list("nothing/") == []

@@ -1,0 +1,237 @@
+"""The gantry Python SDK: one typed surface, two ways in.
+
+    from gantry.client import HttpClient, InClusterClient
+    c = HttpClient("http://127.0.0.1:8000", token)        # from anywhere, over HTTP
+    c = InClusterClient(token)                               # from a Ray driver or actor in the cluster
+    b = c.build("shop", sha); c.wait_build("shop", b.buildID)
+
+The in-cluster client calls the API deployment's replicas through their Serve handle (`invoke`),
+skipping HTTP but not authentication, rate limits or the audit log. Both return the API's
+pydantic models and raise `GantryError` with the API's status, error and detail.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from gantry.serve_app.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage,
+                                     BuildSummary, Deployment, DeploymentAccepted, DeploymentPage, Host, Project)
+
+TERMINAL_BUILD = ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD")
+TERMINAL_DEPLOYMENT = ("COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED")
+
+# op -> (HTTP method, path template); other keyword arguments become the query string, `body` the JSON body
+ROUTES = {
+    "list_projects": ("GET", "/projects"),
+    "get_project": ("GET", "/projects/{projectName}"),
+    "put_project": ("PUT", "/projects/{projectName}"),
+    "create_build": ("POST", "/projects/{projectName}/builds"),
+    "list_builds": ("GET", "/projects/{projectName}/builds"),
+    "get_build": ("GET", "/projects/{projectName}/builds/{buildID}"),
+    "get_logs": ("GET", "/projects/{projectName}/builds/{buildID}/logs"),
+    "cancel_build": ("PATCH", "/projects/{projectName}/builds/{buildID}?op=CANCEL"),
+    "create_deployment": ("POST", "/projects/{projectName}/deployments"),
+    "list_deployments": ("GET", "/projects/{projectName}/deployments"),
+    "get_deployment": ("GET", "/projects/{projectName}/deployments/{deploymentID}"),
+    "deployment_op": ("POST", "/projects/{projectName}/deployments/{deploymentID}"),
+    "list_hosts": ("GET", "/projects/{projectName}/hosts"),
+    "rollback": ("POST", "/projects/{projectName}/rollback"),
+    "audit": ("GET", "/audit"),
+    "archive": ("POST", "/admin/archive"),
+}
+
+
+class GantryError(Exception):
+    def __init__(self, status: int, error: str, detail: Any = None, retry_after_s: float | None = None):
+        self.status, self.error, self.detail, self.retry_after_s = status, error, detail, retry_after_s
+        super().__init__(f"{status} {error}" + (f": {detail}" if detail not in (None, "") else ""))
+
+
+class _Client:
+    """The operations; subclasses supply `_call(op, **kwargs) -> JSON value`."""
+
+    def _call(self, op: str, **kw) -> Any:
+        raise NotImplementedError
+
+    # projects
+    def projects(self) -> list[Project]:
+        return [Project.model_validate(p) for p in self._call("list_projects")]
+
+    def project(self, name: str) -> Project:
+        return Project.model_validate(self._call("get_project", projectName=name))
+
+    def register(self, name: str, repo_url: str, *, webhook_secret: str | None = None,
+                 default_branch: str | None = None, coalesce: bool | None = None,
+                 rate_limit: tuple[float, int] | None = None) -> Project:
+        body = {"repoURL": repo_url, "webhookSecret": webhook_secret, "defaultBranch": default_branch,
+                "coalesce": coalesce,
+                "rateLimit": {"perSecond": rate_limit[0], "burst": rate_limit[1]} if rate_limit else None}
+        out = self._call("put_project", projectName=name, body={k: v for k, v in body.items() if v is not None})
+        return Project.model_validate(out.get("project", out))  # in-cluster answers {created, project}
+
+    # builds
+    def build(self, project: str, commit_sha: str, *, env: dict[str, str] | None = None,
+              priority: int | None = None) -> BuildAccepted:
+        body: dict = {"commitSHA": commit_sha}
+        if env:
+            body["buildDetails"] = {"env": env}
+        if priority is not None:
+            body["priority"] = priority
+        return BuildAccepted.model_validate(self._call("create_build", projectName=project, body=body))
+
+    def builds(self, project: str, limit: int = 20, cursor: str | None = None) -> BuildPage:
+        return BuildPage.model_validate(self._call("list_builds", projectName=project, limit=limit, nextCursor=cursor))
+
+    def iter_builds(self, project: str, page_size: int = 100) -> Iterator[BuildSummary]:
+        cursor = None
+        while True:
+            page = self.builds(project, page_size, cursor)
+            yield from page.builds
+            if not page.nextCursor:
+                return
+            cursor = page.nextCursor
+
+    def get_build(self, project: str, build_id: str) -> Build:
+        return Build.model_validate(self._call("get_build", projectName=project, buildID=build_id))
+
+    def logs(self, project: str, build_id: str, offset: int = 0) -> BuildLog:
+        return BuildLog.model_validate(self._call("get_logs", projectName=project, buildID=build_id, offset=offset))
+
+    def follow_logs(self, project: str, build_id: str, poll_s: float = 1.0) -> Iterator[str]:
+        """Yield the log as it grows, until the build is terminal and the log is read to its end."""
+        offset = 0
+        while True:
+            chunk = self.logs(project, build_id, offset)
+            if chunk.data:
+                yield chunk.data
+            offset = chunk.nextOffset
+            if chunk.complete:
+                return
+            if not chunk.data:
+                time.sleep(poll_s)
+
+    def cancel(self, project: str, build_id: str) -> Build:
+        return Build.model_validate(self._call("cancel_build", projectName=project, buildID=build_id))
+
+    def wait_build(self, project: str, build_id: str, timeout_s: float = 1800, poll_s: float = 1.0,
+                   on_update: Callable[[Build], None] | None = None) -> Build:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            b = self.get_build(project, build_id)
+            if on_update:
+                on_update(b)
+            if b.buildStatus in TERMINAL_BUILD:
+                return b
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"build {build_id} is still {b.buildStatus} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    # deployments
+    def deploy(self, project: str, build_id: str, strategy: dict | None = None) -> DeploymentAccepted:
+        body = {"buildID": build_id, **({"strategy": strategy} if strategy else {})}
+        return DeploymentAccepted.model_validate(self._call("create_deployment", projectName=project, body=body))
+
+    def deployments(self, project: str, limit: int = 20, cursor: str | None = None) -> DeploymentPage:
+        return DeploymentPage.model_validate(
+            self._call("list_deployments", projectName=project, limit=limit, nextCursor=cursor))
+
+    def deployment(self, project: str, deployment_id: str) -> Deployment:
+        return Deployment.model_validate(self._call("get_deployment", projectName=project, deploymentID=deployment_id))
+
+    def _op(self, project: str, deployment_id: str, op: str) -> Deployment:
+        return Deployment.model_validate(
+            self._call("deployment_op", projectName=project, deploymentID=deployment_id, op=op))
+
+    def pause(self, project: str, deployment_id: str) -> Deployment:
+        return self._op(project, deployment_id, "PAUSE")
+
+    def resume(self, project: str, deployment_id: str) -> Deployment:
+        return self._op(project, deployment_id, "RESUME")
+
+    def abort(self, project: str, deployment_id: str) -> Deployment:
+        return self._op(project, deployment_id, "ABORT")
+
+    def rollback(self, project: str, build_id: str | None = None) -> DeploymentAccepted:
+        body = {"buildID": build_id} if build_id else {}
+        return DeploymentAccepted.model_validate(self._call("rollback", projectName=project, body=body))
+
+    def wait_deployment(self, project: str, deployment_id: str, timeout_s: float = 1800, poll_s: float = 1.0,
+                        on_update: Callable[[Deployment], None] | None = None) -> Deployment:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            d = self.deployment(project, deployment_id)
+            if on_update:
+                on_update(d)
+            if d.status in TERMINAL_DEPLOYMENT:
+                return d
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deployment {deployment_id} is still {d.status} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def hosts(self, project: str) -> list[Host]:
+        return [Host.model_validate(h) for h in self._call("list_hosts", projectName=project)]
+
+    # admin
+    def audit(self, project: str | None = None, limit: int = 20, cursor: str | None = None) -> AuditPage:
+        return AuditPage.model_validate(self._call("audit", project=project, limit=limit, nextCursor=cursor))
+
+    def archive(self, older_than_s: float | None = None) -> ArchiveResult:
+        return ArchiveResult.model_validate(self._call("archive", olderThanS=older_than_s))
+
+
+class HttpClient(_Client):
+    """Over HTTP. A 429 is retried after its Retry-After, up to `max_429_retries` times."""
+
+    def __init__(self, url: str, token: str, timeout_s: float = 30, max_429_retries: int = 3):
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s,
+                                 headers={"Authorization": f"Bearer {token}"})
+        self.max_429_retries = max_429_retries
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+    def _call(self, op: str, **kw) -> Any:
+        method, template = ROUTES[op]
+        path, _, fixed = template.partition("?")
+        path = path.format(**{k: kw.pop(k) for k in list(kw) if "{" + k + "}" in path})
+        body = kw.pop("body", None)
+        params = {k: v for k, v in kw.items() if v is not None}
+        if fixed:
+            params.update(dict(p.split("=", 1) for p in fixed.split("&")))
+        for attempt in range(self.max_429_retries + 1):
+            r = self.http.request(method, path, params=params, json=body if method != "GET" else None)
+            if r.status_code != 429 or attempt == self.max_429_retries:
+                break
+            time.sleep(float(r.headers.get("retry-after", "1")))
+        if r.status_code >= 400:
+            try:
+                err = r.json()
+            except ValueError:
+                err = {"error": r.text or r.reason_phrase}
+            retry = float(r.headers["retry-after"]) if "retry-after" in r.headers else None
+            raise GantryError(r.status_code, err.get("error", ""), err.get("detail"), retry)
+        return r.json()
+
+
+class InClusterClient(_Client):
+    """Through the Serve handle of the API deployment; needs a Ray connection to the cluster."""
+
+    def __init__(self, token: str, app_name: str = "gantry", deployment: str = "gantry-api", timeout_s: float = 60):
+        from ray import serve
+        self.token, self.timeout_s = token, timeout_s
+        self.handle = serve.get_deployment_handle(deployment, app_name=app_name)
+
+    def _call(self, op: str, **kw) -> Any:
+        out = self.handle.invoke.remote(self.token, op, kw).result(timeout_s=self.timeout_s)
+        if "error" in out:
+            e = out["error"]
+            raise GantryError(e["status"], e["error"], e.get("detail"))
+        return out["ok"]

@@ -1,0 +1,62 @@
+"""GitHub push webhooks: signature check and what a delivery asks for. Pure logic, no I/O.
+
+GitHub signs the raw body with HMAC-SHA256 under the webhook's secret and sends
+`X-Hub-Signature-256: sha256=<hex>`; the event name is in `X-GitHub-Event` and a unique id per
+delivery in `X-GitHub-Delivery` (a redelivery reuses it).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+
+ZERO_SHA = "0" * 40
+DELIVERY_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    return bool(header) and hmac.compare_digest(sign(secret, body), header.strip())
+
+
+@dataclass(frozen=True)
+class Decision:
+    build: bool                  # queue a build of `sha`
+    reason: str                  # why (shown to whoever reads the delivery's response)
+    sha: str | None = None
+    branch: str | None = None
+    pusher: str | None = None
+
+
+def decide(event: str | None, body: bytes, default_branch: str) -> Decision:
+    """What a verified delivery asks for. Raises ValueError on a body that is not a push payload."""
+    if event == "ping":
+        return Decision(False, "pong")
+    if event != "push":
+        return Decision(False, f"event '{event}' is ignored; only push builds")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise ValueError("body is not JSON")
+    if not isinstance(payload, dict) or not isinstance(payload.get("ref"), str):
+        raise ValueError("push payload has no 'ref'")
+    ref, after = payload["ref"], payload.get("after")
+    if not ref.startswith("refs/heads/"):
+        return Decision(False, f"{ref} is not a branch")
+    branch = ref[len("refs/heads/"):]
+    if branch != default_branch:
+        return Decision(False, f"push to '{branch}', not the default branch '{default_branch}'", branch=branch)
+    if payload.get("deleted") or after == ZERO_SHA:
+        return Decision(False, f"branch '{branch}' was deleted", branch=branch)
+    if not isinstance(after, str) or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", after):
+        raise ValueError("push payload's 'after' is not a commit SHA")
+    pusher = payload.get("pusher") or {}
+    name = pusher.get("name") if isinstance(pusher, dict) else None
+    return Decision(True, f"push to '{branch}'", sha=after, branch=branch,
+                    pusher=name if isinstance(name, str) else None)
