@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server bubblewrap git
+APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver
 
 .PHONY: setup apt venv test unit integration demo down clean
 

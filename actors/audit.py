@@ -25,7 +25,9 @@ class AuditLog:
     def record(self, user: str, action: str, project: str | None, target: str | None = None,
                detail: dict | None = None) -> str:
         assert action in ACTIONS, action
-        entry_id, now = uuid.uuid4().hex, int(time.time() * 1000)
+        # IDs start with a counter, so entries made in the same millisecond keep their order
+        entry_id = f"{self.r.incr(f'{P}audit:seq'):016x}{uuid.uuid4().hex[:16]}"
+        now = int(time.time() * 1000)
         member = B.index_member(now, entry_id)
         with self.r.pipeline() as p:
             p.hset(f"{P}audit:entry:{entry_id}", mapping={

@@ -2,10 +2,10 @@
 deploy it to every host, deploy a second version, roll back, and leave the stack running."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -59,49 +59,21 @@ def next_version(path: Path) -> str:
     return git(path, "rev-parse", "HEAD")
 
 
-def run_build(api: httpx.Client, sha: str) -> dict:
-    r = api.post("/projects/hello/builds", json={"commitSHA": sha})
-    build = r.json()
-    print(f"POST /projects/hello/builds -> {r.status_code} build {build['buildID']} of {sha[:12]}")
-    last, offset, t0 = build["buildStatus"], 0, time.monotonic()
-    print(f"  [  0.0s] {last}")
-    while True:
-        rec = api.get(f"/projects/hello/builds/{build['buildID']}").json()
-        if rec["buildStatus"] != last:
-            last = rec["buildStatus"]
-            print(f"  [{time.monotonic() - t0:5.1f}s] {last}")
-        log = api.get(f"/projects/hello/builds/{build['buildID']}/logs", params={"offset": offset}).json()
-        for line in log["data"].splitlines():
-            print(f"      | {line}")
-        offset = log["nextOffset"]
-        if log["complete"] or time.monotonic() - t0 > 300:
-            break
-        time.sleep(0.3)
-    rec = api.get(f"/projects/hello/builds/{build['buildID']}").json()
-    for row in rec["replication"]:
-        print(f"      replication {row['region']:>9}: {row['replicationStatus']} "
-              f"({row['bytesTransferred']} bytes moved, {row['bytesSkipped']} already there)")
-    return rec
+def gantry(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """Run the `gantry` CLI as a user would, showing the command and its live progress."""
+    print(f"$ gantry {' '.join(args)}", flush=True)
+    return subprocess.run([str(Path(sys.executable).parent / "gantry"), *args], env=env)
 
 
-def run_deploy(api: httpx.Client, path: str, body: dict, home: Path) -> dict:
-    r = api.post(path, json=body)
-    dep = r.json()
-    print(f"POST {path} -> {r.status_code} deployment {dep['deploymentID']} of build {dep['buildID']}")
-    t0, last = time.monotonic(), None
-    while True:
-        d = api.get(f"/projects/hello/deployments/{dep['deploymentID']}").json()
-        progress = "  ".join(f"{x['region']} {x['hosts']['active']}/{x['hosts']['total']}" for x in d["regions"])
-        if (d["status"], progress) != last:
-            last = (d["status"], progress)
-            print(f"  [{time.monotonic() - t0:5.1f}s] {d['status']:<11} hosts active: {progress}")
-        if d["status"] not in ("PENDING", "IN_PROGRESS", "PAUSED") or time.monotonic() - t0 > 300:
-            break
-        time.sleep(0.5)
+def gantry_json(*args: str, env: dict) -> dict:
+    return json.loads(subprocess.run([str(Path(sys.executable).parent / "gantry"), *args, "--json"], env=env,
+                                     check=True, capture_output=True, text=True).stdout)
+
+
+def show_hosts(home: Path) -> None:
     for host in sorted((home / "hosts").iterdir())[:3]:
         out = subprocess.run([str(host / "current" / "bin" / "hello")], capture_output=True, text=True).stdout
         print(f"      {host.name}: current -> {os.readlink(host / 'current')}: {out.strip()}")
-    return d
 
 
 def main() -> int:
@@ -111,32 +83,40 @@ def main() -> int:
     print(f"== starting the local stack in {home} (redis, S3 per region, Ray nodes, actors, API, hosts)")
     cfg = stack.up(api_port=port)
     token = issue(cfg.jwt_secret(), "demo", admin=True)
+    env = {**os.environ, "GANTRY_URL": cfg.api_url, "GANTRY_TOKEN": token}
     api = httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
     repo = home / "sample-repo"
     sha = sample_repo(repo)
     print(f"== sample repository {repo} at {sha[:12]}")
-    r = api.put("/projects/hello", json={"repoURL": str(repo)})
-    print(f"PUT  /projects/hello -> {r.status_code}")
+    gantry("project", "add", "hello", str(repo), env=env)
     wait_for(lambda: len(api.get("/projects/hello/hosts").json()) >= len(cfg.regions), 60, "hosts to register")
 
-    first = run_build(api, sha)
-    if first["buildStatus"] != "SUCCEEDED":
+    print("== build it (sandboxed), store it as chunks, replicate it to every region")
+    if gantry("build", "hello", sha, "--wait", env=env).returncode != 0:
         return 1
+    first = gantry_json("builds", "hello", "--limit", "1", env=env)["builds"][0]["buildID"]
     print("== deploy it to every host (canary, then 10%, 50%, 100% of each datacenter; regions in turn)")
-    run_deploy(api, "/projects/hello/deployments",
-               {"buildID": first["buildID"], "strategy": {"steps": [1, 0.1, 0.5, 1.0], "bakeS": 1}}, home)
+    if gantry("deploy", "hello", first, "--steps", "1,0.1,0.5,1.0", "--bake", "1", "--wait", env=env).returncode:
+        return 1
+    show_hosts(home)
     print("== version 2: build and deploy")
-    second = run_build(api, next_version(repo))
-    run_deploy(api, "/projects/hello/deployments",
-               {"buildID": second["buildID"], "strategy": {"steps": [1, 1.0], "bakeS": 1}}, home)
+    if gantry("build", "hello", next_version(repo), "--wait", env=env).returncode != 0:
+        return 1
+    second = gantry_json("builds", "hello", "--limit", "1", env=env)["builds"][0]["buildID"]
+    gantry("deploy", "hello", second, "--steps", "1,1.0", "--bake", "1", "--wait", env=env)
+    show_hosts(home)
     print("== roll back to the previous good build")
-    back = run_deploy(api, "/projects/hello/rollback", {}, home)
+    back = gantry("rollback", "hello", "--wait", env=env)
+    show_hosts(home)
+    gantry("audit", "--project", "hello", "--limit", "8", env=env)
 
-    print(f"API        {cfg.api_url}   (token: {token})")
-    print(f"dashboard  {cfg.dashboard_url}")
+    print(f"\nAPI        {cfg.api_url}")
+    print(f"dashboard  {cfg.api_url}/ui#token={token}")
+    print(f"token      {token}")
+    print(f"metrics    {stack.status()['metricsURL']}   (Prometheus text; every node: gantry status --json)")
     print(f"The stack keeps running. Stop it with: make down   (or .venv/bin/gantry down --home {home})")
-    return 0 if back["status"] == "COMPLETED" else 1
+    return back.returncode
 
 
 if __name__ == "__main__":

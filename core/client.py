@@ -50,9 +50,9 @@ class GantryError(Exception):
 
 
 class _Client:
-    """The operations; subclasses supply `_call(op, **kwargs) -> JSON value`."""
+    """The operations; subclasses supply `_call(op name, **kwargs) -> JSON value`."""
 
-    def _call(self, op: str, **kw) -> Any:
+    def _call(self, name: str, /, **kw) -> Any:
         raise NotImplementedError
 
     # projects
@@ -198,8 +198,8 @@ class HttpClient(_Client):
     def __exit__(self, *_):
         self.close()
 
-    def _call(self, op: str, **kw) -> Any:
-        method, template = ROUTES[op]
+    def _call(self, name: str, /, **kw) -> Any:
+        method, template = ROUTES[name]
         path, _, fixed = template.partition("?")
         path = path.format(**{k: kw.pop(k) for k in list(kw) if "{" + k + "}" in path})
         body = kw.pop("body", None)
@@ -229,8 +229,8 @@ class InClusterClient(_Client):
         self.token, self.timeout_s = token, timeout_s
         self.handle = serve.get_deployment_handle(deployment, app_name=app_name)
 
-    def _call(self, op: str, **kw) -> Any:
-        out = self.handle.invoke.remote(self.token, op, kw).result(timeout_s=self.timeout_s)
+    def _call(self, name: str, /, **kw) -> Any:
+        out = self.handle.invoke.remote(self.token, name, kw).result(timeout_s=self.timeout_s)
         if "error" in out:
             e = out["error"]
             raise GantryError(e["status"], e["error"], e.get("detail"))

@@ -47,6 +47,7 @@ ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422,
 CACHED = {304: {"description": "Not Modified: the ETag in If-None-Match still matches"}}
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 WEBHOOK_USER = "github-webhook"
+MAX_AGE_S = 100 * 365 * 24 * 3600
 
 
 class ApiError(Exception):
@@ -605,8 +606,8 @@ class GantryAPI:
     def op_archive(self, who: auth.Principal, olderThanS: float | None = None) -> dict:
         self._admin(who, "archiving builds")
         age = self.settings.archive_after_s if olderThanS is None else olderThanS
-        if not isinstance(age, (int, float)) or age < 0:
-            raise ApiError(400, "invalid olderThanS", "an age in seconds >= 0")
+        if not isinstance(age, (int, float)) or not 0 <= age <= MAX_AGE_S:
+            raise ApiError(400, "invalid olderThanS", f"an age in seconds from 0 to {MAX_AGE_S}")
         moved = ray.get(ray.get_actor(MONITOR, namespace=NAMESPACE).archive.remote(float(age)), timeout=300)
         self.audit_log.record(who.user, "archive", None, None, {"olderThanS": age, "moved": moved})
         return {"moved": moved}
@@ -617,7 +618,7 @@ class GantryAPI:
         return self.op_audit(self._principal(request), project, nextCursor, limit)
 
     @app.post("/admin/archive", response_model=ArchiveResult)
-    def post_archive(self, request: Request, olderThanS: float | None = Query(None, ge=0)):
+    def post_archive(self, request: Request, olderThanS: float | None = Query(None, ge=0, le=MAX_AGE_S)):
         """Move finished builds older than olderThanS (default: the configured age) to the archive now."""
         return self.op_archive(self._principal(request), olderThanS)
 

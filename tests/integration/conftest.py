@@ -27,6 +27,8 @@ TEST_ENV = {
     "GANTRY_REPLICATION_BACKOFF_S": "0.5",
     "GANTRY_REPLICATION_WINDOW": "2",
     "GANTRY_HOST_LOST_S": "10",
+    "GANTRY_RATE_USER_PER_S": "100",       # the suite's admin polls a lot; the limit tests set their own
+    "GANTRY_RATE_USER_BURST": "1000",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }

@@ -1,0 +1,68 @@
+"""The web dashboard in real headless Chromium (Debian's chromium and chromedriver, driven by
+Selenium): load it with a token, see a build appear, deploy it from the page, watch it finish."""
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import make_repo
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from gantry.serve_app.auth import issue
+
+ARTIFACTS = Path(os.environ.get("GANTRY_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "make test installs Debian's chromium and chromium-driver"
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        opts.add_argument(arg)
+    d = webdriver.Chrome(service=Service(driver), options=opts)
+    yield d
+    d.quit()
+
+
+def test_dashboard_shows_a_build_and_deploys_it(stack, api, browser, tmp_path):
+    name = f"ui-{uuid.uuid4().hex[:8]}"
+    repo, sha = make_repo(tmp_path / name, "mkdir -p dist && echo ui > dist/v")
+    assert api.put(f"/projects/{name}", json={"repoURL": str(repo)}).status_code == 201
+    token = issue(stack.config().jwt_secret(), "dana", [name])
+    wait = WebDriverWait(browser, 90, poll_frequency=0.3)
+
+    browser.get(f"{stack.config().api_url}/ui")
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=token-input]").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=save-token]").click()
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f"[data-testid=project-{name}]"))).click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=builds]")))
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=build-row]") == []
+
+    build_id = api.post(f"/projects/{name}/builds", json={"commitSHA": sha}).json()["buildID"]
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f"[data-testid=build-{build_id}]"))).click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=build-status]"), "SUCCEEDED"))
+    assert "running" in browser.find_element(By.CSS_SELECTOR, "[data-testid=log]").text
+    assert "REPLICATED" in browser.find_element(By.ID, "view").text
+
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=deploy-button]"))).click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=deployment-status]"), "COMPLETED"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "[data-testid^=dc-]")
+    assert len(rows) == 2 and all("2 / 2" in r.text for r in rows)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"dashboard-{time.strftime('%Y%m%dT%H%M%S')}.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+    deps = api.get(f"/projects/{name}/deployments").json()["deployments"]
+    assert deps[0]["buildID"] == build_id and deps[0]["createdBy"] == "dana"
+    assert browser.find_element(By.CSS_SELECTOR, "[data-testid=error]").text == ""

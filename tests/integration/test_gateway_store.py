@@ -1,0 +1,122 @@
+"""The gateway's Redis pieces against a real redis-server (no Ray): rate-limit buckets, the
+audit log, deployment paging, status counts, coalescing and webhook delivery idempotency."""
+import time
+
+import pytest
+import redis
+
+from gantry.actors.audit import AuditLog
+from gantry.actors.deploy_store import DeployStore
+from gantry.actors.ratelimit import RateLimited, RateLimiter
+from gantry.actors.store import BuildStore
+from gantry.builds import BuildStatus as S
+
+SHA = "b" * 40
+
+
+@pytest.fixture
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    return client
+
+
+def test_token_bucket_allows_a_burst_then_refills(r):
+    limiter = RateLimiter(r)
+    for _ in range(3):
+        limiter.take("user:a", 2.0, 3)
+    with pytest.raises(RateLimited) as e:
+        limiter.take("user:a", 2.0, 3)
+    assert e.value.retry_after_s == 1 and e.value.scope == "user:a"
+    limiter.take("user:b", 2.0, 3)          # buckets are per scope
+    time.sleep(0.55)                        # 2 tokens a second: one is back
+    limiter.take("user:a", 2.0, 3)
+    with pytest.raises(RateLimited):
+        limiter.take("user:a", 2.0, 3)
+    limiter.take("user:a", 0, 0)            # rate 0: no limit
+    assert 0 < r.pttl("gantry:rate:user:a") <= 2500   # idle buckets expire
+
+
+def test_audit_pages_newest_first_per_project_and_overall(r):
+    log = AuditLog(r)
+    ids = [log.record("dana", "build.create", "shop" if i % 2 else "web", f"{i:032x}") for i in range(7)]
+    shop, cursor = [], None
+    while True:
+        page, cursor = log.page("shop", 2, cursor)
+        shop += page
+        if not cursor:
+            break
+    assert [e["auditID"] for e in shop] == [ids[5], ids[3], ids[1]]
+    everything, _ = log.page(None, 100, None)
+    assert [e["auditID"] for e in everything] == ids[::-1]
+    assert everything[0]["user"] == "dana" and everything[0]["detail"] == {}
+
+
+def test_deployment_pages_break_ties_on_the_same_millisecond(redis_url, r):
+    clock = {"t": 1_764_000_000_000}
+    deploys = DeployStore(redis_url, clock=lambda: clock["t"])
+    made = []
+    for i in range(7):
+        clock["t"] += 1 if i % 3 == 0 else 0    # several deployments share a millisecond
+        made.append(deploys.create("shop", f"{i:032x}", None, {}, ["us"], "dana")["deploymentID"])
+    newest_first = sorted(made, key=lambda d: (int(deploys.get(d)["createdAt"]), d), reverse=True)
+    for size in (1, 2, 3, 10):
+        seen, cursor = [], None
+        while True:
+            page, cursor = deploys.page("shop", size, cursor)
+            seen += [d["deploymentID"] for d in page]
+            if not cursor:
+                break
+        assert seen == newest_first, size
+
+
+def test_status_counts_follow_every_transition(redis_url, r):
+    store = BuildStore(redis_url)
+    a = store.create_build("shop", SHA)["buildID"]
+    b = store.create_build("shop", SHA)["buildID"]
+    assert store.status_counts()["QUEUED"] == 2
+    assert store.claim_next("owner-1") == a
+    store.transition(b, S.CANCELLED)
+    counts = store.status_counts()
+    assert (counts["QUEUED"], counts["BUILDING"], counts["CANCELLED"]) == (0, 1, 1)
+    store.publish_artifact(a, "owner-1", {"artifactDigest": "d"}, "us", ["eu"], {
+        "bytesTransferred": 0, "chunksTransferred": 0, "bytesSkipped": 0, "chunksSkipped": 0})
+    assert store.status_counts()["DEPLOYING"] == 1
+    store.finish_replication(a, "eu", ok=True)
+    counts = store.status_counts()
+    assert (counts["BUILDING"], counts["DEPLOYING"], counts["SUCCEEDED"]) == (0, 0, 1)
+    store.forget("shop", [a], "archive/x.parquet")
+    assert store.status_counts()["SUCCEEDED"] == 0 and store.archived_in("shop", a) == "archive/x.parquet"
+
+
+def test_coalescing_cancels_only_older_queued_builds_of_the_branch(redis_url, r):
+    store = BuildStore(redis_url)
+    old_main = store.create_build("shop", SHA, {"branch": "main"})
+    api_build = store.create_build("shop", SHA, {})
+    old_other = store.create_build("shop", SHA, {"branch": "dev"})
+    running = store.create_build("shop", SHA, {"branch": "main"})
+    store.transition(running["buildID"], S.BUILDING)
+    newer = store.create_build("shop", SHA, {"branch": "main"})
+    assert store.supersede_queued("shop", newer, "main") == [old_main["buildID"]]
+    rec = store.get(old_main["buildID"])
+    assert rec["buildStatus"] == "CANCELLED" and rec["supersededBy"] == newer["buildID"]
+    for other in (api_build, old_other, newer):
+        assert store.get(other["buildID"])["buildStatus"] == "QUEUED"
+    assert store.get(running["buildID"])["buildStatus"] == "BUILDING"
+
+
+def test_a_delivery_creates_one_build_even_after_a_crash_between_its_steps(redis_url, r):
+    store = BuildStore(redis_url)
+    make = lambda build_id: store.create_build("shop", SHA, {}, build_id=build_id)  # noqa: E731
+    first, created = store.build_for_delivery("shop", "d-1", make)
+    again, created_again = store.build_for_delivery("shop", "d-1", make)
+    assert created and not created_again and again["buildID"] == first["buildID"]
+
+    def crash(build_id):
+        raise SystemExit("the API process died after claiming the delivery")
+    with pytest.raises(SystemExit):
+        store.build_for_delivery("shop", "d-2", crash)
+    redelivered, created = store.build_for_delivery("shop", "d-2", make)
+    assert created and store.get(redelivered["buildID"])["buildStatus"] == "QUEUED"
+    assert store.build_for_delivery("shop", "d-2", make)[0]["buildID"] == redelivered["buildID"]
+    assert len(r.zrange("gantry:builds:shop", 0, -1)) == 2
