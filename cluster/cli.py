@@ -172,6 +172,17 @@ def _strategy(a) -> dict | None:
     return s or None
 
 
+def _maybe_wait(a, accepted, text: str, watch, succeeded) -> int:
+    """Print what was accepted, or with --wait follow it to its end: exit 0 only on success."""
+    if not a.wait:
+        _print(a, accepted, text)
+        return 0
+    final = watch()
+    if a.json:
+        _print(a, final)
+    return 0 if succeeded(final) else EXIT_FAILED
+
+
 def run_api(a) -> int:
     from rich.console import Console
 
@@ -199,13 +210,9 @@ def run_api(a) -> int:
     elif a.cmd == "build":
         env = dict(kv.split("=", 1) for kv in a.env if "=" in kv)
         acc = c.build(a.project, a.sha, env=env or None, priority=a.priority)
-        if not a.wait:
-            _print(a, acc, f"build {acc.buildID} {acc.buildStatus}")
-            return 0
-        b = progress.watch_build(c, a.project, acc.buildID, console)
-        if a.json:
-            _print(a, b)
-        return 0 if b.buildStatus == "SUCCEEDED" else EXIT_FAILED
+        return _maybe_wait(a, acc, f"build {acc.buildID} {acc.buildStatus}",
+                           lambda: progress.watch_build(c, a.project, acc.buildID, console),
+                           lambda b: b.buildStatus == "SUCCEEDED")
     elif a.cmd == "builds":
         page = c.builds(a.project, a.limit, a.cursor)
         text = _table([[b.buildID, b.buildStatus, b.commitSHA[:12], b.createdAt] for b in page.builds],
@@ -229,13 +236,9 @@ def run_api(a) -> int:
         _print(a, b, f"build {b.buildID} {b.buildStatus}")
     elif a.cmd in ("deploy", "rollback"):
         acc = c.deploy(a.project, a.build, _strategy(a)) if a.cmd == "deploy" else c.rollback(a.project, a.build)
-        if not a.wait:
-            _print(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}")
-            return 0
-        d = progress.watch_deployment(c, a.project, acc.deploymentID, console)
-        if a.json:
-            _print(a, d)
-        return 0 if d.status == "COMPLETED" else EXIT_FAILED
+        return _maybe_wait(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}",
+                           lambda: progress.watch_deployment(c, a.project, acc.deploymentID, console),
+                           lambda d: d.status == "COMPLETED")
     elif a.cmd == "deployments":
         if a.deployment:
             d = c.deployment(a.project, a.deployment)

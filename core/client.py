@@ -49,6 +49,21 @@ class GantryError(Exception):
         super().__init__(f"{status} {error}" + (f": {detail}" if detail not in (None, "") else ""))
 
 
+def _wait(get: Callable[[], Any], status_of: Callable[[Any], str], terminal: tuple[str, ...], what: str,
+          timeout_s: float, poll_s: float, on_update: Callable[[Any], None] | None) -> Any:
+    """Poll until the thing reaches a terminal status; TimeoutError past timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        x = get()
+        if on_update:
+            on_update(x)
+        if status_of(x) in terminal:
+            return x
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} is still {status_of(x)} after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
 class _Client:
     """The operations; subclasses supply `_call(op name, **kwargs) -> JSON value`."""
 
@@ -117,16 +132,8 @@ class _Client:
 
     def wait_build(self, project: str, build_id: str, timeout_s: float = 1800, poll_s: float = 1.0,
                    on_update: Callable[[Build], None] | None = None) -> Build:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            b = self.get_build(project, build_id)
-            if on_update:
-                on_update(b)
-            if b.buildStatus in TERMINAL_BUILD:
-                return b
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"build {build_id} is still {b.buildStatus} after {timeout_s:.0f}s")
-            time.sleep(poll_s)
+        return _wait(lambda: self.get_build(project, build_id), lambda b: b.buildStatus, TERMINAL_BUILD,
+                     f"build {build_id}", timeout_s, poll_s, on_update)
 
     # deployments
     def deploy(self, project: str, build_id: str, strategy: dict | None = None) -> DeploymentAccepted:
@@ -159,16 +166,8 @@ class _Client:
 
     def wait_deployment(self, project: str, deployment_id: str, timeout_s: float = 1800, poll_s: float = 1.0,
                         on_update: Callable[[Deployment], None] | None = None) -> Deployment:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            d = self.deployment(project, deployment_id)
-            if on_update:
-                on_update(d)
-            if d.status in TERMINAL_DEPLOYMENT:
-                return d
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"deployment {deployment_id} is still {d.status} after {timeout_s:.0f}s")
-            time.sleep(poll_s)
+        return _wait(lambda: self.deployment(project, deployment_id), lambda d: d.status, TERMINAL_DEPLOYMENT,
+                     f"deployment {deployment_id}", timeout_s, poll_s, on_update)
 
     def hosts(self, project: str) -> list[Host]:
         return [Host.model_validate(h) for h in self._call("list_hosts", projectName=project)]
