@@ -1,7 +1,12 @@
 """The audit log: who did what, when, to which project. Append-only, newest first, paged with
 the same cursor scheme as builds ("<ms>:<id>").
 
-Keys: audit (zset, all entries), audit:{project} (zset), audit:entry:{id} (hash).
+An entry is written by the same Redis script as the change it records (`AUDIT_LUA` is part of
+the build and deployment scripts), so there is an entry exactly when the change happened, even if
+the API process dies between the two. Entry IDs start with a counter, so entries made in the same
+millisecond keep their order.
+
+Keys: audit (zset, all entries), audit:{project} (zset), audit:entry:{id} (hash), audit:seq.
 """
 from __future__ import annotations
 
@@ -17,27 +22,41 @@ P = "gantry:"
 ACTIONS = ("project.register", "build.create", "build.cancel", "build.supersede", "deployment.create",
            "deployment.pause", "deployment.resume", "deployment.abort", "rollback", "archive")
 
+# A Lua function for scripts that record what they did: audit(ARGV[i]) with an entry from
+# `prepare` ('' records nothing).
+AUDIT_LUA = """
+local function audit(raw)
+  if raw == nil or raw == '' then return end
+  local e = cjson.decode(raw)
+  local id = string.format('%016d', redis.call('INCR', 'gantry:audit:seq')) .. e['nonce']
+  local member = e['at'] .. ':' .. id
+  redis.call('HSET', 'gantry:audit:entry:' .. id, 'auditID', id, 'at', e['at'], 'user', e['user'],
+             'action', e['action'], 'project', e['project'], 'target', e['target'], 'detail', e['detail'])
+  redis.call('ZADD', 'gantry:audit', 0, member)
+  if e['project'] ~= '' then redis.call('ZADD', 'gantry:audit:' .. e['project'], 0, member) end
+end
+"""
+_RECORD = AUDIT_LUA + "audit(ARGV[1])\nreturn 1\n"
+
+
+def prepare(user: str, action: str, project: str | None, target: str | None = None,
+            detail: dict | None = None) -> str:
+    """An entry to hand to a store method that records it with its change."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action}")
+    return json.dumps({"at": f"{int(time.time() * 1000):013d}", "nonce": uuid.uuid4().hex[:16], "user": user,
+                       "action": action, "project": project or "", "target": target or "",
+                       "detail": json.dumps(detail or {})})
+
 
 class AuditLog:
     def __init__(self, r: redis.Redis):
         self.r = r
+        self._record = r.register_script(_RECORD)
 
-    def record(self, user: str, action: str, project: str | None, target: str | None = None,
-               detail: dict | None = None) -> str:
-        assert action in ACTIONS, action
-        # IDs start with a counter, so entries made in the same millisecond keep their order
-        entry_id = f"{self.r.incr(f'{P}audit:seq'):016x}{uuid.uuid4().hex[:16]}"
-        now = int(time.time() * 1000)
-        member = B.index_member(now, entry_id)
-        with self.r.pipeline() as p:
-            p.hset(f"{P}audit:entry:{entry_id}", mapping={
-                "auditID": entry_id, "at": now, "user": user, "action": action, "project": project or "",
-                "target": target or "", "detail": json.dumps(detail or {})})
-            p.zadd(f"{P}audit", {member: 0})
-            if project:
-                p.zadd(f"{P}audit:{project}", {member: 0})
-            p.execute()
-        return entry_id
+    def record(self, entry: str, client=None) -> None:
+        """Write a prepared entry on its own (or inside the caller's MULTI pipeline)."""
+        self._record(keys=[], args=[entry], client=client)
 
     def page(self, project: str | None, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
         start = f"({B.parse_cursor(cursor)}" if cursor else "+"

@@ -25,6 +25,7 @@ from typing import Callable
 import redis
 
 from gantry import builds as B
+from gantry.actors.audit import AUDIT_LUA
 
 P = "gantry:"
 CHANNEL = "gantry:desired"
@@ -32,8 +33,8 @@ ACTIVE = ("PENDING", "IN_PROGRESS", "PAUSED")
 TERMINAL = ("COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED")
 
 # A new deployment of a project: supersede the one in flight, bump the desired version, record.
-# KEYS: deploy, deploys index, desired. ARGV: fields json, now
-_CREATE = """
+# KEYS: deploy, deploys index, desired. ARGV: fields json, now, audit entry
+_CREATE = AUDIT_LUA + """
 local f = cjson.decode(ARGV[1])
 local prev = redis.call('HGET', KEYS[3], 'deploymentID')
 if prev then
@@ -50,17 +51,19 @@ redis.call('SADD', 'gantry:deployed', f['projectName'])
 local version = redis.call('HINCRBY', KEYS[3], 'version', 1)
 redis.call('HSET', KEYS[3], 'buildID', f['buildID'], 'deploymentID', f['deploymentID'])
 redis.call('PUBLISH', 'gantry:desired', f['projectName'])
+audit(ARGV[3])
 return version
 """
 
-# Conditional status change. KEYS: deploy. ARGV: to, allowed-from csv, reason, now
-_STATUS = """
+# Conditional status change. KEYS: deploy. ARGV: to, allowed-from csv, reason, now, audit entry
+_STATUS = AUDIT_LUA + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 for s in string.gmatch(ARGV[2], '[^,]+') do
   if s == cur then
     redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[4])
     if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+    audit(ARGV[5])
     return {1, cur}
   end
 end
@@ -78,7 +81,8 @@ class DeployStore:
     # --- deployments ------------------------------------------------------------------------
 
     def create(self, project: str, build_id: str, previous_build: str | None, strategy: dict,
-               regions: list[str], user: str) -> dict:
+               regions: list[str], user: str, audit: Callable[[str], str] | None = None) -> dict:
+        """A new deployment; `audit(deploymentID)` gives the audit entry written with it."""
         dep_id = uuid.uuid4().hex
         now = self.clock()
         fields = {"deploymentID": dep_id, "projectName": project, "buildID": build_id,
@@ -86,7 +90,7 @@ class DeployStore:
                   "status": "IN_PROGRESS", "reason": "", "regions": json.dumps(regions),
                   "createdAt": str(now), "updatedAt": str(now), "createdBy": user}
         self._create(keys=[f"{P}deploy:{dep_id}", f"{P}deploys:{project}", f"{P}desired:{project}"],
-                     args=[json.dumps(fields), now])
+                     args=[json.dumps(fields), now, audit(dep_id) if audit else ""])
         return fields
 
     def get(self, dep_id: str) -> dict | None:
@@ -115,9 +119,11 @@ class DeployStore:
     def projects_with_desired_state(self) -> list[str]:
         return sorted(self.r.smembers(f"{P}deployed"))
 
-    def set_status(self, dep_id: str, to: str, allowed_from: tuple[str, ...], reason: str = "") -> str | None:
-        """Returns the previous status if the change was made, else None."""
-        ok, cur = self._status(keys=[f"{P}deploy:{dep_id}"], args=[to, ",".join(allowed_from), reason, self.clock()])
+    def set_status(self, dep_id: str, to: str, allowed_from: tuple[str, ...], reason: str = "",
+                   audit: str = "") -> str | None:
+        """Returns the previous status if the change was made (and `audit` recorded), else None."""
+        ok, cur = self._status(keys=[f"{P}deploy:{dep_id}"],
+                               args=[to, ",".join(allowed_from), reason, self.clock(), audit])
         return cur if ok else None
 
     def completed_builds(self, project: str) -> list[str]:

@@ -64,5 +64,5 @@ def api_requests():
 
 
 def api_latency():
-    return _metric("histogram", "gantry_api_request_seconds", "API request latency by route",
-                   ("route", "method"), tuple(LATENCY_BOUNDS))
+    return _metric("histogram", "gantry_api_request_seconds", "API request latency by route, method and status code",
+                   ("route", "method", "code"), tuple(LATENCY_BOUNDS))

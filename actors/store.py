@@ -31,6 +31,7 @@ from typing import Callable
 import redis
 
 from gantry import builds as B
+from gantry.actors.audit import AUDIT_LUA, AuditLog
 from gantry.builds import BuildStatus
 
 P = "gantry:"
@@ -46,7 +47,7 @@ class DuplicateBuild(Exception):
     pass
 
 
-_CREATE = """
+_CREATE = AUDIT_LUA + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fields = cjson.decode(ARGV[1])
 for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
@@ -54,12 +55,13 @@ redis.call('ZADD', KEYS[2], 0, ARGV[2])
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[3], tonumber(fields['queueBase']) + seq, fields['buildID'])
 redis.call('HINCRBY', 'gantry:statuscount', 'QUEUED', 1)
+audit(ARGV[3])
 return 1
 """
 
 # KEYS: build, building, queue, delayed, seq
-# ARGV: to, allowed-from (comma list), lease owner ('' = any), fields json, delay-until ms
-_TRANSITION = """
+# ARGV: to, allowed-from (comma list), lease owner ('' = any), fields json, delay-until ms, audit entry
+_TRANSITION = AUDIT_LUA + """
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
 if not cur then return {0, ''} end
 local ok = false
@@ -84,6 +86,7 @@ if to == 'QUEUED' then
     redis.call('ZADD', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'queueBase')) + seq, id)
   end
 end
+audit(ARGV[6])
 return {1, cur}
 """
 
@@ -227,10 +230,11 @@ class BuildStore:
         self._append_log = client.register_script(_APPEND_LOG)
         self._publish = client.register_script(_PUBLISH)
         self._finish_region = client.register_script(_FINISH_REGION)
+        self.audit_log = AuditLog(client)
 
     # --- projects -------------------------------------------------------------------------
 
-    def put_project(self, name: str, repo_url: str, options: dict | None = None) -> bool:
+    def put_project(self, name: str, repo_url: str, options: dict | None = None, audit: str = "") -> bool:
         """Register or update a project; True if it is new. `options` holds the optional
         fields (webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst) to set."""
         key = f"{P}project:{name}"
@@ -239,7 +243,9 @@ class BuildStore:
             p.hset(key, mapping={"name": name, "repoURL": repo_url,
                                  **{k: str(v) for k, v in (options or {}).items()}})
             p.sadd(f"{P}projects", name)
-            created, _, _ = p.execute()
+            if audit:
+                self.audit_log.record(audit, client=p)
+            created = p.execute()[0]
         return bool(created)
 
     def projects(self) -> list[str]:
@@ -252,7 +258,9 @@ class BuildStore:
     # --- builds ---------------------------------------------------------------------------
 
     def create_build(self, project: str, sha: str, details: dict | None = None,
-                     priority: int = B.DEFAULT_PRIORITY, build_id: str | None = None) -> dict:
+                     priority: int = B.DEFAULT_PRIORITY, build_id: str | None = None,
+                     audit: Callable[[str], str] | None = None) -> dict:
+        """Queue a build; `audit(buildID)` gives the audit entry written with it."""
         build_id = build_id or B.new_build_id()
         created = self.clock()
         fields = {
@@ -263,7 +271,7 @@ class BuildStore:
         }
         ok = self._create(
             keys=[f"{P}build:{build_id}", f"{P}builds:{project}", f"{P}queue", f"{P}seq"],
-            args=[json.dumps(fields), B.index_member(created, build_id)])
+            args=[json.dumps(fields), B.index_member(created, build_id), audit(build_id) if audit else ""])
         if not ok:
             raise DuplicateBuild(build_id)
         return fields
@@ -289,9 +297,10 @@ class BuildStore:
         except DuplicateBuild:
             return self.get(build_id), False
 
-    def supersede_queued(self, project: str, newer: dict, branch: str, scan: int = 500) -> list[str]:
+    def supersede_queued(self, project: str, newer: dict, branch: str, audit: Callable[[str], str] | None = None,
+                         scan: int = 500) -> list[str]:
         """Cancel the QUEUED builds of `branch` older than `newer`, each saying which build
-        superseded it. Returns their IDs."""
+        superseded it (and recording `audit(buildID)`). Returns their IDs."""
         members = self.r.zrange(f"{P}builds:{project}", 0, scan - 1, desc=True)
         with self.r.pipeline(transaction=False) as p:
             for m in members:
@@ -304,7 +313,8 @@ class BuildStore:
                     and json.loads(details or "{}").get("branch") == branch):
                 try:
                     self.transition(build_id, BuildStatus.CANCELLED, fields={
-                        "error": f"superseded by build {newer['buildID']}", "supersededBy": newer["buildID"]})
+                        "error": f"superseded by build {newer['buildID']}", "supersededBy": newer["buildID"]},
+                        audit=audit(build_id) if audit else "")
                     done.append(build_id)
                 except TransitionRefused:
                     pass  # it started meanwhile: it runs
@@ -317,7 +327,7 @@ class BuildStore:
         return [found[m] for m in items if m in found], next_cursor
 
     def transition(self, build_id: str, to: BuildStatus, *, lease_owner: str = "",
-                   fields: dict | None = None, delay_until_ms: int = 0) -> BuildStatus:
+                   fields: dict | None = None, delay_until_ms: int = 0, audit: str = "") -> BuildStatus:
         """Move a build to `to` if the rules allow it; returns the status it came from."""
         fields = {k: ("" if v is None else str(v)) for k, v in (fields or {}).items()}
         if to.terminal:
@@ -327,7 +337,7 @@ class BuildStore:
         allowed = ",".join(s.value for s in B.ALLOWED_FROM[to])
         ok, cur = self._transition(
             keys=[f"{P}build:{build_id}", f"{P}building", f"{P}queue", f"{P}delayed", f"{P}seq"],
-            args=[to.value, allowed, lease_owner, json.dumps(fields), delay_until_ms])
+            args=[to.value, allowed, lease_owner, json.dumps(fields), delay_until_ms, audit])
         if not ok:
             raise TransitionRefused(build_id, cur or None, to.value)
         return BuildStatus(cur)

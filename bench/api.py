@@ -3,13 +3,17 @@
     .venv/bin/python bench/api.py [--seconds N] [--json]
 
 Measures: queue-to-BUILDING latency (server timestamps startedAt - createdAt, one build at a
-time on idle builders), POST build throughput (4 client threads), GET list and GET one latency.
+time on idle builders), POST build throughput (4 client threads), GET list and GET one latency,
+GET one answered 304 from its ETag, signed GitHub webhook deliveries, and the archive: how fast
+finished builds move to Parquet and GET list latency once the pages come from the archive.
 All traffic goes to 127.0.0.1. With --json the last line is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import statistics
@@ -17,10 +21,13 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 
+from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.builds import BuildStatus
 from gantry.cluster.stack import Stack, free_port
 from gantry.config import Settings
 from gantry.serve_app.auth import issue
@@ -56,6 +63,13 @@ def timed_loop(fn, seconds: float, threads: int) -> list[float]:
     for t in ts_:
         t.join()
     return latencies
+
+
+def deliver(c: httpx.Client, base: str, secret: str, sha: str) -> None:
+    body = json.dumps({"ref": "refs/heads/main", "after": sha, "pusher": {"name": "bench"}}).encode()
+    sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    c.post(f"{base}/webhooks/github/bench", content=body, headers={
+        "X-Hub-Signature-256": sig, "X-GitHub-Event": "push", "X-GitHub-Delivery": uuid.uuid4().hex}).raise_for_status()
 
 
 def main() -> int:
@@ -99,6 +113,36 @@ def main() -> int:
                                            headers=auth).raise_for_status(), a.seconds, 4)
         ones = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds/{one_id}",
                                           headers=auth).raise_for_status(), a.seconds, 4)
+        etag = httpx.get(f"{base}/projects/bench/builds/{one_id}", headers=auth).headers["ETag"]
+        not_modified = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds/{one_id}",
+                                                  headers={**auth, "If-None-Match": etag}), a.seconds, 4)
+        # 4. signed webhook deliveries, each a new push (each queues a build)
+        secret = "bench-webhook-secret"
+        httpx.put(f"{base}/projects/bench", json={"repoURL": str(work / "repo"), "webhookSecret": secret},
+                  headers=auth).raise_for_status()
+        hooks = timed_loop(lambda c: deliver(c, base, secret, sha), a.seconds, 4)
+        # 5. archive: finish everything queued, move it all to Parquet, then page through it
+        store = BuildStore(cfg.redis_url)
+        for m in store.index_members("bench", 1_000_000, None):
+            try:
+                store.transition(m.split(":")[1], BuildStatus.CANCELLED)
+            except TransitionRefused:
+                pass
+        t0 = time.perf_counter()
+        moved = httpx.post(f"{base}/admin/archive", params={"olderThanS": 0}, headers=auth, timeout=600).json()["moved"]
+        archive_s = time.perf_counter() - t0
+        archived_lists = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds", params={"limit": 20},
+                                                    headers=auth).raise_for_status(), a.seconds, 4)
+        t0 = time.perf_counter()
+        walked, cursor = 0, None
+        with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
+            while True:
+                page = c.get("/projects/bench/builds", params={"limit": 100, **({"nextCursor": cursor} if cursor else {})}).json()
+                walked += len(page["builds"])
+                cursor = page["nextCursor"]
+                if not cursor:
+                    break
+        walk_s = time.perf_counter() - t0
     finally:
         stack.down(say=lambda *_: None)
 
@@ -108,6 +152,15 @@ def main() -> int:
         "getListP99Ms": round(pct(lists, 99) * 1000, 2),
         "getOneP99Ms": round(pct(ones, 99) * 1000, 2),
         "queueToBuildingP50Ms": round(statistics.median(q2b), 1),
+        "getOne304P50Ms": round(pct(not_modified, 50) * 1000, 2),
+        "webhookPerS": round(len(hooks) / a.seconds, 1),
+        "webhookP99Ms": round(pct(hooks, 99) * 1000, 2),
+        "archivedBuilds": moved.get("bench", 0),
+        "archivePerS": round(moved.get("bench", 0) / archive_s, 1),
+        "getListArchivedP50Ms": round(pct(archived_lists, 50) * 1000, 2),
+        "getListArchivedP99Ms": round(pct(archived_lists, 99) * 1000, 2),
+        "walkArchivedBuilds": walked,
+        "walkArchivedS": round(walk_s, 2),
     }
     print(f"POST /builds        {result['postPerS']:>8} req/s   ({len(posts)} in {a.seconds:g}s, 4 clients)")
     print(f"GET  /builds        p50 {result['getListP50Ms']:>7} ms   p99 {result['getListP99Ms']} ms "
@@ -115,6 +168,12 @@ def main() -> int:
     print(f"GET  /builds/{{id}}   p99 {result['getOneP99Ms']:>7} ms   ({len(ones) / a.seconds:.0f} req/s)")
     print(f"queue -> BUILDING   p50 {result['queueToBuildingP50Ms']:>7} ms   (the scheduler polls every "
           f"{Settings.from_env().scheduler_poll_s * 1000:g} ms and is nudged on each POST)")
+    print(f"GET  /builds/{{id}}   304 p50 {result['getOne304P50Ms']:>5} ms   (If-None-Match with its ETag)")
+    print(f"POST /webhooks      {result['webhookPerS']:>8} req/s   p99 {result['webhookP99Ms']} ms (signed pushes)")
+    print(f"archive             {result['archivedBuilds']} builds in {archive_s:.1f}s = {result['archivePerS']} builds/s")
+    print(f"GET  /builds        p50 {result['getListArchivedP50Ms']:>7} ms   p99 {result['getListArchivedP99Ms']} ms "
+          f"(pages from the Parquet archive)")
+    print(f"walk all            {walked} builds, 100 a page, in {result['walkArchivedS']} s")
     if a.json:
         print(json.dumps(result))
     return 0

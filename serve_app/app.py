@@ -27,6 +27,7 @@ from gantry import builds as B
 from gantry import webhook
 from gantry.actors import metrics
 from gantry.actors.archive import ArchiveReader, list_page
+from gantry.actors import audit
 from gantry.actors.audit import AuditLog
 from gantry.actors.deploy_store import ACTIVE, DeployStore
 from gantry.actors.ratelimit import RateLimited, RateLimiter
@@ -48,6 +49,16 @@ CACHED = {304: {"description": "Not Modified: the ETag in If-None-Match still ma
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 WEBHOOK_USER = "github-webhook"
 MAX_AGE_S = 100 * 365 * 24 * 3600
+WEBHOOK_OPENAPI = {  # the body is read raw (it is what the signature covers), so describe it here
+    "parameters": [
+        {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string"},
+         "description": "sha256=<hex HMAC-SHA256 of the body under the project's webhookSecret>"},
+        {"name": "X-GitHub-Event", "in": "header", "schema": {"type": "string"}, "description": "push, ping, ..."},
+        {"name": "X-GitHub-Delivery", "in": "header", "schema": {"type": "string"},
+         "description": "unique per delivery; a redelivery repeats it"}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "description": "GitHub's push event payload (ref, after, deleted, pusher, ...)"}}}},
+}
 
 
 class ApiError(Exception):
@@ -97,9 +108,10 @@ async def _limit_body_and_measure(request: Request, call_next):
         response = JSONResponse({"error": "request body too large", "detail": {"maxBytes": limit}}, status_code=413)
     else:
         response = await call_next(request)
-    route = getattr(request.scope.get("route"), "path", "unmatched")
-    metrics.api_requests().inc(tags={"route": route, "method": request.method, "code": str(response.status_code)})
-    metrics.api_latency().observe(time.perf_counter() - started, tags={"route": route, "method": request.method})
+    tags = {"route": getattr(request.scope.get("route"), "path", "unmatched"), "method": request.method,
+            "code": str(response.status_code)}
+    metrics.api_requests().inc(tags=tags)
+    metrics.api_latency().observe(time.perf_counter() - started, tags=tags)
     return response
 
 
@@ -284,11 +296,9 @@ class GantryAPI:
             options["coalesce"] = "1" if body.coalesce else "0"
         if body.rateLimit is not None:
             options.update(ratePerS=body.rateLimit.perSecond, rateBurst=body.rateLimit.burst)
-        created = self.store.put_project(projectName, body.repoURL, options)
-        self.audit_log.record(who.user, "project.register", projectName, None, {
-            "repoURL": body.repoURL, "created": created,
-            "changed": sorted(k for k in body.model_fields_set if k != "webhookSecret")
-            + (["webhookSecret"] if body.webhookSecret is not None else [])})
+        created = self.store.put_project(projectName, body.repoURL, options, audit=audit.prepare(
+            who.user, "project.register", projectName, None,
+            {"repoURL": body.repoURL, "changed": sorted(body.model_fields_set)}))
         return {"created": created, "project": self.op_get_project(who, projectName)}
 
     @app.get("/projects", response_model=list[Project])
@@ -333,8 +343,10 @@ class GantryAPI:
         rec, repl, _ = self.archive_reader.get(self.store.archived_in(project, build_id), build_id)
         return B.public_record(rec, repl)
 
-    def _queue_build(self, project: str, sha: str, details: dict, priority: int, build_id: str | None = None) -> dict:
-        rec = self.store.create_build(project, sha, details, priority, build_id=build_id)
+    def _queue_build(self, user: str, project: str, sha: str, details: dict, priority: int,
+                     build_id: str | None = None) -> dict:
+        rec = self.store.create_build(project, sha, details, priority, build_id=build_id, audit=lambda i: audit.prepare(
+            user, "build.create", project, i, {"commitSHA": sha, **{k: details[k] for k in ("delivery", "pusher") if k in details}}))
         self._nudge_scheduler()
         return rec
 
@@ -347,9 +359,7 @@ class GantryAPI:
         body = _parse(BuildIn, body)
         self._write_allowed(projectName, project)
         details = body.buildDetails.model_dump() if body.buildDetails else {}
-        rec = self._queue_build(projectName, body.commitSHA, details, body.priority)
-        self.audit_log.record(who.user, "build.create", projectName, rec["buildID"], {"commitSHA": body.commitSHA})
-        return self._accepted(rec)
+        return self._accepted(self._queue_build(who.user, projectName, body.commitSHA, details, body.priority))
 
     def op_list_builds(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                        limit: str | int | None = None) -> dict:
@@ -382,10 +392,10 @@ class GantryAPI:
         self._build(projectName, buildID)
         self._write_allowed(projectName, project)
         try:
-            self.store.transition(buildID, BuildStatus.CANCELLED, fields={"error": f"cancelled by {who.user}"})
+            self.store.transition(buildID, BuildStatus.CANCELLED, fields={"error": f"cancelled by {who.user}"},
+                                  audit=audit.prepare(who.user, "build.cancel", projectName, buildID))
         except TransitionRefused as e:
             raise ApiError(409, "build cannot be cancelled", f"build is {e.current}")
-        self.audit_log.record(who.user, "build.cancel", projectName, buildID)
         return self._record(projectName, buildID)
 
     @app.post("/projects/{projectName}/builds", status_code=202, response_model=BuildAccepted)
@@ -422,7 +432,8 @@ class GantryAPI:
     # --- the GitHub push webhook --------------------------------------------------------------
 
     @app.post("/webhooks/github/{projectName}", response_model=WebhookResult,
-              responses={202: {"model": WebhookResult, "description": "A build was queued"}})
+              responses={202: {"model": WebhookResult, "description": "A build was queued"}},
+              openapi_extra=WEBHOOK_OPENAPI)
     async def github_webhook(self, projectName: str, request: Request):
         """GitHub's push webhook, signed with the project's webhookSecret (X-Hub-Signature-256).
         A push to the default branch queues a build of its head commit, once per delivery ID."""
@@ -455,15 +466,11 @@ class GantryAPI:
                    "pusher": decision.pusher}
         rec, created = self.store.build_for_delivery(
             projectName, delivery, lambda build_id: self._queue_build(
-                projectName, decision.sha, details, B.DEFAULT_PRIORITY, build_id))
+                WEBHOOK_USER, projectName, decision.sha, details, B.DEFAULT_PRIORITY, build_id))
         superseded = []
-        if created:
-            self.audit_log.record(WEBHOOK_USER, "build.create", projectName, rec["buildID"],
-                                  {"commitSHA": decision.sha, "delivery": delivery, "pusher": decision.pusher})
-            if project.get("coalesce") == "1":
-                superseded = self.store.supersede_queued(projectName, rec, decision.branch)
-                for old in superseded:
-                    self.audit_log.record(WEBHOOK_USER, "build.supersede", projectName, old, {"by": rec["buildID"]})
+        if created and project.get("coalesce") == "1":
+            superseded = self.store.supersede_queued(projectName, rec, decision.branch, audit=lambda old: audit.prepare(
+                WEBHOOK_USER, "build.supersede", projectName, old, {"by": rec["buildID"]}))
         out = {"delivery": delivery, "queued": True, "duplicate": not created, "reason": decision.reason,
                "buildID": rec["buildID"], "superseded": superseded}
         return JSONResponse(out, status_code=202 if created else 200)
@@ -480,10 +487,10 @@ class GantryAPI:
 
     def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn, action: str) -> dict:
         previous = self.deploys.last_completed_build(project)
-        dep = self.deploys.create(project, build_id, previous if previous != build_id else None,
-                                  strategy.model_dump(), [r.name for r in self.stack.regions], who.user)
-        self.audit_log.record(who.user, action, project, dep["deploymentID"],
-                              {"buildID": build_id, "previousBuildID": dep["previousBuildID"] or None})
+        previous = previous if previous != build_id else None
+        dep = self.deploys.create(project, build_id, previous, strategy.model_dump(), [r.name for r in self.stack.regions],
+                                  who.user, audit=lambda dep_id: audit.prepare(
+                                      who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
                 "status": dep["status"]}
 
@@ -542,9 +549,9 @@ class GantryAPI:
             raise ApiError(400, "unknown op", "supported: op=PAUSE, op=RESUME, op=ABORT")
         self._write_allowed(projectName, project)
         to, allowed = moves[op]
-        if self.deploys.set_status(deploymentID, to, allowed, "aborted by user" if op == "ABORT" else "") is None:
+        entry = audit.prepare(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
+        if self.deploys.set_status(deploymentID, to, allowed, "aborted by user" if op == "ABORT" else "", entry) is None:
             raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
-        self.audit_log.record(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
         return self._deployment_view(self._deployment(projectName, deploymentID))
 
     def op_list_hosts(self, who: auth.Principal, projectName: str) -> list[dict]:
@@ -609,7 +616,7 @@ class GantryAPI:
         if not isinstance(age, (int, float)) or not 0 <= age <= MAX_AGE_S:
             raise ApiError(400, "invalid olderThanS", f"an age in seconds from 0 to {MAX_AGE_S}")
         moved = ray.get(ray.get_actor(MONITOR, namespace=NAMESPACE).archive.remote(float(age)), timeout=300)
-        self.audit_log.record(who.user, "archive", None, None, {"olderThanS": age, "moved": moved})
+        self.audit_log.record(audit.prepare(who.user, "archive", None, None, {"olderThanS": age, "moved": moved}))
         return {"moved": moved}
 
     @app.get("/audit", response_model=AuditPage)

@@ -5,10 +5,11 @@ import time
 import pytest
 import redis
 
+from gantry.actors import audit
 from gantry.actors.audit import AuditLog
 from gantry.actors.deploy_store import DeployStore
 from gantry.actors.ratelimit import RateLimited, RateLimiter
-from gantry.actors.store import BuildStore
+from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.builds import BuildStatus as S
 
 SHA = "b" * 40
@@ -39,17 +40,38 @@ def test_token_bucket_allows_a_burst_then_refills(r):
 
 def test_audit_pages_newest_first_per_project_and_overall(r):
     log = AuditLog(r)
-    ids = [log.record("dana", "build.create", "shop" if i % 2 else "web", f"{i:032x}") for i in range(7)]
+    targets = [f"{i:032x}" for i in range(7)]
+    for i, t in enumerate(targets):  # many in one millisecond: the order still holds
+        log.record(audit.prepare("dana", "build.create", "shop" if i % 2 else "web", t))
     shop, cursor = [], None
     while True:
         page, cursor = log.page("shop", 2, cursor)
         shop += page
         if not cursor:
             break
-    assert [e["auditID"] for e in shop] == [ids[5], ids[3], ids[1]]
+    assert [e["target"] for e in shop] == [targets[5], targets[3], targets[1]]
     everything, _ = log.page(None, 100, None)
-    assert [e["auditID"] for e in everything] == ids[::-1]
+    assert [e["target"] for e in everything] == targets[::-1]
     assert everything[0]["user"] == "dana" and everything[0]["detail"] == {}
+    with pytest.raises(ValueError):
+        audit.prepare("dana", "build.delete", "shop")
+
+
+def test_an_audit_entry_is_written_exactly_when_its_change_is(redis_url, r):
+    store, deploys, log = BuildStore(redis_url), DeployStore(redis_url), AuditLog(r)
+    b = store.create_build("shop", SHA, audit=lambda i: audit.prepare("dana", "build.create", "shop", i))["buildID"]
+    store.transition(b, S.CANCELLED, audit=audit.prepare("dana", "build.cancel", "shop", b))
+    with pytest.raises(TransitionRefused):  # refused: no entry
+        store.transition(b, S.CANCELLED, audit=audit.prepare("eve", "build.cancel", "shop", b))
+    dep = deploys.create("shop", b, None, {}, ["us"], "dana",
+                         audit=lambda d: audit.prepare("dana", "deployment.create", "shop", d))["deploymentID"]
+    assert deploys.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("dana", "deployment.pause", "shop", dep))
+    assert deploys.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("eve", "deployment.pause", "shop", dep)) is None
+    store.put_project("shop", "/src/shop", audit=audit.prepare("dana", "project.register", "shop"))
+    entries, _ = log.page("shop", 100, None)
+    assert [(e["user"], e["action"], e["target"]) for e in reversed(entries)] == [
+        ("dana", "build.create", b), ("dana", "build.cancel", b), ("dana", "deployment.create", dep),
+        ("dana", "deployment.pause", dep), ("dana", "project.register", None)]
 
 
 def test_deployment_pages_break_ties_on_the_same_millisecond(redis_url, r):
