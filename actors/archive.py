@@ -54,24 +54,36 @@ class Archiver:
         keep.add(self.deploys.desired(project).get("buildID", ""))
         return keep
 
-    def run(self, cutoff_ms: int, batch: int = 1000) -> dict[str, int]:
-        """Move every finished, unpinned build created before cutoff_ms. Returns counts per project."""
+    def run(self, cutoff_ms: int, batch: int = 1000, max_file_bytes: int = 64 << 20) -> dict[str, int]:
+        """Move every finished, unpinned build created before cutoff_ms. Returns counts per project.
+        Reads `batch` index entries at a time and writes a file per month whenever the rows held
+        reach max_file_bytes (logs may be MiBs each), so memory stays bounded."""
         moved = {}
         for project in self.store.projects():
-            keep = self.pinned(project)
-            ids = [B.split_member(m)[1] for m in self.store.members_before(project, cutoff_ms, batch)]
-            by_month: dict[str, list[tuple]] = {}
-            for build_id in ids:
-                rec, repl, log = self.store.export(build_id)
-                if not rec or build_id in keep or not B.BuildStatus(rec["buildStatus"]).terminal:
-                    continue
-                by_month.setdefault(month_of(int(rec["createdAt"])), []).append((rec, repl, log))
-            for month, rows in by_month.items():
-                key = f"{partition(project, month)}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
-                self.blobs.put(key, to_parquet(rows))
-                self.store.forget(project, [rec["buildID"] for rec, _, _ in rows], key)
-                moved[project] = moved.get(project, 0) + len(rows)
+            keep, after = self.pinned(project), None
+            pending: dict[str, list[tuple]] = {}
+            held = 0
+            while members := self.store.members_before(project, cutoff_ms, batch, after):
+                after = members[-1]
+                for member in members:
+                    rec, repl, log = self.store.export(B.split_member(member)[1])
+                    if not rec or rec["buildID"] in keep or not B.BuildStatus(rec["buildStatus"]).terminal:
+                        continue
+                    pending.setdefault(month_of(int(rec["createdAt"])), []).append((rec, repl, log))
+                    held += len(log) + 1024
+                    if held >= max_file_bytes:
+                        moved[project] = moved.get(project, 0) + self._write(project, pending)
+                        pending, held = {}, 0
+            if pending:
+                moved[project] = moved.get(project, 0) + self._write(project, pending)
         return moved
+
+    def _write(self, project: str, by_month: dict[str, list[tuple]]) -> int:
+        for month, rows in by_month.items():
+            key = f"{partition(project, month)}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+            self.blobs.put(key, to_parquet(rows))
+            self.store.forget(project, [rec["buildID"] for rec, _, _ in rows], key)
+        return sum(len(rows) for rows in by_month.values())
 
 
 def to_parquet(rows: list[tuple[dict, list[dict], bytes]]) -> bytes:

@@ -344,9 +344,10 @@ class BuildStore:
 
     # --- archive ----------------------------------------------------------------------------
 
-    def members_before(self, project: str, cutoff_ms: int, limit: int = 1000) -> list[str]:
-        """Index members of builds created before cutoff_ms, oldest first."""
-        return self.r.zrange(f"{P}builds:{project}", "-", f"({cutoff_ms:013d}", bylex=True, offset=0, num=limit)
+    def members_before(self, project: str, cutoff_ms: int, limit: int = 1000, after: str | None = None) -> list[str]:
+        """Index members of builds created before cutoff_ms (and after the member `after`), oldest first."""
+        return self.r.zrange(f"{P}builds:{project}", f"({after}" if after else "-", f"({cutoff_ms:013d}",
+                             bylex=True, offset=0, num=limit)
 
     def index_members(self, project: str, limit: int, cursor: str | None) -> list[str]:
         start = f"({B.parse_cursor(cursor)}" if cursor else "+"

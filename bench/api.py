@@ -76,13 +76,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10, help="length of each load phase")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rate-limits", choices=["on", "off"], default="on",
+                    help="off: no token buckets at all, to see what they cost")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gantry-bench-api-"))
     # One user and one project drive all the load: limits high enough never to refuse, so each
-    # request still pays for its token-bucket scripts.
-    os.environ.update(GANTRY_RATE_USER_PER_S="1e6", GANTRY_RATE_USER_BURST="1e6",
-                      GANTRY_RATE_PROJECT_PER_S="1e6", GANTRY_RATE_PROJECT_BURST="1e6")
+    # request still pays for its token-bucket scripts (or, with --rate-limits off, none at all).
+    rate = "1e6" if a.rate_limits == "on" else "0"
+    os.environ.update(GANTRY_RATE_USER_PER_S=rate, GANTRY_RATE_USER_BURST="1e6",
+                      GANTRY_RATE_PROJECT_PER_S=rate, GANTRY_RATE_PROJECT_BURST="1e6")
     stack = Stack(work / "home")
     stack.up(api_port=free_port(), regions=("us-east",), builders=1, say=lambda *_: None)
     try:

@@ -142,3 +142,39 @@ def test_a_delivery_creates_one_build_even_after_a_crash_between_its_steps(redis
     assert created and store.get(redelivered["buildID"])["buildStatus"] == "QUEUED"
     assert store.build_for_delivery("shop", "d-2", make)[0]["buildID"] == redelivered["buildID"]
     assert len(r.zrange("gantry:builds:shop", 0, -1)) == 2
+
+
+def test_archiver_moves_finished_unpinned_builds_in_bounded_batches(redis_url, r, tmp_path):
+    from gantry.actors.archive import Archiver, ArchiveReader, list_page
+    from gantry.artifacts.blobstore import FsBlobStore
+    clock = {"t": 1_767_225_600_000}          # 2026-01-01; each build a day later
+    store = BuildStore(redis_url, clock=lambda: clock["t"])
+    deploys = DeployStore(redis_url)
+    store.put_project("shop", "/src/shop")
+    ids = []
+    for i in range(9):
+        clock["t"] += 86_400_000
+        ids.append(store.create_build("shop", SHA)["buildID"])
+        store.append_log(ids[-1], f"log of build {i}\n" * 50, 1 << 20)
+        if i != 4:                              # build 4 stays QUEUED: never archived
+            store.transition(ids[-1], S.CANCELLED)
+    deploys.create("shop", ids[2], None, {}, ["us"], "dana")   # build 2 is desired: pinned
+    before, _ = list_page(store, ArchiveReader(FsBlobStore(tmp_path)), "shop", 100, None)
+    blobs = FsBlobStore(tmp_path)
+    moved = Archiver(store, deploys, blobs).run(cutoff_ms=clock["t"], batch=2, max_file_bytes=2000)
+    assert moved == {"shop": 6}                 # 9 - the queued one - the pinned one - the newest (at the cutoff)
+    assert {store.get(i) is None for i in (ids[2], ids[4], ids[8])} == {False}
+    files = blobs.list("archive/builds/project=shop/")
+    assert len(files) >= 3 and all("/month=2026-01/" in f for f in files)   # several bounded files
+    reader = ArchiveReader(blobs)
+    for size in (1, 4, 100):
+        seen, cursor = [], None
+        while True:
+            page, cursor = list_page(store, reader, "shop", size, cursor)
+            seen += page
+            if not cursor:
+                break
+        assert seen == before, size
+    key = store.archived_in("shop", ids[0])
+    assert reader.get(key, ids[0])[2] == b"log of build 0\n" * 50
+    assert Archiver(store, deploys, blobs).run(cutoff_ms=clock["t"], batch=2) == {}
