@@ -10,6 +10,7 @@ pickles it.)
 
 import asyncio
 import hashlib
+import inspect
 import json
 import logging
 import time
@@ -268,11 +269,14 @@ class GantryAPI:
             if op not in SDK_OPS:
                 raise ApiError(400, "unknown op", f"supported: {', '.join(SDK_OPS)}")
             who = self._who(f"Bearer {token}")
-            return {"ok": getattr(self, f"op_{op}")(who, **kwargs)}
+            run = getattr(self, f"op_{op}")
+            try:
+                inspect.signature(run).bind(who, **kwargs)
+            except TypeError as e:
+                raise ApiError(400, "bad arguments", str(e))
+            return {"ok": run(who, **kwargs)}
         except ApiError as e:
             return {"error": {"status": e.status, "error": e.error, "detail": e.detail}}
-        except TypeError as e:
-            return {"error": {"status": 400, "error": "bad arguments", "detail": str(e)}}
 
     # --- projects ---------------------------------------------------------------------------
 

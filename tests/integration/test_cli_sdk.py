@@ -151,6 +151,9 @@ def test_sdk_http_and_in_cluster_clients_agree(stack, tmp_path):
         with pytest.raises(GantryError) as e:
             client.pause(name, dep.deploymentID)
         assert e.value.status == 409
+    with pytest.raises(GantryError) as e:  # the in-cluster door checks its arguments too
+        local._call("get_build", projectName=name)
+    assert e.value.status == 400 and e.value.error == "bad arguments"
     viewer = InClusterClient(issue(stack.config().jwt_secret(), "viewer", [name]))
     with pytest.raises(GantryError) as e:
         viewer.audit()
