@@ -11,7 +11,7 @@ from typing import Callable
 
 import ray
 
-from gantry.actors import metrics
+from gantry.actors import audit, metrics
 from gantry.actors.archive import Archiver
 from gantry.actors.builder import BuildRunner
 from gantry.actors.deploy_store import CHANNEL, DeployStore
@@ -158,7 +158,7 @@ class BuildMonitorActor:
         self._archive_lock = threading.Lock()
         for step, period in ((self.monitor.sweep, max(0.5, s.heartbeat_s / 2)),
                              (self._gauges, s.metrics_interval_s),
-                             (lambda: self.archive(s.archive_after_s), s.archive_interval_s)):
+                             (self._scheduled_archive, s.archive_interval_s)):
             threading.Thread(target=_loop, args=(step, lambda p=period: p, threading.Event()), daemon=True).start()
 
     def _gauges(self) -> None:
@@ -166,6 +166,12 @@ class BuildMonitorActor:
         gauge = metrics.builds_by_status()
         for status, n in self.store.status_counts().items():
             gauge.set(n, tags={"status": status})
+
+    def _scheduled_archive(self) -> None:
+        moved = self.archive(self.settings.archive_after_s)
+        if moved:
+            self.store.audit_log.record(audit.prepare(
+                "gantry-archiver", "archive", None, None, {"olderThanS": self.settings.archive_after_s, "moved": moved}))
 
     def archive(self, older_than_s: float) -> dict[str, int]:
         """Move finished builds older than `older_than_s` to the archive; returns counts per project."""
