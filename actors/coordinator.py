@@ -37,8 +37,11 @@ class Coordinator:
 
     def heartbeat(self, host_id: str, address: str, state: str, active_build: str | None,
                   error: str = "", artifact: str | None = None, chunks: list[str] = (),
-                  complete: bool = False, download: dict | None = None) -> dict:
-        fields = {"address": address, "state": state, "activeBuildID": active_build, "error": error}
+                  complete: bool = False, download: dict | None = None, known_target: str | None = None) -> dict:
+        # known_target: the target the host had been given when it reported; the rollout only
+        # counts a report about the build it is rolling out.
+        fields = {"address": address, "state": state, "activeBuildID": active_build, "error": error,
+                  "ackedTargetBuildID": known_target}
         if download:
             fields["lastDownload"] = json.dumps(download)
         h = self.store.upsert_host(host_id, self.region, self.dc, fields)
@@ -82,7 +85,8 @@ class Coordinator:
         for state in ("idle", "downloading", "active", "failed", "lost"):
             gauge.set(sum(1 for h in hosts if (h.get("state") or "idle") == state), tags={"dc": self.dc, "state": state})
         snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
-                                          h.get("targetBuildID") or None) for h in hosts}
+                                          h.get("targetBuildID") or None, h.get("ackedTargetBuildID") or None)
+                    for h in hosts}
         for project in self.store.projects_with_desired_state():
             dep_id = self.store.desired(project).get("deploymentID")
             dep = self.store.get(dep_id) if dep_id else None

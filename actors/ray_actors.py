@@ -274,7 +274,7 @@ class RolloutCoordinatorActor:
         return self.coordinator.heartbeat(
             report["hostID"], report["address"], report["state"], report.get("activeBuildID"),
             report.get("error") or "", report.get("artifact"), report.get("chunks") or [],
-            bool(report.get("complete")), report.get("download"))
+            bool(report.get("complete")), report.get("download"), report.get("targetBuildID"))
 
     def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
         return self.coordinator.peers(host_id, artifact, wanted)

@@ -26,6 +26,15 @@ class HostView:
     active_build: str | None   # what runs there now
     state: str                 # idle | downloading | active | failed | lost
     target_build: str | None   # what it was told to run
+    acked_target: str | None = None   # what it had been told when it last reported
+
+    def runs(self, build: str) -> bool:
+        """Healthy on `build`, by a report made after it was told to run it (a report from
+        before could show the old build active while the host is about to move)."""
+        return self.state == "active" and self.active_build == build and self.acked_target == build
+
+    def failed_on(self, build: str) -> bool:
+        return self.state == "lost" or (self.state == "failed" and self.acked_target == build)
 
 
 @dataclass
@@ -85,8 +94,8 @@ class DcRollout:
             return {}
         wave = [h for h in self.waves[self.wave] if h in hosts]
         targets = {h: self.build_id for h in self.moved if h in hosts and hosts[h].target_build != self.build_id}
-        healthy = sum(1 for h in wave if hosts[h].state == "active" and hosts[h].active_build == self.build_id)
-        failed = sum(1 for h in wave if hosts[h].state in ("failed", "lost"))
+        healthy = sum(1 for h in wave if hosts[h].runs(self.build_id))
+        failed = sum(1 for h in wave if hosts[h].failed_on(self.build_id))
         if gate_failed_already(failed, len(wave), self.min_healthy):
             return self._start_rollback(hosts, f"wave {self.wave + 1}: {failed} of {len(wave)} hosts failed "
                                                f"(gate {self.min_healthy:.0%} healthy)")
@@ -115,7 +124,6 @@ class DcRollout:
     def _rolling_back(self, hosts: dict[str, HostView]) -> dict[str, str]:
         back = [h for h in self.moved if h in hosts and hosts[h].state != "lost"]
         targets = {h: self.previous_build for h in back if hosts[h].target_build != self.previous_build}
-        if not targets and all(hosts[h].active_build == self.previous_build or hosts[h].state == "failed"
-                               for h in back):
+        if not targets and all(hosts[h].runs(self.previous_build) or hosts[h].state == "failed" for h in back):
             self.phase = ROLLED_BACK
         return targets

@@ -49,6 +49,7 @@ class NodeDaemon:
         self.server = PeerServer(self.cache, port=listen, upload=up)
         self.state, self.error = "idle", ""
         self.failed_target: str | None = None
+        self.known_target: str | None = None   # the last target the coordinator gave us, reported back
         self.manifest: Manifest | None = None      # of the build being fetched or run
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
@@ -70,6 +71,7 @@ class NodeDaemon:
         return self._post("/heartbeat", {
             "hostID": self.host_id, "region": self.region, "address": self.server.address,
             "state": self.state, "activeBuildID": self.installer.active(), "error": self.error,
+            "targetBuildID": self.known_target,
             "artifact": m.manifest_digest if m else None, "chunks": held,
             "complete": bool(m) and len(held) == len(m.unique_chunks()), "download": self.last_download})
 
@@ -101,11 +103,11 @@ class NodeDaemon:
 
     def deploy(self, build_id: str, reply: dict) -> None:
         previous = self.installer.active()
+        self.state = "downloading"   # moving, even if the build is already installed: not yet healthy
         try:
             origin = self._origin(reply)
             self.manifest = self._manifest(reply["manifestDigest"], origin)
             if not self.installer.installed(build_id):
-                self.state = "downloading"
                 t0 = time.monotonic()
                 stats = Downloader(self.cache, lambda d: origin.get(chunk_key(d)), self.peers_for,
                                    download=self.down).fetch(self.manifest)
@@ -129,7 +131,7 @@ class NodeDaemon:
 
     def step(self) -> None:
         reply = self.heartbeat()
-        target = reply.get("targetBuildID")
+        target = self.known_target = reply.get("targetBuildID")
         busy = self.job is not None and self.job.is_alive()
         if busy or not target or target == self.failed_target:
             return

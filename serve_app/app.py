@@ -198,7 +198,7 @@ def cached(request: Request, body: dict) -> Response:
     return Response(raw, media_type="application/json", headers=headers)
 
 
-# Ops the in-cluster SDK may call through `invoke`, with the keyword arguments each takes.
+# What the in-cluster SDK may call through `invoke`: each name is an `op_<name>` method below.
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
            "cancel_build", "create_deployment", "list_deployments", "get_deployment", "deployment_op", "list_hosts",
            "rollback", "audit", "archive")

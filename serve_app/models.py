@@ -243,6 +243,7 @@ class HeartbeatIn(BaseModel):
     address: str = Field(max_length=128)
     state: Literal["idle", "downloading", "active", "failed"]
     activeBuildID: str | None = None
+    targetBuildID: str | None = None   # the last target this host was given (so the report is about it)
     error: str = Field(default="", max_length=1000)
     artifact: str | None = None
     chunks: list[str] = Field(default_factory=list, max_length=200_000)

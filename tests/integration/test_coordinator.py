@@ -22,11 +22,12 @@ class Clock:
 class Host:
     def __init__(self, coord, host_id, fail_on=()):
         self.coord, self.id, self.fail_on = coord, host_id, set(fail_on)
-        self.active, self.state, self.error = None, "idle", ""
+        self.active, self.state, self.error, self.known = None, "idle", "", None
 
     def beat(self):
-        reply = self.coord.heartbeat(self.id, f"{self.id}:7000", self.state, self.active, self.error)
-        target = reply["targetBuildID"]
+        reply = self.coord.heartbeat(self.id, f"{self.id}:7000", self.state, self.active, self.error,
+                                     known_target=self.known)
+        target = self.known = reply["targetBuildID"]
         if target and target != self.active and not (self.state == "failed" and target in self.fail_on):
             if target in self.fail_on:
                 self.state, self.error = "failed", "health check failed"

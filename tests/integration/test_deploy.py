@@ -171,12 +171,14 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     token = issue(stack.config().jwt_secret(), "host:rogue", host=True)
 
     def announce():   # a seed that claims every chunk and runs the build, through the real gateway
+        known = {}     # like a daemon, it reports back the target it was given
         with client(stack, token) as c:
             while not stop.is_set():
                 for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
-                    c.post(f"/dc/{dc}/heartbeat", json={
+                    known[dc] = c.post(f"/dc/{dc}/heartbeat", json={
                         "hostID": f"rogue-{dc}", "region": region, "address": rogue.address, "state": "active",
-                        "activeBuildID": b, "artifact": digest, "chunks": [], "complete": True})
+                        "activeBuildID": b, "targetBuildID": known.get(dc), "artifact": digest, "chunks": [],
+                        "complete": True}).json().get("targetBuildID")
                 stop.wait(0.5)
     t = threading.Thread(target=announce, daemon=True)
     t.start()

@@ -9,13 +9,13 @@ class Fleet:
     """Hosts that do what they are told, except those set to fail on a given build."""
 
     def __init__(self, n, running="old", fail_on=None):
-        self.hosts = {f"h{i:02d}": HostView(f"h{i:02d}", running, "active", running) for i in range(n)}
+        self.hosts = {f"h{i:02d}": HostView(f"h{i:02d}", running, "active", running, running) for i in range(n)}
         self.fail_on = fail_on or {}
 
     def apply(self, targets):
         for h, build in targets.items():
             v = self.hosts[h]
-            v.target_build = build
+            v.target_build = v.acked_target = build
             if self.fail_on.get(h) == build:
                 v.state = "failed"
             else:
@@ -116,3 +116,19 @@ def test_lost_host_counts_against_the_gate():
     fleet.hosts["h00"].state = "lost"
     r.step(fleet.hosts, 1)
     assert r.phase in (ROLLING_BACK, ROLLED_BACK)
+
+
+def test_a_report_from_before_the_host_was_told_does_not_count():
+    """The host still shows the build it is about to leave: a rollback to that build must wait
+    for a report made after the host got the new target, or it would end while the host moves."""
+    rollout = DcRollout.start("old", "new", ["h0"], Strategy(steps=(1.0,), min_healthy=1.0, bake_s=0))
+    host = HostView("h0", "old", "active", "new", acked_target="new")   # told "new" and about to switch
+    assert rollout.step({"h0": host}, 0) == {"h0": "old"}
+    assert rollout.phase == ROLLING                                    # its report predates "old"
+    host.state = "downloading"                                         # it moved to "new" meanwhile ...
+    host.acked_target, host.target_build = "old", "old"
+    rollout.step({"h0": host}, 1)
+    assert rollout.phase == ROLLING
+    host.state, host.active_build = "active", "old"                    # ... and back, told "old"
+    rollout.step({"h0": host}, 2)
+    assert rollout.phase == DONE
