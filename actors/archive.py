@@ -82,7 +82,7 @@ class Archiver:
         for month, rows in by_month.items():
             key = f"{partition(project, month)}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
             self.blobs.put(key, to_parquet(rows))
-            self.store.forget(project, [rec["buildID"] for rec, _, _ in rows], key)
+            self.store.forget(project, [(rec, repl) for rec, repl, _ in rows], key)
         return sum(len(rows) for rows in by_month.values())
 
 

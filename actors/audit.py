@@ -17,6 +17,7 @@ import uuid
 import redis
 
 from gantry import builds as B
+from gantry.actors.redis_reads import read_hashes
 
 P = "gantry:"
 ACTIONS = ("project.register", "build.create", "build.cancel", "build.supersede", "deployment.create",
@@ -63,10 +64,7 @@ class AuditLog:
         key = f"{P}audit:{project}" if project else f"{P}audit"
         members = self.r.zrange(key, start, "-", desc=True, bylex=True, offset=0, num=limit + 1)
         items, next_cursor = B.page(members, limit)
-        with self.r.pipeline(transaction=False) as p:
-            for m in items:
-                p.hgetall(f"{P}audit:entry:{B.split_member(m)[1]}")
-            rows = p.execute()
+        rows = read_hashes(self.r, [f"{P}audit:entry:{B.split_member(m)[1]}" for m in items])
         return [{"auditID": h["auditID"], "at": B.iso_ms(int(h["at"])), "user": h["user"], "action": h["action"],
                  "project": h["project"] or None, "target": h["target"] or None, "detail": json.loads(h["detail"])}
                 for h in rows if h], next_cursor

@@ -26,6 +26,7 @@ import redis
 
 from gantry import builds as B
 from gantry.actors.audit import AUDIT_LUA
+from gantry.actors.redis_reads import read_fields, read_hashes
 
 P = "gantry:"
 CHANNEL = "gantry:desired"
@@ -106,10 +107,7 @@ class DeployStore:
             ids = same + self.r.zrevrangebyscore(key, f"({ms}", "-inf", start=0, num=limit + 1)
         else:
             ids = self.r.zrevrange(key, 0, limit)
-        with self.r.pipeline(transaction=False) as p:
-            for dep_id in ids[:limit + 1]:
-                p.hgetall(f"{P}deploy:{dep_id}")
-            deps = [d for d in p.execute() if d]
+        deps = [d for d in read_hashes(self.r, [f"{P}deploy:{i}" for i in ids[:limit + 1]]) if d]
         members, next_cursor = B.page([B.index_member(int(d["createdAt"]), d["deploymentID"]) for d in deps], limit)
         return deps[:len(members)], next_cursor
 
@@ -128,10 +126,8 @@ class DeployStore:
 
     def completed_builds(self, project: str) -> list[str]:
         """Builds of COMPLETED deployments, newest first, each once (the good builds)."""
-        with self.r.pipeline(transaction=False) as p:
-            for dep_id in self.r.zrevrange(f"{P}deploys:{project}", 0, 500):
-                p.hmget(f"{P}deploy:{dep_id}", "status", "buildID")
-            rows = p.execute()
+        rows = read_fields(self.r, [f"{P}deploy:{i}" for i in self.r.zrevrange(f"{P}deploys:{project}", 0, 500)],
+                           ("status", "buildID"))
         out = []
         for status, build_id in rows:
             if status == "COMPLETED" and build_id not in out:
@@ -180,8 +176,4 @@ class DeployStore:
         self.r.hset(f"{P}host:{host_id}", "state", "lost")
 
     def hosts(self, dc: str) -> list[dict]:
-        ids = sorted(self.r.smembers(f"{P}hosts:{dc}"))
-        with self.r.pipeline(transaction=False) as p:
-            for i in ids:
-                p.hgetall(f"{P}host:{i}")
-            return [h for h in p.execute() if h]
+        return [h for h in read_hashes(self.r, [f"{P}host:{i}" for i in sorted(self.r.smembers(f"{P}hosts:{dc}"))]) if h]

@@ -44,18 +44,10 @@ class Replicator:
 
     def replicate(self, build_id: str) -> str:
         started = time.monotonic()
-        outcome = self._replicate(build_id)
-        row_status = self.store.replication_row(build_id, self.region).get("replicationStatus")
-        if outcome != "RETRYING" and row_status in ("REPLICATED", "FAILED"):
-            metrics.replication_duration().observe(time.monotonic() - started,
-                                                   tags={"region": self.region, "outcome": row_status})
-        return outcome
-
-    def _replicate(self, build_id: str) -> str:
         rec = self.store.get(build_id)
         if rec is None or rec.get("buildStatus") != BuildStatus.DEPLOYING.value:
             status = (rec or {}).get("buildStatus", "missing")
-            self.store.finish_replication(build_id, self.region, ok=False, reason=f"build is {status}")
+            self._finish(build_id, False, f"build is {status}", started)
             return "DROPPED"
         try:
             manifest_bytes = self.primary.get(manifest_key(rec["artifactDigest"]))
@@ -63,15 +55,21 @@ class Replicator:
             self._copy(build_id, manifest)
             self.target.put(manifest_key(rec["artifactDigest"]), manifest_bytes)  # last
         except _Stop:
-            self.store.finish_replication(build_id, self.region, ok=False, reason="build left DEPLOYING")
+            self._finish(build_id, False, "build left DEPLOYING", started)
             return "STOPPED"
         except (ChunkCorrupt, BadManifest) as e:  # retrying cannot mend the primary's copy
             reason = f"{e} in the primary store"
             log.error("replication of %s to %s: %s", build_id, self.region, reason)
-            return self.store.finish_replication(build_id, self.region, ok=False, reason=reason)
+            return self._finish(build_id, False, reason, started)
         except Exception as e:  # a store unreachable, a reader lost: retry with backoff
-            return self._retry(build_id, f"{type(e).__name__}: {e}")
-        return self.store.finish_replication(build_id, self.region, ok=True)
+            return self._retry(build_id, f"{type(e).__name__}: {e}", started)
+        return self._finish(build_id, True, "", started)
+
+    def _finish(self, build_id: str, ok: bool, reason: str, started: float) -> str:
+        """End the job (the row REPLICATED or FAILED); returns the build's status after it."""
+        metrics.replication_duration().observe(time.monotonic() - started, tags={
+            "region": self.region, "outcome": "REPLICATED" if ok else "FAILED"})
+        return self.store.finish_replication(build_id, self.region, ok=ok, reason=reason)
 
     def _copy(self, build_id: str, manifest: Manifest) -> None:
         chunks = manifest.unique_chunks()
@@ -105,13 +103,12 @@ class Replicator:
         self.store.update_replication(build_id, self.region, {},
                                       incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
 
-    def _retry(self, build_id: str, error: str) -> str:
+    def _retry(self, build_id: str, error: str, started: float) -> str:
         s = self.settings
         row = self.store.replication_row(build_id, self.region)
         retries = int(row.get("retries", 0))
         if retries + 1 > s.replication_max_retries:
-            return self.store.finish_replication(build_id, self.region, ok=False,
-                                                 reason=f"gave up after {retries + 1} attempts: {error}")
+            return self._finish(build_id, False, f"gave up after {retries + 1} attempts: {error}", started)
         delay = min(300.0, s.replication_backoff_s * 2 ** retries)
         log.warning("replication of %s to %s failed (%s); retry in %.1fs", build_id, self.region, error, delay)
         self.store.retry_replication(build_id, self.region, self.store.clock() + int(delay * 1000), error)

@@ -32,6 +32,7 @@ import redis
 
 from gantry import builds as B
 from gantry.actors.audit import AUDIT_LUA, AuditLog
+from gantry.actors.redis_reads import read_fields, read_hashes
 from gantry.builds import BuildStatus
 
 P = "gantry:"
@@ -302,10 +303,8 @@ class BuildStore:
         """Cancel the QUEUED builds of `branch` older than `newer`, each saying which build
         superseded it (and recording `audit(buildID)`). Returns their IDs."""
         members = self.r.zrange(f"{P}builds:{project}", 0, scan - 1, desc=True)
-        with self.r.pipeline(transaction=False) as p:
-            for m in members:
-                p.hmget(f"{P}build:{B.split_member(m)[1]}", "buildID", "buildStatus", "buildDetails", "createdAt")
-            rows = p.execute()
+        rows = read_fields(self.r, [f"{P}build:{B.split_member(m)[1]}" for m in members],
+                           ("buildID", "buildStatus", "buildDetails", "createdAt"))
         done = []
         for build_id, status, details, created in rows:
             if (build_id and build_id != newer["buildID"] and status == BuildStatus.QUEUED.value
@@ -356,31 +355,26 @@ class BuildStore:
     def summaries(self, members: list[str]) -> dict[str, dict]:
         """member -> build summary, for the members whose record is still here."""
         keys = ("buildID", "commitSHA", "buildStatus", "createdAt")
-        with self.r.pipeline(transaction=False) as p:
-            for m in members:
-                p.hmget(f"{P}build:{B.split_member(m)[1]}", *keys)
-            rows = p.execute()
+        rows = read_fields(self.r, [f"{P}build:{B.split_member(m)[1]}" for m in members], keys)
         return {m: B.summary(dict(zip(keys, row))) for m, row in zip(members, rows) if row[0]}
 
     def export(self, build_id: str) -> tuple[dict, list[dict], bytes]:
         """Everything kept about a build: its record, replication rows and log."""
         return self.get(build_id) or {}, self.replication_rows(build_id), self.read_log(build_id, 0, 1 << 62)
 
-    def forget(self, project: str, build_ids: list[str], archive_key: str) -> None:
-        """Drop archived builds from Redis, leaving a pointer to the Parquet file that has them."""
-        recs = {i: self.get(i) for i in build_ids}
-        newest = max((B.index_member(int(r["createdAt"]), i) for i, r in recs.items() if r), default="")
-        newest = max(newest, self.newest_archived(project) or "")
+    def forget(self, project: str, archived: list[tuple[dict, list[dict]]], archive_key: str) -> None:
+        """Drop archived builds (each its record and replication rows, as `export` gave them) from
+        Redis, leaving a pointer to the Parquet file that has them."""
+        members = [B.index_member(int(rec["createdAt"]), rec["buildID"]) for rec, _ in archived]
+        newest = max([*members, self.newest_archived(project) or ""])
         with self.r.pipeline() as p:
             p.hset(f"{P}archivedNewest", project, newest)
-            for build_id, rec in recs.items():
-                if not rec:
-                    continue
+            for (rec, repl), member in zip(archived, members):
+                build_id = rec["buildID"]
                 p.hset(f"{P}archived:{project}", build_id, archive_key)
-                p.zrem(f"{P}builds:{project}", B.index_member(int(rec["createdAt"]), build_id))
-                for region in self.r.smembers(f"{P}repl:{build_id}"):
-                    p.delete(f"{P}repl:{build_id}:{region}")
-                p.delete(f"{P}build:{build_id}", f"{P}repl:{build_id}", f"{P}log:{build_id}")
+                p.zrem(f"{P}builds:{project}", member)
+                p.delete(f"{P}build:{build_id}", f"{P}repl:{build_id}", f"{P}log:{build_id}",
+                         *(f"{P}repl:{build_id}:{row['region']}" for row in repl))
                 p.hincrby(f"{P}statuscount", rec["buildStatus"], -1)
             p.execute()
 
@@ -412,10 +406,7 @@ class BuildStore:
 
     def building(self) -> list[dict]:
         ids = self.r.smembers(f"{P}building")
-        with self.r.pipeline(transaction=False) as p:
-            for i in ids:
-                p.hgetall(f"{P}build:{i}")
-            return [h for h in p.execute() if h]
+        return [h for h in read_hashes(self.r, [f"{P}build:{i}" for i in ids]) if h]
 
     def status_counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in BuildStatus}
@@ -457,10 +448,7 @@ class BuildStore:
 
     def replication_rows(self, build_id: str) -> list[dict]:
         regions = sorted(self.r.smembers(f"{P}repl:{build_id}"))
-        with self.r.pipeline(transaction=False) as p:
-            for region in regions:
-                p.hgetall(f"{P}repl:{build_id}:{region}")
-            return [h for h in p.execute() if h]
+        return [h for h in read_hashes(self.r, [f"{P}repl:{build_id}:{r}" for r in regions]) if h]
 
     def replication_row(self, build_id: str, region: str) -> dict:
         return self.r.hgetall(f"{P}repl:{build_id}:{region}")

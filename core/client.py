@@ -12,6 +12,7 @@ pydantic models and raise `GantryError` with the API's status, error and detail.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -64,11 +65,11 @@ def _wait(get: Callable[[], Any], status_of: Callable[[Any], str], terminal: tup
         time.sleep(poll_s)
 
 
-class _Client:
+class _Client(ABC):
     """The operations; subclasses supply `_call(op name, **kwargs) -> JSON value`."""
 
-    def _call(self, name: str, /, **kw) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def _call(self, name: str, /, **kw) -> Any: ...
 
     # projects
     def projects(self) -> list[Project]:

@@ -144,10 +144,10 @@ def _check_id(value: str, what: str) -> None:
         raise ApiError(400, f"invalid {what}", "32 lowercase hexadecimal characters")
 
 
-def _limit(limit: str | None) -> int:
+def _limit(limit: str | int | None) -> int:
     try:
         n = 20 if limit is None else int(limit)
-    except ValueError:
+    except (TypeError, ValueError):
         n = 0
     if not 1 <= n <= 100:
         raise ApiError(400, "invalid limit", "limit must be an integer from 1 to 100")
@@ -329,23 +329,24 @@ class GantryAPI:
         except Exception:  # the scheduler polls anyway
             self._scheduler = None
 
-    def _build(self, project: str, build_id: str) -> dict:
-        """The live record, or the archived one."""
+    def _find(self, project: str, build_id: str) -> tuple[dict, tuple[list[dict], bytes] | None]:
+        """The build's record, and for an archived build its (replication rows, log) from the archive."""
         _check_id(build_id, "buildID")
-        rec = self.store.get(build_id)
+        rec, archived = self.store.get(build_id), None
         if rec is None and (key := self.store.archived_in(project, build_id)):
-            rec = (self.archive_reader.get(key, build_id) or ({}, [], b""))[0] or None
+            if found := self.archive_reader.get(key, build_id):
+                rec, archived = found[0], found[1:]
         if rec is None or rec.get("projectName") != project:
             raise ApiError(404, "build not found", build_id)
-        return rec
+        return rec, archived
+
+    def _build(self, project: str, build_id: str) -> dict:
+        """The live record, or the archived one."""
+        return self._find(project, build_id)[0]
 
     def _record(self, project: str, build_id: str) -> dict:
-        rec = self.store.get(build_id)
-        if rec is not None and rec.get("projectName") == project:
-            return B.public_record(rec, self.store.replication_rows(build_id))
-        self._build(project, build_id)  # 404 unless archived
-        rec, repl, _ = self.archive_reader.get(self.store.archived_in(project, build_id), build_id)
-        return B.public_record(rec, repl)
+        rec, archived = self._find(project, build_id)
+        return B.public_record(rec, archived[0] if archived else self.store.replication_rows(build_id))
 
     def _queue_build(self, user: str, project: str, sha: str, details: dict, priority: int,
                      build_id: str | None = None) -> dict:
@@ -368,7 +369,7 @@ class GantryAPI:
     def op_list_builds(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                        limit: str | int | None = None) -> dict:
         self._project(who, projectName)
-        n = _limit(None if limit is None else str(limit))
+        n = _limit(limit)
         builds, cursor = list_page(self.store, self.archive_reader, projectName, n, _cursor(nextCursor))
         return {"builds": builds, "nextCursor": cursor, "limit": n}
 
@@ -380,9 +381,9 @@ class GantryAPI:
         self._project(who, projectName)
         if not isinstance(offset, int) or offset < 0:
             raise ApiError(400, "invalid offset", "a byte offset >= 0")
-        rec = self._build(projectName, buildID)
-        if self.store.get(buildID) is None:  # archived: the whole log is in the archive file
-            whole = self.archive_reader.get(self.store.archived_in(projectName, buildID), buildID)[2]
+        rec, archived = self._find(projectName, buildID)
+        if archived:  # the whole log is in the archive file
+            whole = archived[1]
             data, complete = whole[offset:offset + (1 << 20)], offset + (1 << 20) >= len(whole)
         else:
             data = self.store.read_log(buildID, offset)
@@ -482,10 +483,10 @@ class GantryAPI:
     # --- deployments ------------------------------------------------------------------------
 
     def _deployable(self, project: str, build_id: str) -> dict:
-        rec = self._build(project, build_id)
+        rec, archived = self._find(project, build_id)
         if rec["buildStatus"] != BuildStatus.SUCCEEDED.value:
             raise ApiError(409, "build is not deployable", f"build is {rec['buildStatus']}; only SUCCEEDED builds deploy")
-        if self.store.get(build_id) is None:
+        if archived:
             raise ApiError(409, "build is archived", "archived builds are not deployed; build the commit again")
         return rec
 
@@ -536,7 +537,7 @@ class GantryAPI:
     def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                             limit: str | int | None = None) -> dict:
         self._project(who, projectName)
-        n = _limit(None if limit is None else str(limit))
+        n = _limit(limit)
         deps, cursor = self.deploys.page(projectName, n, _cursor(nextCursor))
         return {"deployments": [_deployment_summary(d) for d in deps], "nextCursor": cursor, "limit": n}
 
@@ -610,7 +611,7 @@ class GantryAPI:
         self._admin(who, "reading the audit log")
         if project:
             _check_name(project)
-        n = _limit(None if limit is None else str(limit))
+        n = _limit(limit)
         entries, cursor = self.audit_log.page(project or None, n, _cursor(nextCursor))
         return {"entries": entries, "nextCursor": cursor, "limit": n}
 

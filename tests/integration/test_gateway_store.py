@@ -107,7 +107,8 @@ def test_status_counts_follow_every_transition(redis_url, r):
     store.finish_replication(a, "eu", ok=True)
     counts = store.status_counts()
     assert (counts["BUILDING"], counts["DEPLOYING"], counts["SUCCEEDED"]) == (0, 0, 1)
-    store.forget("shop", [a], "archive/x.parquet")
+    rec, repl, _ = store.export(a)
+    store.forget("shop", [(rec, repl)], "archive/x.parquet")
     assert store.status_counts()["SUCCEEDED"] == 0 and store.archived_in("shop", a) == "archive/x.parquet"
 
 
