@@ -44,7 +44,7 @@ class Coordinator:
                   "ackedTargetBuildID": known_target}
         if download:
             fields["lastDownload"] = json.dumps(download)
-        h = self.store.upsert_host(host_id, self.region, self.dc, fields)
+        h = self.store.record_report(host_id, self.region, self.dc, fields)
         with self.lock:
             if artifact:
                 self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
@@ -85,7 +85,8 @@ class Coordinator:
         for state in ("idle", "downloading", "active", "failed", "lost"):
             gauge.set(sum(1 for h in hosts if (h.get("state") or "idle") == state), tags={"dc": self.dc, "state": state})
         snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
-                                          h.get("targetBuildID") or None, h.get("ackedTargetBuildID") or None)
+                                          h.get("targetBuildID") or None, h.get("ackedTargetBuildID") or None,
+                                          h.get("sentTargetBuildID") or None)
                     for h in hosts}
         for project in self.store.projects_with_desired_state():
             dep_id = self.store.desired(project).get("deploymentID")

@@ -11,7 +11,9 @@ Keys (prefix `gantry:`):
   current:{project}         hash  dc -> the buildID the datacenter runs (after a rollout or rollback)
   rollout:{id}:{dc}         str   the datacenter's DcRollout as JSON
   host:{hostID}             hash  hostID, region, dc, address, state, activeBuildID,
-                                  targetBuildID, error, updatedAt
+                                  targetBuildID, error, updatedAt, ackedTargetBuildID (the
+                                  target the host knew when it reported), sentTargetBuildID
+                                  (the target the answer to that report gave)
   hosts:{dc}                set   host IDs
 Changes to desired state are published on channel `gantry:desired` (the project's name).
 """
@@ -72,12 +74,22 @@ return {0, cur}
 """
 
 
+# A host's heartbeat. KEYS: host, hosts:{dc}. ARGV: fields json, hostID
+_REPORT = """
+for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('HSET', KEYS[1], 'sentTargetBuildID', redis.call('HGET', KEYS[1], 'targetBuildID') or '')
+redis.call('SADD', KEYS[2], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
 class DeployStore:
     def __init__(self, url: str, clock: Callable[[], int] = lambda: int(time.time() * 1000)):
         self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
         self.clock = clock
         self._create = self.r.register_script(_CREATE)
         self._status = self.r.register_script(_STATUS)
+        self._report = self.r.register_script(_REPORT)
 
     # --- deployments ------------------------------------------------------------------------
 
@@ -160,14 +172,14 @@ class DeployStore:
 
     # --- hosts ------------------------------------------------------------------------------
 
-    def upsert_host(self, host_id: str, region: str, dc: str, fields: dict) -> dict:
-        key = f"{P}host:{host_id}"
-        with self.r.pipeline() as p:
-            p.hset(key, mapping={"hostID": host_id, "region": region, "dc": dc, "updatedAt": self.clock(),
-                                 **{k: "" if v is None else str(v) for k, v in fields.items()}})
-            p.sadd(f"{P}hosts:{dc}", host_id)
-            p.hgetall(key)
-            return p.execute()[-1]
+    def record_report(self, host_id: str, region: str, dc: str, fields: dict) -> dict:
+        """Store a host's heartbeat and return its record, whose targetBuildID is the reply. The
+        same script notes that target as sentTargetBuildID, so a rollout never reads a report
+        without knowing what the host was told in answer to it."""
+        fields = {"hostID": host_id, "region": region, "dc": dc, "updatedAt": str(self.clock()),
+                  **{k: "" if v is None else str(v) for k, v in fields.items()}}
+        flat = self._report(keys=[f"{P}host:{host_id}", f"{P}hosts:{dc}"], args=[json.dumps(fields), host_id])
+        return dict(zip(flat[::2], flat[1::2]))
 
     def set_target(self, host_id: str, build_id: str) -> None:
         self.r.hset(f"{P}host:{host_id}", "targetBuildID", build_id)

@@ -27,14 +27,19 @@ class HostView:
     state: str                 # idle | downloading | active | failed | lost
     target_build: str | None   # what it was told to run
     acked_target: str | None = None   # what it had been told when it last reported
+    sent_target: str | None = None    # what the answer to that report told it
+
+    def settled_on(self, build: str) -> bool:
+        """Its last report is about `build`: made after it was told `build`, and answered with
+        `build` again. (An older report can show the old build active while the host is about
+        to move.)"""
+        return self.acked_target == build and self.sent_target == build
 
     def runs(self, build: str) -> bool:
-        """Healthy on `build`, by a report made after it was told to run it (a report from
-        before could show the old build active while the host is about to move)."""
-        return self.state == "active" and self.active_build == build and self.acked_target == build
+        return self.state == "active" and self.active_build == build and self.settled_on(build)
 
     def failed_on(self, build: str) -> bool:
-        return self.state == "lost" or (self.state == "failed" and self.acked_target == build)
+        return self.state == "lost" or (self.state == "failed" and self.settled_on(build))
 
 
 @dataclass

@@ -69,7 +69,8 @@ def test_cli_every_command_against_the_live_stack(cli, tmp_path):
     assert out(cli("resume", name, dep, "--json"))["status"] == "IN_PROGRESS"
     r = cli("rollback", name, "--wait")
     assert r.returncode == 0 and "COMPLETED" in r.stdout, r.stdout + r.stderr
-    assert all(h["activeBuildID"] == b1 for h in out(cli("hosts", name, "--json")) if h["state"] != "lost")
+    after = out(cli("hosts", name, "--json"))
+    assert all(h["activeBuildID"] == b1 for h in after if h["state"] != "lost"), (b1, b2, after, r.stdout)
 
     slow = commit(repo, {"gantry.toml": '[build]\ncommand = "sleep 30"\noutput = "dist"\n'})
     b3 = out(cli("build", name, slow, "--json"))["buildID"]

@@ -9,13 +9,14 @@ class Fleet:
     """Hosts that do what they are told, except those set to fail on a given build."""
 
     def __init__(self, n, running="old", fail_on=None):
-        self.hosts = {f"h{i:02d}": HostView(f"h{i:02d}", running, "active", running, running) for i in range(n)}
+        self.hosts = {f"h{i:02d}": HostView(f"h{i:02d}", running, "active", running, running, running)
+                      for i in range(n)}
         self.fail_on = fail_on or {}
 
     def apply(self, targets):
         for h, build in targets.items():
             v = self.hosts[h]
-            v.target_build = v.acked_target = build
+            v.target_build = v.acked_target = v.sent_target = build
             if self.fail_on.get(h) == build:
                 v.state = "failed"
             else:
@@ -122,13 +123,25 @@ def test_a_report_from_before_the_host_was_told_does_not_count():
     """The host still shows the build it is about to leave: a rollback to that build must wait
     for a report made after the host got the new target, or it would end while the host moves."""
     rollout = DcRollout.start("old", "new", ["h0"], Strategy(steps=(1.0,), min_healthy=1.0, bake_s=0))
-    host = HostView("h0", "old", "active", "new", acked_target="new")   # told "new" and about to switch
+    host = HostView("h0", "old", "active", "new", acked_target="new", sent_target="new")   # about to switch
     assert rollout.step({"h0": host}, 0) == {"h0": "old"}
     assert rollout.phase == ROLLING                                    # its report predates "old"
     host.state = "downloading"                                         # it moved to "new" meanwhile ...
-    host.acked_target, host.target_build = "old", "old"
+    host.acked_target = host.sent_target = host.target_build = "old"
     rollout.step({"h0": host}, 1)
     assert rollout.phase == ROLLING
     host.state, host.active_build = "active", "old"                    # ... and back, told "old"
     rollout.step({"h0": host}, 2)
+    assert rollout.phase == DONE
+
+
+def test_a_report_answered_with_another_target_does_not_count():
+    """The report was made knowing "old", but the answer to it told the host "new" (another
+    deployment moved it meanwhile): the host is about to leave "old", so it is not settled."""
+    rollout = DcRollout.start("old", None, ["h0"], Strategy(steps=(1.0,), min_healthy=1.0, bake_s=0))
+    host = HostView("h0", "old", "active", "old", acked_target="old", sent_target="new")
+    assert rollout.step({"h0": host}, 0) == {}
+    assert rollout.phase == ROLLING
+    host.sent_target = "old"                                           # the next answer said "old"
+    rollout.step({"h0": host}, 1)
     assert rollout.phase == DONE
