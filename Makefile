@@ -26,7 +26,7 @@ venv: $(BIN)/gantry
 
 test: setup
 	$(BIN)/python -m pytest -q tests/unit
-	$(BIN)/python -m pytest -q -x tests/integration
+	$(BIN)/python -m pytest -q -x tests/integration tests/security
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -11,9 +11,13 @@
 """
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from gantry.artifacts.safepath import DIR_FLAGS, FILE_FLAGS, UnsafePath, open_beneath
 
 
 class ConfigError(Exception):
@@ -29,13 +33,40 @@ class BuildConfig:
     deploy_health: str = ""
 
 
+MAX_BYTES = 64 << 10
+
+
+def read_file(checkout: Path) -> str | None:
+    """gantry.toml's text, or None if the commit has none. Read as root from a tree the build
+    controls: opened beneath the checkout with O_NOFOLLOW, a regular file of bounded size."""
+    root = os.open(checkout, DIR_FLAGS)
+    try:
+        fd = open_beneath(root, "gantry.toml", FILE_FLAGS)
+    except FileNotFoundError:
+        return None
+    except UnsafePath:
+        raise ConfigError("gantry.toml is a symlink; it must be a regular file in the commit")
+    finally:
+        os.close(root)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError("gantry.toml must be a regular file")
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"gantry.toml is larger than {MAX_BYTES} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ConfigError("gantry.toml is not UTF-8 text")
+
+
 def load(checkout: Path, default_timeout_s: float, max_timeout_s: float) -> BuildConfig:
-    path = checkout / "gantry.toml"
-    if not path.is_file():
+    text = read_file(checkout)
+    if text is None:
         raise ConfigError("gantry.toml not found at the root of the commit")
     try:
-        doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"gantry.toml is not valid TOML: {e}")
     build = doc.get("build")
     if not isinstance(build, dict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import shutil
 import socket
@@ -23,7 +24,8 @@ from gantry.actors import buildconfig, metrics, source
 from gantry.actors.sandbox import Limits, Sandbox
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.artifacts.blobstore import s3_for
-from gantry.artifacts.packing import UnsafeOutput
+from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
+from gantry.artifacts.safepath import DIR_FLAGS, UnsafePath, open_beneath
 from gantry.artifacts.publish import publish
 from gantry.builds import ENV_NAME_RE, BuildStatus
 from gantry.config import Settings
@@ -108,7 +110,10 @@ class BuildRunner:
         try:
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
             output = self._build(rec, project, workdir, checkin)
-            outcome = self._publish(build_id, owner, output, checkin)
+            try:
+                outcome = self._publish(build_id, owner, output, checkin)
+            finally:
+                os.close(output)
         except BuildFailed as e:
             self._log(build_id, f"FAILED: {e}")
             outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
@@ -133,7 +138,7 @@ class BuildRunner:
         workdir.chmod(0o711)
         return workdir
 
-    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> Path:
+    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> int:
         s, build_id = self.settings, rec["buildID"]
         checkout = workdir / "src"
         try:
@@ -159,21 +164,22 @@ class BuildRunner:
             raise InfraFault(result.reason(cfg.timeout_s))
         if result.timed_out or result.oom_killed or result.exit_code != 0:
             raise BuildFailed(result.reason(cfg.timeout_s), result.exit_code)
-        output = checkout / cfg.output
-        if not output.is_dir() or output.is_symlink():
-            raise BuildFailed(f"output directory '{cfg.output}' was not produced")
+        output = open_output(checkout, cfg.output)
         # hosts run these after switching to the release
         self.store.set_fields(build_id, {"deployStart": cfg.deploy_start, "deployHealth": cfg.deploy_health})
         return output
 
-    def _publish(self, build_id: str, owner: str, output: Path, checkin: CheckIn) -> str:
+    def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn) -> str:
         """Chunk and upload the output to the primary store, then BUILDING -> DEPLOYING with the
         replication rows and jobs for every other region, in one step."""
         s, stack = self.settings, self.stack
         self._log(build_id, f"publishing to the {stack.primary.name} blob store")
         try:
             manifest, stats = publish(output, s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
-                                      s.chunk_avg_bytes, s.upload_concurrency)
+                                      s.chunk_avg_bytes, s.upload_concurrency,
+                                      OutputLimits(s.max_artifact_bytes, s.max_artifact_files))
+        except OutputTooLarge as e:
+            raise BuildFailed(f"artifact too large: {e}")
         except UnsafeOutput as e:
             raise BuildFailed(f"unsafe build output: {e}")
         except Exception as e:  # boto3 already retried with backoff
@@ -231,6 +237,20 @@ class BuildRunner:
 
     def _log(self, build_id: str, line: str) -> None:
         self._append(build_id, f"[gantry {time.strftime('%H:%M:%S')}] {line}\n".encode())
+
+
+def open_output(checkout: Path, output: str) -> int:
+    """The build's output directory as an fd, opened beneath the checkout without following a
+    single symlink: build code controls every name in the checkout."""
+    root = os.open(checkout, DIR_FLAGS)
+    try:
+        return open_beneath(root, output)
+    except UnsafePath as e:
+        raise BuildFailed(f"output '{output}' leaves the checkout: {e}")
+    except (FileNotFoundError, NotADirectoryError):
+        raise BuildFailed(f"output directory '{output}' was not produced")
+    finally:
+        os.close(root)
 
 
 class _Stopped(Exception):

@@ -18,7 +18,7 @@ import blake3
 from gantry.artifacts.blobstore import BlobStore, chunk_key, manifest_key
 from gantry.artifacts.chunking import cut
 from gantry.artifacts.manifest import Manifest
-from gantry.artifacts.packing import pack
+from gantry.artifacts.packing import OutputLimits, pack
 
 
 @dataclass
@@ -43,16 +43,17 @@ class _Hashing:
         return n
 
 
-def publish(output: Path, store: BlobStore, avg_chunk_bytes: int, concurrency: int = 4
-            ) -> tuple[Manifest, PublishStats]:
-    """Raises packing.UnsafeOutput for outputs that may not be shipped."""
+def publish(output: Path | int, store: BlobStore, avg_chunk_bytes: int, concurrency: int = 4,
+            limits: OutputLimits | None = None) -> tuple[Manifest, PublishStats]:
+    """`output` is a path or an open directory fd. Raises packing.UnsafeOutput for outputs that
+    may not be shipped (before anything is uploaded when the tree breaks a rule)."""
     r_fd, w_fd = os.pipe()
     pack_error: list[BaseException] = []
 
     def packer():
         try:
             with open(w_fd, "wb", buffering=1 << 20) as w:
-                pack(output, w)
+                pack(output, w, limits)
         except BaseException as e:  # surfaces below, after the reader sees EOF
             pack_error.append(e)
 

@@ -27,6 +27,8 @@ class Settings:
     build_cpus: float = 1.0
     build_file_bytes: int = 16 * GiB   # RLIMIT_FSIZE: largest single file a build may write
     max_source_bytes: int = 2 * GiB
+    max_artifact_bytes: int = 10 * GiB  # apparent size of an output's files, sparse ones in full
+    max_artifact_files: int = 1_000_000
     git_timeout_s: float = 300.0
     log_max_bytes: int = 16 * MiB
     sandbox_uid: int = 65534

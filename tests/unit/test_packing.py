@@ -4,7 +4,7 @@ import tarfile
 
 import pytest
 
-from gantry.artifacts.packing import UnsafeOutput, pack
+from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput, pack
 
 
 def make_tree(root):
@@ -55,3 +55,45 @@ def test_fifo_is_refused(tmp_path):
     os.mkfifo(root / "pipe")
     with pytest.raises(UnsafeOutput, match="not a regular file"):
         packed(root)
+
+
+def test_a_chain_of_relative_links_that_ends_outside_is_refused(tmp_path):
+    # each link alone stays inside; followed one after another they climb out
+    root = make_tree(tmp_path / "a")
+    d = root
+    for i in range(10):
+        d = d / f"d{i}"
+        d.mkdir()
+    os.symlink("d0/d1/d2/d3/d4/d5/d6/d7/d8/d9", root / "deep")
+    os.symlink("deep/" + "../" * 10 + "..", root / "up")
+    with pytest.raises(UnsafeOutput, match="through another symlink"):
+        packed(root)
+
+
+def test_a_link_to_a_link_is_refused(tmp_path):
+    root = make_tree(tmp_path / "a")
+    os.symlink("run", root / "again")
+    with pytest.raises(UnsafeOutput, match="through another symlink"):
+        packed(root)
+
+
+def test_the_output_root_is_never_followed(tmp_path):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_text("s3cr3t")
+    os.symlink(secret, tmp_path / "out")
+    with pytest.raises(OSError):
+        packed(tmp_path / "out")
+
+
+def test_caps_count_sparse_files_in_full(tmp_path):
+    root = make_tree(tmp_path / "a")
+    with open(root / "sparse", "wb") as f:
+        f.truncate(1 << 30)
+    with pytest.raises(OutputTooLarge, match="GANTRY_MAX_ARTIFACT_BYTES"):
+        pack(root, io.BytesIO(), OutputLimits(max_bytes=100 << 20))
+    with pytest.raises(OutputTooLarge, match="GANTRY_MAX_ARTIFACT_FILES"):
+        pack(root, io.BytesIO(), OutputLimits(max_files=3))
+    out = io.BytesIO()
+    pack(root, out, OutputLimits(max_bytes=2 << 30, max_files=10))   # the same tree under the caps packs
+    assert out.tell() > 1 << 30

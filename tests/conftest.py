@@ -1,5 +1,6 @@
-"""One real local stack for the integration session: redis-server, rclone S3 servers, a Ray head
-plus region and builder nodes, the actors and the Serve API."""
+"""One real local stack for the integration and security tests: redis-server, rclone S3 servers,
+a Ray head plus region and builder nodes, the actors and the Serve API. Started only when a test
+asks for it: unit tests never do."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))  # helpers shared by every kind of test
 
 from gantry.cluster.stack import Stack, free_port  # noqa: E402
 from gantry.serve_app.auth import issue  # noqa: E402
@@ -27,6 +28,8 @@ TEST_ENV = {
     "GANTRY_REPLICATION_BACKOFF_S": "0.5",
     "GANTRY_REPLICATION_WINDOW": "2",
     "GANTRY_HOST_LOST_S": "10",
+    "GANTRY_MAX_ARTIFACT_BYTES": str(256 << 20),   # the security tests reach these caps
+    "GANTRY_MAX_ARTIFACT_FILES": "5000",
     "GANTRY_RATE_USER_PER_S": "100",       # the suite's admin polls a lot; the limit tests set their own
     "GANTRY_RATE_USER_BURST": "1000",
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -36,11 +39,14 @@ TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
+    """GANTRY_TEST_HOME=<dir> keeps the stack running between runs (for working on tests)."""
     os.environ.update(TEST_ENV)
-    s = Stack(tmp_path_factory.mktemp("stack") / "home")
+    keep = os.environ.get("GANTRY_TEST_HOME")
+    s = Stack(keep or tmp_path_factory.mktemp("stack") / "home")
     s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2, hosts_per_dc=2)
     yield s
-    s.down()
+    if not keep:
+        s.down()
 
 
 @pytest.fixture(scope="session")
