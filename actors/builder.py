@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -105,9 +106,10 @@ class BuildRunner:
         project = self.store.get_project(rec["projectName"]) or {}
         checkin = CheckIn(self.store, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
         checkin.start()
-        workdir = self._workdir(build_id)
         started, outcome = time.monotonic(), "UNKNOWN"
+        workdir = None
         try:
+            workdir = self._workdir(build_id)
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
             output = self._build(rec, project, workdir, checkin)
             try:
@@ -125,17 +127,24 @@ class BuildRunner:
             outcome = checkin.why
         finally:
             checkin.finish()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
             metrics.build_duration().observe(time.monotonic() - started, tags={"outcome": outcome})
         return outcome
 
     def _workdir(self, build_id: str) -> Path:
-        # The sandbox user must be able to traverse down to the workspace: 0711 all the way.
-        base = Path(self.stack.builds_dir)
-        base.mkdir(parents=True, exist_ok=True)
-        base.chmod(0o711)
+        """A fresh directory for this attempt under the stack's builds directory, which must be
+        ours: a directory planted by someone else (or a link to one) is refused, not used."""
+        base = Path(self.stack.builds_dir or Path(self.stack.home) / "builds")
+        try:
+            os.mkdir(base, 0o711)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise InfraFault(f"cannot create the builds directory {base}: {e}")
+        check_private_dir(base)
         workdir = Path(tempfile.mkdtemp(prefix=f"{build_id}-", dir=base))
-        workdir.chmod(0o711)
+        os.chmod(workdir, 0o711)   # the sandbox user passes through to its workspace, lists nothing
         return workdir
 
     def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> int:
@@ -237,6 +246,14 @@ class BuildRunner:
 
     def _log(self, build_id: str, line: str) -> None:
         self._append(build_id, f"[gantry {time.strftime('%H:%M:%S')}] {line}\n".encode())
+
+
+def check_private_dir(path: Path) -> None:
+    """`path` is a real directory owned by us that nobody else may write to."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise InfraFault(f"{path} is not a directory of uid {os.geteuid()} closed to others "
+                         f"(uid {st.st_uid}, mode {stat.filemode(st.st_mode)}); refusing to build there")
 
 
 def open_output(checkout: Path, output: str) -> int:

@@ -140,9 +140,10 @@ class Cgroup:
                     time.sleep(0.1)
 
 
-def _bwrap_args(workspace: Path, env: dict[str, str], status_fd: int) -> list[str]:
-    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", "gantry-build", "--json-status-fd", str(status_fd)]
+def _bwrap_args(workspace: Path, status_fd: int) -> list[str]:
+    # --disable-userns: no nested user namespace, where a build would hold every capability
+    args = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+            "--new-session", "--cap-drop", "ALL", "--hostname", "gantry-build", "--json-status-fd", str(status_fd)]
     for d in SYSTEM_DIRS:
         p = Path(d)
         if p.is_symlink():
@@ -153,10 +154,19 @@ def _bwrap_args(workspace: Path, env: dict[str, str], status_fd: int) -> list[st
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
              "--bind", str(workspace), "/workspace", "--remount-ro", "/",
-             "--chdir", "/workspace", "--clearenv"]
-    for k, v in env.items():
-        args += ["--setenv", k, v]
+             "--chdir", "/workspace"]
     return args
+
+
+def _env_args(env: dict[str, str]) -> bytes:
+    """`--clearenv` then `--setenv` options for bwrap's `--args FD`: NUL-separated, so values
+    never reach a command line that `ps` shows."""
+    parts = ["--clearenv"]
+    for k, v in env.items():
+        if "\0" in k or "\0" in v:
+            raise ValueError(f"environment variable {k!r} holds a NUL byte")
+        parts += ["--setenv", k, v]
+    return b"".join(p.encode() + b"\0" for p in parts)
 
 
 class Sandbox:
@@ -177,15 +187,17 @@ class Sandbox:
         if not cg.has("pids"):
             rlimits.append(f"nproc={self.limits.pids}")
         seccomp_file = self.workspace.parent / f".{self.name}.bpf"
-        seccomp_file.write_bytes(build_filter())
+        args_file = self.workspace.parent / f".{self.name}.args"
+        _write_private(seccomp_file, build_filter())
+        _write_private(args_file, _env_args(env))
         status_r, status_w = os.pipe()
-        launcher = [sys.executable, "-m", "gantry.actors.sandbox_launch",
-                    "--uid", str(self.uid), "--gid", str(self.uid), "--seccomp-file", str(seccomp_file)]
+        launcher = [sys.executable, "-m", "gantry.actors.sandbox_launch", "--uid", str(self.uid),
+                    "--gid", str(self.uid), "--seccomp-file", str(seccomp_file), "--args-file", str(args_file)]
         for f in cg.procs_files():
             launcher += ["--cgroup-procs", f]
         for r in rlimits:
             launcher += ["--rlimit", r]
-        argv = launcher + ["--"] + _bwrap_args(self.workspace, env, status_w) + ["sh", "-c", command]
+        argv = launcher + ["--"] + _bwrap_args(self.workspace, status_w) + ["sh", "-c", command]
         result = Result()
         try:
             try:
@@ -228,6 +240,7 @@ class Sandbox:
         finally:
             cg.remove()
             seccomp_file.unlink(missing_ok=True)
+            args_file.unlink(missing_ok=True)
         return result
 
     def kill(self) -> None:
@@ -245,6 +258,13 @@ class Sandbox:
             for n in dirs + files:
                 os.lchown(os.path.join(root, n), self.uid, self.uid)
         os.lchown(self.workspace, self.uid, self.uid)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A root-only file next to the workspace (never inside it: the build owns that)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _pump(stream, on_output: Callable[[bytes], None]) -> None:

@@ -21,6 +21,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--uid", type=int, required=True)
     ap.add_argument("--gid", type=int, required=True)
     ap.add_argument("--seccomp-file")
+    ap.add_argument("--args-file", help="NUL-separated bubblewrap options (the build's environment)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
@@ -31,10 +32,12 @@ def main(argv: list[str]) -> None:
     for spec in a.rlimit:
         name, value = spec.split("=", 1)
         resource.setrlimit(RLIMITS[name], (int(value), int(value)))
-    if a.seccomp_file:
-        fd = os.open(a.seccomp_file, os.O_RDONLY)
-        os.set_inheritable(fd, True)
-        command = [command[0], "--seccomp", str(fd)] + command[1:]
+    # Opened here, as root, before the drop: bubblewrap reads them from these fds.
+    for option, path in (("--seccomp", a.seccomp_file), ("--args", a.args_file)):
+        if path:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            os.set_inheritable(fd, True)
+            command = [command[0], option, str(fd)] + command[1:]
     os.setgroups([])
     os.setgid(a.gid)
     os.setuid(a.uid)

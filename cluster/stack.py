@@ -15,12 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 
-from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, Region, StackConfig, region_resource
+from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, Region, StackConfig, region_resource, write_private
 
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
 HOST = "127.0.0.1"
@@ -99,9 +100,7 @@ class Stack:
     def _record(self, name: str, proc: subprocess.Popen, **meta) -> None:
         pids = self.pids()
         pids[name] = {"pid": proc.pid, **meta}
-        tmp = self.pids_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(pids, indent=2))
-        os.replace(tmp, self.pids_file)
+        write_private(self.pids_file, json.dumps(pids, indent=2).encode())   # holds secrets of env
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None, **meta) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -151,21 +150,23 @@ class Stack:
             say("a previous stack in this home is partly running; stopping it first")
             self.down(say=lambda *_: None)
         self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o711)   # others may pass through (to a build's workspace), list nothing
         self.pids_file.unlink(missing_ok=True)
         self._secret("jwt.secret", lambda: secrets.token_hex(32))
         self._secret("ray.token", lambda: uuid.uuid4().hex)
         s3_key = self._secret("s3.credentials", lambda: f"gantry{secrets.token_hex(6)},{secrets.token_hex(20)}")
+        redis_password = self._secret("redis.password", lambda: secrets.token_hex(24))
         access_key, secret_key = s3_key.split(",")
         try:
-            redis_port = self._start_redis()
+            redis_port = self._start_redis(redis_password)
             region_cfgs = [self._start_s3(r, access_key, secret_key, s3_bwlimit_mbps) for r in regions]
             gcs_port, dashboard_port = free_port(), free_port()
             cfg = StackConfig(
-                home=str(self.home), redis_url=f"redis://{HOST}:{redis_port}/0", regions=region_cfgs,
+                home=str(self.home), redis_url=f"redis://:{redis_password}@{HOST}:{redis_port}/0", regions=region_cfgs,
                 s3_access_key=access_key, s3_secret_key=secret_key,
                 jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"http://{HOST}:{api_port}",
                 ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
-                builds_dir=self._short_dir("gantry-builds"))
+                builds_dir=self._builds_dir())
             cfg.save(self.stack_file)
             self._start_ray_head(gcs_port, dashboard_port)
             self._wait_nodes(1)
@@ -192,16 +193,33 @@ class Stack:
     def _secret(self, name: str, make) -> str:
         path = self.home / name
         if not path.exists():
-            path.write_text(make())
-            path.chmod(0o600)
+            write_private(path, make().encode())
+        os.chmod(path, 0o600)
         return path.read_text().strip()
 
-    def _start_redis(self) -> int:
+    def _builds_dir(self) -> str:
+        """Build workspaces: <home>/builds, created fresh by us (0711), when the sandbox user can
+        pass through the home's parents; otherwise a fresh directory with a random name in /tmp."""
+        if all(os.stat(p).st_mode & 0o001 for p in self.home.parents):
+            path = self.home / "builds"
+            if path.is_symlink():
+                path.unlink()
+            shutil.rmtree(path, ignore_errors=True)   # fresh: nothing left over, nothing planted
+            os.mkdir(path, 0o711)
+        else:
+            path = Path(tempfile.mkdtemp(prefix="gantry-builds-"))
+        os.chmod(path, 0o711)
+        return str(path)
+
+    def _start_redis(self, password: str) -> int:
         port = free_port()
-        (self.home / "redis").mkdir(exist_ok=True)
-        argv = [shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", HOST, "--port", str(port),
-                "--dir", str(self.home / "redis"), "--appendonly", "yes", "--appendfsync", "always",
-                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+        (self.home / "redis").mkdir(mode=0o700, exist_ok=True)
+        conf = self.home / "redis.conf"   # the password goes in a 0600 file, not on the command line
+        write_private(conf, "\n".join([
+            f"bind {HOST}", f"port {port}", f"dir {self.home / 'redis'}", "appendonly yes",
+            "appendfsync always", 'save ""', "protected-mode yes", "daemonize no",
+            f"requirepass {password}"]).encode() + b"\n")
+        argv = [shutil.which("redis-server") or "/usr/bin/redis-server", str(conf)]
         self._spawn("redis", argv, port=port)
         wait_for(lambda: self._redis_ping(port), 30, "redis")
         return port
@@ -212,20 +230,20 @@ class Stack:
         self.respawn("redis")
         wait_for(lambda: self._redis_ping(self.pids()["redis"]["port"]), 30, "redis")
 
-    @staticmethod
-    def _redis_ping(port: int) -> bool:
+    def _redis_ping(self, port: int) -> bool:
         import redis
-        return redis.Redis(host=HOST, port=port, socket_timeout=1).ping()
+        return redis.Redis(host=HOST, port=port, password=(self.home / "redis.password").read_text().strip(),
+                           socket_timeout=1).ping()
 
     def _start_s3(self, region: str, access_key: str, secret_key: str, bwlimit_mbps: float = 0) -> Region:
         port = free_port()
         root = self.home / "s3" / region
         bucket = f"gantry-{region}"
         (root / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a top-level directory is a bucket
-        self._spawn(f"s3-{region}", [_bin("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}",
-                                     "--auth-key", f"{access_key},{secret_key}", "--config", "/dev/null"]
+        # the key goes through rclone's environment (RCLONE_AUTH_KEY), never on its command line
+        self._spawn(f"s3-{region}", [_bin("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}", "--config", "/dev/null"]
                     + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else []) + [str(root)],
-                    port=port)
+                    {"RCLONE_AUTH_KEY": f'"{access_key},{secret_key}"'}, port=port)   # a CSV list of one pair
         wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
         return Region(name=region, s3_endpoint=f"http://{HOST}:{port}", bucket=bucket)
 
@@ -347,8 +365,9 @@ class Stack:
         for name in order:
             self.stop_process(name)
         self.pids_file.unlink(missing_ok=True)
-        for kind in ("gantry-ray", "gantry-builds"):
-            shutil.rmtree(self._short_dir(kind), ignore_errors=True)
+        shutil.rmtree(self._short_dir("gantry-ray"), ignore_errors=True)
+        if self.stack_file.exists():
+            shutil.rmtree(self.config().builds_dir, ignore_errors=True)
         say(f"stopped {len(order)} processes started in {self.home}")
 
     def status(self) -> dict:

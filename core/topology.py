@@ -42,7 +42,7 @@ class StackConfig:
     api_url: str = ""
     ray_address: str = ""
     dashboard_url: str = ""
-    builds_dir: str = "/tmp/gantry-builds"  # build workspaces; must be traversable by the sandbox uid
+    builds_dir: str = ""  # build workspaces (root-owned, 0711); the sandbox uid must be able to pass through
 
     @property
     def primary(self) -> Region:
@@ -55,9 +55,7 @@ class StackConfig:
         return Path(self.jwt_secret_file).read_text().strip()
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        write_private(path, json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "StackConfig":
@@ -65,3 +63,18 @@ class StackConfig:
         d = json.loads(Path(path).read_text())
         d["regions"] = [Region(**{**r, "dcs": tuple(r.get("dcs", ()))}) for r in d["regions"]]
         return cls(**d)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with a file only its owner may read (0600, created under umask
+    077, so it is never readable by others, even for a moment). Secrets live in such files."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = os.umask(0o077)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        os.umask(old)
