@@ -25,8 +25,9 @@ UNTOUCHED = "UNTOUCHED"   # a datacenter's outcome when a deployment ended befor
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], store: DeployStore,
                  builds: BuildStore, lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
-                 origin: dict | None = None):
+                 origin: dict | None = None, peer_key: str = ""):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
+        self.peer_key = peer_key   # given to this datacenter's hosts: their peer credential
         self.origin = origin or {}   # the region's blob store: {endpoint, bucket}
         self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
         self.tracker = Tracker()
@@ -49,7 +50,7 @@ class Coordinator:
             if artifact:
                 self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
         target = h.get("targetBuildID") or None
-        reply = {"targetBuildID": target, "origin": self.origin}
+        reply = {"targetBuildID": target, "origin": self.origin, "peerKey": self.peer_key}
         if target:
             reply.update(self._deploy_info(target))
         return reply

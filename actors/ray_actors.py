@@ -22,6 +22,7 @@ from gantry.actors.store import BuildStore
 from gantry.artifacts.blobstore import chunk_key, s3_for
 from gantry.artifacts.chunking import ChunkRef
 from gantry.config import Settings
+from gantry.peerauth import dc_key
 from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, StackConfig, region_resource
 
 log = logging.getLogger("gantry.actors")
@@ -254,7 +255,8 @@ class RolloutCoordinatorActor:
         store = DeployStore(stack.redis_url)
         self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), store, BuildStore(stack.redis_url),
                                        lost_after_s=float(Settings.from_env().host_lost_s),
-                                       origin={"endpoint": target.s3_endpoint, "bucket": target.bucket})
+                                       origin={"endpoint": target.s3_endpoint, "bucket": target.bucket},
+                                       peer_key=dc_key(stack.jwt_secret(), dc))
         self.wakeup = threading.Event()
 
         def listen():

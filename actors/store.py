@@ -281,6 +281,10 @@ class BuildStore:
         h = self.r.hgetall(f"{P}build:{build_id}")
         return h or None
 
+    def projects_of(self, build_ids: list[str]) -> list[str | None]:
+        """Each build's project (None for a build not in Redis)."""
+        return [row[0] for row in read_fields(self.r, [f"{P}build:{b}" for b in build_ids], ("projectName",))]
+
     def build_for_delivery(self, project: str, delivery_id: str, create: Callable[[str], dict],
                            ttl_s: int = 7 * 24 * 3600) -> tuple[dict, bool]:
         """The build a webhook delivery asked for, created once however often it is delivered.

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 from gantry.artifacts.chunking import digest_of
 from gantry.artifacts.manifest import Manifest
+from gantry.artifacts.safepath import UnsafePath, check_links
 
 
 class ChunkCorrupt(Exception):
@@ -57,22 +58,29 @@ def _inside(root: Path, path: Path) -> bool:
     return path == root or root in path.parents
 
 
-def extract(chunks: Iterator[bytes], dest: Path) -> None:
-    """Extract a gantry tar stream into `dest` (created; must not exist)."""
+def extract(chunks: Iterator[bytes], dest: Path, reserved: tuple[str, ...] = ()) -> None:
+    """Extract a gantry tar stream into `dest` (created; must not exist). `reserved` names may not
+    appear at the top of the release (the installer's own files). After the last entry, every
+    symlink must resolve inside the release without going through another link."""
     dest.mkdir(parents=True)
+    os.chmod(dest, 0o755)
     root = dest.resolve()
+    links: dict[str, str] = {}
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
         for m in tar:
             name = m.name
             parts = Path(name).parts
             if name.startswith("/") or ".." in parts or not parts:
                 raise UnsafeArchive(f"unsafe path {name!r}")
+            if parts[0] in reserved:
+                raise UnsafeArchive(f"{name!r} is a name the installer reserves")
             target = root / name
             parent = target.parent.resolve()  # resolves any symlinked directory on the way
             if not _inside(root, parent) or parent != root / Path(name).parent:
                 raise UnsafeArchive(f"{name!r} would be written through a symlink")
             if m.isdir():
-                target.mkdir(mode=0o755, exist_ok=True)
+                target.mkdir(exist_ok=True)
+                os.chmod(target, 0o755, follow_symlinks=False)
             elif m.isreg():
                 src = tar.extractfile(m)
                 with open(target, "xb") as f:
@@ -84,5 +92,10 @@ def extract(chunks: Iterator[bytes], dest: Path) -> None:
                 if link.startswith("/") or not _inside(root, (target.parent / link).resolve()):
                     raise UnsafeArchive(f"symlink {name!r} -> {link!r} leaves the release")
                 os.symlink(link, target)
+                links[Path(name).as_posix()] = link
             else:
                 raise UnsafeArchive(f"{name!r} is a {'hard link' if m.islnk() else 'special file'}")
+    try:
+        check_links(links)
+    except UnsafePath as e:
+        raise UnsafeArchive(str(e).replace("outside the tree", "outside the release")) from None

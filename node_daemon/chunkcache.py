@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gantry.artifacts.blobstore import write_atomically
-from gantry.artifacts.manifest import Manifest
+from gantry.artifacts.manifest import DIGEST_RE, Manifest
 from gantry.artifacts.unpack import verified
 
 
@@ -19,10 +19,11 @@ class ChunkCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, digest: str) -> Path:
-        algo, hexd = digest.split(":", 1)
-        if len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
-            raise ValueError(f"not a chunk digest: {digest!r}")
-        return self.root / algo / hexd[:2] / hexd
+        # A digest names a file: only the one form, or "/etc:<hex>" would name one anywhere.
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise ValueError(f"not a chunk digest (blake3:<64 hex>): {digest[:80]!r}")
+        hexd = digest[len("blake3:"):]
+        return self.root / "blake3" / hexd[:2] / hexd
 
     def has(self, digest: str) -> bool:
         return self._path(digest).is_file()

@@ -14,6 +14,8 @@ import argparse
 import json
 import logging
 import os
+import pwd
+import shutil
 import signal
 import sys
 import threading
@@ -27,6 +29,7 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
 from gantry.node_daemon.peer_server import PeerServer
+from gantry.peerauth import PeerAuth
 from gantry.node_daemon.tokenbucket import TokenBucket
 
 log = logging.getLogger("gantry.node")
@@ -36,17 +39,18 @@ MB = 1_000_000
 class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
                  listen: int = 0, max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
-                 use_peers: bool = True):
+                 use_peers: bool = True, hook_user: tuple[int, int] | None = None):
         self.use_peers = use_peers
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
         self.coordinator, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
         self.cache = ChunkCache(home / "cache")
-        self.installer = Installer(home)
+        self.installer = Installer(home, hook_user=hook_user)
+        self.peer_auth = PeerAuth()   # the datacenter's key arrives with the first heartbeat reply
         self.manifests = home / "manifests"
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
-        self.server = PeerServer(self.cache, port=listen, upload=up)
+        self.server = PeerServer(self.cache, port=listen, upload=up, auth=self.peer_auth)
         self.state, self.error = "idle", ""
         self.failed_target: str | None = None
         self.known_target: str | None = None   # the last target the coordinator gave us, reported back
@@ -108,17 +112,18 @@ class NodeDaemon:
             origin = self._origin(reply)
             self.manifest = self._manifest(reply["manifestDigest"], origin)
             if not self.installer.installed(build_id):
+                self._check_disk(self.manifest)
                 t0 = time.monotonic()
                 stats = Downloader(self.cache, lambda d: origin.get(chunk_key(d)), self.peers_for,
-                                   download=self.down).fetch(self.manifest)
+                                   download=self.down,
+                                   credential=lambda: self.peer_auth.credential(self.host_id)).fetch(self.manifest)
                 self.last_download = {"buildID": build_id, "seconds": round(time.monotonic() - t0, 3),
                                       "bytesFromPeers": stats.bytes_from_peers,
                                       "bytesFromOrigin": stats.bytes_from_origin,
                                       "blacklisted": sorted(stats.blacklisted)}
                 self.installer.unpack(build_id, (self.cache.get(c.digest) for c in self.manifest.chunks))
             self.installer.switch(build_id)
-            self.installer.run_hooks(build_id, reply.get("deployStart"), reply.get("deployHealth"),
-                                     env={"GANTRY_HOST_ID": self.host_id, "GANTRY_BUILD_ID": build_id})
+            self.installer.run_hooks(build_id, reply.get("deployStart"), reply.get("deployHealth"), self.host_id)
             self.state, self.error, self.failed_target = "active", "", None
             self.installer.prune()
         except Exception as e:
@@ -129,8 +134,18 @@ class NodeDaemon:
             if isinstance(e, InstallFailed):
                 self.installer.prune()
 
+    def _check_disk(self, manifest: Manifest) -> None:
+        """Refuse before downloading a release this host has no room for: the missing chunks
+        plus the unpacked tree (its size bounds the files' size)."""
+        need = sum(c.size for c in self.cache.missing(manifest)) + manifest.size
+        free = shutil.disk_usage(self.home).free
+        if need > free:
+            raise InstallFailed(f"not enough disk for the release: it needs {need} bytes, {free} are free")
+
     def step(self) -> None:
         reply = self.heartbeat()
+        if reply.get("peerKey"):
+            self.peer_auth.key = reply["peerKey"]
         target = self.known_target = reply.get("targetBuildID")
         busy = self.job is not None and self.job.is_alive()
         if busy or not target or target == self.failed_target:
@@ -166,16 +181,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
     ap.add_argument("--max-down", type=float, default=0, help="download cap in MB/s (0: none)")
     ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
+    ap.add_argument("--hook-user", default="nobody" if os.geteuid() == 0 else None,
+                    help="run [deploy] hooks as this user (default: nobody when run as root)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     token = os.environ.get("GANTRY_HOST_TOKEN", "")
     if not token:
         print("GANTRY_HOST_TOKEN is required (gantry token --host)", file=sys.stderr)
         return 2
+    hook_user = None
+    if a.hook_user:
+        try:
+            pw = pwd.getpwnam(a.hook_user)
+        except KeyError:
+            print(f"--hook-user: no user named {a.hook_user!r}", file=sys.stderr)
+            return 2
+        hook_user = (pw.pw_uid, pw.pw_gid)
     home = Path(a.home)
     home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o711)   # the hook user passes through to its release, lists nothing
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
-                   use_peers=not a.no_peers)
+                   use_peers=not a.no_peers, hook_user=hook_user)
     signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
     d.run()
     return 0

@@ -25,6 +25,7 @@ from gantry.artifacts.chunking import ChunkRef
 from gantry.artifacts.manifest import Manifest
 from gantry.artifacts.unpack import ChunkCorrupt
 from gantry.node_daemon.chunkcache import ChunkCache
+from gantry.peerauth import HEADER
 from gantry.node_daemon.tokenbucket import TokenBucket
 
 ORIGIN = "origin"
@@ -47,9 +48,12 @@ class Downloader:
     def __init__(self, cache: ChunkCache, origin_get: Callable[[str], bytes],
                  peers_for: Callable[[set[str]], dict[str, list[str]]], download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
-                 rng: random.Random | None = None, peer_refresh_s: float = 0.5):
+                 rng: random.Random | None = None, peer_refresh_s: float = 0.5,
+                 credential: Callable[[], str] = lambda: ""):
         """`peers_for(wanted digests)` answers digest -> addresses of peers holding it; it is
-        asked for everything still wanted at most every `peer_refresh_s`."""
+        asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
+        this host's peer credential, sent with every chunk request."""
+        self.credential = credential
         self.cache, self.origin_get, self.peers_for = cache, origin_get, peers_for
         self.peer_refresh_s = peer_refresh_s
         self._peer_map: dict[str, list[str]] = {}
@@ -165,9 +169,17 @@ class Downloader:
         return data
 
     def _from_peer(self, address: str, ref: ChunkRef) -> bytes:
-        with urllib.request.urlopen(f"http://{address}/chunks/{ref.digest}", timeout=self.timeout_s) as r:
-            parts = []
-            while piece := r.read(64 << 10):
+        """The chunk from a peer, reading no more than its size: a longer body is a bad peer."""
+        req = urllib.request.Request(f"http://{address}/chunks/{ref.digest}", headers={HEADER: self.credential()})
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+            length = r.headers.get("Content-Length")
+            if length is not None and length.strip() != str(ref.size):
+                raise ChunkCorrupt(ref.digest)
+            parts, got = [], 0
+            while got <= ref.size and (piece := r.read(min(64 << 10, ref.size + 1 - got))):
                 self.bucket.take(len(piece))
                 parts.append(piece)
+                got += len(piece)
+            if got > ref.size:
+                raise ChunkCorrupt(ref.digest)
             return b"".join(parts)

@@ -4,17 +4,29 @@ Layout under the host's home: `releases/<buildID>/` (extracted safely from verif
 `current`, a symlink switched atomically (a new link renamed over the old one). The last
 `keep` releases stay on disk for instant rollback. The repository's optional `[deploy] start`
 and `health` commands (recorded by the build from its gantry.toml) run after the switch.
+
+Release contents come from build code: markers are written without following links, and hooks
+run as an unprivileged user (`hook_user`) with a clean environment, so nothing of the daemon's
+credentials (its environment, its files, its /proc) is within their reach. Their output goes to
+`.gantry-hooks.log` in the release; a failure reports a short reason.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from gantry.artifacts.safepath import DIR_FLAGS, write_marker
 from gantry.artifacts.unpack import extract
+
+MARKER = ".complete"
+HOOK_LOG = ".gantry-hooks.log"
+HOOK_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class InstallFailed(Exception):
@@ -26,6 +38,7 @@ class Installer:
     home: Path
     keep: int = 3
     command_timeout_s: float = 60.0
+    hook_user: tuple[int, int] | None = None   # (uid, gid) hooks run as; None: the daemon's own
 
     @property
     def releases(self) -> Path:
@@ -42,7 +55,10 @@ class Installer:
             return None
 
     def installed(self, build_id: str) -> bool:
-        return (self.releases / build_id / ".complete").exists()
+        try:   # the marker itself, never what a link of that name points at
+            return stat.S_ISREG(os.lstat(self.releases / build_id / MARKER).st_mode)
+        except OSError:
+            return False
 
     def unpack(self, build_id: str, chunks: Iterator[bytes]) -> Path:
         """Extract a release (idempotent: an interrupted extraction is redone from scratch)."""
@@ -51,8 +67,17 @@ class Installer:
             return dest
         shutil.rmtree(dest, ignore_errors=True)
         self.releases.mkdir(parents=True, exist_ok=True)
-        extract(chunks, dest)
-        (dest / ".complete").touch()
+        os.chmod(self.releases, 0o755)   # the hook user reads releases
+        try:
+            extract(chunks, dest, reserved=(MARKER, HOOK_LOG))
+            fd = os.open(dest, DIR_FLAGS)
+            try:
+                write_marker(fd, MARKER)
+            finally:
+                os.close(fd)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
         return dest
 
     def switch(self, build_id: str) -> str | None:
@@ -66,23 +91,44 @@ class Installer:
         os.replace(tmp, self.current)
         return previous
 
-    def run_hooks(self, build_id: str, start: str | None, health: str | None,
-                  env: dict[str, str] | None = None) -> None:
-        """Run the repo's `[deploy] start` then `health` commands in the release directory."""
+    def run_hooks(self, build_id: str, start: str | None, health: str | None, host_id: str = "") -> None:
+        """Run the repo's `[deploy] start` then `health` commands in the release directory, as
+        the hook user, with only the build ID, the host ID and the release path in their
+        environment. A start command may leave a daemon behind: only `sh` is waited for."""
         release = self.releases / build_id
-        for hook, cmd in (("start", start), ("health", health)):
-            if not cmd:
-                continue
-            try:
-                r = subprocess.run(["sh", "-c", cmd], cwd=release, capture_output=True, text=True,
-                                   timeout=self.command_timeout_s,
-                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                        "GANTRY_RELEASE": str(release), **(env or {})})
-            except subprocess.TimeoutExpired:
-                raise InstallFailed(f"{hook} command timed out after {self.command_timeout_s:g}s")
-            if r.returncode != 0:
-                raise InstallFailed(f"{hook} command exited with {r.returncode}: "
-                                    f"{(r.stderr or r.stdout).strip()[-300:]}")
+        if not (start or health):
+            return
+        env = {"PATH": HOOK_PATH, "LANG": "C.UTF-8", "HOME": str(release), "GANTRY_RELEASE": str(release),
+               "GANTRY_BUILD_ID": build_id, "GANTRY_HOST_ID": host_id}
+        fd = os.open(release, DIR_FLAGS)
+        try:
+            log = os.open(HOOK_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o644, dir_fd=fd)
+        finally:
+            os.close(fd)
+        user = {}
+        if self.hook_user is not None and self.hook_user[0] != os.geteuid():
+            user = {"user": self.hook_user[0], "group": self.hook_user[1], "extra_groups": []}
+        try:
+            for hook, cmd in (("start", start), ("health", health)):
+                if cmd:
+                    os.write(log, f"--- {hook}: {cmd}\n".encode())
+                    self._run_hook(hook, cmd, release, env, log, user)
+        finally:
+            os.close(log)
+
+    def _run_hook(self, hook: str, cmd: str, release: Path, env: dict, log: int, user: dict) -> None:
+        proc = subprocess.Popen(["sh", "-c", cmd], cwd=release, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True, **user)
+        try:
+            code = proc.wait(timeout=self.command_timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise InstallFailed(f"{hook} command timed out after {self.command_timeout_s:g}s "
+                                f"(output in {HOOK_LOG})")
+        if code != 0:
+            raise InstallFailed(f"{hook} command exited with {code} (output in {HOOK_LOG})")
 
     def prune(self) -> list[str]:
         """Keep the active release and the newest others up to `keep` in all."""

@@ -1,11 +1,12 @@
-"""A host's peer server: serves the chunks it holds to other hosts in its datacenter, within
-its upload cap."""
+"""A host's peer server: serves the chunks it holds to other hosts in its datacenter (those
+holding the datacenter's peer credential, see `peerauth`), within its upload cap."""
 from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gantry.node_daemon.chunkcache import ChunkCache
+from gantry.peerauth import HEADER, PeerAuth, PeerDenied
 from gantry.node_daemon.tokenbucket import TokenBucket
 
 SLICE = 64 << 10
@@ -13,8 +14,9 @@ SLICE = 64 << 10
 
 class PeerServer:
     def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
-                 upload: TokenBucket | None = None):
+                 upload: TokenBucket | None = None, auth: PeerAuth | None = None):
         self.cache, self.upload = cache, upload or TokenBucket(0)
+        self.auth = auth or PeerAuth()   # with no key, every chunk request is refused
         self.bytes_served = 0
         outer = self
 
@@ -29,6 +31,10 @@ class PeerServer:
                     return self._send(200, b"ok")
                 if not self.path.startswith("/chunks/"):
                     return self._send(404, b"not found")
+                try:
+                    outer.auth.verify(self.headers.get(HEADER))
+                except PeerDenied as e:
+                    return self._send(401, str(e).encode())
                 digest = self.path[len("/chunks/"):]
                 try:
                     data = outer.cache.get(digest) if outer.cache.has(digest) else None

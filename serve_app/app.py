@@ -560,11 +560,21 @@ class GantryAPI:
         return self._deployment_view(self._deployment(projectName, deploymentID))
 
     def op_list_hosts(self, who: auth.Principal, projectName: str) -> list[dict]:
+        """Every host, but its build, state and error only where they are this project's: another
+        project's build ID or error message (hook output, paths) is not this caller's to read."""
         self._project(who, projectName)
-        return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
-                 "activeBuildID": h.get("activeBuildID") or None, "state": h.get("state") or "idle",
-                 "error": h.get("error") or None, "updatedAt": B.iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
-                for r in self.stack.regions for dc in r.datacenters for h in self.deploys.hosts(dc)]
+        hosts = [h for r in self.stack.regions for dc in r.datacenters for h in self.deploys.hosts(dc)]
+        ids = sorted({b for h in hosts for b in (h.get("activeBuildID"), h.get("targetBuildID")) if b})
+        owner = dict(zip(ids, self.store.projects_of(ids)))
+        out = []
+        for h in hosts:
+            mine = {owner.get(h.get("activeBuildID")), owner.get(h.get("targetBuildID"))} & {projectName}
+            out.append({"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
+                        "activeBuildID": (h.get("activeBuildID") or None) if owner.get(h.get("activeBuildID")) == projectName else None,
+                        "state": (h.get("state") or "idle") if mine else "idle",
+                        "error": (h.get("error") or None) if mine else None,
+                        "updatedAt": B.iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None})
+        return out
 
     def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
         project = self._project(who, projectName)

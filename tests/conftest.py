@@ -4,8 +4,10 @@ asks for it: unit tests never do."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,15 +40,20 @@ TEST_ENV = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack():
     """GANTRY_TEST_HOME=<dir> keeps the stack running between runs (for working on tests)."""
     os.environ.update(TEST_ENV)
     keep = os.environ.get("GANTRY_TEST_HOME")
-    s = Stack(keep or tmp_path_factory.mktemp("stack") / "home")
+    # Not under pytest's tmp dir (0700): the sandbox and hook users must pass through the home.
+    parent = None if keep else Path(tempfile.mkdtemp(prefix="gantry-test-"))
+    if parent:
+        parent.chmod(0o711)
+    s = Stack(keep or parent / "home")
     s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2, hosts_per_dc=2)
     yield s
-    if not keep:
+    if parent:
         s.down()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,15 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader, DownloadFailed
 from gantry.node_daemon.peer_server import PeerServer
 from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.peerauth import PeerAuth
 from helpers import RoguePeer
+
+
+AUTH = PeerAuth("ab" * 32)   # the datacenter's key, as a coordinator hands it out
+
+
+def downloader(*args, **kw) -> Downloader:
+    return Downloader(*args, credential=lambda: AUTH.credential("me"), **kw)
 
 
 class Origin:
@@ -37,7 +45,7 @@ def seeded_peer(tmp_path, name, manifest, store, upload=None):
     cache = ChunkCache(tmp_path / name)
     for c in manifest.unique_chunks():
         cache.put(c.digest, store.get(chunk_key(c.digest)))
-    return PeerServer(cache, upload=upload).start()
+    return PeerServer(cache, upload=upload, auth=AUTH).start()
 
 
 def test_downloads_from_peers_not_origin(tmp_path, artifact):
@@ -45,7 +53,7 @@ def test_downloads_from_peers_not_origin(tmp_path, artifact):
     peers = [seeded_peer(tmp_path, f"p{i}", manifest, store) for i in range(2)]
     origin = Origin(store)
     cache = ChunkCache(tmp_path / "me")
-    stats = Downloader(cache, origin.get, lambda wanted: {d: [p.address for p in peers] for d in wanted}).fetch(manifest)
+    stats = downloader(cache, origin.get, lambda wanted: {d: [p.address for p in peers] for d in wanted}).fetch(manifest)
     assert cache.missing(manifest) == [] and origin.calls == 0
     assert stats.bytes_from_peers == sum(c.size for c in manifest.unique_chunks())
     assert sum(p.bytes_served for p in peers) == stats.bytes_from_peers
@@ -57,7 +65,7 @@ def test_a_peer_serving_corrupt_chunks_is_blacklisted_and_avoided(tmp_path, arti
     manifest, store = artifact
     good, rogue = seeded_peer(tmp_path, "good", manifest, store), RoguePeer()
     cache = ChunkCache(tmp_path / "me")
-    stats = Downloader(cache, Origin(store).get, lambda wanted: {d: [rogue.address, good.address] for d in wanted},
+    stats = downloader(cache, Origin(store).get, lambda wanted: {d: [rogue.address, good.address] for d in wanted},
                        workers=2).fetch(manifest)
     assert cache.missing(manifest) == [] and rogue.address in stats.blacklisted
     for c in manifest.unique_chunks():   # nothing bad was kept
@@ -74,7 +82,7 @@ def test_falls_back_to_origin_and_resumes_without_refetching(tmp_path, artifact)
     for c in half:   # what a crashed earlier run had verified
         cache.put(c.digest, store.get(chunk_key(c.digest)))
     dead_peer = "127.0.0.1:1"
-    stats = Downloader(cache, origin.get, lambda wanted: {d: [dead_peer] for d in wanted}, workers=3).fetch(manifest)
+    stats = downloader(cache, origin.get, lambda wanted: {d: [dead_peer] for d in wanted}, workers=3).fetch(manifest)
     assert cache.missing(manifest) == []
     assert origin.calls == len(manifest.unique_chunks()) - len(half)
     assert stats.bytes_from_origin == sum(c.size for c in manifest.unique_chunks()[len(half):])
@@ -92,7 +100,7 @@ def test_endgame_rerequests_a_stalled_chunk_elsewhere(tmp_path, artifact, endgam
         stalled[:] = stalled or [sorted(wanted)[0]]
         return {d: [slow.address] if d == stalled[0] else [good.address] for d in wanted}
     origin = Origin(store)
-    Downloader(cache, origin.get, pick, workers=2, endgame_s=0.3 if endgame else 1e9,
+    downloader(cache, origin.get, pick, workers=2, endgame_s=0.3 if endgame else 1e9,
                timeout_s=60, peer_refresh_s=0).fetch(manifest)
     assert cache.missing(manifest) == []
     if endgame:   # re-requested from another source (the origin: no other peer has it)
@@ -109,4 +117,4 @@ def test_no_source_at_all_fails_clearly(tmp_path, artifact):
     def origin_down(digest):
         raise ConnectionError("origin unreachable")
     with pytest.raises(DownloadFailed, match="could not be fetched"):
-        Downloader(ChunkCache(tmp_path / "me"), origin_down, lambda w: {}, attempts=2).fetch(manifest)
+        downloader(ChunkCache(tmp_path / "me"), origin_down, lambda w: {}, attempts=2).fetch(manifest)
