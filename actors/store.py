@@ -21,6 +21,8 @@ Keys (prefix `gantry:`):
   archived:{project}  hash  buildID -> the archive file that holds it (actors/archive.py)
   archivedNewest      hash  project -> index member of its newest archived build
   delivery:{p}:{id}   str   the buildID a webhook delivery created (expires after 7 days)
+  push:{p}:{sha}:{d}  str   the same, by the pushed commit and the body's digest: a signed body
+                            replayed with a new delivery ID builds nothing new
 """
 from __future__ import annotations
 
@@ -127,6 +129,21 @@ return #due
 
 # A worker's check-in. Returns the build's status, or LEASE_LOST if another attempt holds it.
 # ARGV: now ms (or '' to only check), lease owner
+# KEYS: delivery key, push key. ARGV: new buildID, ttl. The build either key already names, or
+# the new one claimed under both: {buildID, 1 if new}.
+_CLAIM_DELIVERY = """
+local v = redis.call('GET', KEYS[1])
+if not v then v = redis.call('GET', KEYS[2]) end
+if v then
+  redis.call('SET', KEYS[1], v, 'EX', ARGV[2], 'NX')
+  redis.call('SET', KEYS[2], v, 'EX', ARGV[2], 'NX')
+  return {v, 0}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return {ARGV[1], 1}
+"""
+
 _CHECK_IN = """
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
 if cur == 'BUILDING' and redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[2] then return 'LEASE_LOST' end
@@ -228,6 +245,7 @@ class BuildStore:
         self._claim = client.register_script(_CLAIM)
         self._promote = client.register_script(_PROMOTE)
         self._check_in = client.register_script(_CHECK_IN)
+        self._claim_delivery = client.register_script(_CLAIM_DELIVERY)
         self._append_log = client.register_script(_APPEND_LOG)
         self._publish = client.register_script(_PUBLISH)
         self._finish_region = client.register_script(_FINISH_REGION)
@@ -286,14 +304,16 @@ class BuildStore:
         return [row[0] for row in read_fields(self.r, [f"{P}build:{b}" for b in build_ids], ("projectName",))]
 
     def build_for_delivery(self, project: str, delivery_id: str, create: Callable[[str], dict],
-                           ttl_s: int = 7 * 24 * 3600) -> tuple[dict, bool]:
-        """The build a webhook delivery asked for, created once however often it is delivered.
+                           push: tuple[str, str] | None = None, ttl_s: int = 7 * 24 * 3600) -> tuple[dict, bool]:
+        """The build a webhook delivery asked for, created once however often it is delivered,
+        and once per signed body (`push` = (commit SHA, body digest)) whatever its delivery ID.
         Returns (record, created). The delivery is claimed with a build ID before the build is
         created, so a crash between the two steps is finished by the redelivery."""
-        key = f"{P}delivery:{project}:{delivery_id}"
-        if self.r.set(key, B.new_build_id(), nx=True, ex=ttl_s):
-            return create(self.r.get(key)), True
-        build_id = self.r.get(key)
+        delivery = f"{P}delivery:{project}:{delivery_id}"
+        keys = [delivery, f"{P}push:{project}:{push[0]}:{push[1]}" if push else delivery]
+        build_id, new = self._claim_delivery(keys=keys, args=[B.new_build_id(), ttl_s])
+        if new:
+            return create(build_id), True
         rec = self.get(build_id)
         if rec is not None:
             return rec, False

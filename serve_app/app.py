@@ -100,15 +100,64 @@ def _problems(errors) -> list[dict]:
 _SETTINGS = Settings.from_env()
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses a request body over the limit as it streams in, before any route reads it: a
+    Content-Length over the limit at once, a chunked body when its bytes pass the limit. Either
+    way the answer is 413 and nothing beyond the limit is held in memory."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        s = _SETTINGS
+        limit = s.max_host_report_bytes if scope["path"].startswith("/dc/") else s.max_body_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await self._refuse(send, limit)
+        seen, started = 0, False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send, limit: int) -> None:
+        body = json.dumps({"error": "request body too large", "detail": {"maxBytes": limit}}).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+app.add_middleware(BodyLimit)   # added first, so it sits inside the measuring middleware below
+
+
 @app.middleware("http")
-async def _limit_body_and_measure(request: Request, call_next):
-    s, started = _SETTINGS, time.perf_counter()
-    limit = s.max_host_report_bytes if request.url.path.startswith("/dc/") else s.max_body_bytes
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        response = JSONResponse({"error": "request body too large", "detail": {"maxBytes": limit}}, status_code=413)
-    else:
-        response = await call_next(request)
+async def _measure(request: Request, call_next):
+    started = time.perf_counter()
+    response = await call_next(request)
     tags = {"route": getattr(request.scope.get("route"), "path", "unmatched"), "method": request.method,
             "code": str(response.status_code)}
     metrics.api_requests().inc(tags=tags)
@@ -471,7 +520,8 @@ class GantryAPI:
                    "pusher": decision.pusher}
         rec, created = self.store.build_for_delivery(
             projectName, delivery, lambda build_id: self._queue_build(
-                WEBHOOK_USER, projectName, decision.sha, details, B.DEFAULT_PRIORITY, build_id))
+                WEBHOOK_USER, projectName, decision.sha, details, B.DEFAULT_PRIORITY, build_id),
+            push=(decision.sha, hashlib.sha256(body).hexdigest()))
         superseded = []
         if created and project.get("coalesce") == "1":
             superseded = self.store.supersede_queued(projectName, rec, decision.branch, audit=lambda old: audit.prepare(

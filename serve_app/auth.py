@@ -44,9 +44,13 @@ def verify(secret: str, authorization: str | None) -> Principal:
     projects = claims.get("projects") or []
     if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
         raise ValueError("invalid token: 'projects' must be a list of names")
+    for flag in ("admin", "host"):
+        if not isinstance(claims.get(flag, False), bool):
+            raise ValueError(f"invalid token: '{flag}' must be a JSON boolean")
     rate = claims.get("rate")
     if rate is not None and not (isinstance(rate, list) and len(rate) == 2
                                  and all(isinstance(x, (int, float)) and x > 0 for x in rate)):
         raise ValueError("invalid token: 'rate' must be [requests per second, burst]")
-    return Principal(str(claims["sub"]), frozenset(projects), bool(claims.get("admin")), bool(claims.get("host")),
+    return Principal(str(claims["sub"]), frozenset(projects), claims.get("admin", False) is True,
+                     claims.get("host", False) is True,
                      tuple(rate) if rate else None)
