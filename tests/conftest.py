@@ -107,3 +107,20 @@ def redis_url(tmp_path_factory):
 def pytest_collection_modifyitems(items):
     """Fault tests kill parts of the shared stack; run them after everything else."""
     items.sort(key=lambda item: "test_faults" in item.nodeid)
+
+
+@pytest.fixture
+def browser():
+    """Real headless Chromium (Debian's chromium and chromedriver) driven by Selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "make test installs Debian's chromium and chromium-driver"
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        opts.add_argument(arg)
+    d = webdriver.Chrome(service=Service(driver), options=opts)
+    yield d
+    d.quit()

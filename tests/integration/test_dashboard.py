@@ -2,16 +2,12 @@
 Selenium): load it with a token, see a build appear, deploy it from the page, watch it finish."""
 import os
 import re
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from helpers import make_repo
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -19,19 +15,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 from gantry.serve_app.auth import issue
 
 ARTIFACTS = Path(os.environ.get("GANTRY_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
-
-
-@pytest.fixture
-def browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "make test installs Debian's chromium and chromium-driver"
-    opts = Options()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
-        opts.add_argument(arg)
-    d = webdriver.Chrome(service=Service(driver), options=opts)
-    yield d
-    d.quit()
 
 
 def test_dashboard_shows_a_build_and_deploys_it(stack, api, browser, tmp_path):
