@@ -26,7 +26,7 @@ venv: $(BIN)/gantry
 
 test: setup
 	$(BIN)/python -m pytest -q tests/unit
-	$(BIN)/python -m pytest -q -x tests/integration tests/security
+	$(BIN)/python -m pytest -q -x tests/integration tests/security tests/chaos
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

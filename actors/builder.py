@@ -79,15 +79,18 @@ class CheckIn(threading.Thread):
         self._done.set()
 
 
-def with_redis_retry(fn: Callable, attempts: int = 60, delay_s: float = 2.0):
-    """Run a final state write, riding out a Redis restart."""
-    for i in range(attempts):
+def with_redis_retry(fn: Callable, for_s: float = 180.0, first_delay_s: float = 0.2, max_delay_s: float = 5.0):
+    """Run a state read or write, riding out a Redis restart: retried with capped exponential
+    backoff for `for_s` (an attempt uses its lease's lifetime: past it, the build is another's)."""
+    delay, deadline = first_delay_s, time.monotonic() + for_s
+    while True:
         try:
             return fn()
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-            if i == attempts - 1:
+            if time.monotonic() + delay > deadline:
                 raise
-            time.sleep(delay_s)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
 
 
 class BuildRunner:
@@ -98,12 +101,12 @@ class BuildRunner:
     def run(self, build_id: str, owner: str, worker: str = "") -> str:
         """Run the attempt on `worker` (a node name); returns the status it left the build in."""
         s = self.settings
-        rec = self.store.get(build_id)
+        rec = self._redis(lambda: self.store.get(build_id))
         if rec is None or rec.get("leaseOwner") != owner:
             return "LEASE_LOST"
         worker = worker or socket.gethostname()
-        self.store.set_fields(build_id, {"workerNode": worker, "attempt": owner})
-        project = self.store.get_project(rec["projectName"]) or {}
+        self._redis(lambda: self.store.set_fields(build_id, {"workerNode": worker, "attempt": owner}))
+        project = self._redis(lambda: self.store.get_project(rec["projectName"])) or {}
         checkin = CheckIn(self.store, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
         checkin.start()
         started, outcome = time.monotonic(), "UNKNOWN"
@@ -119,7 +122,8 @@ class BuildRunner:
         except BuildFailed as e:
             self._log(build_id, f"FAILED: {e}")
             outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
-                "error": str(e), "exitCode": e.exit_code, "logTail": self.store.log_tail(build_id, 2048)})
+                "error": str(e), "exitCode": e.exit_code,
+                "logTail": self._redis(lambda: self.store.log_tail(build_id, 2048))})
         except InfraFault as e:
             self._log(build_id, f"infrastructure fault: {e}")
             outcome = self._retry(build_id, owner, str(e))
@@ -175,7 +179,8 @@ class BuildRunner:
             raise BuildFailed(result.reason(cfg.timeout_s), result.exit_code)
         output = open_output(checkout, cfg.output)
         # hosts run these after switching to the release
-        self.store.set_fields(build_id, {"deployStart": cfg.deploy_start, "deployHealth": cfg.deploy_health})
+        self._redis(lambda: self.store.set_fields(build_id, {"deployStart": cfg.deploy_start,
+                                                              "deployHealth": cfg.deploy_health}))
         return output
 
     def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn) -> str:
@@ -205,7 +210,7 @@ class BuildRunner:
                        "bytesSkipped": stats.bytes_skipped, "chunksSkipped": stats.chunks_skipped}
         others = [r.name for r in stack.regions[1:]]
         try:
-            status = with_redis_retry(lambda: self.store.publish_artifact(
+            status = self._redis(lambda: self.store.publish_artifact(
                 build_id, owner, fields, stack.primary.name, others, primary_row))
         except TransitionRefused as e:  # cancelled or given up on while uploading
             self._log(build_id, f"not published: {e}")
@@ -215,21 +220,25 @@ class BuildRunner:
 
     def _finish(self, build_id: str, owner: str, to: BuildStatus, fields: dict) -> str:
         try:
-            with_redis_retry(lambda: self.store.transition(build_id, to, lease_owner=owner, fields=fields))
+            self._redis(lambda: self.store.transition(build_id, to, lease_owner=owner, fields=fields))
             return to.value
         except TransitionRefused as e:
             return e.current or "UNKNOWN"
 
     def _retry(self, build_id: str, owner: str, reason: str) -> str:
-        rec = with_redis_retry(lambda: self.store.get(build_id))
+        rec = self._redis(lambda: self.store.get(build_id))
         if not rec or rec.get("leaseOwner") != owner:
             return "LEASE_LOST"
         s = self.settings
         try:
-            return with_redis_retry(lambda: self.store.retry_or_dead(
+            return self._redis(lambda: self.store.retry_or_dead(
                 rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)).value
         except TransitionRefused as e:
             return e.current or "UNKNOWN"
+
+    def _redis(self, fn: Callable):
+        s = self.settings
+        return with_redis_retry(fn, for_s=s.heartbeat_s * s.heartbeat_misses)
 
     def _sandbox_env(self, rec: dict) -> dict[str, str]:
         details = json.loads(rec.get("buildDetails") or "{}")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 import ray
+import redis
 
 from gantry.actors import audit, metrics
 from gantry.actors.archive import Archiver
@@ -68,8 +70,11 @@ class BuildWorker:
         return self.outcome
 
 
+WORKER_PREFIX = "build-attempt-"
+
+
 def worker_name(owner: str) -> str:
-    return f"build-attempt-{owner}"
+    return WORKER_PREFIX + owner
 
 
 def _loop(step: Callable[[], None], period: Callable[[], float], wakeup: threading.Event) -> None:
@@ -90,6 +95,8 @@ class BuildSchedulerActor:
         self.settings = Settings.from_env()
         self.store = BuildStore(StackConfig.load(stack_file).redis_url)
         self.inflight: dict[ray.ObjectRef, tuple] = {}  # result ref -> (buildID, owner, worker)
+        self._doomed: set = set()      # attempt actors to kill that could not be killed yet
+        self._next_reconcile = 0.0     # at start-up, then every `reconcile_s`
         self.lock = threading.Lock()
         self.scheduler = Scheduler(self.store, self.settings, self._capacity, self._dispatch)
         try:
@@ -128,13 +135,48 @@ class BuildSchedulerActor:
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref in done:
             with self.lock:
-                build_id, owner, worker = self.inflight.pop(ref)
+                build_id, owner, worker = self.inflight[ref]
             try:
                 ray.get(ref)
             except Exception as e:  # the attempt died: its worker or node was lost
-                self.scheduler.attempt_crashed(build_id, owner, f"build worker lost ({type(e).__name__})")
-            ray.kill(worker)
+                try:
+                    self.scheduler.attempt_crashed(build_id, owner, f"build worker lost ({type(e).__name__})")
+                except redis.RedisError:
+                    log.warning("could not record the crash of %s yet (Redis); retrying", build_id)
+                    continue   # stays in flight until its outcome is recorded
+            self._kill(worker)
+            with self.lock:
+                self.inflight.pop(ref, None)
+        if time.monotonic() >= self._next_reconcile:
+            self._reconcile()
         self.scheduler.tick()
+
+    def _kill(self, worker) -> None:
+        """Kill an attempt's actor; one that cannot be killed now is tried again every step."""
+        try:
+            ray.kill(worker, no_restart=True)
+            self._doomed.discard(worker)
+        except Exception:
+            log.exception("could not kill a build attempt actor; will retry")
+            self._doomed.add(worker)
+
+    def _reconcile(self) -> None:
+        """Kill every build-attempt actor that holds no lease in Redis: the orphan of a crash the
+        scheduler never heard of (Redis down at the time, a scheduler restart) would otherwise
+        hold a builder slot for good."""
+        self._next_reconcile = time.monotonic() + self.settings.reconcile_s
+        for worker in list(self._doomed):
+            self._kill(worker)
+        leases = {rec.get("leaseOwner") for rec in self.store.building()}
+        for name in ray.util.list_named_actors():
+            if not name.startswith(WORKER_PREFIX) or name[len(WORKER_PREFIX):] in leases:
+                continue
+            try:
+                worker = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                continue
+            log.warning("killing %s: it holds no lease", name)
+            self._kill(worker)
 
     def wake(self) -> None:
         self.wakeup.set()

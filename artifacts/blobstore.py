@@ -95,16 +95,22 @@ class S3BlobStore:
     """A bucket through the S3 API: multipart for large objects, parallel parts, retries with
     backoff (botocore standard mode). S3 PUTs are atomic per object."""
 
-    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, max_attempts: int = 8):
+    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, max_attempts: int = 8,
+                 timeout_s: float = 60):
         self.bucket = bucket
         self.s3 = boto3.client(
             "s3", endpoint_url=endpoint, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, region_name="us-east-1",
             config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
-                          s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=60,
+                          s3={"addressing_style": "path"}, connect_timeout=min(5, timeout_s), read_timeout=timeout_s,
                           max_pool_connections=16))
         self.transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20,
                                        max_concurrency=4)
+
+    def reachable(self) -> bool:
+        """The bucket answers with these credentials (raises otherwise)."""
+        self.s3.head_bucket(Bucket=self.bucket)
+        return True
 
     def ensure_bucket(self) -> None:
         try:

@@ -182,12 +182,13 @@ class _Client(ABC):
 
 
 class HttpClient(_Client):
-    """Over HTTP. A 429 is retried after its Retry-After, up to `max_429_retries` times."""
+    """Over HTTP. A 429 (rate limited) or 503 (the state store unreachable) is retried after its
+    Retry-After, up to `max_retries` times."""
 
-    def __init__(self, url: str, token: str, timeout_s: float = 30, max_429_retries: int = 3):
+    def __init__(self, url: str, token: str, timeout_s: float = 30, max_retries: int = 10):
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s,
                                  headers={"Authorization": f"Bearer {token}"})
-        self.max_429_retries = max_429_retries
+        self.max_retries = max_retries
 
     def close(self) -> None:
         self.http.close()
@@ -206,11 +207,11 @@ class HttpClient(_Client):
         params = {k: v for k, v in kw.items() if v is not None}
         if fixed:
             params.update(dict(p.split("=", 1) for p in fixed.split("&")))
-        for attempt in range(self.max_429_retries + 1):
+        for attempt in range(self.max_retries + 1):
             r = self.http.request(method, path, params=params, json=body if method != "GET" else None)
-            if r.status_code != 429 or attempt == self.max_429_retries:
+            if r.status_code not in (429, 503) or attempt == self.max_retries:
                 break
-            time.sleep(float(r.headers.get("retry-after", "1")))
+            time.sleep(min(30.0, float(r.headers.get("retry-after", "1"))))
         if r.status_code >= 400:
             try:
                 err = r.json()

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -162,11 +163,16 @@ class NodeDaemon:
         if self.installer.active():
             self.state = "active"
         while not self.stop.is_set():
+            wait = self.interval_s
             try:
                 self.step()
+            except urllib.error.HTTPError as e:
+                log.warning("coordinator answered %s", e.code)
+                if e.code in (429, 503):   # busy or its state store is down: come back when told
+                    wait = max(wait, min(30.0, float(e.headers.get("Retry-After") or wait)))
             except Exception as e:
                 log.warning("coordinator unreachable: %s", e)
-            self.stop.wait(self.interval_s)
+            self.stop.wait(wait)
         self.server.stop()
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import ray
+import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -81,6 +82,20 @@ async def _api_error(_: Request, e: ApiError):
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, e: RequestValidationError):
     return JSONResponse({"error": "invalid request", "detail": _problems(e.errors())}, status_code=422)
+
+
+UNAVAILABLE_RETRY_S = 2
+
+
+async def _unavailable(_: Request, e: Exception):
+    """Redis down or restarting: not the caller's fault and not a bug; try again shortly."""
+    log.warning("state store unreachable: %s", e)
+    return JSONResponse({"error": "unavailable", "detail": "state store unreachable"}, status_code=503,
+                        headers={"Retry-After": str(UNAVAILABLE_RETRY_S)})
+
+
+for _cls in (redis.ConnectionError, redis.TimeoutError):   # BusyLoadingError is a ConnectionError
+    app.add_exception_handler(_cls, _unavailable)
 
 
 @app.exception_handler(Exception)
@@ -246,6 +261,23 @@ def cached(request: Request, body: dict) -> Response:
     if etag in sent or f"W/{etag}" in sent or "*" in sent:
         return Response(status_code=304, headers=headers)
     return Response(raw, media_type="application/json", headers=headers)
+
+
+def _actor_get(ref, timeout_s: float = 30):
+    """An actor call's result; a Redis outage inside the actor surfaces as the API's 503."""
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, (redis.ConnectionError, redis.TimeoutError)):
+            raise e.cause from None
+        raise
+
+
+def _check(probe) -> bool:
+    try:
+        return bool(probe())
+    except Exception:
+        return False
 
 
 # What the in-cluster SDK may call through `invoke`: each name is an `op_<name>` method below.
@@ -698,12 +730,19 @@ class GantryAPI:
     # --- health and the dashboard ------------------------------------------------------------
 
     @app.get("/healthz")
-    def healthz(self) -> dict:
-        try:
-            ok = self.store.ping()
-        except Exception:
-            ok = False
-        return {"ok": ok, "redis": ok}
+    def healthz(self):
+        """Each dependency: Redis, every region's blob store, the Ray actors. 503 if any is down."""
+        checks = {"redis": _check(self.store.ping), "ray": _check(lambda: ray.get(
+            ray.get_actor(MONITOR, namespace=NAMESPACE).ping.remote(), timeout=5))}
+        stores = {r: _check(store.reachable) for r, store in self._health_stores().items()}
+        ok = all(checks.values()) and all(stores.values())
+        return JSONResponse({"ok": ok, **checks, "stores": stores}, status_code=200 if ok else 503)
+
+    def _health_stores(self) -> dict:
+        if not hasattr(self, "_stores"):
+            self._stores = {r.name: s3_for(r, self.stack.s3_access_key, self.stack.s3_secret_key, max_attempts=1,
+                                           timeout_s=2) for r in self.stack.regions}
+        return self._stores
 
     @app.get("/", include_in_schema=False)
     def root(self):
@@ -733,12 +772,12 @@ class GantryAPI:
 
     @app.post("/dc/{dc}/heartbeat")
     def host_heartbeat(self, dc: str, body: HeartbeatIn, request: Request):
-        return ray.get(self._coordinator(request, dc).heartbeat.remote(body.model_dump()), timeout=30)
+        return _actor_get(self._coordinator(request, dc).heartbeat.remote(body.model_dump()))
 
     @app.post("/dc/{dc}/peers")
     def host_peers(self, dc: str, body: PeersIn, request: Request):
         coord = self._coordinator(request, dc)
-        return {"peers": ray.get(coord.peers.remote(body.hostID, body.artifact, body.wanted), timeout=30)}
+        return {"peers": _actor_get(coord.peers.remote(body.hostID, body.artifact, body.wanted))}
 
 
 def build_app(stack_file: str):

@@ -105,8 +105,8 @@ def redis_url(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-    """Fault tests kill parts of the shared stack; run them after everything else."""
-    items.sort(key=lambda item: "test_faults" in item.nodeid)
+    """Fault and chaos tests kill parts of the shared stack; run them after everything else."""
+    items.sort(key=lambda item: ("test_faults" in item.nodeid, "/chaos/" in item.nodeid))
 
 
 @pytest.fixture

@@ -23,8 +23,10 @@ def idle_project(api, tmp_path):
 
 
 def test_healthz_needs_no_token(stack):
-    r = httpx.get(stack.config().api_url + "/healthz")
+    r = httpx.get(stack.config().api_url + "/healthz", timeout=30)
     assert r.status_code == 200 and r.json()["ok"] is True
+    assert r.json()["redis"] is True and r.json()["ray"] is True
+    assert r.json()["stores"] == {region.name: True for region in stack.config().regions}
 
 
 def test_401_without_or_with_a_bad_token(stack, idle_project):
