@@ -21,7 +21,8 @@ from gantry.actors.redis_reads import read_hashes
 
 P = "gantry:"
 ACTIONS = ("project.register", "build.create", "build.cancel", "build.supersede", "deployment.create",
-           "deployment.pause", "deployment.resume", "deployment.abort", "rollback", "archive")
+           "deployment.pause", "deployment.resume", "deployment.abort", "rollback", "archive",
+           "replication.retry")
 
 # A Lua function for scripts that record what they did: audit(ARGV[i]) with an entry from
 # `prepare` ('' records nothing).

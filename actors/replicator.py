@@ -104,12 +104,17 @@ class Replicator:
                                       incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
 
     def _retry(self, build_id: str, error: str, started: float) -> str:
+        """Retry with capped exponential backoff for `replication_give_up_s` from the job's start:
+        a store outage costs time; only one longer than that fails the build (and
+        `op=RETRY` can still restart it)."""
         s = self.settings
         row = self.store.replication_row(build_id, self.region)
         retries = int(row.get("retries", 0))
-        if retries + 1 > s.replication_max_retries:
-            return self._finish(build_id, False, f"gave up after {retries + 1} attempts: {error}", started)
-        delay = min(300.0, s.replication_backoff_s * 2 ** retries)
+        since_s = (self.store.clock() - int(row.get("createdAt") or self.store.clock())) / 1000
+        if since_s >= s.replication_give_up_s:
+            return self._finish(build_id, False, f"gave up after {retries + 1} attempts over {since_s:.0f}s: {error}",
+                                started)
+        delay = min(s.replication_backoff_max_s, s.replication_backoff_s * 2 ** min(retries, 30))
         log.warning("replication of %s to %s failed (%s); retry in %.1fs", build_id, self.region, error, delay)
         self.store.retry_replication(build_id, self.region, self.store.clock() + int(delay * 1000), error)
         return "RETRYING"

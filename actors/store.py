@@ -199,6 +199,35 @@ redis.call('HINCRBY', 'gantry:statuscount', 'DEPLOYING', 1)
 return {1, 'DEPLOYING'}
 """
 
+# Restart the regions whose replication gave up. KEYS: build, its set of regions. ARGV: now, audit
+# entry or ''. Returns the regions restarted; the build goes back to DEPLOYING if it had FAILED.
+_RESTART_REPLICATION = AUDIT_LUA + """
+local id = redis.call('HGET', KEYS[1], 'buildID')
+if not id then return {} end
+local st = redis.call('HGET', KEYS[1], 'buildStatus')
+if st ~= 'DEPLOYING' and not (st == 'FAILED' and redis.call('HGET', KEYS[1], 'replicationFailed') == '1') then
+  return {}
+end
+local restarted = {}
+for _, r in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local row = KEYS[2] .. ':' .. r
+  if redis.call('HGET', row, 'replicationStatus') == 'FAILED' then
+    redis.call('HSET', row, 'replicationStatus', 'PENDING', 'retries', 0, 'error', '', 'createdAt', ARGV[1],
+               'updatedAt', ARGV[1])
+    redis.call('ZADD', 'gantry:replq:' .. r, ARGV[1], id)
+    table.insert(restarted, r)
+  end
+end
+if #restarted > 0 and st == 'FAILED' then
+  redis.call('HSET', KEYS[1], 'buildStatus', 'DEPLOYING', 'error', '', 'replicationFailed', '0')
+  redis.call('HDEL', KEYS[1], 'finishedAt')
+  redis.call('HINCRBY', 'gantry:statuscount', 'FAILED', -1)
+  redis.call('HINCRBY', 'gantry:statuscount', 'DEPLOYING', 1)
+end
+if #restarted > 0 then audit(ARGV[2]) end
+return restarted
+"""
+
 # A region's job ended. KEYS: build. ARGV: region, ok ('1'/'0'), row fields json, now, reason
 # Returns the build's status after it: SUCCEEDED once every row is REPLICATED, FAILED on a
 # failed region; unchanged if the build is no longer DEPLOYING (cancelled meanwhile).
@@ -212,7 +241,8 @@ redis.call('ZREM', 'gantry:replq:' .. ARGV[1], id)
 local st = redis.call('HGET', KEYS[1], 'buildStatus')
 if st ~= 'DEPLOYING' then return st end
 if ARGV[2] == '0' then
-  redis.call('HSET', KEYS[1], 'buildStatus', 'FAILED', 'error', ARGV[5], 'finishedAt', ARGV[4])
+  redis.call('HSET', KEYS[1], 'buildStatus', 'FAILED', 'error', ARGV[5], 'finishedAt', ARGV[4],
+             'replicationFailed', '1')
   redis.call('HINCRBY', 'gantry:statuscount', 'DEPLOYING', -1)
   redis.call('HINCRBY', 'gantry:statuscount', 'FAILED', 1)
   return 'FAILED'
@@ -246,6 +276,7 @@ class BuildStore:
         self._promote = client.register_script(_PROMOTE)
         self._check_in = client.register_script(_CHECK_IN)
         self._claim_delivery = client.register_script(_CLAIM_DELIVERY)
+        self._restart_replication = client.register_script(_RESTART_REPLICATION)
         self._append_log = client.register_script(_APPEND_LOG)
         self._publish = client.register_script(_PUBLISH)
         self._finish_region = client.register_script(_FINISH_REGION)
@@ -492,9 +523,15 @@ class BuildStore:
         key = f"{P}repl:{build_id}:{region}"
         with self.r.pipeline() as p:
             p.hincrby(key, "retries", 1)
-            p.hset(key, mapping={"error": error, "updatedAt": self.clock()})
+            p.hset(key, mapping={"replicationStatus": "RETRYING", "error": error, "updatedAt": self.clock()})
             p.zadd(f"{P}replq:{region}", {build_id: ready_at_ms})
             p.execute()
+
+    def restart_replication(self, build_id: str, audit: str | None = None) -> list[str]:
+        """Start again every region that gave up (its row FAILED); a build that failed only for
+        that is DEPLOYING again. Returns the regions restarted (none: nothing to do)."""
+        return self._restart_replication(keys=[f"{P}build:{build_id}", f"{P}repl:{build_id}"],
+                                         args=[self.clock(), audit or ""])
 
     def finish_replication(self, build_id: str, region: str, ok: bool, reason: str = "") -> str:
         fields = {"replicationStatus": "REPLICATED" if ok else "FAILED", "error": reason}

@@ -95,6 +95,11 @@ def _api_commands(sub) -> None:
     c.add_argument("project")
     c.add_argument("build")
 
+    rp = cmd("replicate", "replication of a build: --retry starts again the regions that gave up", json_out=True)
+    rp.add_argument("project")
+    rp.add_argument("build")
+    rp.add_argument("--retry", action="store_true", required=True)
+
     d = cmd("deploy", "roll a SUCCEEDED build out to every host", json_out=True)
     d.add_argument("project")
     d.add_argument("build")
@@ -234,6 +239,10 @@ def run_api(a) -> int:
     elif a.cmd == "cancel":
         b = c.cancel(a.project, a.build)
         _print(a, b, f"build {b.buildID} {b.buildStatus}")
+    elif a.cmd == "replicate":
+        b = c.retry_replication(a.project, a.build)
+        _print(a, b, f"build {b.buildID} {b.buildStatus}: " + ", ".join(
+            f"{r.region} {r.replicationStatus}" for r in b.replication))
     elif a.cmd in ("deploy", "rollback"):
         acc = c.deploy(a.project, a.build, _strategy(a)) if a.cmd == "deploy" else c.rollback(a.project, a.build)
         return _maybe_wait(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}",

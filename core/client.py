@@ -33,6 +33,7 @@ ROUTES = {
     "get_build": ("GET", "/projects/{projectName}/builds/{buildID}"),
     "get_logs": ("GET", "/projects/{projectName}/builds/{buildID}/logs"),
     "cancel_build": ("PATCH", "/projects/{projectName}/builds/{buildID}?op=CANCEL"),
+    "retry_replication": ("POST", "/projects/{projectName}/builds/{buildID}/replication?op=RETRY"),
     "create_deployment": ("POST", "/projects/{projectName}/deployments"),
     "list_deployments": ("GET", "/projects/{projectName}/deployments"),
     "get_deployment": ("GET", "/projects/{projectName}/deployments/{deploymentID}"),
@@ -130,6 +131,10 @@ class _Client(ABC):
 
     def cancel(self, project: str, build_id: str) -> Build:
         return Build.model_validate(self._call("cancel_build", projectName=project, buildID=build_id))
+
+    def retry_replication(self, project: str, build_id: str) -> Build:
+        """Start again every region whose replication gave up."""
+        return Build.model_validate(self._call("retry_replication", projectName=project, buildID=build_id))
 
     def wait_build(self, project: str, build_id: str, timeout_s: float = 1800, poll_s: float = 1.0,
                    on_update: Callable[[Build], None] | None = None) -> Build:

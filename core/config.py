@@ -39,8 +39,9 @@ class Settings:
     chunk_avg_bytes: int = 4 * MiB      # FastCDC avg_size; chunks average avg + avg/4 (pyfastcdc caps it at 4 MiB)
     upload_concurrency: int = 4         # chunk uploads in flight from a build
     replication_window: int = 4         # chunks in flight per region replicator (backpressure)
-    replication_max_retries: int = 5
-    replication_backoff_s: float = 2.0
+    replication_give_up_s: float = 24 * 3600.0   # a region's job retries this long before it fails
+    replication_backoff_s: float = 2.0           # first retry delay; doubles per retry...
+    replication_backoff_max_s: float = 60.0      # ...up to this
     host_lost_s: float = 15.0           # a host silent this long is marked lost
     rate_user_per_s: float = 20.0       # API requests per user (token bucket; 0 = no limit)
     rate_user_burst: float = 200.0

@@ -282,7 +282,7 @@ def _check(probe) -> bool:
 
 # What the in-cluster SDK may call through `invoke`: each name is an `op_<name>` method below.
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
-           "cancel_build", "create_deployment", "list_deployments", "get_deployment", "deployment_op", "list_hosts",
+           "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment", "deployment_op", "list_hosts",
            "rollback", "audit", "archive")
 
 
@@ -484,6 +484,24 @@ class GantryAPI:
         except TransitionRefused as e:
             raise ApiError(409, "build cannot be cancelled", f"build is {e.current}")
         return self._record(projectName, buildID)
+
+    def op_retry_replication(self, who: auth.Principal, projectName: str, buildID: str) -> dict:
+        project = self._project(who, projectName)
+        self._build(projectName, buildID)
+        self._write_allowed(projectName, project)
+        restarted = self.store.restart_replication(buildID, audit=audit.prepare(
+            who.user, "replication.retry", projectName, buildID))
+        if not restarted:
+            raise ApiError(409, "nothing to retry", "no region of this build gave up on replication")
+        return self._record(projectName, buildID)
+
+    @app.post("/projects/{projectName}/builds/{buildID}/replication", response_model=Build)
+    def post_replication(self, projectName: str, buildID: str, request: Request, op: str = Query(...)):
+        """op=RETRY: start again every region whose replication gave up (the build is DEPLOYING again)."""
+        who = self._principal(request)
+        if op != "RETRY":
+            raise ApiError(400, "unknown op", "supported: op=RETRY")
+        return self.op_retry_replication(who, projectName, buildID)
 
     @app.post("/projects/{projectName}/builds", status_code=202, response_model=BuildAccepted)
     def post_build(self, projectName: str, body: BuildIn, request: Request):

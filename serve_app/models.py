@@ -109,7 +109,7 @@ class Artifact(BaseModel):
 
 class Replication(BaseModel):
     region: str
-    replicationStatus: Literal["PENDING", "REPLICATED", "FAILED"]
+    replicationStatus: Literal["PENDING", "RETRYING", "REPLICATED", "FAILED"]
     bytesTransferred: int
     bytesSkipped: int
     chunksTransferred: int

@@ -29,6 +29,7 @@ TEST_ENV = {
     "GANTRY_CHUNK_AVG_BYTES": str(256 << 10),   # many chunks from small test artifacts
     "GANTRY_REPLICATION_BACKOFF_S": "0.5",
     "GANTRY_REPLICATION_WINDOW": "2",
+    "GANTRY_REPLICATION_BACKOFF_MAX_S": "5",
     "GANTRY_HOST_LOST_S": "10",
     "GANTRY_MAX_ARTIFACT_BYTES": str(256 << 20),   # the security tests reach these caps
     "GANTRY_MAX_ARTIFACT_FILES": "5000",

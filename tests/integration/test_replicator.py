@@ -12,7 +12,7 @@ from gantry.artifacts.publish import publish
 from gantry.builds import BuildStatus
 from gantry.config import Settings
 
-SETTINGS = Settings(replication_max_retries=2, replication_backoff_s=0)
+SETTINGS = Settings(replication_give_up_s=3600, replication_backoff_s=0)
 
 
 @pytest.fixture
@@ -99,6 +99,14 @@ def test_unreachable_store_is_retried_then_given_up(world):
     rep = Replicator("eu", store, primary, region, broken, SETTINGS)
     assert rep.tick() == [(b, "RETRYING")]
     assert rep.tick() == [(b, "RETRYING")]
+    row = store.replication_row(b, "eu")
+    assert row["replicationStatus"] == "RETRYING" and row["retries"] == "2" and "eu store down" in row["error"]
+    assert store.get(b)["buildStatus"] == "DEPLOYING"
+    rep.settings = Settings(replication_give_up_s=0, replication_backoff_s=0)   # past the give-up window
     assert rep.tick() == [(b, "FAILED")]
     rec = store.get(b)
     assert rec["buildStatus"] == "FAILED" and "gave up after 3 attempts" in rec["error"]
+    assert store.restart_replication(b) == ["eu"] and store.get(b)["buildStatus"] == "DEPLOYING"
+    assert store.restart_replication(b) == []                 # nothing gave up any more
+    rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
+    assert rep.tick() == [(b, "SUCCEEDED")]

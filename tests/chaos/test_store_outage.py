@@ -1,0 +1,32 @@
+"""Chaos on the real stack: a region's blob store down for 90 s, past the point where
+replication used to give up (six attempts, about a minute). The build must SUCCEED once the
+store is back, with the region's row showing the retries it took."""
+import signal
+import time
+
+from helpers import reassemble, wait_build
+
+
+def test_a_90s_store_outage_delays_replication_and_loses_nothing(api, stack, new_project, tmp_path):
+    project, sha, _ = new_project("mkdir -p dist && head -c 3000000 /dev/urandom > dist/blob")
+    stack.stop_process("s3-eu-west", signal.SIGKILL)
+    down_at = time.monotonic()
+    try:
+        b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+        rec = wait_build(api, project, b, until={"DEPLOYING", "SUCCEEDED", "FAILED"}, timeout_s=180)
+        assert rec["buildStatus"] == "DEPLOYING", rec
+        while time.monotonic() - down_at < 90:
+            rec = api.get(f"/projects/{project}/builds/{b}").json()
+            assert rec["buildStatus"] == "DEPLOYING", rec
+            time.sleep(2)
+        row = next(r for r in rec["replication"] if r["region"] == "eu-west")
+        assert row["replicationStatus"] == "RETRYING" and row["retries"] >= 6 and row["error"], row
+    finally:
+        stack.respawn("s3-eu-west")
+    rec = wait_build(api, project, b, timeout_s=180)
+    assert rec["buildStatus"] == "SUCCEEDED", rec
+    assert all(r["replicationStatus"] == "REPLICATED" for r in rec["replication"])
+    region = next(r for r in stack.config().regions if r.name == "eu-west")
+    assert (reassemble(stack, region, rec["artifact"]["digest"], tmp_path / "x") / "blob").stat().st_size == 3000000
+    r = api.post(f"/projects/{project}/builds/{b}/replication?op=RETRY")
+    assert r.status_code == 409 and r.json()["error"] == "nothing to retry"
