@@ -8,6 +8,7 @@ ROLLED_BACK, and every datacenter that had moved hosts rolls back too.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Callable
@@ -19,15 +20,17 @@ from gantry.actors.store import BuildStore
 from gantry.actors.tracker import Tracker
 from gantry.actors.waves import Strategy
 
+log = logging.getLogger("gantry.coordinator")
 UNTOUCHED = "UNTOUCHED"   # a datacenter's outcome when a deployment ended before it started
 
 
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], store: DeployStore,
                  builds: BuildStore, lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
-                 origin: dict | None = None, peer_key: str = ""):
+                 origin: dict | None = None, peer_key: str = "", repair: Callable[[str], bool] | None = None):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
         self.peer_key = peer_key   # given to this datacenter's hosts: their peer credential
+        self.repair_chunk = repair or (lambda digest: False)   # re-copies a chunk from the primary
         self.origin = origin or {}   # the region's blob store: {endpoint, bucket}
         self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
         self.tracker = Tracker()
@@ -70,6 +73,11 @@ class Coordinator:
         """chunk digest -> addresses of peers holding it, for the chunks the host still wants."""
         with self.lock:
             return self.tracker.peer_map(artifact, host_id, set(wanted))
+
+    def repair(self, host_id: str, digest: str) -> bool:
+        """A host got a bad copy of `digest` from the region's store: heal the store's copy."""
+        log.warning("host %s in %s got a bad copy of %s from the regional store", host_id, self.dc, digest)
+        return self.repair_chunk(digest)
 
     # --- the loop ---------------------------------------------------------------------------
 

@@ -49,6 +49,12 @@ def replication_bytes():
     return _metric("counter", "gantry_replication_bytes_total", "Bytes copied into a region's blob store", ("region",))
 
 
+def store_repairs():
+    return _metric("counter", "gantry_store_repairs_total",
+                   "Chunks of a region's blob store found bad or missing and copied again from the primary",
+                   ("region", "found_by"))
+
+
 def replication_duration():
     return _metric("histogram", "gantry_replication_duration_seconds", "One artifact's replication to a region",
                    ("region", "outcome"), tuple(DURATION_BOUNDS))

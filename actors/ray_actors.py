@@ -21,6 +21,7 @@ from gantry.actors.monitor import HeartbeatMonitor
 from gantry.actors.replicator import Replicator
 from gantry.actors.scheduler import Scheduler
 from gantry.actors.store import BuildStore
+from gantry.actors.store_repair import Scrubber, repair_chunk
 from gantry.artifacts.blobstore import chunk_key, s3_for
 from gantry.artifacts.chunking import ChunkRef
 from gantry.config import Settings
@@ -275,6 +276,9 @@ class RegionReplicatorActor:
             self.settings)
         threading.Thread(target=_loop, args=(self.replicator.tick, lambda: 0.5, threading.Event()),
                          daemon=True).start()
+        scrubber = Scrubber(region, self.replicator.primary, self.replicator.target, self.settings.scrub_chunks_per_s)
+        threading.Thread(target=_loop, args=(scrubber.run_once, lambda: self.settings.scrub_interval_s,
+                                             threading.Event()), daemon=True).start()
 
     def peak_rss_bytes(self) -> int:
         import resource
@@ -295,10 +299,13 @@ class RolloutCoordinatorActor:
         stack = StackConfig.load(stack_file)
         target = next(r for r in stack.regions if r.name == region)
         store = DeployStore(stack.redis_url)
+        primary = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
+        regional = s3_for(target, stack.s3_access_key, stack.s3_secret_key)
         self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), store, BuildStore(stack.redis_url),
                                        lost_after_s=float(Settings.from_env().host_lost_s),
                                        origin={"endpoint": target.s3_endpoint, "bucket": target.bucket},
-                                       peer_key=dc_key(stack.jwt_secret(), dc))
+                                       peer_key=dc_key(stack.jwt_secret(), dc),
+                                       repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"))
         self.wakeup = threading.Event()
 
         def listen():
@@ -322,6 +329,9 @@ class RolloutCoordinatorActor:
 
     def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
         return self.coordinator.peers(host_id, artifact, wanted)
+
+    def repair(self, host_id: str, digest: str) -> bool:
+        return self.coordinator.repair(host_id, digest)
 
 
 def start_actors(stack_file: str) -> None:

@@ -19,6 +19,12 @@ def chunk_key(digest: str) -> str:
     return f"chunks/{algo}/{hexd[:2]}/{hexd}"
 
 
+def digest_of_key(key: str) -> str | None:
+    """The digest a chunk key names (None for anything else under chunks/)."""
+    parts = key.split("/")
+    return f"{parts[1]}:{parts[3]}" if len(parts) == 4 and parts[0] == "chunks" else None
+
+
 def manifest_key(digest: str) -> str:
     algo, hexd = digest.split(":", 1)
     return f"manifests/{algo}/{hexd}.json"
@@ -46,6 +52,7 @@ class BlobNotFound(KeyError):
 class BlobStore(Protocol):
     def has(self, key: str) -> bool: ...
     def put(self, key: str, data: bytes) -> bool: ...          # True if written, False if present
+    def replace(self, key: str, data: bytes) -> None: ...      # written whatever is there
     def get(self, key: str) -> bytes: ...
     def put_file(self, key: str, path: Path) -> None: ...
     def get_file(self, key: str, path: Path) -> None: ...
@@ -72,6 +79,9 @@ class FsBlobStore:
             return False
         write_atomically(self._path(key), data)
         return True
+
+    def replace(self, key: str, data: bytes) -> None:
+        write_atomically(self._path(key), data)
 
     def get(self, key: str) -> bytes:
         try:
@@ -132,6 +142,9 @@ class S3BlobStore:
             return False
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return True
+
+    def replace(self, key: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def get(self, key: str) -> bytes:
         try:

@@ -134,7 +134,7 @@ class Stack:
     def api_healthy(self, url: str | None = None) -> bool:
         url = url or self.config().api_url
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=15) as r:
                 return json.loads(r.read()).get("ok") is True
         except Exception:
             return False

@@ -42,6 +42,8 @@ class Settings:
     replication_give_up_s: float = 24 * 3600.0   # a region's job retries this long before it fails
     replication_backoff_s: float = 2.0           # first retry delay; doubles per retry...
     replication_backoff_max_s: float = 60.0      # ...up to this
+    scrub_interval_s: float = 6 * 3600.0          # a region's store is re-verified this often...
+    scrub_chunks_per_s: float = 20.0              # ...reading at most this many chunks a second
     host_lost_s: float = 15.0           # a host silent this long is marked lost
     rate_user_per_s: float = 20.0       # API requests per user (token bucket; 0 = no limit)
     rate_user_burst: float = 200.0

@@ -90,6 +90,11 @@ class NodeDaemon:
         except Exception:  # no tracker answer: the origin still serves
             return {}
 
+    def report_corrupt(self, digest: str) -> None:
+        """The regional store served a bad copy: the coordinator heals it before we retry."""
+        log.warning("bad copy of %s from the regional store; asking for a repair", digest)
+        self._post("/repair", {"hostID": self.host_id, "digest": digest})
+
     # --- moving to a build ------------------------------------------------------------------
 
     def _origin(self, reply: dict) -> S3BlobStore:
@@ -117,7 +122,8 @@ class NodeDaemon:
                 t0 = time.monotonic()
                 stats = Downloader(self.cache, lambda d: origin.get(chunk_key(d)), self.peers_for,
                                    download=self.down,
-                                   credential=lambda: self.peer_auth.credential(self.host_id)).fetch(self.manifest)
+                                   credential=lambda: self.peer_auth.credential(self.host_id),
+                                   origin_corrupt=self.report_corrupt).fetch(self.manifest)
                 self.last_download = {"buildID": build_id, "seconds": round(time.monotonic() - t0, 3),
                                       "bytesFromPeers": stats.bytes_from_peers,
                                       "bytesFromOrigin": stats.bytes_from_origin,

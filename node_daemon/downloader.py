@@ -6,7 +6,8 @@ no peer has a chunk, every chunk verified before it is kept.
   origin and trade the rest, and the origin sends each chunk about once (Kraken's behaviour).
 - Concurrency: `workers` chunks at once, each from a randomly chosen peer the tracker offered.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
-  (refused, 404, timeout) is skipped for that chunk.
+  (refused, 404, timeout) is skipped for that chunk. A bad copy from the origin is reported
+  (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
   longer than `endgame_s` from another source; the first verified copy wins.
 - The download cap is a token bucket shared by all workers.
@@ -49,11 +50,13 @@ class Downloader:
                  peers_for: Callable[[set[str]], dict[str, list[str]]], download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
                  rng: random.Random | None = None, peer_refresh_s: float = 0.5,
-                 credential: Callable[[], str] = lambda: ""):
+                 credential: Callable[[], str] = lambda: "",
+                 origin_corrupt: Callable[[str], None] = lambda digest: None):
         """`peers_for(wanted digests)` answers digest -> addresses of peers holding it; it is
         asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
         this host's peer credential, sent with every chunk request."""
         self.credential = credential
+        self.origin_corrupt = origin_corrupt   # reports a bad regional copy, which is then healed
         self.cache, self.origin_get, self.peers_for = cache, origin_get, peers_for
         self.peer_refresh_s = peer_refresh_s
         self._peer_map: dict[str, list[str]] = {}
@@ -137,6 +140,12 @@ class Downloader:
                 data = self._from_origin(ref) if source == ORIGIN else self._from_peer(source, ref)
                 self.cache.put(ref.digest, data)   # verifies
             except ChunkCorrupt:
+                if source == ORIGIN:   # the store's copy is bad: have it healed, then try again
+                    try:
+                        self.origin_corrupt(ref.digest)
+                    except Exception:
+                        pass
+                    continue
                 with lock:
                     stats.blacklisted.add(source)
                 continue

@@ -42,7 +42,7 @@ from gantry.config import Settings
 from gantry.serve_app import auth
 from gantry.serve_app.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage,
                                      CancelIn, Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Error,
-                                     HeartbeatIn, Host, PeersIn, Project, ProjectIn, RollbackIn, StrategyIn,
+                                     HeartbeatIn, Host, PeersIn, Project, ProjectIn, RepairIn, RollbackIn, StrategyIn,
                                      WebhookResult)
 from gantry.topology import StackConfig
 
@@ -796,6 +796,11 @@ class GantryAPI:
     def host_peers(self, dc: str, body: PeersIn, request: Request):
         coord = self._coordinator(request, dc)
         return {"peers": _actor_get(coord.peers.remote(body.hostID, body.artifact, body.wanted))}
+
+    @app.post("/dc/{dc}/repair")
+    def host_repair(self, dc: str, body: RepairIn, request: Request):
+        """The region's copy of a chunk failed verification on a host: copy it again from the primary."""
+        return {"repaired": _actor_get(self._coordinator(request, dc).repair.remote(body.hostID, body.digest), 120)}
 
 
 def build_app(stack_file: str):

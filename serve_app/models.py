@@ -257,6 +257,12 @@ class PeersIn(BaseModel):
     wanted: list[str] = Field(max_length=10_000)
 
 
+class RepairIn(BaseModel):
+    """A host got bytes from its regional store that do not match the chunk's digest."""
+    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    digest: str = Field(pattern=r"^blake3:[0-9a-f]{64}$")
+
+
 class DeploymentSummary(BaseModel):
     deploymentID: str
     buildID: str
