@@ -19,6 +19,7 @@ from gantry.actors.rollout import DONE, ROLLED_BACK, DcRollout, HostView
 from gantry.actors.store import BuildStore
 from gantry.actors.tracker import Tracker
 from gantry.actors.waves import Strategy
+from gantry.builds import BuildStatus
 
 log = logging.getLogger("gantry.coordinator")
 UNTOUCHED = "UNTOUCHED"   # a datacenter's outcome when a deployment ended before it started
@@ -35,6 +36,7 @@ class Coordinator:
         self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
         self.tracker = Tracker()
         self._build_info: dict[str, dict] = {}
+        self._held: set[tuple[str, str]] = set()   # (build, region) whose replica has landed
         self.lock = threading.Lock()
 
     # --- what hosts call (through the API gateway) -------------------------------------------
@@ -103,13 +105,39 @@ class Coordinator:
             if dep:
                 self._drive(dep, snapshot, now)
 
+    def _holds(self, build_id: str, region: str) -> bool:
+        """Whether the region's blob store holds the build: a build is deployable in a region
+        once that region's replica landed, even while others are still replicating."""
+        if (build_id, region) in self._held:
+            return True
+        row = self.builds.replication_row(build_id, region)
+        if row.get("replicationStatus") == "REPLICATED":
+            self._held.add((build_id, region))
+            return True
+        return False
+
     def _my_turn(self, dep: dict) -> bool:
+        """Regions go in the deployment's order; an earlier region still waiting for its replica
+        does not hold up the ones after it."""
         order = json.loads(dep["regions"])
         if self.region not in order:
             return False
         earlier = order[: order.index(self.region)]
         outcomes = self.store.dc_outcomes(dep["deploymentID"])
-        return all(outcomes.get(dc) == DONE for r in earlier for dc in self.dcs_by_region.get(r, []))
+        return all(outcomes.get(dc) == DONE for r in earlier if self._holds(dep["buildID"], r)
+                   for dc in self.dcs_by_region.get(r, []))
+
+    def _replica_missing(self, dep: dict) -> bool:
+        """True while this region waits for the build's replica; a build that ended without one
+        fails the deployment."""
+        if self._holds(dep["buildID"], self.region):
+            return False
+        rec = self.builds.get(dep["buildID"]) or {}
+        status = rec.get("buildStatus", "missing")
+        if status not in (BuildStatus.DEPLOYING.value, BuildStatus.SUCCEEDED.value):
+            self.store.set_status(dep["deploymentID"], "FAILED", ACTIVE,
+                                  f"build {dep['buildID']} is {status}: {rec.get('error') or 'no replica in ' + self.region}")
+        return True
 
     def _drive(self, dep: dict, hosts: dict[str, HostView], now: float) -> None:
         dep_id, status = dep["deploymentID"], dep["status"]
@@ -120,6 +148,8 @@ class Coordinator:
             return
         saved = self.store.load_rollout(dep_id, self.dc)
         rollout = DcRollout.from_dict(saved) if saved else None
+        if rollout is None and status != "ROLLED_BACK" and self._replica_missing(dep):
+            return
         if status == "ROLLED_BACK":
             if rollout is None:  # never started here: nothing to take back
                 self.store.mark_dc(dep_id, self.dc, UNTOUCHED)

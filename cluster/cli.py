@@ -100,7 +100,7 @@ def _api_commands(sub) -> None:
     rp.add_argument("build")
     rp.add_argument("--retry", action="store_true", required=True)
 
-    d = cmd("deploy", "roll a SUCCEEDED build out to every host", json_out=True)
+    d = cmd("deploy", "roll a SUCCEEDED (or DEPLOYING) build out to every host", json_out=True)
     d.add_argument("project")
     d.add_argument("build")
     d.add_argument("--steps", help="waves, e.g. 1,0.1,0.5,1.0 (host counts or fractions)")

@@ -584,9 +584,11 @@ class GantryAPI:
     # --- deployments ------------------------------------------------------------------------
 
     def _deployable(self, project: str, build_id: str) -> dict:
+        """A SUCCEEDED build, or a DEPLOYING one: a region deploys it once its replica lands."""
         rec, archived = self._find(project, build_id)
-        if rec["buildStatus"] != BuildStatus.SUCCEEDED.value:
-            raise ApiError(409, "build is not deployable", f"build is {rec['buildStatus']}; only SUCCEEDED builds deploy")
+        if rec["buildStatus"] not in (BuildStatus.SUCCEEDED.value, BuildStatus.DEPLOYING.value):
+            raise ApiError(409, "build is not deployable",
+                           f"build is {rec['buildStatus']}; only SUCCEEDED or DEPLOYING builds deploy")
         if archived:
             raise ApiError(409, "build is archived", "archived builds are not deployed; build the commit again")
         return rec
@@ -611,13 +613,21 @@ class GantryAPI:
         regions, everyone, current = [], [], None
         outcomes = self.deploys.dc_outcomes(dep["deploymentID"])
         running = self.deploys.dc_current(dep["projectName"])
+        replicas = {row["region"]: row for row in self.store.replication_rows(dep["buildID"])}
         for region in self.stack.regions:
             dcs, in_region = [], []
+            row = replicas.get(region.name) or {}
+            waiting = None
+            if dep["status"] in ACTIVE and row.get("replicationStatus", "REPLICATED") != "REPLICATED":
+                waiting = (f"waiting for the build's replica in {region.name} ({row['replicationStatus']}"
+                           + (f": {row['error']}" if row.get("error") else "") + ")")
             for dc in region.datacenters:
                 hosts = self.deploys.hosts(dc)
                 in_region += hosts
                 r = self.deploys.load_rollout(dep["deploymentID"], dc)
-                dcs.append({"dc": dc, "currentBuildID": running.get(dc), "phase": r["phase"] if r else None, "wave": r["wave"] + 1 if r else None,
+                dcs.append({"dc": dc, "currentBuildID": running.get(dc),
+                            "phase": r["phase"] if r else ("WAITING_FOR_REPLICA" if waiting else None),
+                            "waiting": None if r else waiting, "wave": r["wave"] + 1 if r else None,
                             "waves": len(r["waves"]) if r else None, "hosts": host_counts(hosts, dep["buildID"])})
                 if r and current is None and outcomes.get(dc) != "DONE":
                     current = region.name

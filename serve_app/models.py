@@ -200,6 +200,7 @@ class DcProgress(BaseModel):
     dc: str
     currentBuildID: str | None = None   # what the datacenter runs now, for this project
     phase: str | None
+    waiting: str | None = None          # why it has not started: its region's replica is not there yet
     wave: int | None
     waves: int | None
     hosts: HostCounts
