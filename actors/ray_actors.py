@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Callable
 
 import ray
 import redis
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from gantry.actors import audit, metrics
 from gantry.actors.archive import Archiver
@@ -97,6 +99,7 @@ class BuildSchedulerActor:
         self.store = BuildStore(StackConfig.load(stack_file).redis_url)
         self.inflight: dict[ray.ObjectRef, tuple] = {}  # result ref -> (buildID, owner, worker)
         self._doomed: set = set()      # attempt actors to kill that could not be killed yet
+        self._suspect: dict[str, float] = {}   # node ID -> until when no attempt goes there
         self._next_reconcile = 0.0     # at start-up, then every `reconcile_s`
         self.lock = threading.Lock()
         self.scheduler = Scheduler(self.store, self.settings, self._capacity, self._dispatch)
@@ -108,17 +111,32 @@ class BuildSchedulerActor:
         threading.Thread(target=_loop, args=(self._step, lambda: self.settings.scheduler_poll_s,
                                              self.wakeup), daemon=True).start()
 
+    def _builder_nodes(self) -> dict[str, int]:
+        """Builder nodes to place attempts on (node ID -> slots): alive in Ray's view, and not
+        one an attempt just died on. Ray lists a dead node's capacity for some seconds; an
+        attempt placed there would be lost too, and charged to its build a second time."""
+        now = time.monotonic()
+        self._suspect = {n: until for n, until in self._suspect.items() if until > now}
+        return {n["NodeID"]: int(n["Resources"].get(BUILDER_RESOURCE, 0)) for n in ray.nodes()
+                if n["Alive"] and n["Resources"].get(BUILDER_RESOURCE) and n["NodeID"] not in self._suspect}
+
     def _capacity(self) -> int:
-        return int(ray.cluster_resources().get(BUILDER_RESOURCE, 0))
+        return sum(self._builder_nodes().values())
 
     def _dispatch(self, build_id: str, owner: str) -> None:
-        worker = BuildWorker.options(name=worker_name(owner), namespace=NAMESPACE,
-                                     lifetime="detached").remote(build_id, owner, self.stack_file)
-        self._track(build_id, owner, worker)
-
-    def _track(self, build_id: str, owner: str, worker) -> None:
+        nodes = self._builder_nodes()
         with self.lock:
-            self.inflight[worker.result.remote()] = (build_id, owner, worker)
+            busy = Counter(node for (_, _, _, node) in self.inflight.values())
+        node = min(nodes, key=lambda n: busy[n] / nodes[n]) if nodes else None
+        options = {"name": worker_name(owner), "namespace": NAMESPACE, "lifetime": "detached"}
+        if node:   # pinned: Ray alone might still pick a node that is already gone
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        worker = BuildWorker.options(**options).remote(build_id, owner, self.stack_file)
+        self._track(build_id, owner, worker, node)
+
+    def _track(self, build_id: str, owner: str, worker, node: str | None) -> None:
+        with self.lock:
+            self.inflight[worker.result.remote()] = (build_id, owner, worker, node)
 
     def _reattach(self) -> None:
         """After a restart: follow attempts started by the previous incarnation."""
@@ -128,7 +146,7 @@ class BuildSchedulerActor:
                 worker = ray.get_actor(worker_name(owner), namespace=NAMESPACE)
             except ValueError:
                 continue  # never started or already gone: the heartbeat monitor handles it
-            self._track(rec["buildID"], owner, worker)
+            self._track(rec["buildID"], owner, worker, rec.get("workerNode") or None)
 
     def _step(self) -> None:
         with self.lock:
@@ -136,10 +154,12 @@ class BuildSchedulerActor:
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref in done:
             with self.lock:
-                build_id, owner, worker = self.inflight[ref]
+                build_id, owner, worker, node = self.inflight[ref]
             try:
                 ray.get(ref)
             except Exception as e:  # the attempt died: its worker or node was lost
+                if node:   # place nothing there until Ray has made up its mind about the node
+                    self._suspect[node] = time.monotonic() + self.settings.node_suspect_s
                 try:
                     self.scheduler.attempt_crashed(build_id, owner, f"build worker lost ({type(e).__name__})")
                 except redis.RedisError:

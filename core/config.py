@@ -34,6 +34,7 @@ class Settings:
     sandbox_uid: int = 65534
     scheduler_poll_s: float = 0.5
     reconcile_s: float = 10.0           # how often the scheduler kills attempt actors that hold no lease
+    node_suspect_s: float = 30.0        # no attempt is placed on a node where one just died, for this long
     max_body_bytes: int = 64 * 1024
     max_host_report_bytes: int = 4 * MiB   # a heartbeat lists the chunks a host holds
     chunk_avg_bytes: int = 4 * MiB      # FastCDC avg_size; chunks average avg + avg/4 (pyfastcdc caps it at 4 MiB)
