@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver
 
-.PHONY: setup apt venv test unit integration demo down clean
+.PHONY: setup apt venv test unit integration chaos demo down clean
 
 setup: apt venv
 
@@ -30,6 +30,9 @@ test: setup
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
+
+chaos: setup
+	$(BIN)/python -m pytest -q -x tests/chaos
 
 demo: setup
 	$(BIN)/python -m gantry.cluster.demo

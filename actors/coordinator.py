@@ -128,14 +128,14 @@ class Coordinator:
                    for dc in self.dcs_by_region.get(r, []))
 
     def _replica_missing(self, dep: dict) -> bool:
-        """True while this region waits for the build's replica; a build that ended without one
-        fails the deployment."""
+        """True while this region waits for the build's replica. A build that ended without one
+        is a failed build: the deployment rolls back wherever it had moved hosts."""
         if self._holds(dep["buildID"], self.region):
             return False
         rec = self.builds.get(dep["buildID"]) or {}
         status = rec.get("buildStatus", "missing")
         if status not in (BuildStatus.DEPLOYING.value, BuildStatus.SUCCEEDED.value):
-            self.store.set_status(dep["deploymentID"], "FAILED", ACTIVE,
+            self.store.set_status(dep["deploymentID"], ROLLED_BACK, ACTIVE,
                                   f"build {dep['buildID']} is {status}: {rec.get('error') or 'no replica in ' + self.region}")
         return True
 

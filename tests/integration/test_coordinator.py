@@ -36,9 +36,20 @@ class Host:
         return reply
 
 
+def replica(r, build_id, region, status="REPLICATED", build_status="SUCCEEDED"):
+    """A build whose replica in `region` is in `status` (as the replicators leave it)."""
+    r.hset(f"gantry:build:{build_id}", mapping={"buildID": build_id, "buildStatus": build_status})
+    r.sadd(f"gantry:repl:{build_id}", region)
+    r.hset(f"gantry:repl:{build_id}:{region}", mapping={"region": region, "replicationStatus": status})
+
+
 @pytest.fixture
 def world(redis_url):
-    redis.Redis.from_url(redis_url).flushdb()
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    for build_id in ("b1", "b2"):
+        for region in REGIONS:
+            replica(r, build_id, region)
     clock = Clock()
     store = DeployStore(redis_url, clock=lambda: int(clock() * 1000))
     builds = BuildStore(redis_url)
@@ -147,3 +158,38 @@ def test_peers_come_from_the_tracker(world):
     c.heartbeat("b", "10.0.0.2:7000", "active", None, artifact="m", chunks=["c1", "c2"], complete=True)
     assert c.peers("a", "m", ["c2"]) == {"c2": ["10.0.0.2:7000"]}
     assert sorted(c.peers("z", "m", ["c1"])["c1"]) == ["10.0.0.1:7000", "10.0.0.2:7000"]
+
+
+def test_a_region_waits_for_its_replica_and_the_others_go_on(world, redis_url):
+    store, coords, clock = world
+    r = redis.Redis.from_url(redis_url)
+    replica(r, "b3", "us-east", build_status="DEPLOYING")
+    replica(r, "b3", "eu-west", "RETRYING", build_status="DEPLOYING")
+    dep = store.create("web", "b3", None, FAST, ["eu-west", "us-east"], "alice")   # eu-west first
+    hosts = fleet(coords)
+    run(coords, hosts, clock)
+    assert store.dc_outcomes(dep["deploymentID"]) == {"us-east-a": "DONE"}   # not held up by eu-west
+    assert store.get(dep["deploymentID"])["status"] == "IN_PROGRESS"
+    assert all(h.active is None for h in hosts["eu-west"])
+    replica(r, "b3", "eu-west", build_status="SUCCEEDED")                      # the replica lands
+    run(coords, hosts, clock)
+    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert all(h.active == "b3" for hs in hosts.values() for h in hs)
+
+
+def test_a_build_that_fails_replication_rolls_its_deployment_back(world, redis_url):
+    store, coords, clock = world
+    r = redis.Redis.from_url(redis_url)
+    replica(r, "b4", "us-east", build_status="DEPLOYING")
+    replica(r, "b4", "eu-west", "RETRYING", build_status="DEPLOYING")
+    hosts = fleet(coords)
+    store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock)
+    dep = store.create("web", "b4", "b1", FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=8)
+    assert any(h.active == "b4" for h in hosts["us-east"])                  # us-east had moved
+    replica(r, "b4", "eu-west", "FAILED", build_status="FAILED")
+    run(coords, hosts, clock)
+    d = store.get(dep["deploymentID"])
+    assert d["status"] == "ROLLED_BACK" and "b4 is FAILED" in d["reason"], d
+    assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # a failed build runs nowhere
