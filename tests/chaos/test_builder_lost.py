@@ -3,20 +3,12 @@
 What must hold: the build that ran there is retried once and SUCCEEDS (the node's death is
 charged to it once, even though Ray lists the dead node's capacity for a while), the other
 build is untouched, and the scheduler has no attempt left in flight."""
-import time
 
 import ray
 
 from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
 from gantry.actors.store import BuildStore
-from helpers import host_processes_matching, wait_build
-
-
-def wait_until(check, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+from helpers import host_processes_matching, wait_build, wait_until
 
 
 def test_a_lost_builder_costs_its_build_one_retry(api, stack, new_project):

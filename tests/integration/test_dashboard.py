@@ -6,7 +6,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 from helpers import make_repo
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC

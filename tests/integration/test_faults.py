@@ -8,14 +8,7 @@ import ray
 
 from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
 from gantry.actors.store import BuildStore
-from helpers import host_processes_matching, wait_build
-
-
-def wait_until(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+from helpers import host_processes_matching, wait_build, wait_until
 
 
 def test_scheduler_killed_mid_run_loses_nothing(api, stack, new_project):

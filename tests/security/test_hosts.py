@@ -20,7 +20,6 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.daemon import NodeDaemon
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
-from gantry.node_daemon.peer_server import PeerServer
 from gantry.peerauth import HEADER, PeerAuth, dc_key
 from helpers import wait_build
 
