@@ -29,7 +29,7 @@ import httpx
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.builds import BuildStatus
 from gantry.cluster.stack import Stack, free_port
-from gantry.config import Settings
+from gantry.settings import Settings
 from gantry.serve_app.auth import issue
 from sample_repo import commit_build
 

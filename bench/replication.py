@@ -32,12 +32,12 @@ from pathlib import Path
 import httpx
 import ray
 
-from gantry.actors.ray_actors import NAMESPACE, replicator_name
+from gantry.constants import NAMESPACE, replicator_name
 from gantry.actors.store import BuildStore
 from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.publish import publish
 from gantry.cluster.stack import Stack, free_port
-from gantry.config import Settings
+from gantry.settings import Settings
 from gantry.serve_app.auth import issue
 from sample_repo import commit_build
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gantry.client import _Client
-from gantry.serve_app.models import Build, Deployment
+from gantry.models import Build, Deployment
 
 STYLE = {"SUCCEEDED": "green", "COMPLETED": "green", "REPLICATED": "green", "FAILED": "red", "DEAD": "red",
          "ROLLED_BACK": "red", "ABORTED": "red", "CANCELLED": "yellow", "SUPERSEDED": "yellow", "PAUSED": "yellow"}

@@ -21,7 +21,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, Region, StackConfig, region_resource, write_private
+from gantry.constants import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
+from gantry.topology import Region, StackConfig, write_private
 
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
 HOST = "127.0.0.1"
@@ -77,7 +78,7 @@ def deploy_services(stack_file: str, api_port: int, host: str = HOST) -> None:
     import ray
     from ray import serve
 
-    from gantry.actors.ray_actors import start_actors
+    from gantry.actors.start import start_actors
     from gantry.serve_app.app import build_app
     start_actors(stack_file)
     serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": api_port})

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 
-from gantry.serve_app.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage,
+from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage,
                                      BuildSummary, Deployment, DeploymentAccepted, DeploymentPage, Host, Project)
 
 TERMINAL_BUILD = ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD")

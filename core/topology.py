@@ -10,15 +10,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# Ray custom resources the code schedules on (ray-cluster.yaml must offer the same).
-HEAD_RESOURCE = "gantry-head"   # control actors and the API live on the head node
-BUILDER_RESOURCE = "builder"    # one unit per concurrent build
-
-
-def region_resource(region: str) -> str:
-    return f"region:{region}"
-
-
 @dataclass(frozen=True)
 class Region:
     name: str

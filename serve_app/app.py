@@ -29,18 +29,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gantry import builds as B
 from gantry import webhook
 from gantry.actors import metrics
-from gantry.actors.archive import ArchiveReader, list_page
+from gantry.actors.build.archive import ArchiveReader, list_page
 from gantry.actors import audit
 from gantry.actors.audit import AuditLog
 from gantry.actors.deploy_store import ACTIVE, DeployStore
 from gantry.actors.ratelimit import RateLimited, RateLimiter
-from gantry.actors.ray_actors import HEAD, MONITOR, NAMESPACE, SCHEDULER, coordinator_name
+from gantry.constants import HEAD, MONITOR, NAMESPACE, SCHEDULER, coordinator_name
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.artifacts.blobstore import s3_for
 from gantry.builds import BuildStatus
-from gantry.config import Settings
+from gantry.settings import Settings
 from gantry.serve_app import auth
-from gantry.serve_app.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage,
+from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage,
                                      CancelIn, Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Error,
                                      HeartbeatIn, Host, PeersIn, Project, ProjectIn, RepairIn, RollbackIn, StrategyIn,
                                      WebhookResult)

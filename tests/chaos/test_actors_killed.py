@@ -6,7 +6,7 @@ import time
 
 import ray
 
-from gantry.actors.ray_actors import NAMESPACE, SCHEDULER, coordinator_name
+from gantry.constants import NAMESPACE, SCHEDULER, coordinator_name
 from helpers import wait_build, wait_until
 
 SLOW = {"steps": [1, 0.5, 1.0], "minHealthy": 0.9, "bakeS": 2}

@@ -6,7 +6,7 @@ build is untouched, and the scheduler has no attempt left in flight."""
 
 import ray
 
-from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
+from gantry.constants import NAMESPACE, SCHEDULER
 from gantry.actors.store import BuildStore
 from helpers import host_processes_matching, wait_build, wait_until
 

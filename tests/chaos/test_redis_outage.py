@@ -9,7 +9,7 @@ import time
 import httpx
 import ray
 
-from gantry.actors.ray_actors import NAMESPACE, WORKER_PREFIX
+from gantry.constants import NAMESPACE, WORKER_PREFIX
 from helpers import wait_build
 
 

@@ -11,7 +11,7 @@ from helpers import commit, make_repo
 
 from gantry.client import GantryError, HttpClient, InClusterClient
 from gantry.serve_app.auth import issue
-from gantry.serve_app.models import Build, BuildPage, Deployment
+from gantry.models import Build, BuildPage, Deployment
 
 GANTRY = str(Path(sys.executable).parent / "gantry")
 

@@ -4,7 +4,7 @@ heartbeat and obey their targets (the real daemon is tested elsewhere)."""
 import pytest
 import redis
 
-from gantry.actors.coordinator import Coordinator
+from gantry.actors.rollout.coordinator import Coordinator
 from gantry.actors.deploy_store import DeployStore
 from gantry.actors.store import BuildStore
 

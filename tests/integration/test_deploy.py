@@ -10,7 +10,7 @@ from gantry.actors.deploy_store import DeployStore
 from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
-from gantry.actors.ray_actors import NAMESPACE, coordinator_name
+from gantry.constants import NAMESPACE, coordinator_name
 from conftest import client
 from gantry.serve_app.auth import issue
 from helpers import RoguePeer, commit, wait_build

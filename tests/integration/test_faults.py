@@ -6,7 +6,7 @@ import time
 
 import ray
 
-from gantry.actors.ray_actors import NAMESPACE, SCHEDULER
+from gantry.constants import NAMESPACE, SCHEDULER
 from gantry.actors.store import BuildStore
 from helpers import host_processes_matching, wait_build, wait_until
 

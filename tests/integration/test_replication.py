@@ -3,7 +3,7 @@ import time
 
 import ray
 
-from gantry.actors.ray_actors import NAMESPACE, replicator_name
+from gantry.constants import NAMESPACE, replicator_name
 from gantry.actors.store import BuildStore
 from gantry.artifacts.blobstore import chunk_key, manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest

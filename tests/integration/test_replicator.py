@@ -5,12 +5,12 @@ import os
 import pytest
 import redis
 
-from gantry.actors.replicator import Replicator, direct_fetch
+from gantry.actors.replication.replicator import Replicator, direct_fetch
 from gantry.actors.store import BuildStore
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.publish import publish
 from gantry.builds import BuildStatus
-from gantry.config import Settings
+from gantry.settings import Settings
 
 SETTINGS = Settings(replication_give_up_s=3600, replication_backoff_s=0)
 

@@ -2,7 +2,7 @@
 import os
 import uuid
 
-from gantry.actors.seccomp import denied_syscalls
+from gantry.actors.build.sandbox.seccomp import denied_syscalls
 from helpers import host_processes_matching, wait_build
 
 

@@ -2,10 +2,10 @@
 import pytest
 import redis
 
-from gantry.actors.monitor import HeartbeatMonitor
+from gantry.actors.build.monitor import HeartbeatMonitor
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.builds import BuildStatus as S
-from gantry.config import Settings
+from gantry.settings import Settings
 
 SHA = "a" * 40
 

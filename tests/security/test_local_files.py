@@ -10,8 +10,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from gantry.actors.builder import BuildRunner, InfraFault
-from gantry.config import Settings
+from gantry.actors.build.attempt import BuildRunner, InfraFault
+from gantry.settings import Settings
 from gantry.topology import StackConfig
 
 NOBODY = 65534

@@ -1,7 +1,7 @@
 """Findings 3 and 14: what a build can do to its own sandbox, on the real stack."""
 import re
 
-from gantry.actors.seccomp import CLONE3, clone_number, denied_syscalls
+from gantry.actors.build.sandbox.seccomp import CLONE3, clone_number, denied_syscalls
 from helpers import host_processes_matching, wait_build
 
 CLONE_NEWUSER, CLONE_NEWNET, SIGCHLD = 0x10000000, 0x40000000, 17

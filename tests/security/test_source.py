@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gantry.actors import source
+from gantry.actors.build import source
 from helpers import git, make_repo, wait_build
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from gantry.actors.buildconfig import ConfigError, load
+from gantry.actors.build.buildconfig import ConfigError, load
 
 
 def write(tmp_path, text):

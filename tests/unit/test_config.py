@@ -1,4 +1,4 @@
-from gantry.config import Settings
+from gantry.settings import Settings
 
 
 def test_defaults_match_the_issue():

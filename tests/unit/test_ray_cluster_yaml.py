@@ -4,7 +4,7 @@ from pathlib import Path
 import yaml
 
 from gantry.cluster.stack import DEFAULT_REGIONS
-from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
+from gantry.constants import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 
 CONFIG = yaml.safe_load((Path(__file__).parents[2] / "ray-cluster.yaml").read_text())
 TYPES = CONFIG["available_node_types"]

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from gantry.actors.builder import BuildFailed, open_output
-from gantry.actors.buildconfig import ConfigError, read_file
+from gantry.actors.build.attempt import BuildFailed, open_output
+from gantry.actors.build.buildconfig import ConfigError, read_file
 from gantry.artifacts.safepath import UnsafePath, open_beneath, resolve_link, write_marker
 
 

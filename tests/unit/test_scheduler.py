@@ -1,7 +1,7 @@
 """Scheduler logic with a stand-in for the store's queue (the real store is tested against Redis)."""
-from gantry.actors.scheduler import Scheduler
+from gantry.actors.build.scheduler import Scheduler
 from gantry.builds import BuildStatus
-from gantry.config import Settings
+from gantry.settings import Settings
 
 
 class QueueOnly:

@@ -2,7 +2,7 @@ import struct
 
 import pytest
 
-from gantry.actors.seccomp import build_filter, denied_syscalls
+from gantry.actors.build.sandbox.seccomp import build_filter, denied_syscalls
 
 
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])

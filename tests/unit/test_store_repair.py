@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from gantry.actors.store_repair import Scrubber, repair_chunk
+from gantry.actors.replication.repair import Scrubber, repair_chunk
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.chunking import digest_of
 from gantry.artifacts.publish import publish

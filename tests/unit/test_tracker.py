@@ -1,6 +1,6 @@
 import random
 
-from gantry.actors.tracker import Tracker
+from gantry.actors.rollout.tracker import Tracker
 
 A = "blake3:" + "a" * 64
 

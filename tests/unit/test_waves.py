@@ -1,6 +1,6 @@
 import pytest
 
-from gantry.actors.waves import DEFAULT_STEPS, Strategy, gate_failed_already, gate_passes, plan_waves
+from gantry.actors.rollout.waves import DEFAULT_STEPS, Strategy, gate_failed_already, gate_passes, plan_waves
 
 
 def hosts(n):

@@ -21,15 +21,17 @@ from typing import Callable
 
 import redis
 
-from gantry.actors import buildconfig, metrics, source
-from gantry.actors.sandbox import Limits, Sandbox
+from gantry.actors import metrics
+from gantry.actors.build import buildconfig, source
+from gantry.actors.build.sandbox.bwrap import Sandbox
+from gantry.actors.build.sandbox.limits import Limits
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
 from gantry.artifacts.safepath import DIR_FLAGS, UnsafePath, open_beneath
 from gantry.artifacts.publish import publish
 from gantry.builds import ENV_NAME_RE, BuildStatus
-from gantry.config import Settings
+from gantry.settings import Settings
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.builder")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from gantry.actors.waves import Strategy, gate_failed_already, gate_passes, plan_waves
+from gantry.actors.rollout.waves import Strategy, gate_failed_already, gate_passes, plan_waves
 
 ROLLING, BAKING, DONE = "ROLLING", "BAKING", "DONE"
 ROLLING_BACK, ROLLED_BACK, PAUSED = "ROLLING_BACK", "ROLLED_BACK", "PAUSED"

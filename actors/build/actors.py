@@ -1,7 +1,7 @@
-"""The Ray shells: build attempts and the detached scheduler and monitor actors.
+"""The build plane's Ray shells: build attempts, and the detached scheduler and monitor actors.
 
-Each only wires a plain class (`BuildRunner`, `Scheduler`, `HeartbeatMonitor`) to Ray and runs
-its loop. All live in namespace `gantry`; the actors pin to the head node (`gantry-head`).
+Each only wires a plain class (`BuildRunner`, `Scheduler`, `HeartbeatMonitor`, `Archiver`) to
+Ray and runs its loop. The actors pin to the head node (`gantry-head`).
 """
 from __future__ import annotations
 
@@ -9,38 +9,26 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable
 
 import ray
 import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from gantry.actors import audit, metrics
-from gantry.actors.archive import Archiver
-from gantry.actors.builder import BuildRunner
-from gantry.actors.deploy_store import CHANNEL, DeployStore
-from gantry.actors.monitor import HeartbeatMonitor
-from gantry.actors.replicator import Replicator
-from gantry.actors.scheduler import Scheduler
+from gantry.actors import metrics
+from gantry.actors.build.archive import Archiver
+from gantry.actors.build.attempt import BuildRunner
+from gantry.actors.build.monitor import HeartbeatMonitor
+from gantry.actors.build.scheduler import Scheduler
+from gantry.actors.loop import start_loop
 from gantry.actors.store import BuildStore
-from gantry.actors.store_repair import Scrubber, repair_chunk
-from gantry.artifacts.blobstore import chunk_key, s3_for
-from gantry.artifacts.chunking import ChunkRef
-from gantry.config import Settings
-from gantry.peerauth import dc_key
-from gantry.topology import BUILDER_RESOURCE, HEAD_RESOURCE, StackConfig, region_resource
+from gantry.actors.deploy_store import DeployStore
+from gantry.actors import audit
+from gantry.artifacts.blobstore import s3_for
+from gantry.constants import BUILDER_RESOURCE, HEAD, NAMESPACE, WORKER_PREFIX, worker_name
+from gantry.settings import Settings
+from gantry.topology import StackConfig
 
-log = logging.getLogger("gantry.actors")
-
-NAMESPACE = "gantry"
-SCHEDULER = "build-scheduler"
-MONITOR = "build-monitor"
-_PINNED = 0.001  # a sliver of a region's resource: pins to its node without limiting concurrency
-
-
-def replicator_name(region: str) -> str:
-    return f"replicator-{region}"
-HEAD = {HEAD_RESOURCE: 0.001}
+log = logging.getLogger("gantry.actors.build")
 
 
 @ray.remote(num_cpus=0, resources={BUILDER_RESOURCE: 1}, max_restarts=0, max_concurrency=2)
@@ -73,24 +61,6 @@ class BuildWorker:
         return self.outcome
 
 
-WORKER_PREFIX = "build-attempt-"
-
-
-def worker_name(owner: str) -> str:
-    return WORKER_PREFIX + owner
-
-
-def _loop(step: Callable[[], None], period: Callable[[], float], wakeup: threading.Event) -> None:
-    """Call `step` forever; a failing step (Redis restarting) is logged and retried."""
-    while True:
-        try:
-            step()
-        except Exception:
-            log.exception("step failed; retrying")
-        wakeup.wait(period())
-        wakeup.clear()
-
-
 @ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
 class BuildSchedulerActor:
     def __init__(self, stack_file: str):
@@ -108,8 +78,7 @@ class BuildSchedulerActor:
         except Exception:
             log.exception("could not re-attach to running builds; the monitor will recover them")
         self.wakeup = threading.Event()
-        threading.Thread(target=_loop, args=(self._step, lambda: self.settings.scheduler_poll_s,
-                                             self.wakeup), daemon=True).start()
+        start_loop(self._step, lambda: self.settings.scheduler_poll_s, self.wakeup)
 
     def _builder_nodes(self) -> dict[str, int]:
         """Builder nodes to place attempts on (node ID -> slots): alive in Ray's view, and not
@@ -223,7 +192,7 @@ class BuildMonitorActor:
         for step, period in ((self.monitor.sweep, max(0.5, s.heartbeat_s / 2)),
                              (self._gauges, s.metrics_interval_s),
                              (self._scheduled_archive, s.archive_interval_s)):
-            threading.Thread(target=_loop, args=(step, lambda p=period: p, threading.Event()), daemon=True).start()
+            start_loop(step, lambda p=period: p)
 
     def _gauges(self) -> None:
         metrics.queue_depth().set(self.store.queue_depth())
@@ -244,130 +213,3 @@ class BuildMonitorActor:
 
     def ping(self) -> bool:
         return True
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=16)
-class ChunkReaderActor:
-    """On the primary region's node: reads chunks from its store into the Ray object store, from
-    which the object manager carries them to the replicators. Long-lived, so no worker process
-    is started per chunk."""
-
-    def __init__(self, stack_file: str):
-        stack = StackConfig.load(stack_file)
-        self.store = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
-
-    def read(self, digest: str) -> bytes:
-        return self.store.get(chunk_key(digest))
-
-
-def reader_name(region: str) -> str:
-    return f"chunk-reader-{region}"
-
-
-def object_store_fetch(primary: str, window: int):
-    """Chunks carried from the primary region by the Ray object manager, at most `window` in
-    flight (backpressure: a 10 GB artifact never needs more than window x chunk size)."""
-    def fetch(refs: list[ChunkRef]):
-        reader = ray.get_actor(reader_name(primary), namespace=NAMESPACE)
-        pending: list[tuple[ChunkRef, ray.ObjectRef]] = []
-        for ref in refs:
-            pending.append((ref, reader.read.remote(ref.digest)))
-            if len(pending) >= window:
-                first, obj = pending.pop(0)
-                yield first, ray.get(obj)
-        for first, obj in pending:
-            yield first, ray.get(obj)
-    return fetch
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class RegionReplicatorActor:
-    """Replicates artifacts into one region's store; pinned to that region's node."""
-
-    def __init__(self, stack_file: str, region: str):
-        stack = StackConfig.load(stack_file)
-        self.settings = Settings.from_env()
-        target = next(r for r in stack.regions if r.name == region)
-        self.replicator = Replicator(
-            region, BuildStore(stack.redis_url),
-            s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
-            s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
-            object_store_fetch(stack.primary.name, self.settings.replication_window),
-            self.settings)
-        threading.Thread(target=_loop, args=(self.replicator.tick, lambda: 0.5, threading.Event()),
-                         daemon=True).start()
-        scrubber = Scrubber(region, self.replicator.primary, self.replicator.target, self.settings.scrub_chunks_per_s)
-        threading.Thread(target=_loop, args=(scrubber.run_once, lambda: self.settings.scrub_interval_s,
-                                             threading.Event()), daemon=True).start()
-
-    def peak_rss_bytes(self) -> int:
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def coordinator_name(dc: str) -> str:
-    return f"coordinator-{dc}"
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
-class RolloutCoordinatorActor:
-    """One datacenter's coordinator, pinned to its region. Hosts reach it through the API
-    gateway; it wakes on desired-state changes (Redis pub/sub) and re-reads every 0.5 s anyway."""
-
-    def __init__(self, stack_file: str, dc: str, region: str):
-        from gantry.actors.coordinator import Coordinator
-        stack = StackConfig.load(stack_file)
-        target = next(r for r in stack.regions if r.name == region)
-        store = DeployStore(stack.redis_url)
-        primary = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
-        regional = s3_for(target, stack.s3_access_key, stack.s3_secret_key)
-        self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), store, BuildStore(stack.redis_url),
-                                       lost_after_s=float(Settings.from_env().host_lost_s),
-                                       origin={"endpoint": target.s3_endpoint, "bucket": target.bucket},
-                                       peer_key=dc_key(stack.jwt_secret(), dc),
-                                       repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"))
-        self.wakeup = threading.Event()
-
-        def listen():
-            while True:
-                try:
-                    pubsub = store.r.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(CHANNEL)
-                    for _ in pubsub.listen():
-                        self.wakeup.set()
-                except Exception:
-                    log.exception("desired-state subscription lost; re-subscribing")
-                    threading.Event().wait(1)
-        threading.Thread(target=listen, daemon=True).start()
-        threading.Thread(target=_loop, args=(self.coordinator.tick, lambda: 0.5, self.wakeup), daemon=True).start()
-
-    def heartbeat(self, report: dict) -> dict:
-        return self.coordinator.heartbeat(
-            report["hostID"], report["address"], report["state"], report.get("activeBuildID"),
-            report.get("error") or "", report.get("artifact"), report.get("chunks") or [],
-            bool(report.get("complete")), report.get("download"), report.get("targetBuildID"))
-
-    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
-        return self.coordinator.peers(host_id, artifact, wanted)
-
-    def repair(self, host_id: str, digest: str) -> bool:
-        return self.coordinator.repair(host_id, digest)
-
-
-def start_actors(stack_file: str) -> None:
-    """Create the detached actors if they are not running (idempotent)."""
-    for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor)):
-        cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(stack_file)
-    stack = StackConfig.load(stack_file)
-    ChunkReaderActor.options(
-        name=reader_name(stack.primary.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        resources={region_resource(stack.primary.name): _PINNED}).remote(stack_file)
-    for region in stack.regions:
-        for dc in region.datacenters:
-            RolloutCoordinatorActor.options(
-                name=coordinator_name(dc), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-                resources={region_resource(region.name): _PINNED}).remote(stack_file, dc, region.name)
-    for region in stack.regions[1:]:
-        RegionReplicatorActor.options(
-            name=replicator_name(region.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            resources={region_resource(region.name): _PINNED}).remote(stack_file, region.name)

@@ -1,5 +1,5 @@
 """Last step before a sandboxed build: join cgroups, set rlimits, drop to an unprivileged user,
-then exec bubblewrap. Run as `python -m gantry.actors.sandbox_launch` by `sandbox.Sandbox`.
+then exec bubblewrap. Run as `python -m gantry.actors.build.sandbox.launch` by `sandbox.Sandbox`.
 
 A separate process (not a preexec_fn) because the Ray worker that starts a build is threaded.
 """

@@ -1,7 +1,7 @@
 """The build scheduler: takes queued builds, in priority then arrival order, as builder
 capacity frees up, and hands each to `dispatch` (in the stack: a Ray task on a `builder` node).
 
-Plain logic over the store; `ray_actors.BuildSchedulerActor` runs it. Nothing here is held only
+Plain logic over the store; `actors.BuildSchedulerActor` runs it. Nothing here is held only
 in memory: queued builds are in the queue, running builds record their own results, and a lost
 one is re-queued by the heartbeat monitor.
 """
@@ -12,7 +12,7 @@ import uuid
 from typing import Callable
 
 from gantry.actors.store import BuildStore, TransitionRefused
-from gantry.config import Settings
+from gantry.settings import Settings
 
 log = logging.getLogger("gantry.scheduler")
 

@@ -6,7 +6,7 @@ import logging
 
 from gantry.actors.store import BuildStore, TransitionRefused
 from gantry.builds import heartbeat_expired
-from gantry.config import Settings
+from gantry.settings import Settings
 
 log = logging.getLogger("gantry.monitor")
 

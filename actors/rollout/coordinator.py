@@ -1,5 +1,5 @@
 """One datacenter's rollout coordinator: host registry, tracker, and the datacenter's share of
-each project's deployment. Plain logic over Redis; `ray_actors.RolloutCoordinatorActor` runs it.
+each project's deployment. Plain logic over Redis; `actors.RolloutCoordinatorActor` runs it.
 
 Regions go one after another in the deployment's order: a datacenter starts only when every
 datacenter of the earlier regions is DONE. A datacenter that rolls back marks the deployment
@@ -15,10 +15,10 @@ from typing import Callable
 
 from gantry.actors import metrics
 from gantry.actors.deploy_store import ACTIVE, DeployStore
-from gantry.actors.rollout import DONE, ROLLED_BACK, DcRollout, HostView
+from gantry.actors.rollout.dc_rollout import DONE, ROLLED_BACK, DcRollout, HostView
 from gantry.actors.store import BuildStore
-from gantry.actors.tracker import Tracker
-from gantry.actors.waves import Strategy
+from gantry.actors.rollout.tracker import Tracker
+from gantry.actors.rollout.waves import Strategy
 from gantry.builds import BuildStatus
 
 log = logging.getLogger("gantry.coordinator")

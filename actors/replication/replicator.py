@@ -20,7 +20,7 @@ from gantry.artifacts.chunking import ChunkRef
 from gantry.artifacts.manifest import BadManifest, Manifest
 from gantry.artifacts.unpack import ChunkCorrupt, verified
 from gantry.builds import BuildStatus
-from gantry.config import Settings
+from gantry.settings import Settings
 
 log = logging.getLogger("gantry.replicator")
 

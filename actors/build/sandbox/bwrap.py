@@ -15,129 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gantry.actors.seccomp import build_filter
+from gantry.actors.build.sandbox.cgroups import Cgroup
+from gantry.actors.build.sandbox.limits import Limits, Result
+from gantry.actors.build.sandbox.seccomp import build_filter
 
-CGROUP_ROOT = Path(os.environ.get("GANTRY_CGROUP_ROOT", "/sys/fs/cgroup"))
 ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "passwd", "group",
              "nsswitch.conf", "localtime", "ssl", "ca-certificates", "os-release", "mime.types"]
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-@dataclass
-class Limits:
-    memory_bytes: int
-    pids: int
-    cpus: float
-    timeout_s: float
-    file_bytes: int
-
-
-@dataclass
-class Result:
-    exit_code: int | None = None     # the command's own exit status; None if it never ran
-    timed_out: bool = False
-    oom_killed: bool = False
-    cancelled: bool = False
-    setup_error: str = ""            # set when bubblewrap failed before the command ran
-
-    @property
-    def sandbox_failed(self) -> bool:
-        return self.exit_code is None and not (self.timed_out or self.cancelled)
-
-    def reason(self, timeout_s: float) -> str:
-        if self.cancelled:
-            return "cancelled"
-        if self.timed_out:
-            return f"timed out after {timeout_s:g}s"
-        if self.oom_killed:
-            return "killed: memory limit exceeded"
-        if self.sandbox_failed:
-            return f"sandbox failed: {self.setup_error}"
-        if self.exit_code and self.exit_code > 128:
-            return f"killed by signal {self.exit_code - 128}"
-        return f"build command exited with code {self.exit_code}"
-
-
-class Cgroup:
-    """One cgroup per build under `gantry/` in every controller we can write (v1), or in the
-    unified hierarchy (v2). `available()` is False where the host does not let us."""
-
-    def __init__(self, name: str, limits: Limits, root: Path = CGROUP_ROOT):
-        self.v2 = (root / "cgroup.controllers").exists()
-        self.dirs: dict[str, Path] = {}
-        if self.v2:
-            self._make("unified", root / "gantry" / name, {
-                "memory.max": limits.memory_bytes, "memory.swap.max": 0, "pids.max": limits.pids,
-                "cpu.max": f"{int(limits.cpus * 100000)} 100000"}, parent=root / "gantry")
-        else:
-            self._make("memory", root / "memory/gantry" / name,
-                       {"memory.limit_in_bytes": limits.memory_bytes})
-            self._make("pids", root / "pids/gantry" / name, {"pids.max": limits.pids})
-            self._make("cpu", root / "cpu/gantry" / name,
-                       {"cpu.cfs_period_us": 100000, "cpu.cfs_quota_us": int(limits.cpus * 100000)})
-
-    def _make(self, controller: str, path: Path, settings: dict, parent: Path | None = None) -> None:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            if parent is not None:  # v2: controllers must be enabled for children
-                (parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
-            for k, v in settings.items():
-                try:
-                    (path / k).write_text(str(v))
-                except OSError:
-                    if k not in ("memory.swap.max",):
-                        raise
-            self.dirs[controller] = path
-        except OSError:
-            try:
-                path.rmdir()
-            except OSError:
-                pass
-
-    def has(self, controller: str) -> bool:
-        return "unified" in self.dirs or controller in self.dirs
-
-    def procs_files(self) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.dirs.values()]
-
-    def oom_killed(self) -> bool:
-        for d in self.dirs.values():
-            for fname in ("memory.events", "memory.oom_control"):
-                try:
-                    for line in (d / fname).read_text().splitlines():
-                        k, _, v = line.partition(" ")
-                        if k == "oom_kill" and int(v) > 0:
-                            return True
-                except (OSError, ValueError):
-                    pass
-        return False
-
-    def kill_all(self) -> None:
-        for d in self.dirs.values():
-            try:
-                if self.v2:
-                    (d / "cgroup.kill").write_text("1")
-                for pid in (d / "cgroup.procs").read_text().split():
-                    os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-
-    def remove(self) -> None:
-        for d in self.dirs.values():
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # still busy with exiting processes
-                    self.kill_all()
-                    time.sleep(0.1)
 
 
 def _bwrap_args(workspace: Path, status_fd: int) -> list[str]:
@@ -191,7 +79,7 @@ class Sandbox:
         _write_private(seccomp_file, build_filter())
         _write_private(args_file, _env_args(env))
         status_r, status_w = os.pipe()
-        launcher = [sys.executable, "-m", "gantry.actors.sandbox_launch", "--uid", str(self.uid),
+        launcher = [sys.executable, "-m", "gantry.actors.build.sandbox.launch", "--uid", str(self.uid),
                     "--gid", str(self.uid), "--seccomp-file", str(seccomp_file), "--args-file", str(args_file)]
         for f in cg.procs_files():
             launcher += ["--cgroup-procs", f]

@@ -1,0 +1,88 @@
+"""A build's cgroup: memory, pids and CPU limits where the host lets us write them (v1 or v2)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from gantry.actors.build.sandbox.limits import Limits
+
+CGROUP_ROOT = Path(os.environ.get("GANTRY_CGROUP_ROOT", "/sys/fs/cgroup"))
+
+
+class Cgroup:
+    """One cgroup per build under `gantry/` in every controller we can write (v1), or in the
+    unified hierarchy (v2). `available()` is False where the host does not let us."""
+
+    def __init__(self, name: str, limits: Limits, root: Path = CGROUP_ROOT):
+        self.v2 = (root / "cgroup.controllers").exists()
+        self.dirs: dict[str, Path] = {}
+        if self.v2:
+            self._make("unified", root / "gantry" / name, {
+                "memory.max": limits.memory_bytes, "memory.swap.max": 0, "pids.max": limits.pids,
+                "cpu.max": f"{int(limits.cpus * 100000)} 100000"}, parent=root / "gantry")
+        else:
+            self._make("memory", root / "memory/gantry" / name,
+                       {"memory.limit_in_bytes": limits.memory_bytes})
+            self._make("pids", root / "pids/gantry" / name, {"pids.max": limits.pids})
+            self._make("cpu", root / "cpu/gantry" / name,
+                       {"cpu.cfs_period_us": 100000, "cpu.cfs_quota_us": int(limits.cpus * 100000)})
+
+    def _make(self, controller: str, path: Path, settings: dict, parent: Path | None = None) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if parent is not None:  # v2: controllers must be enabled for children
+                (parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+            for k, v in settings.items():
+                try:
+                    (path / k).write_text(str(v))
+                except OSError:
+                    if k not in ("memory.swap.max",):
+                        raise
+            self.dirs[controller] = path
+        except OSError:
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+    def has(self, controller: str) -> bool:
+        return "unified" in self.dirs or controller in self.dirs
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def oom_killed(self) -> bool:
+        for d in self.dirs.values():
+            for fname in ("memory.events", "memory.oom_control"):
+                try:
+                    for line in (d / fname).read_text().splitlines():
+                        k, _, v = line.partition(" ")
+                        if k == "oom_kill" and int(v) > 0:
+                            return True
+                except (OSError, ValueError):
+                    pass
+        return False
+
+    def kill_all(self) -> None:
+        for d in self.dirs.values():
+            try:
+                if self.v2:
+                    (d / "cgroup.kill").write_text("1")
+                for pid in (d / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+    def remove(self) -> None:
+        for d in self.dirs.values():
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # still busy with exiting processes
+                    self.kill_all()
+                    time.sleep(0.1)

@@ -1,0 +1,36 @@
+"""The replication plane's Ray shell: one replicator per region, pinned to that region's node."""
+from __future__ import annotations
+
+import ray
+
+from gantry.actors.loop import start_loop
+from gantry.actors.replication.repair import Scrubber
+from gantry.actors.replication.replicator import Replicator
+from gantry.actors.replication.transport import object_store_fetch
+from gantry.actors.store import BuildStore
+from gantry.artifacts.blobstore import s3_for
+from gantry.settings import Settings
+from gantry.topology import StackConfig
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RegionReplicatorActor:
+    """Replicates artifacts into one region's store; pinned to that region's node."""
+
+    def __init__(self, stack_file: str, region: str):
+        stack = StackConfig.load(stack_file)
+        self.settings = Settings.from_env()
+        target = next(r for r in stack.regions if r.name == region)
+        self.replicator = Replicator(
+            region, BuildStore(stack.redis_url),
+            s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
+            s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
+            object_store_fetch(stack.primary.name, self.settings.replication_window),
+            self.settings)
+        start_loop(self.replicator.tick, lambda: 0.5)
+        scrubber = Scrubber(region, self.replicator.primary, self.replicator.target, self.settings.scrub_chunks_per_s)
+        start_loop(scrubber.run_once, lambda: self.settings.scrub_interval_s)
+
+    def peak_rss_bytes(self) -> int:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,63 @@
+"""The deploy plane's Ray shell: one rollout coordinator per datacenter, pinned to its region."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import ray
+
+from gantry.actors.deploy_store import CHANNEL, DeployStore
+from gantry.actors.loop import start_loop
+from gantry.actors.replication.repair import repair_chunk
+from gantry.actors.rollout.coordinator import Coordinator
+from gantry.actors.store import BuildStore
+from gantry.artifacts.blobstore import s3_for
+from gantry.peerauth import dc_key
+from gantry.settings import Settings
+from gantry.topology import StackConfig
+
+log = logging.getLogger("gantry.actors.rollout")
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
+class RolloutCoordinatorActor:
+    """One datacenter's coordinator, pinned to its region. Hosts reach it through the API
+    gateway; it wakes on desired-state changes (Redis pub/sub) and re-reads every 0.5 s anyway."""
+
+    def __init__(self, stack_file: str, dc: str, region: str):
+        stack = StackConfig.load(stack_file)
+        target = next(r for r in stack.regions if r.name == region)
+        store = DeployStore(stack.redis_url)
+        primary = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
+        regional = s3_for(target, stack.s3_access_key, stack.s3_secret_key)
+        self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), store, BuildStore(stack.redis_url),
+                                       lost_after_s=float(Settings.from_env().host_lost_s),
+                                       origin={"endpoint": target.s3_endpoint, "bucket": target.bucket},
+                                       peer_key=dc_key(stack.jwt_secret(), dc),
+                                       repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"))
+        self.wakeup = threading.Event()
+
+        def listen():
+            while True:
+                try:
+                    pubsub = store.r.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(CHANNEL)
+                    for _ in pubsub.listen():
+                        self.wakeup.set()
+                except Exception:
+                    log.exception("desired-state subscription lost; re-subscribing")
+                    threading.Event().wait(1)
+        threading.Thread(target=listen, daemon=True).start()
+        start_loop(self.coordinator.tick, lambda: 0.5, self.wakeup)
+
+    def heartbeat(self, report: dict) -> dict:
+        return self.coordinator.heartbeat(
+            report["hostID"], report["address"], report["state"], report.get("activeBuildID"),
+            report.get("error") or "", report.get("artifact"), report.get("chunks") or [],
+            bool(report.get("complete")), report.get("download"), report.get("targetBuildID"))
+
+    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
+        return self.coordinator.peers(host_id, artifact, wanted)
+
+    def repair(self, host_id: str, digest: str) -> bool:
+        return self.coordinator.repair(host_id, digest)

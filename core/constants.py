@@ -1,0 +1,39 @@
+"""Names shared by every process: the Ray namespace, the detached actors' names and the Ray
+custom resources the code schedules on (ray-cluster.yaml offers the same)."""
+from __future__ import annotations
+
+NAMESPACE = "gantry"
+
+# Detached actors, found again by name after a restart.
+SCHEDULER = "build-scheduler"
+MONITOR = "build-monitor"
+WORKER_PREFIX = "build-attempt-"   # + the attempt's lease owner
+
+
+def worker_name(owner: str) -> str:
+    return WORKER_PREFIX + owner
+
+
+def replicator_name(region: str) -> str:
+    return f"replicator-{region}"
+
+
+def reader_name(region: str) -> str:
+    return f"chunk-reader-{region}"
+
+
+def coordinator_name(dc: str) -> str:
+    return f"coordinator-{dc}"
+
+
+# Ray custom resources.
+HEAD_RESOURCE = "gantry-head"   # control actors and the API live on the head node
+BUILDER_RESOURCE = "builder"    # one unit per concurrent build
+
+
+def region_resource(region: str) -> str:
+    return f"region:{region}"
+
+
+HEAD = {HEAD_RESOURCE: 0.001}   # what an actor asks for to live on the head node
+PINNED = 0.001   # a sliver of a region's resource: pins to its node without limiting concurrency
