@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from gantry.actors.store import BuildStore, TransitionRefused
-from gantry.builds import BuildStatus
+from gantry.state import State, TransitionRefused
+from gantry.statuses import BuildStatus
 from gantry.cluster.stack import Stack, free_port
 from gantry.settings import Settings
 from gantry.serve_app.auth import issue
@@ -125,10 +125,10 @@ def main() -> int:
                   headers=auth).raise_for_status()
         hooks = timed_loop(lambda c: deliver(c, base, secret, sha), a.seconds, 4)
         # 5. archive: finish everything queued, move it all to Parquet, then page through it
-        store = BuildStore(cfg.redis_url)
-        for m in store.index_members("bench", 1_000_000, None):
+        store = State(cfg.redis_url)
+        for m in store.builds.index("bench", 1_000_000, None):
             try:
-                store.transition(m.split(":")[1], BuildStatus.CANCELLED)
+                store.builds.transition(m.split(":")[1], BuildStatus.CANCELLED)
             except TransitionRefused:
                 pass
         t0 = time.perf_counter()
@@ -170,7 +170,7 @@ def main() -> int:
           f"({len(lists) / a.seconds:.0f} req/s)")
     print(f"GET  /builds/{{id}}   p99 {result['getOneP99Ms']:>7} ms   ({len(ones) / a.seconds:.0f} req/s)")
     print(f"queue -> BUILDING   p50 {result['queueToBuildingP50Ms']:>7} ms   (the scheduler polls every "
-          f"{Settings.from_env().scheduler_poll_s * 1000:g} ms and is nudged on each POST)")
+          f"{Settings().scheduler_poll_s * 1000:g} ms and is nudged on each POST)")
     print(f"GET  /builds/{{id}}   304 p50 {result['getOne304P50Ms']:>5} ms   (If-None-Match with its ETag)")
     print(f"POST /webhooks      {result['webhookPerS']:>8} req/s   p99 {result['webhookP99Ms']} ms (signed pushes)")
     print(f"archive             {result['archivedBuilds']} builds in {archive_s:.1f}s = {result['archivePerS']} builds/s")

@@ -33,7 +33,7 @@ import httpx
 import ray
 
 from gantry.constants import NAMESPACE, replicator_name
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.publish import publish
 from gantry.cluster.stack import Stack, free_port
@@ -75,7 +75,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     size = a.size_mb << 20
-    settings = Settings.from_env()
+    settings = Settings()
 
     work = Path(tempfile.mkdtemp(prefix="gantry-bench-repl-"))
     stack = Stack(work / "home")
@@ -123,7 +123,7 @@ def main() -> int:
         delta = max(r["bytesTransferred"] for r in second["replication"] if r["region"] != cfg.primary.name)
 
         stack.connect()
-        rss = [int(BuildStore(cfg.redis_url).get(first["buildID"]).get("workerPeakRssBytes") or 0)]
+        rss = [int(State(cfg.redis_url).builds.get(first["buildID"]).get("workerPeakRssBytes") or 0)]
         rss += [ray.get(ray.get_actor(replicator_name(r.name), namespace=NAMESPACE).peak_rss_bytes.remote())
                 for r in cfg.regions[1:]]
     finally:

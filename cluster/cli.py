@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from gantry.cluster.stack import DEFAULT_REGIONS, Stack
+from gantry.statuses import BuildStatus, DeploymentStatus
 
 EXIT_FAILED, EXIT_API = 1, 2
 
@@ -217,7 +218,7 @@ def run_api(a) -> int:
         acc = c.build(a.project, a.sha, env=env or None, priority=a.priority)
         return _maybe_wait(a, acc, f"build {acc.buildID} {acc.buildStatus}",
                            lambda: progress.watch_build(c, a.project, acc.buildID, console),
-                           lambda b: b.buildStatus == "SUCCEEDED")
+                           lambda b: b.buildStatus == BuildStatus.SUCCEEDED)
     elif a.cmd == "builds":
         page = c.builds(a.project, a.limit, a.cursor)
         text = _table([[b.buildID, b.buildStatus, b.commitSHA[:12], b.createdAt] for b in page.builds],
@@ -247,7 +248,7 @@ def run_api(a) -> int:
         acc = c.deploy(a.project, a.build, _strategy(a)) if a.cmd == "deploy" else c.rollback(a.project, a.build)
         return _maybe_wait(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}",
                            lambda: progress.watch_deployment(c, a.project, acc.deploymentID, console),
-                           lambda d: d.status == "COMPLETED")
+                           lambda d: d.status == DeploymentStatus.COMPLETED)
     elif a.cmd == "deployments":
         if a.deployment:
             d = c.deployment(a.project, a.deployment)

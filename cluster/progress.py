@@ -14,9 +14,12 @@ from rich.text import Text
 
 from gantry.client import _Client
 from gantry.models import Build, Deployment
+from gantry.statuses import BuildStatus as B
+from gantry.statuses import DeploymentStatus as D
+from gantry.statuses import ReplicationStatus as R
 
-STYLE = {"SUCCEEDED": "green", "COMPLETED": "green", "REPLICATED": "green", "FAILED": "red", "DEAD": "red",
-         "ROLLED_BACK": "red", "ABORTED": "red", "CANCELLED": "yellow", "SUPERSEDED": "yellow", "PAUSED": "yellow"}
+STYLE = {B.SUCCEEDED: "green", D.COMPLETED: "green", R.REPLICATED: "green", B.FAILED: "red", B.DEAD: "red",
+         D.ROLLED_BACK: "red", D.ABORTED: "red", B.CANCELLED: "yellow", D.SUPERSEDED: "yellow", D.PAUSED: "yellow"}
 
 
 def _status(s: str) -> Text:
@@ -41,7 +44,7 @@ def build_view(b: Build, log_tail: str) -> Panel:
     if b.error:
         parts.append(Text(f"error: {b.error}", style="red"))
     lines = [ln for ln in log_tail.splitlines() if ln.strip()][-8:]
-    if lines and b.buildStatus in ("QUEUED", "BUILDING") or b.buildStatus in ("FAILED", "DEAD"):
+    if lines and b.buildStatus in (B.QUEUED, B.BUILDING) or b.buildStatus in (B.FAILED, B.DEAD):
         parts.append(Panel(Text("\n".join(lines)), title="log", title_align="left", border_style="dim"))
     if b.replication:
         size = b.artifact.size if b.artifact and b.artifact.size else 0

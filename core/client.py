@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterator
 
 import httpx
 
-from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage,
-                                     BuildSummary, Deployment, DeploymentAccepted, DeploymentPage, Host, Project)
+from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
+                           DeploymentAccepted, DeploymentPage, Host, Project)
+from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL
 
-TERMINAL_BUILD = ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD")
-TERMINAL_DEPLOYMENT = ("COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED")
+TERMINAL_BUILD = BUILD_TERMINAL
+TERMINAL_DEPLOYMENT = DEPLOYMENT_TERMINAL
 
 # op -> (HTTP method, path template); other keyword arguments become the query string, `body` the JSON body
 ROUTES = {

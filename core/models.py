@@ -6,8 +6,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gantry.builds import DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
+from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
-Status = Literal["QUEUED", "BUILDING", "DEPLOYING", "SUCCEEDED", "FAILED", "CANCELLED", "DEAD"]
+H = HostState
+ReportedState = Literal[H.IDLE, H.DOWNLOADING, H.ACTIVE, H.FAILED]   # lost is the coordinator's word
+
 
 
 class Error(BaseModel):
@@ -84,14 +87,14 @@ class BuildAccepted(BaseModel):
     buildID: str
     projectName: str
     commitSHA: str
-    buildStatus: Status
+    buildStatus: BuildStatus
     createdAt: str
 
 
 class BuildSummary(BaseModel):
     buildID: str
     commitSHA: str
-    buildStatus: Status
+    buildStatus: BuildStatus
     createdAt: str
 
 
@@ -109,7 +112,7 @@ class Artifact(BaseModel):
 
 class Replication(BaseModel):
     region: str
-    replicationStatus: Literal["PENDING", "RETRYING", "REPLICATED", "FAILED"]
+    replicationStatus: ReplicationStatus
     bytesTransferred: int
     bytesSkipped: int
     chunksTransferred: int
@@ -123,7 +126,7 @@ class Build(BaseModel):
     buildID: str
     projectName: str
     commitSHA: str
-    buildStatus: Status
+    buildStatus: BuildStatus
     buildDetails: dict
     priority: int | None
     createdAt: str
@@ -199,7 +202,7 @@ class HostCounts(BaseModel):
 class DcProgress(BaseModel):
     dc: str
     currentBuildID: str | None = None   # what the datacenter runs now, for this project
-    phase: str | None
+    phase: DcPhase | None
     waiting: str | None = None          # why it has not started: its region's replica is not there yet
     wave: int | None
     waves: int | None
@@ -217,7 +220,7 @@ class Deployment(BaseModel):
     projectName: str
     buildID: str
     previousBuildID: str | None
-    status: Literal["PENDING", "IN_PROGRESS", "PAUSED", "COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED"]
+    status: DeploymentStatus
     reason: str | None
     strategy: dict
     createdAt: str
@@ -242,7 +245,7 @@ class HeartbeatIn(BaseModel):
     hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     region: str = Field(max_length=64)
     address: str = Field(max_length=128)
-    state: Literal["idle", "downloading", "active", "failed"]
+    state: ReportedState
     activeBuildID: str | None = None
     targetBuildID: str | None = None   # the last target this host was given (so the report is about it)
     error: str = Field(default="", max_length=1000)

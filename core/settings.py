@@ -1,19 +1,20 @@
-"""Tunables, each overridable by an environment variable GANTRY_<NAME>.
+"""Tunables, each overridable by an environment variable GANTRY_<NAME> (pydantic-settings).
 
-Read through `settings()` at the point of use so that a process started with a
-different environment (a test stack, a Ray node) sees its own values.
+Each process builds its own `Settings()` when it starts, so a process started with a different
+environment (a test stack, a Ray node) sees its own values.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1 << 30
 MiB = 1 << 20
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANTRY_", frozen=True, extra="ignore")
+
     heartbeat_s: float = 60.0          # worker renews lastHeartbeat this often
     heartbeat_misses: int = 3          # a build is lost after this many missed heartbeats
     max_retries: int = 3               # infrastructure retries before DEAD
@@ -54,16 +55,10 @@ class Settings:
     archive_interval_s: float = 3600.0
     metrics_interval_s: float = 5.0     # how often gauges (queue depth, builds by status) refresh
 
+    @field_validator("*", mode="before")
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        values = {}
-        for f in fields(cls):
-            raw = env.get("GANTRY_" + f.name.upper())
-            if raw is not None:  # ints accept "1e9"-style values too
-                values[f.name] = type(f.default)(float(raw))
-        return cls(**values)
-
-
-def settings() -> Settings:
-    return Settings.from_env()
+    def _numbers(cls, v, info):
+        """Whole numbers may be written "1e9" or "268435456.0" too."""
+        if isinstance(v, str) and cls.model_fields[info.field_name].annotation in (int, "int"):
+            return int(float(v))
+        return v

@@ -30,8 +30,9 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
 from gantry.node_daemon.peer_server import PeerServer
-from gantry.peerauth import PeerAuth
 from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.peerauth import PeerAuth
+from gantry.statuses import HostState, allowed
 
 log = logging.getLogger("gantry.node")
 MB = 1_000_000
@@ -52,7 +53,7 @@ class NodeDaemon:
         self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
         self.server = PeerServer(self.cache, port=listen, upload=up, auth=self.peer_auth)
-        self.state, self.error = "idle", ""
+        self.state, self.error = HostState.IDLE, ""
         self.failed_target: str | None = None
         self.known_target: str | None = None   # the last target the coordinator gave us, reported back
         self.manifest: Manifest | None = None      # of the build being fetched or run
@@ -113,7 +114,7 @@ class NodeDaemon:
 
     def deploy(self, build_id: str, reply: dict) -> None:
         previous = self.installer.active()
-        self.state = "downloading"   # moving, even if the build is already installed: not yet healthy
+        self._become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
         try:
             origin = self._origin(reply)
             self.manifest = self._manifest(reply["manifestDigest"], origin)
@@ -131,15 +132,22 @@ class NodeDaemon:
                 self.installer.unpack(build_id, (self.cache.get(c.digest) for c in self.manifest.chunks))
             self.installer.switch(build_id)
             self.installer.run_hooks(build_id, reply.get("deployStart"), reply.get("deployHealth"), self.host_id)
-            self.state, self.error, self.failed_target = "active", "", None
+            self._become(HostState.ACTIVE)
+            self.error, self.failed_target = "", None
             self.installer.prune()
         except Exception as e:
             log.warning("deploy of %s failed: %s", build_id, e)
             if previous and self.installer.active() != previous and self.installer.installed(previous):
                 self.installer.switch(previous)   # keep serving what worked
-            self.state, self.error, self.failed_target = "failed", f"{type(e).__name__}: {e}"[:500], build_id
+            self._become(HostState.FAILED)
+            self.error, self.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
             if isinstance(e, InstallFailed):
                 self.installer.prune()
+
+    def _become(self, to: HostState) -> None:
+        if self.state != to and not allowed(self.state, to):
+            raise RuntimeError(f"host state {self.state} cannot become {to}")   # a bug, not a fault
+        self.state = to
 
     def _check_disk(self, manifest: Manifest) -> None:
         """Refuse before downloading a release this host has no room for: the missing chunks
@@ -158,8 +166,9 @@ class NodeDaemon:
         if busy or not target or target == self.failed_target:
             return
         if target == self.installer.active():
-            if self.state != "active":
-                self.state, self.error = "active", ""
+            if self.state != HostState.ACTIVE:
+                self._become(HostState.ACTIVE)
+                self.error = ""
             return
         self.job = threading.Thread(target=self.deploy, args=(target, reply), daemon=True)
         self.job.start()
@@ -167,7 +176,7 @@ class NodeDaemon:
     def run(self) -> None:
         self.server.start()
         if self.installer.active():
-            self.state = "active"
+            self._become(HostState.ACTIVE)
         while not self.stop.is_set():
             wait = self.interval_s
             try:

@@ -20,9 +20,7 @@ from gantry.actors.build.attempt import BuildRunner
 from gantry.actors.build.monitor import HeartbeatMonitor
 from gantry.actors.build.scheduler import Scheduler
 from gantry.actors.loop import start_loop
-from gantry.actors.store import BuildStore
-from gantry.actors.deploy_store import DeployStore
-from gantry.actors import audit
+from gantry.state import State, audit
 from gantry.artifacts.blobstore import s3_for
 from gantry.constants import BUILDER_RESOURCE, HEAD, NAMESPACE, WORKER_PREFIX, worker_name
 from gantry.settings import Settings
@@ -43,7 +41,7 @@ class BuildWorker:
         self.done = threading.Event()
         self.outcome: str | BaseException = ""
         node = ray.get_runtime_context().get_node_id()
-        runner = BuildRunner(StackConfig.load(stack_file), Settings.from_env())
+        runner = BuildRunner(StackConfig.load(stack_file), Settings())
 
         def run():
             try:
@@ -65,14 +63,14 @@ class BuildWorker:
 class BuildSchedulerActor:
     def __init__(self, stack_file: str):
         self.stack_file = stack_file
-        self.settings = Settings.from_env()
-        self.store = BuildStore(StackConfig.load(stack_file).redis_url)
+        self.settings = Settings()
+        self.state = State(StackConfig.load(stack_file).redis_url)
         self.inflight: dict[ray.ObjectRef, tuple] = {}  # result ref -> (buildID, owner, worker)
         self._doomed: set = set()      # attempt actors to kill that could not be killed yet
         self._suspect: dict[str, float] = {}   # node ID -> until when no attempt goes there
         self._next_reconcile = 0.0     # at start-up, then every `reconcile_s`
         self.lock = threading.Lock()
-        self.scheduler = Scheduler(self.store, self.settings, self._capacity, self._dispatch)
+        self.scheduler = Scheduler(self.state.builds, self.settings, self._capacity, self._dispatch)
         try:
             self._reattach()
         except Exception:
@@ -109,7 +107,7 @@ class BuildSchedulerActor:
 
     def _reattach(self) -> None:
         """After a restart: follow attempts started by the previous incarnation."""
-        for rec in self.store.building():
+        for rec in self.state.builds.building():
             owner = rec.get("leaseOwner")
             try:
                 worker = ray.get_actor(worker_name(owner), namespace=NAMESPACE)
@@ -157,7 +155,7 @@ class BuildSchedulerActor:
         self._next_reconcile = time.monotonic() + self.settings.reconcile_s
         for worker in list(self._doomed):
             self._kill(worker)
-        leases = {rec.get("leaseOwner") for rec in self.store.building()}
+        leases = {rec.get("leaseOwner") for rec in self.state.builds.building()}
         for name in ray.util.list_named_actors():
             if not name.startswith(WORKER_PREFIX) or name[len(WORKER_PREFIX):] in leases:
                 continue
@@ -174,7 +172,7 @@ class BuildSchedulerActor:
     def stats(self) -> dict:
         with self.lock:
             inflight = len(self.inflight)
-        return {"inflight": inflight, "capacity": self._capacity(), "queueDepth": self.store.queue_depth()}
+        return {"inflight": inflight, "capacity": self._capacity(), "queueDepth": self.state.builds.queue_depth()}
 
 
 @ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
@@ -182,11 +180,11 @@ class BuildMonitorActor:
     """Heartbeat sweeps, the build gauges, and the periodic move of old builds to the archive."""
 
     def __init__(self, stack_file: str):
-        self.settings = s = Settings.from_env()
+        self.settings = s = Settings()
         stack = StackConfig.load(stack_file)
-        self.store = BuildStore(stack.redis_url)
-        self.monitor = HeartbeatMonitor(self.store, s)
-        self.archiver = Archiver(self.store, DeployStore(stack.redis_url),
+        self.state = State(stack.redis_url)
+        self.monitor = HeartbeatMonitor(self.state.builds, s)
+        self.archiver = Archiver(self.state,
                                  s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key))
         self._archive_lock = threading.Lock()
         for step, period in ((self.monitor.sweep, max(0.5, s.heartbeat_s / 2)),
@@ -195,21 +193,21 @@ class BuildMonitorActor:
             start_loop(step, lambda p=period: p)
 
     def _gauges(self) -> None:
-        metrics.queue_depth().set(self.store.queue_depth())
+        metrics.queue_depth().set(self.state.builds.queue_depth())
         gauge = metrics.builds_by_status()
-        for status, n in self.store.status_counts().items():
+        for status, n in self.state.builds.status_counts().items():
             gauge.set(n, tags={"status": status})
 
     def _scheduled_archive(self) -> None:
         moved = self.archive(self.settings.archive_after_s)
         if moved:
-            self.store.audit_log.record(audit.prepare(
+            self.state.audit.record(audit.prepare(
                 "gantry-archiver", "archive", None, None, {"olderThanS": self.settings.archive_after_s, "moved": moved}))
 
     def archive(self, older_than_s: float) -> dict[str, int]:
         """Move finished builds older than `older_than_s` to the archive; returns counts per project."""
         with self._archive_lock:
-            return self.archiver.run(self.store.clock() - int(older_than_s * 1000))
+            return self.archiver.run(self.state.clock() - int(older_than_s * 1000))
 
     def ping(self) -> bool:
         return True

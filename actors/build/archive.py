@@ -23,9 +23,10 @@ from collections import OrderedDict
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gantry import builds as B
-from gantry.actors.deploy_store import DeployStore
-from gantry.actors.store import BuildStore
+from gantry import cursor as listing
+from gantry.state import State
+from gantry.state.builds import summary_of
+from gantry.statuses import BuildStatus
 
 PREFIX = "archive/builds/"
 SCHEMA = pa.schema([
@@ -44,14 +45,14 @@ def partition(project: str, month: str) -> str:
 
 
 class Archiver:
-    def __init__(self, store: BuildStore, deploys: DeployStore, blobs):
-        self.store, self.deploys, self.blobs = store, deploys, blobs
+    def __init__(self, state: State, blobs):
+        self.state, self.blobs = state, blobs
 
     def pinned(self, project: str) -> set[str]:
         """Builds that must stay live: what is deployed, desired or may be rolled back to."""
-        keep = set(self.deploys.completed_builds(project))
-        keep |= set(self.deploys.dc_current(project).values())
-        keep.add(self.deploys.desired(project).get("buildID", ""))
+        keep = set(self.state.deployments.completed_builds(project))
+        keep |= set(self.state.deployments.dc_current(project).values())
+        keep.add(self.state.deployments.desired(project).get("buildID", ""))
         return keep
 
     def run(self, cutoff_ms: int, batch: int = 1000, max_file_bytes: int = 64 << 20) -> dict[str, int]:
@@ -59,16 +60,18 @@ class Archiver:
         Reads `batch` index entries at a time and writes a file per month whenever the rows held
         reach max_file_bytes (logs may be MiBs each), so memory stays bounded."""
         moved = {}
-        for project in self.store.projects():
+        for project in self.state.projects.names():
             keep, after = self.pinned(project), None
             pending: dict[str, list[tuple]] = {}
             held = 0
-            while members := self.store.members_before(project, cutoff_ms, batch, after):
+            while members := self.state.builds.index_before(project, cutoff_ms, batch, after):
                 after = members[-1]
                 for member in members:
-                    rec, repl, log = self.store.export(B.split_member(member)[1])
-                    if not rec or rec["buildID"] in keep or not B.BuildStatus(rec["buildStatus"]).terminal:
+                    build_id = listing.split(member)[1]
+                    rec = self.state.builds.get(build_id)
+                    if not rec or build_id in keep or not BuildStatus(rec["buildStatus"]).terminal:
                         continue
+                    repl, log = self.state.replication.rows(build_id), self.state.logs.read(build_id, 0, 1 << 62)
                     pending.setdefault(month_of(int(rec["createdAt"])), []).append((rec, repl, log))
                     held += len(log) + 1024
                     if held >= max_file_bytes:
@@ -82,14 +85,14 @@ class Archiver:
         for month, rows in by_month.items():
             key = f"{partition(project, month)}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
             self.blobs.put(key, to_parquet(rows))
-            self.store.forget(project, [(rec, repl) for rec, repl, _ in rows], key)
+            self.state.archive.forget(project, [(rec, repl) for rec, repl, _ in rows], key)
         return sum(len(rows) for rows in by_month.values())
 
 
 def to_parquet(rows: list[tuple[dict, list[dict], bytes]]) -> bytes:
     cols = {name: [] for name in SCHEMA.names}
     for rec, repl, log in rows:
-        cols["member"].append(B.index_member(int(rec["createdAt"]), rec["buildID"]))
+        cols["member"].append(listing.key(int(rec["createdAt"]), rec["buildID"]))
         for k in ("buildID", "commitSHA", "buildStatus"):
             cols[k].append(rec[k])
         cols["createdAt"].append(int(rec["createdAt"]))
@@ -140,14 +143,14 @@ class ArchiveReader:
             month = key.split("/month=", 1)[1].split("/", 1)[0]
             by_month.setdefault(month, []).append(key)
         found: dict[str, dict] = {}
-        cursor_month = month_of(B.split_member(cursor)[0]) if cursor else None
+        cursor_month = month_of(listing.split(cursor)[0]) if cursor else None
         for month in sorted(by_month, reverse=True):
             if cursor_month and month > cursor_month:
                 continue
             for key in by_month[month]:
                 for row in self._table(key).select(["member", "buildID", "commitSHA", "buildStatus", "createdAt"]).to_pylist():
                     if cursor is None or row["member"] < cursor:
-                        found[row.pop("member")] = B.summary({k: str(v) for k, v in row.items()})
+                        found[row.pop("member")] = summary_of(row)
             if len(found) >= n:
                 break
         return dict(sorted(found.items(), reverse=True)[:n])
@@ -161,14 +164,14 @@ class ArchiveReader:
         return None
 
 
-def list_page(store: BuildStore, archive: ArchiveReader, project: str, limit: int,
+def list_page(state: State, archive: ArchiveReader, project: str, limit: int,
               cursor: str | None) -> tuple[list[dict], str | None]:
     """One page of a project's builds, newest first, across Redis and the archive."""
-    members = store.index_members(project, limit + 1, cursor)
-    live = store.summaries(members)          # Redis first: a build moved meanwhile is then in the archive
-    newest_archived = store.newest_archived(project)
+    members = state.builds.index(project, limit + 1, cursor)
+    live = state.builds.summaries(members)          # Redis first: a build moved meanwhile is then in the archive
+    newest_archived = state.archive.newest(project)
     merged = dict(live)
     if newest_archived and (len(members) <= limit or members[-1] <= newest_archived):
         merged = {**archive.page(project, limit + 1, cursor), **live}
-    items, next_cursor = B.page(sorted(merged, reverse=True), limit)
+    items, next_cursor = listing.page(sorted(merged, reverse=True), limit)
     return [merged[m] for m in items], next_cursor

@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 import redis
 
@@ -25,12 +24,13 @@ from gantry.actors import metrics
 from gantry.actors.build import buildconfig, source
 from gantry.actors.build.sandbox.bwrap import Sandbox
 from gantry.actors.build.sandbox.limits import Limits
-from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.state import State, TransitionRefused
 from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
 from gantry.artifacts.safepath import DIR_FLAGS, UnsafePath, open_beneath
 from gantry.artifacts.publish import publish
-from gantry.builds import ENV_NAME_RE, BuildStatus
+from gantry.builds import ENV_NAME_RE
+from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 from gantry.topology import StackConfig
 
@@ -52,9 +52,9 @@ class CheckIn(threading.Thread):
     `poll_s`, from its own thread: a build that pegs the CPU cannot starve it (the build runs
     in another process; this thread only waits on Redis)."""
 
-    def __init__(self, store: BuildStore, build_id: str, owner: str, heartbeat_s: float, poll_s: float):
+    def __init__(self, state: State, build_id: str, owner: str, heartbeat_s: float, poll_s: float):
         super().__init__(daemon=True, name=f"checkin-{build_id}")
-        self.store, self.build_id, self.owner = store, build_id, owner
+        self.state, self.build_id, self.owner = state, build_id, owner
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
         self.stop_requested = threading.Event()   # cancelled, or the lease is gone
         self.why = ""
@@ -66,7 +66,7 @@ class CheckIn(threading.Thread):
             now = time.monotonic()
             beat = now >= next_beat
             try:
-                status = self.store.check_in(self.build_id, self.owner, heartbeat=beat)
+                status = self.state.builds.check_in(self.build_id, self.owner, heartbeat=beat)
                 if beat:
                     next_beat = now + self.heartbeat_s
                 if status != BuildStatus.BUILDING.value:
@@ -81,35 +81,22 @@ class CheckIn(threading.Thread):
         self._done.set()
 
 
-def with_redis_retry(fn: Callable, for_s: float = 180.0, first_delay_s: float = 0.2, max_delay_s: float = 5.0):
-    """Run a state read or write, riding out a Redis restart: retried with capped exponential
-    backoff for `for_s` (an attempt uses its lease's lifetime: past it, the build is another's)."""
-    delay, deadline = first_delay_s, time.monotonic() + for_s
-    while True:
-        try:
-            return fn()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
-
-
 class BuildRunner:
-    def __init__(self, stack: StackConfig, settings: Settings, store: BuildStore | None = None):
+    def __init__(self, stack: StackConfig, settings: Settings, state: State | None = None):
         self.stack, self.settings = stack, settings
-        self.store = store or BuildStore(stack.redis_url)
+        # Redis calls ride out an outage for the lease's lifetime: past it, the build is another attempt's.
+        self.state = state or State(stack.redis_url, ride_out_s=settings.heartbeat_s * settings.heartbeat_misses)
 
     def run(self, build_id: str, owner: str, worker: str = "") -> str:
         """Run the attempt on `worker` (a node name); returns the status it left the build in."""
         s = self.settings
-        rec = self._redis(lambda: self.store.get(build_id))
+        rec = self.state.builds.get(build_id)
         if rec is None or rec.get("leaseOwner") != owner:
             return "LEASE_LOST"
         worker = worker or socket.gethostname()
-        self._redis(lambda: self.store.set_fields(build_id, {"workerNode": worker, "attempt": owner}))
-        project = self._redis(lambda: self.store.get_project(rec["projectName"])) or {}
-        checkin = CheckIn(self.store, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
+        self.state.builds.set_fields(build_id, {"workerNode": worker, "attempt": owner})
+        project = self.state.projects.get(rec["projectName"]) or {}
+        checkin = CheckIn(self.state, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
         checkin.start()
         started, outcome = time.monotonic(), "UNKNOWN"
         workdir = None
@@ -125,7 +112,7 @@ class BuildRunner:
             self._log(build_id, f"FAILED: {e}")
             outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
                 "error": str(e), "exitCode": e.exit_code,
-                "logTail": self._redis(lambda: self.store.log_tail(build_id, 2048))})
+                "logTail": self.state.logs.tail(build_id, 2048)})
         except InfraFault as e:
             self._log(build_id, f"infrastructure fault: {e}")
             outcome = self._retry(build_id, owner, str(e))
@@ -181,8 +168,7 @@ class BuildRunner:
             raise BuildFailed(result.reason(cfg.timeout_s), result.exit_code)
         output = open_output(checkout, cfg.output)
         # hosts run these after switching to the release
-        self._redis(lambda: self.store.set_fields(build_id, {"deployStart": cfg.deploy_start,
-                                                              "deployHealth": cfg.deploy_health}))
+        self.state.builds.set_fields(build_id, {"deployStart": cfg.deploy_start, "deployHealth": cfg.deploy_health})
         return output
 
     def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn) -> str:
@@ -212,8 +198,7 @@ class BuildRunner:
                        "bytesSkipped": stats.bytes_skipped, "chunksSkipped": stats.chunks_skipped}
         others = [r.name for r in stack.regions[1:]]
         try:
-            status = self._redis(lambda: self.store.publish_artifact(
-                build_id, owner, fields, stack.primary.name, others, primary_row))
+            status = self.state.replication.publish(build_id, owner, fields, stack.primary.name, others, primary_row)
         except TransitionRefused as e:  # cancelled or given up on while uploading
             self._log(build_id, f"not published: {e}")
             return e.current or "UNKNOWN"
@@ -222,25 +207,21 @@ class BuildRunner:
 
     def _finish(self, build_id: str, owner: str, to: BuildStatus, fields: dict) -> str:
         try:
-            self._redis(lambda: self.store.transition(build_id, to, lease_owner=owner, fields=fields))
+            self.state.builds.transition(build_id, to, lease_owner=owner, fields=fields)
             return to.value
         except TransitionRefused as e:
             return e.current or "UNKNOWN"
 
     def _retry(self, build_id: str, owner: str, reason: str) -> str:
-        rec = self._redis(lambda: self.store.get(build_id))
+        rec = self.state.builds.get(build_id)
         if not rec or rec.get("leaseOwner") != owner:
             return "LEASE_LOST"
         s = self.settings
         try:
-            return self._redis(lambda: self.store.retry_or_dead(
-                rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)).value
+            return self.state.builds.retry_or_dead(
+                rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s).value
         except TransitionRefused as e:
             return e.current or "UNKNOWN"
-
-    def _redis(self, fn: Callable):
-        s = self.settings
-        return with_redis_retry(fn, for_s=s.heartbeat_s * s.heartbeat_misses)
 
     def _sandbox_env(self, rec: dict) -> dict[str, str]:
         details = json.loads(rec.get("buildDetails") or "{}")
@@ -251,7 +232,7 @@ class BuildRunner:
 
     def _append(self, build_id: str, data: bytes) -> None:
         try:
-            self.store.append_log(build_id, data.decode(errors="replace"), self.settings.log_max_bytes)
+            self.state.logs.append(build_id, data.decode(errors="replace"), self.settings.log_max_bytes)
         except redis.RedisError:
             pass  # the log is best effort; the result is not
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.state.builds import Builds, TransitionRefused
 from gantry.builds import heartbeat_expired
 from gantry.settings import Settings
 
@@ -12,19 +12,19 @@ log = logging.getLogger("gantry.monitor")
 
 
 class HeartbeatMonitor:
-    def __init__(self, store: BuildStore, settings: Settings):
-        self.store, self.settings = store, settings
+    def __init__(self, builds: Builds, settings: Settings):
+        self.builds, self.settings = builds, settings
 
     def sweep(self) -> list[tuple[str, str]]:
         """One pass; returns (buildID, new status) for each build it acted on."""
-        s, now, acted = self.settings, self.store.clock(), []
-        for rec in self.store.building():
+        s, now, acted = self.settings, self.builds.clock(), []
+        for rec in self.builds.building():
             last = int(rec.get("lastHeartbeat") or rec.get("startedAt") or 0)
             if not heartbeat_expired(last, now, s.heartbeat_s, s.heartbeat_misses):
                 continue
             silent = (now - last) / 1000
             try:
-                to = self.store.retry_or_dead(rec, f"lost worker: no heartbeat for {silent:.0f}s",
+                to = self.builds.retry_or_dead(rec, f"lost worker: no heartbeat for {silent:.0f}s",
                                               s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)
             except TransitionRefused:
                 continue  # finished or re-leased meanwhile

@@ -11,26 +11,26 @@ import logging
 import uuid
 from typing import Callable
 
-from gantry.actors.store import BuildStore, TransitionRefused
+from gantry.state.builds import Builds, TransitionRefused
 from gantry.settings import Settings
 
 log = logging.getLogger("gantry.scheduler")
 
 
 class Scheduler:
-    def __init__(self, store: BuildStore, settings: Settings, capacity: Callable[[], int],
+    def __init__(self, builds: Builds, settings: Settings, capacity: Callable[[], int],
                  dispatch: Callable[[str, str], None]):
-        self.store, self.settings = store, settings
+        self.builds, self.settings = builds, settings
         self.capacity, self.dispatch = capacity, dispatch
 
     def tick(self) -> list[str]:
         """Promote retries whose backoff has passed, then fill free builder slots."""
-        self.store.promote_due()
-        free = self.capacity() - len(self.store.building())
+        self.builds.promote_due()
+        free = self.capacity() - len(self.builds.building())
         started = []
         while free > 0:
             owner = uuid.uuid4().hex
-            build_id = self.store.claim_next(owner)
+            build_id = self.builds.claim_next(owner)
             if build_id is None:
                 break
             self.dispatch(build_id, owner)
@@ -40,12 +40,12 @@ class Scheduler:
 
     def attempt_crashed(self, build_id: str, owner: str, reason: str) -> None:
         """The task running an attempt died (node lost, worker killed): retry or DEAD."""
-        rec = self.store.get(build_id)
+        rec = self.builds.get(build_id)
         if not rec or rec.get("leaseOwner") != owner:
             return
         s = self.settings
         try:
-            to = self.store.retry_or_dead(rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)
+            to = self.builds.retry_or_dead(rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)
             log.warning("build %s attempt %s crashed (%s): now %s", build_id, owner, reason, to.value)
         except TransitionRefused:
             pass

@@ -7,7 +7,7 @@ from gantry.actors.loop import start_loop
 from gantry.actors.replication.repair import Scrubber
 from gantry.actors.replication.replicator import Replicator
 from gantry.actors.replication.transport import object_store_fetch
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from gantry.artifacts.blobstore import s3_for
 from gantry.settings import Settings
 from gantry.topology import StackConfig
@@ -19,10 +19,10 @@ class RegionReplicatorActor:
 
     def __init__(self, stack_file: str, region: str):
         stack = StackConfig.load(stack_file)
-        self.settings = Settings.from_env()
+        self.settings = Settings()
         target = next(r for r in stack.regions if r.name == region)
         self.replicator = Replicator(
-            region, BuildStore(stack.redis_url),
+            region, State(stack.redis_url),
             s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
             s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
             object_store_fetch(stack.primary.name, self.settings.replication_window),

@@ -14,12 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 from gantry.actors import metrics
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from gantry.artifacts.blobstore import BlobStore, chunk_key, manifest_key
 from gantry.artifacts.chunking import ChunkRef
 from gantry.artifacts.manifest import BadManifest, Manifest
 from gantry.artifacts.unpack import ChunkCorrupt, verified
-from gantry.builds import BuildStatus
+from gantry.statuses import BuildStatus, ReplicationStatus
 from gantry.settings import Settings
 
 log = logging.getLogger("gantry.replicator")
@@ -33,19 +33,19 @@ class _Stop(Exception):
 
 
 class Replicator:
-    def __init__(self, region: str, store: BuildStore, primary: BlobStore, target: BlobStore,
+    def __init__(self, region: str, state: State, primary: BlobStore, target: BlobStore,
                  fetch: Fetch, settings: Settings):
-        self.region, self.store, self.primary, self.target = region, store, primary, target
+        self.region, self.state, self.primary, self.target = region, state, primary, target
         self.fetch, self.settings = fetch, settings
 
     def tick(self) -> list[tuple[str, str]]:
         """Run every due job; returns (buildID, outcome) for each."""
-        return [(b, self.replicate(b)) for b in self.store.due_replications(self.region)]
+        return [(b, self.replicate(b)) for b in self.state.replication.due(self.region)]
 
     def replicate(self, build_id: str) -> str:
         started = time.monotonic()
-        rec = self.store.get(build_id)
-        if rec is None or rec.get("buildStatus") != BuildStatus.DEPLOYING.value:
+        rec = self.state.builds.get(build_id)
+        if rec is None or rec.get("buildStatus") != BuildStatus.DEPLOYING:
             status = (rec or {}).get("buildStatus", "missing")
             self._finish(build_id, False, f"build is {status}", started)
             return "DROPPED"
@@ -68,20 +68,20 @@ class Replicator:
     def _finish(self, build_id: str, ok: bool, reason: str, started: float) -> str:
         """End the job (the row REPLICATED or FAILED); returns the build's status after it."""
         metrics.replication_duration().observe(time.monotonic() - started, tags={
-            "region": self.region, "outcome": "REPLICATED" if ok else "FAILED"})
-        return self.store.finish_replication(build_id, self.region, ok=ok, reason=reason)
+            "region": self.region, "outcome": ReplicationStatus.REPLICATED if ok else ReplicationStatus.FAILED})
+        return self.state.replication.finish(build_id, self.region, ok=ok, reason=reason)
 
     def _copy(self, build_id: str, manifest: Manifest) -> None:
         chunks = manifest.unique_chunks()
         with ThreadPoolExecutor(8) as pool:  # one HEAD per chunk: 2,000 of them for 10 GB
             present_flags = list(pool.map(lambda c: self.target.has(chunk_key(c.digest)), chunks))
         missing = [c for c, present in zip(chunks, present_flags) if not present]
-        row = self.store.replication_row(build_id, self.region)
+        row = self.state.replication.row(build_id, self.region)
         moved_chunks, moved_bytes = int(row.get("chunksTransferred", 0)), int(row.get("bytesTransferred", 0))
         missing_set = set(missing)
         present = [c for c in chunks if c not in missing_set]
         # Chunks an earlier attempt of this job moved are not "skipped": they were transferred.
-        self.store.update_replication(build_id, self.region, {
+        self.state.replication.update(build_id, self.region, {
             "chunksSkipped": max(0, len(present) - moved_chunks),
             "bytesSkipped": max(0, sum(c.size for c in present) - moved_bytes)})
         # Writes overlap the next fetches; at most `window` chunks wait to be written.
@@ -92,7 +92,7 @@ class Replicator:
                 writes.append(pool.submit(self._store_chunk, build_id, ref, data))
                 while len(writes) > window:
                     writes.popleft().result()
-                if i % 8 == 7 and self.store.get(build_id).get("buildStatus") != BuildStatus.DEPLOYING.value:
+                if i % 8 == 7 and self.state.builds.get(build_id).get("buildStatus") != BuildStatus.DEPLOYING:
                     raise _Stop()
             for w in writes:
                 w.result()
@@ -100,7 +100,7 @@ class Replicator:
     def _store_chunk(self, build_id: str, ref: ChunkRef, data: bytes) -> None:
         self.target.put(chunk_key(ref.digest), verified(ref.digest, data))
         metrics.replication_bytes().inc(ref.size, tags={"region": self.region})
-        self.store.update_replication(build_id, self.region, {},
+        self.state.replication.update(build_id, self.region, {},
                                       incr={"chunksTransferred": 1, "bytesTransferred": ref.size})
 
     def _retry(self, build_id: str, error: str, started: float) -> str:
@@ -108,16 +108,16 @@ class Replicator:
         a store outage costs time; only one longer than that fails the build (and
         `op=RETRY` can still restart it)."""
         s = self.settings
-        row = self.store.replication_row(build_id, self.region)
+        row = self.state.replication.row(build_id, self.region)
         retries = int(row.get("retries", 0))
-        since_s = (self.store.clock() - int(row.get("createdAt") or self.store.clock())) / 1000
+        since_s = (self.state.clock() - int(row.get("createdAt") or self.state.clock())) / 1000
         if since_s >= s.replication_give_up_s:
             return self._finish(build_id, False, f"gave up after {retries + 1} attempts over {since_s:.0f}s: {error}",
                                 started)
         delay = min(s.replication_backoff_max_s, s.replication_backoff_s * 2 ** min(retries, 30))
         log.warning("replication of %s to %s failed (%s); retry in %.1fs", build_id, self.region, error, delay)
-        self.store.retry_replication(build_id, self.region, self.store.clock() + int(delay * 1000), error)
-        return "RETRYING"
+        self.state.replication.retry(build_id, self.region, self.state.clock() + int(delay * 1000), error)
+        return ReplicationStatus.RETRYING
 
 
 def direct_fetch(source: BlobStore) -> Fetch:

@@ -6,11 +6,10 @@ import threading
 
 import ray
 
-from gantry.actors.deploy_store import CHANNEL, DeployStore
 from gantry.actors.loop import start_loop
 from gantry.actors.replication.repair import repair_chunk
 from gantry.actors.rollout.coordinator import Coordinator
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from gantry.artifacts.blobstore import s3_for
 from gantry.peerauth import dc_key
 from gantry.settings import Settings
@@ -27,11 +26,11 @@ class RolloutCoordinatorActor:
     def __init__(self, stack_file: str, dc: str, region: str):
         stack = StackConfig.load(stack_file)
         target = next(r for r in stack.regions if r.name == region)
-        store = DeployStore(stack.redis_url)
+        state = State(stack.redis_url)
         primary = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
         regional = s3_for(target, stack.s3_access_key, stack.s3_secret_key)
-        self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), store, BuildStore(stack.redis_url),
-                                       lost_after_s=float(Settings.from_env().host_lost_s),
+        self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), state,
+                                       lost_after_s=float(Settings().host_lost_s),
                                        origin={"endpoint": target.s3_endpoint, "bucket": target.bucket},
                                        peer_key=dc_key(stack.jwt_secret(), dc),
                                        repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"))
@@ -40,8 +39,7 @@ class RolloutCoordinatorActor:
         def listen():
             while True:
                 try:
-                    pubsub = store.r.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(CHANNEL)
+                    pubsub = state.deployments.subscribe()
                     for _ in pubsub.listen():
                         self.wakeup.set()
                 except Exception:

@@ -14,26 +14,25 @@ import time
 from typing import Callable
 
 from gantry.actors import metrics
-from gantry.actors.deploy_store import ACTIVE, DeployStore
-from gantry.actors.rollout.dc_rollout import DONE, ROLLED_BACK, DcRollout, HostView
-from gantry.actors.store import BuildStore
+from gantry.actors.rollout.dc_rollout import DcRollout, HostView
 from gantry.actors.rollout.tracker import Tracker
 from gantry.actors.rollout.waves import Strategy
-from gantry.builds import BuildStatus
+from gantry.state import State
+from gantry.statuses import (DEPLOYMENT_ACTIVE, BuildStatus, DcPhase, DeploymentStatus, HostState,
+                             ReplicationStatus)
 
 log = logging.getLogger("gantry.coordinator")
-UNTOUCHED = "UNTOUCHED"   # a datacenter's outcome when a deployment ended before it started
 
 
 class Coordinator:
-    def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], store: DeployStore,
-                 builds: BuildStore, lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
+    def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], state: State,
+                 lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
                  origin: dict | None = None, peer_key: str = "", repair: Callable[[str], bool] | None = None):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
         self.peer_key = peer_key   # given to this datacenter's hosts: their peer credential
         self.repair_chunk = repair or (lambda digest: False)   # re-copies a chunk from the primary
         self.origin = origin or {}   # the region's blob store: {endpoint, bucket}
-        self.store, self.builds, self.lost_after_s, self.clock = store, builds, lost_after_s, clock
+        self.state, self.lost_after_s, self.clock = state, lost_after_s, clock
         self.tracker = Tracker()
         self._build_info: dict[str, dict] = {}
         self._held: set[tuple[str, str]] = set()   # (build, region) whose replica has landed
@@ -50,7 +49,7 @@ class Coordinator:
                   "ackedTargetBuildID": known_target}
         if download:
             fields["lastDownload"] = json.dumps(download)
-        h = self.store.record_report(host_id, self.region, self.dc, fields)
+        h = self.state.hosts.report(host_id, self.region, self.dc, fields)
         with self.lock:
             if artifact:
                 self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
@@ -64,7 +63,7 @@ class Coordinator:
         """What a host needs to install a build; fixed once the build is deployable, so cached."""
         info = self._build_info.get(build_id)
         if info is None:
-            rec = self.builds.get(build_id) or {}
+            rec = self.state.builds.get(build_id) or {}
             info = {"manifestDigest": rec.get("artifactDigest"), "deployStart": rec.get("deployStart") or "",
                     "deployHealth": rec.get("deployHealth") or ""}
             if info["manifestDigest"]:
@@ -85,23 +84,24 @@ class Coordinator:
 
     def tick(self) -> None:
         now = self.clock()
-        hosts = self.store.hosts(self.dc)
+        hosts = self.state.hosts.in_dc(self.dc)
         for h in hosts:
-            if h.get("state") != "lost" and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
-                self.store.mark_lost(h["hostID"])
-                h["state"] = "lost"
+            if h.get("state") != HostState.LOST and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
+                self.state.hosts.mark_lost(h["hostID"])
+                h["state"] = HostState.LOST
                 with self.lock:
                     self.tracker.forget(h["hostID"])
         gauge = metrics.rollout_hosts()
-        for state in ("idle", "downloading", "active", "failed", "lost"):
-            gauge.set(sum(1 for h in hosts if (h.get("state") or "idle") == state), tags={"dc": self.dc, "state": state})
-        snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or "idle",
+        for state in HostState:
+            gauge.set(sum(1 for h in hosts if (h.get("state") or HostState.IDLE) == state),
+                      tags={"dc": self.dc, "state": state.value})
+        snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or HostState.IDLE,
                                           h.get("targetBuildID") or None, h.get("ackedTargetBuildID") or None,
                                           h.get("sentTargetBuildID") or None)
                     for h in hosts}
-        for project in self.store.projects_with_desired_state():
-            dep_id = self.store.desired(project).get("deploymentID")
-            dep = self.store.get(dep_id) if dep_id else None
+        for project in self.state.deployments.projects_with_desired_state():
+            dep_id = self.state.deployments.desired(project).get("deploymentID")
+            dep = self.state.deployments.get(dep_id) if dep_id else None
             if dep:
                 self._drive(dep, snapshot, now)
 
@@ -110,8 +110,8 @@ class Coordinator:
         once that region's replica landed, even while others are still replicating."""
         if (build_id, region) in self._held:
             return True
-        row = self.builds.replication_row(build_id, region)
-        if row.get("replicationStatus") == "REPLICATED":
+        row = self.state.replication.row(build_id, region)
+        if row.get("replicationStatus") == ReplicationStatus.REPLICATED:
             self._held.add((build_id, region))
             return True
         return False
@@ -123,8 +123,8 @@ class Coordinator:
         if self.region not in order:
             return False
         earlier = order[: order.index(self.region)]
-        outcomes = self.store.dc_outcomes(dep["deploymentID"])
-        return all(outcomes.get(dc) == DONE for r in earlier if self._holds(dep["buildID"], r)
+        outcomes = self.state.deployments.dc_outcomes(dep["deploymentID"])
+        return all(outcomes.get(dc) == DcPhase.DONE for r in earlier if self._holds(dep["buildID"], r)
                    for dc in self.dcs_by_region.get(r, []))
 
     def _replica_missing(self, dep: dict) -> bool:
@@ -132,50 +132,50 @@ class Coordinator:
         is a failed build: the deployment rolls back wherever it had moved hosts."""
         if self._holds(dep["buildID"], self.region):
             return False
-        rec = self.builds.get(dep["buildID"]) or {}
+        rec = self.state.builds.get(dep["buildID"]) or {}
         status = rec.get("buildStatus", "missing")
-        if status not in (BuildStatus.DEPLOYING.value, BuildStatus.SUCCEEDED.value):
-            self.store.set_status(dep["deploymentID"], ROLLED_BACK, ACTIVE,
+        if status not in (BuildStatus.DEPLOYING, BuildStatus.SUCCEEDED):
+            self.state.deployments.set_status(dep["deploymentID"], DeploymentStatus.ROLLED_BACK, DEPLOYMENT_ACTIVE,
                                   f"build {dep['buildID']} is {status}: {rec.get('error') or 'no replica in ' + self.region}")
         return True
 
     def _drive(self, dep: dict, hosts: dict[str, HostView], now: float) -> None:
         dep_id, status = dep["deploymentID"], dep["status"]
-        if status == "ROLLED_BACK":  # take back what this datacenter moved, once
-            if self.store.dc_outcomes(dep_id).get(self.dc) not in (None, DONE):
+        if status == DeploymentStatus.ROLLED_BACK:  # take back what this datacenter moved, once
+            if self.state.deployments.dc_outcomes(dep_id).get(self.dc) not in (None, DcPhase.DONE):
                 return
-        elif status not in ACTIVE or not self._my_turn(dep):
+        elif status not in DEPLOYMENT_ACTIVE or not self._my_turn(dep):
             return
-        saved = self.store.load_rollout(dep_id, self.dc)
+        saved = self.state.deployments.load_rollout(dep_id, self.dc)
         rollout = DcRollout.from_dict(saved) if saved else None
-        if rollout is None and status != "ROLLED_BACK" and self._replica_missing(dep):
+        if rollout is None and status != DeploymentStatus.ROLLED_BACK and self._replica_missing(dep):
             return
-        if status == "ROLLED_BACK":
+        if status == DeploymentStatus.ROLLED_BACK:
             if rollout is None:  # never started here: nothing to take back
-                self.store.mark_dc(dep_id, self.dc, UNTOUCHED)
+                self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.UNTOUCHED)
                 return
             rollout.roll_back(dep.get("reason") or "rolled back")
-        live = [h for h, v in hosts.items() if v.state != "lost"]
+        live = [h for h, v in hosts.items() if v.state != HostState.LOST]
         if rollout is None:
             s = json.loads(dep["strategy"])
             rollout = DcRollout.start(dep["buildID"], dep.get("previousBuildID") or None, live, Strategy(
                 steps=tuple(s["steps"]), min_healthy=s["minHealthy"], bake_s=s["bakeS"]))
-        if status == "PAUSED":
+        if status == DeploymentStatus.PAUSED:
             rollout.pause()
         else:
             rollout.resume()
         for host, build in rollout.step(hosts, now).items():
-            self.store.set_target(host, build)
-        self.store.save_rollout(dep_id, self.dc, rollout.to_dict())
-        outcomes = self.store.dc_outcomes(dep_id)
-        if rollout.phase == DONE and outcomes.get(self.dc) != DONE:
-            self.store.set_dc_current(dep["projectName"], self.dc, rollout.build_id)
-            outcomes = self.store.mark_dc(dep_id, self.dc, DONE)
+            self.state.hosts.set_target(host, build)
+        self.state.deployments.save_rollout(dep_id, self.dc, rollout.to_dict())
+        outcomes = self.state.deployments.dc_outcomes(dep_id)
+        if rollout.phase == DcPhase.DONE and outcomes.get(self.dc) != DcPhase.DONE:
+            self.state.deployments.set_dc_current(dep["projectName"], self.dc, rollout.build_id)
+            outcomes = self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.DONE)
             every_dc = [dc for dcs in self.dcs_by_region.values() for dc in dcs]
-            if all(outcomes.get(dc) == DONE for dc in every_dc):
-                self.store.set_status(dep_id, "COMPLETED", ("IN_PROGRESS",))
-        elif rollout.phase == ROLLED_BACK and outcomes.get(self.dc) != ROLLED_BACK:
+            if all(outcomes.get(dc) == DcPhase.DONE for dc in every_dc):
+                self.state.deployments.set_status(dep_id, DeploymentStatus.COMPLETED, (DeploymentStatus.IN_PROGRESS,))
+        elif rollout.phase == DcPhase.ROLLED_BACK and outcomes.get(self.dc) != DcPhase.ROLLED_BACK:
             if rollout.previous_build:
-                self.store.set_dc_current(dep["projectName"], self.dc, rollout.previous_build)
-            self.store.mark_dc(dep_id, self.dc, ROLLED_BACK)
-            self.store.set_status(dep_id, "ROLLED_BACK", ACTIVE, f"{self.dc}: {rollout.reason}")
+                self.state.deployments.set_dc_current(dep["projectName"], self.dc, rollout.previous_build)
+            self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.ROLLED_BACK)
+            self.state.deployments.set_status(dep_id, DeploymentStatus.ROLLED_BACK, DEPLOYMENT_ACTIVE, f"{self.dc}: {rollout.reason}")

@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from gantry.actors.rollout.waves import Strategy, gate_failed_already, gate_passes, plan_waves
+from gantry.statuses import DcPhase, HostState
 
-ROLLING, BAKING, DONE = "ROLLING", "BAKING", "DONE"
-ROLLING_BACK, ROLLED_BACK, PAUSED = "ROLLING_BACK", "ROLLED_BACK", "PAUSED"
+ROLLING, BAKING, DONE = DcPhase.ROLLING, DcPhase.BAKING, DcPhase.DONE
+ROLLING_BACK, ROLLED_BACK, PAUSED = DcPhase.ROLLING_BACK, DcPhase.ROLLED_BACK, DcPhase.PAUSED
 FINISHED = {DONE, ROLLED_BACK}
 
 
@@ -24,7 +25,7 @@ FINISHED = {DONE, ROLLED_BACK}
 class HostView:
     host_id: str
     active_build: str | None   # what runs there now
-    state: str                 # idle | downloading | active | failed | lost
+    state: str                 # a HostState
     target_build: str | None   # what it was told to run
     acked_target: str | None = None   # what it had been told when it last reported
     sent_target: str | None = None    # what the answer to that report told it
@@ -36,10 +37,10 @@ class HostView:
         return self.acked_target == build and self.sent_target == build
 
     def runs(self, build: str) -> bool:
-        return self.state == "active" and self.active_build == build and self.settled_on(build)
+        return self.state == HostState.ACTIVE and self.active_build == build and self.settled_on(build)
 
     def failed_on(self, build: str) -> bool:
-        return self.state == "lost" or (self.state == "failed" and self.settled_on(build))
+        return self.state == HostState.LOST or (self.state == HostState.FAILED and self.settled_on(build))
 
 
 @dataclass
@@ -93,7 +94,7 @@ class DcRollout:
         if self.phase == ROLLING_BACK:
             return self._rolling_back(hosts)
         if self.phase == DONE:  # converge hosts that joined after the plan
-            return {h: self.build_id for h, v in hosts.items() if v.state != "lost" and v.target_build != self.build_id}
+            return {h: self.build_id for h, v in hosts.items() if v.state != HostState.LOST and v.target_build != self.build_id}
         if not self.waves:
             self.phase = DONE
             return {}
@@ -127,8 +128,8 @@ class DcRollout:
         return self._rolling_back(hosts)
 
     def _rolling_back(self, hosts: dict[str, HostView]) -> dict[str, str]:
-        back = [h for h in self.moved if h in hosts and hosts[h].state != "lost"]
+        back = [h for h in self.moved if h in hosts and hosts[h].state != HostState.LOST]
         targets = {h: self.previous_build for h in back if hosts[h].target_build != self.previous_build}
-        if not targets and all(hosts[h].runs(self.previous_build) or hosts[h].state == "failed" for h in back):
+        if not targets and all(hosts[h].runs(self.previous_build) or hosts[h].state == HostState.FAILED for h in back):
             self.phase = ROLLED_BACK
         return targets

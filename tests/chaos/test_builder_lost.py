@@ -7,7 +7,7 @@ build is untouched, and the scheduler has no attempt left in flight."""
 import ray
 
 from gantry.constants import NAMESPACE, SCHEDULER
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from helpers import host_processes_matching, wait_build, wait_until
 
 
@@ -15,11 +15,11 @@ def test_a_lost_builder_costs_its_build_one_retry(api, stack, new_project):
     marker = "sleep 8.4401"
     project, sha, _ = new_project(f"{marker}; mkdir -p dist; echo ok > dist/ok")
     builds = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(2)]
-    store = BuildStore(stack.config().redis_url)
-    wait_until(lambda: all(store.get(b).get("workerNode") for b in builds)
+    store = State(stack.config().redis_url)
+    wait_until(lambda: all(store.builds.get(b).get("workerNode") for b in builds)
                and len(host_processes_matching(marker)) >= 2, 90, "both builds to run")
     victim_build = builds[0]
-    node = store.get(victim_build)["workerNode"]
+    node = store.builds.get(victim_build)["workerNode"]
     victim = stack.node_name(node)
     assert victim and victim.startswith("ray-builder-")
     stack.kill_node(victim)
@@ -27,7 +27,7 @@ def test_a_lost_builder_costs_its_build_one_retry(api, stack, new_project):
         recs = [wait_build(api, project, b, timeout_s=240) for b in builds]
         assert [r["buildStatus"] for r in recs] == ["SUCCEEDED", "SUCCEEDED"], recs
         assert recs[0]["retries"] == 1, recs[0]
-        assert store.get(victim_build)["workerNode"] != node
+        assert store.builds.get(victim_build)["workerNode"] != node
         stack.connect()
         wait_until(lambda: ray.get(ray.get_actor(SCHEDULER, namespace=NAMESPACE).stats.remote())["inflight"] == 0,
                    30, "the scheduler to reap every attempt")

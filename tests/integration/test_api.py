@@ -4,8 +4,8 @@ import uuid
 import httpx
 import pytest
 
-from gantry.actors.store import BuildStore
-from gantry.builds import BuildStatus
+from gantry.state import State
+from gantry.statuses import BuildStatus
 from gantry.serve_app.auth import issue
 from conftest import client
 
@@ -81,11 +81,11 @@ def test_bad_names_limits_cursors_and_ops(api, idle_project):
 
 
 def test_pagination_over_many_pages_with_equal_timestamps(api, stack, idle_project):
-    store = BuildStore(stack.config().redis_url, clock=lambda: 1_700_000_000_000)
+    store = State(stack.config().redis_url, clock=lambda: 1_700_000_000_000)
     ids = set()
     for _ in range(25):
-        b = store.create_build(idle_project, "b" * 40)["buildID"]
-        store.transition(b, BuildStatus.CANCELLED)  # never to be built
+        b = store.builds.create(idle_project, "b" * 40)["buildID"]
+        store.builds.transition(b, BuildStatus.CANCELLED)  # never to be built
         ids.add(b)
     seen, cursor, pages = [], None, 0
     while True:

@@ -5,8 +5,7 @@ import pytest
 import redis
 
 from gantry.actors.rollout.coordinator import Coordinator
-from gantry.actors.deploy_store import DeployStore
-from gantry.actors.store import BuildStore
+from gantry.state import State, keys
 
 REGIONS = {"us-east": ["us-east-a"], "eu-west": ["eu-west-a"]}
 FAST = {"steps": [1, 0.5, 1.0], "minHealthy": 0.9, "bakeS": 0}
@@ -38,9 +37,9 @@ class Host:
 
 def replica(r, build_id, region, status="REPLICATED", build_status="SUCCEEDED"):
     """A build whose replica in `region` is in `status` (as the replicators leave it)."""
-    r.hset(f"gantry:build:{build_id}", mapping={"buildID": build_id, "buildStatus": build_status})
-    r.sadd(f"gantry:repl:{build_id}", region)
-    r.hset(f"gantry:repl:{build_id}:{region}", mapping={"region": region, "replicationStatus": status})
+    r.hset(keys.build(build_id), mapping={"buildID": build_id, "buildStatus": build_status})
+    r.sadd(keys.repl_regions(build_id), region)
+    r.hset(keys.repl_row(build_id, region), mapping={"region": region, "replicationStatus": status})
 
 
 @pytest.fixture
@@ -51,9 +50,8 @@ def world(redis_url):
         for region in REGIONS:
             replica(r, build_id, region)
     clock = Clock()
-    store = DeployStore(redis_url, clock=lambda: int(clock() * 1000))
-    builds = BuildStore(redis_url)
-    coords = {r: Coordinator(dcs[0], r, REGIONS, store, builds, lost_after_s=30, clock=clock)
+    store = State(redis_url, clock=lambda: int(clock() * 1000))
+    coords = {r: Coordinator(dcs[0], r, REGIONS, store, lost_after_s=30, clock=clock)
               for r, dcs in REGIONS.items()}
     return store, coords, clock
 
@@ -76,7 +74,7 @@ def test_regions_go_one_after_another_and_the_deployment_completes(world):
     store, coords, clock = world
     hosts = fleet(coords)
     run(coords, hosts, clock, rounds=2)
-    dep = store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    dep = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
     for hs in hosts.values():
         for h in hs:
             h.beat()
@@ -85,70 +83,70 @@ def test_regions_go_one_after_another_and_the_deployment_completes(world):
     assert all(h.beat()["targetBuildID"] is None for h in hosts["eu-west"])   # not its turn yet
     assert sum(h.beat()["targetBuildID"] == "b1" for h in hosts["us-east"]) == 1  # the canary
     run(coords, hosts, clock)
-    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)
-    assert store.dc_current("web") == {"us-east-a": "b1", "eu-west-a": "b1"}
+    assert store.deployments.dc_current("web") == {"us-east-a": "b1", "eu-west-a": "b1"}
 
 
 def test_failing_health_rolls_every_datacenter_back(world):
     store, coords, clock = world
     hosts = fleet(coords)
-    store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
     run(coords, hosts, clock)
     for hs in hosts.values():     # b2 fails its health check in the second region
         for h in hs:
             h.fail_on = {"b2"} if h.id.startswith("eu-west") else set()
-    dep = store.create("web", "b2", store.last_completed_build("web"), FAST, list(REGIONS), "alice")
+    dep = store.deployments.create("web", "b2", store.deployments.last_completed_build("web"), FAST, list(REGIONS), "alice")
     run(coords, hosts, clock, rounds=60)
-    d = store.get(dep["deploymentID"])
+    d = store.deployments.get(dep["deploymentID"])
     assert d["status"] == "ROLLED_BACK" and "eu-west-a" in d["reason"] and "failed" in d["reason"]
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # us-east came back too
-    assert store.dc_current("web") == {"us-east-a": "b1", "eu-west-a": "b1"}
+    assert store.deployments.dc_current("web") == {"us-east-a": "b1", "eu-west-a": "b1"}
 
 
 def test_a_new_deployment_supersedes_the_one_in_flight(world):
     store, coords, clock = world
     hosts = fleet(coords)
-    first = store.create("web", "b1", None, dict(FAST, bakeS=1000), list(REGIONS), "alice")
+    first = store.deployments.create("web", "b1", None, dict(FAST, bakeS=1000), list(REGIONS), "alice")
     run(coords, hosts, clock, rounds=3)
-    second = store.create("web", "b2", None, FAST, list(REGIONS), "bob")
-    assert store.get(first["deploymentID"])["status"] == "SUPERSEDED"
-    assert "superseded by" in store.get(first["deploymentID"])["reason"]
+    second = store.deployments.create("web", "b2", None, FAST, list(REGIONS), "bob")
+    assert store.deployments.get(first["deploymentID"])["status"] == "SUPERSEDED"
+    assert "superseded by" in store.deployments.get(first["deploymentID"])["reason"]
     run(coords, hosts, clock)
-    assert store.get(second["deploymentID"])["status"] == "COMPLETED"
+    assert store.deployments.get(second["deploymentID"])["status"] == "COMPLETED"
     assert all(h.active == "b2" for hs in hosts.values() for h in hs)
-    assert int(store.desired("web")["version"]) == 2
+    assert int(store.deployments.desired("web")["version"]) == 2
 
 
 def test_pause_holds_resume_finishes(world):
     store, coords, clock = world
     hosts = fleet(coords)
-    dep = store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    dep = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
     run(coords, hosts, clock, rounds=2)
-    assert store.set_status(dep["deploymentID"], "PAUSED", ("IN_PROGRESS",)) == "IN_PROGRESS"
+    assert store.deployments.set_status(dep["deploymentID"], "PAUSED", ("IN_PROGRESS",)) == "IN_PROGRESS"
     moved = sum(h.active == "b1" for hs in hosts.values() for h in hs)
     run(coords, hosts, clock, rounds=20)
     assert sum(h.active == "b1" for hs in hosts.values() for h in hs) == moved < 8
-    store.set_status(dep["deploymentID"], "IN_PROGRESS", ("PAUSED",))
+    store.deployments.set_status(dep["deploymentID"], "IN_PROGRESS", ("PAUSED",))
     run(coords, hosts, clock)
-    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
 
 
 def test_silent_hosts_are_marked_lost_and_a_restarted_coordinator_resumes(world, redis_url):
     store, coords, clock = world
     hosts = fleet(coords)
-    dep = store.create("web", "b1", None, dict(FAST, steps=[1, 1.0]), list(REGIONS), "alice")
+    dep = store.deployments.create("web", "b1", None, dict(FAST, steps=[1, 1.0]), list(REGIONS), "alice")
     run(coords, hosts, clock, rounds=3)
     # the us-east coordinator restarts: a new object with nothing in memory
-    coords["us-east"] = Coordinator("us-east-a", "us-east", REGIONS, store, BuildStore(redis_url),
+    coords["us-east"] = Coordinator("us-east-a", "us-east", REGIONS, store,
                                     lost_after_s=30, clock=clock)
     for h in hosts["us-east"]:
         h.coord = coords["us-east"]
     run(coords, hosts, clock)
-    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
     silent = hosts["eu-west"].pop()
     run(coords, hosts, clock, rounds=35)
-    assert {h["hostID"]: h["state"] for h in store.hosts("eu-west-a")}[silent.id] == "lost"
+    assert {h["hostID"]: h["state"] for h in store.hosts.in_dc("eu-west-a")}[silent.id] == "lost"
 
 
 def test_peers_come_from_the_tracker(world):
@@ -165,15 +163,15 @@ def test_a_region_waits_for_its_replica_and_the_others_go_on(world, redis_url):
     r = redis.Redis.from_url(redis_url)
     replica(r, "b3", "us-east", build_status="DEPLOYING")
     replica(r, "b3", "eu-west", "RETRYING", build_status="DEPLOYING")
-    dep = store.create("web", "b3", None, FAST, ["eu-west", "us-east"], "alice")   # eu-west first
+    dep = store.deployments.create("web", "b3", None, FAST, ["eu-west", "us-east"], "alice")   # eu-west first
     hosts = fleet(coords)
     run(coords, hosts, clock)
-    assert store.dc_outcomes(dep["deploymentID"]) == {"us-east-a": "DONE"}   # not held up by eu-west
-    assert store.get(dep["deploymentID"])["status"] == "IN_PROGRESS"
+    assert store.deployments.dc_outcomes(dep["deploymentID"]) == {"us-east-a": "DONE"}   # not held up by eu-west
+    assert store.deployments.get(dep["deploymentID"])["status"] == "IN_PROGRESS"
     assert all(h.active is None for h in hosts["eu-west"])
     replica(r, "b3", "eu-west", build_status="SUCCEEDED")                      # the replica lands
     run(coords, hosts, clock)
-    assert store.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
     assert all(h.active == "b3" for hs in hosts.values() for h in hs)
 
 
@@ -183,13 +181,13 @@ def test_a_build_that_fails_replication_rolls_its_deployment_back(world, redis_u
     replica(r, "b4", "us-east", build_status="DEPLOYING")
     replica(r, "b4", "eu-west", "RETRYING", build_status="DEPLOYING")
     hosts = fleet(coords)
-    store.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
     run(coords, hosts, clock)
-    dep = store.create("web", "b4", "b1", FAST, list(REGIONS), "alice")
+    dep = store.deployments.create("web", "b4", "b1", FAST, list(REGIONS), "alice")
     run(coords, hosts, clock, rounds=8)
     assert any(h.active == "b4" for h in hosts["us-east"])                  # us-east had moved
     replica(r, "b4", "eu-west", "FAILED", build_status="FAILED")
     run(coords, hosts, clock)
-    d = store.get(dep["deploymentID"])
+    d = store.deployments.get(dep["deploymentID"])
     assert d["status"] == "ROLLED_BACK" and "b4 is FAILED" in d["reason"], d
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # a failed build runs nowhere

@@ -6,7 +6,7 @@ import time
 
 import ray
 
-from gantry.actors.deploy_store import DeployStore
+from gantry.state import State
 from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
@@ -67,9 +67,9 @@ def test_deploy_reaches_every_host_then_a_delta_moves_only_new_chunks(api, stack
 
     b2 = build(api, project, commit(repo, {"note.txt": "two"}))
     assert wait_deployment(api, project, deploy(api, project, b2))["status"] == "COMPLETED"
-    store = DeployStore(stack.config().redis_url)
+    store = State(stack.config().redis_url)
     for dc in ("us-east-a", "eu-west-a"):
-        for h in store.hosts(dc):
+        for h in store.hosts.in_dc(dc):
             dl = json.loads(h["lastDownload"])
             assert dl["buildID"] == b2
             assert dl["bytesFromPeers"] + dl["bytesFromOrigin"] < (6 << 20) * 0.2, dl
@@ -145,7 +145,7 @@ def test_daemon_killed_mid_download_resumes(api, stack, new_project):
     assert 0 < len(held) < len(manifest.unique_chunks())
     stack.start_host(victim, "eu-west", "eu-west-a")
     assert wait_deployment(api, project, dep)["status"] == "COMPLETED"
-    h = next(x for x in DeployStore(cfg.redis_url).hosts("eu-west-a") if x["hostID"] == victim)
+    h = next(x for x in State(cfg.redis_url).hosts.in_dc("eu-west-a") if x["hostID"] == victim)
     dl = json.loads(h["lastDownload"])
     assert dl["buildID"] == b
     assert dl["bytesFromPeers"] + dl["bytesFromOrigin"] == manifest.size - sum(held.values())  # resumed
@@ -189,15 +189,15 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
         stop.set()
         t.join()
         rogue.stop()
-    store = DeployStore(stack.config().redis_url)
-    real = [h for dc in ("us-east-a", "eu-west-a") for h in store.hosts(dc) if not h["hostID"].startswith("rogue")]
+    store = State(stack.config().redis_url)
+    real = [h for dc in ("us-east-a", "eu-west-a") for h in store.hosts.in_dc(dc) if not h["hostID"].startswith("rogue")]
     blacklisted = [json.loads(h["lastDownload"])["blacklisted"] for h in real]
     assert any(rogue.address in bl for bl in blacklisted), blacklisted
     blobs = {(current(stack, h["hostID"]) / "blob").read_bytes() for h in real}
     assert len(blobs) == 1 and len(blobs.pop()) == 4 << 20
     # let the rogue hosts be marked lost before later tests plan their waves
     deadline = time.monotonic() + 30
-    while any(h["state"] != "lost" for dc in ("us-east-a", "eu-west-a") for h in store.hosts(dc)
+    while any(h["state"] != "lost" for dc in ("us-east-a", "eu-west-a") for h in store.hosts.in_dc(dc)
               if h["hostID"].startswith("rogue")):
         assert time.monotonic() < deadline
         time.sleep(0.5)

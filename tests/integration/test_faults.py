@@ -7,7 +7,7 @@ import time
 import ray
 
 from gantry.constants import NAMESPACE, SCHEDULER
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from helpers import host_processes_matching, wait_build, wait_until
 
 
@@ -30,15 +30,15 @@ def test_builder_node_killed_mid_build_reruns_elsewhere(api, stack, new_project)
     marker = "sleep 6.3201"  # long enough to kill mid-build, short enough to finish on the rerun
     project, sha, _ = new_project(f"{marker}; mkdir -p dist; echo ok > dist/ok")
     b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
-    store = BuildStore(stack.config().redis_url)
-    wait_until(lambda: store.get(b).get("workerNode") and host_processes_matching(marker), 60, "the sandbox to start")
-    first_node = store.get(b)["workerNode"]
+    store = State(stack.config().redis_url)
+    wait_until(lambda: store.builds.get(b).get("workerNode") and host_processes_matching(marker), 60, "the sandbox to start")
+    first_node = store.builds.get(b)["workerNode"]
     victim = stack.node_name(first_node)
     assert victim and victim.startswith("ray-builder-")
     stack.kill_node(victim)
     rec = wait_build(api, project, b, timeout_s=180)
     assert rec["buildStatus"] == "SUCCEEDED" and rec["retries"] == 1, rec
-    assert store.get(b)["workerNode"] != first_node
+    assert store.builds.get(b)["workerNode"] != first_node
     stack.add_builder(int(victim.rsplit("-", 1)[1]) + 100)  # restore capacity for later tests
 
 
@@ -48,7 +48,7 @@ def test_redis_crash_right_after_202_loses_nothing(api, stack, new_project):
     assert r.status_code == 202
     b = r.json()["buildID"]
     stack.restart_redis(signal.SIGKILL)
-    assert BuildStore(stack.config().redis_url).get(b) is not None  # it was on disk before the 202
+    assert State(stack.config().redis_url).builds.get(b) is not None  # it was on disk before the 202
     rec = wait_build(api, project, b, timeout_s=180)
     assert rec["buildStatus"] == "SUCCEEDED", rec
 
@@ -57,10 +57,10 @@ def test_region_node_killed_mid_replication_resumes_when_it_returns(api, stack, 
     from helpers import reassemble
     project, sha, _ = new_project("mkdir -p dist; head -c 41943040 /dev/urandom > dist/blob")
     b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
-    store = BuildStore(stack.config().redis_url)
+    store = State(stack.config().redis_url)
 
     def eu_row():
-        return next((r for r in store.replication_rows(b) if r["region"] == "eu-west"), None)
+        return next((r for r in store.replication.rows(b) if r["region"] == "eu-west"), None)
     wait_until(lambda: (eu_row() or {}).get("chunksTransferred", "0") not in ("0",), 120,
                "replication to eu-west to start")
     assert eu_row()["replicationStatus"] == "PENDING"

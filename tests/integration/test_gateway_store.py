@@ -5,12 +5,10 @@ import time
 import pytest
 import redis
 
-from gantry.actors import audit
-from gantry.actors.audit import AuditLog
-from gantry.actors.deploy_store import DeployStore
-from gantry.actors.ratelimit import RateLimited, RateLimiter
-from gantry.actors.store import BuildStore, TransitionRefused
-from gantry.builds import BuildStatus as S
+from gantry.state import RateLimited, State, TransitionRefused, audit, keys
+from gantry.state.audit import AuditLog
+from gantry.state.ratelimit import RateLimiter
+from gantry.statuses import BuildStatus as S
 
 SHA = "b" * 40
 
@@ -35,7 +33,7 @@ def test_token_bucket_allows_a_burst_then_refills(r):
     with pytest.raises(RateLimited):
         limiter.take("user:a", 2.0, 3)
     limiter.take("user:a", 0, 0)            # rate 0: no limit
-    assert 0 < r.pttl("gantry:rate:user:a") <= 2500   # idle buckets expire
+    assert 0 < r.pttl(keys.rate("user:a")) <= 2500   # idle buckets expire
 
 
 def test_audit_pages_newest_first_per_project_and_overall(r):
@@ -58,16 +56,17 @@ def test_audit_pages_newest_first_per_project_and_overall(r):
 
 
 def test_an_audit_entry_is_written_exactly_when_its_change_is(redis_url, r):
-    store, deploys, log = BuildStore(redis_url), DeployStore(redis_url), AuditLog(r)
-    b = store.create_build("shop", SHA, audit=lambda i: audit.prepare("dana", "build.create", "shop", i))["buildID"]
-    store.transition(b, S.CANCELLED, audit=audit.prepare("dana", "build.cancel", "shop", b))
+    store = deploys = State(redis_url)
+    log = store.audit
+    b = store.builds.create("shop", SHA, audit=lambda i: audit.prepare("dana", "build.create", "shop", i))["buildID"]
+    store.builds.transition(b, S.CANCELLED, audit=audit.prepare("dana", "build.cancel", "shop", b))
     with pytest.raises(TransitionRefused):  # refused: no entry
-        store.transition(b, S.CANCELLED, audit=audit.prepare("eve", "build.cancel", "shop", b))
-    dep = deploys.create("shop", b, None, {}, ["us"], "dana",
+        store.builds.transition(b, S.CANCELLED, audit=audit.prepare("eve", "build.cancel", "shop", b))
+    dep = deploys.deployments.create("shop", b, None, {}, ["us"], "dana",
                          audit=lambda d: audit.prepare("dana", "deployment.create", "shop", d))["deploymentID"]
-    assert deploys.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("dana", "deployment.pause", "shop", dep))
-    assert deploys.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("eve", "deployment.pause", "shop", dep)) is None
-    store.put_project("shop", "/src/shop", audit=audit.prepare("dana", "project.register", "shop"))
+    assert deploys.deployments.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("dana", "deployment.pause", "shop", dep))
+    assert deploys.deployments.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("eve", "deployment.pause", "shop", dep)) is None
+    store.projects.put("shop", "/src/shop", audit=audit.prepare("dana", "project.register", "shop"))
     entries, _ = log.page("shop", 100, None)
     assert [(e["user"], e["action"], e["target"]) for e in reversed(entries)] == [
         ("dana", "build.create", b), ("dana", "build.cancel", b), ("dana", "deployment.create", dep),
@@ -76,16 +75,16 @@ def test_an_audit_entry_is_written_exactly_when_its_change_is(redis_url, r):
 
 def test_deployment_pages_break_ties_on_the_same_millisecond(redis_url, r):
     clock = {"t": 1_764_000_000_000}
-    deploys = DeployStore(redis_url, clock=lambda: clock["t"])
+    deploys = State(redis_url, clock=lambda: clock["t"])
     made = []
     for i in range(7):
         clock["t"] += 1 if i % 3 == 0 else 0    # several deployments share a millisecond
-        made.append(deploys.create("shop", f"{i:032x}", None, {}, ["us"], "dana")["deploymentID"])
-    newest_first = sorted(made, key=lambda d: (int(deploys.get(d)["createdAt"]), d), reverse=True)
+        made.append(deploys.deployments.create("shop", f"{i:032x}", None, {}, ["us"], "dana")["deploymentID"])
+    newest_first = sorted(made, key=lambda d: (int(deploys.deployments.get(d)["createdAt"]), d), reverse=True)
     for size in (1, 2, 3, 10):
         seen, cursor = [], None
         while True:
-            page, cursor = deploys.page("shop", size, cursor)
+            page, cursor = deploys.deployments.page("shop", size, cursor)
             seen += [d["deploymentID"] for d in page]
             if not cursor:
                 break
@@ -93,78 +92,77 @@ def test_deployment_pages_break_ties_on_the_same_millisecond(redis_url, r):
 
 
 def test_status_counts_follow_every_transition(redis_url, r):
-    store = BuildStore(redis_url)
-    a = store.create_build("shop", SHA)["buildID"]
-    b = store.create_build("shop", SHA)["buildID"]
-    assert store.status_counts()["QUEUED"] == 2
-    assert store.claim_next("owner-1") == a
-    store.transition(b, S.CANCELLED)
-    counts = store.status_counts()
+    store = State(redis_url)
+    a = store.builds.create("shop", SHA)["buildID"]
+    b = store.builds.create("shop", SHA)["buildID"]
+    assert store.builds.status_counts()["QUEUED"] == 2
+    assert store.builds.claim_next("owner-1") == a
+    store.builds.transition(b, S.CANCELLED)
+    counts = store.builds.status_counts()
     assert (counts["QUEUED"], counts["BUILDING"], counts["CANCELLED"]) == (0, 1, 1)
-    store.publish_artifact(a, "owner-1", {"artifactDigest": "d"}, "us", ["eu"], {
+    store.replication.publish(a, "owner-1", {"artifactDigest": "d"}, "us", ["eu"], {
         "bytesTransferred": 0, "chunksTransferred": 0, "bytesSkipped": 0, "chunksSkipped": 0})
-    assert store.status_counts()["DEPLOYING"] == 1
-    store.finish_replication(a, "eu", ok=True)
-    counts = store.status_counts()
+    assert store.builds.status_counts()["DEPLOYING"] == 1
+    store.replication.finish(a, "eu", ok=True)
+    counts = store.builds.status_counts()
     assert (counts["BUILDING"], counts["DEPLOYING"], counts["SUCCEEDED"]) == (0, 0, 1)
-    rec, repl, _ = store.export(a)
-    store.forget("shop", [(rec, repl)], "archive/x.parquet")
-    assert store.status_counts()["SUCCEEDED"] == 0 and store.archived_in("shop", a) == "archive/x.parquet"
+    store.archive.forget("shop", [(store.builds.get(a), store.replication.rows(a))], "archive/x.parquet")
+    assert store.builds.status_counts()["SUCCEEDED"] == 0 and store.archive.file_of("shop", a) == "archive/x.parquet"
 
 
 def test_coalescing_cancels_only_older_queued_builds_of_the_branch(redis_url, r):
-    store = BuildStore(redis_url)
-    old_main = store.create_build("shop", SHA, {"branch": "main"})
-    api_build = store.create_build("shop", SHA, {})
-    old_other = store.create_build("shop", SHA, {"branch": "dev"})
-    running = store.create_build("shop", SHA, {"branch": "main"})
-    store.transition(running["buildID"], S.BUILDING)
-    newer = store.create_build("shop", SHA, {"branch": "main"})
-    assert store.supersede_queued("shop", newer, "main") == [old_main["buildID"]]
-    rec = store.get(old_main["buildID"])
+    store = State(redis_url)
+    old_main = store.builds.create("shop", SHA, {"branch": "main"})
+    api_build = store.builds.create("shop", SHA, {})
+    old_other = store.builds.create("shop", SHA, {"branch": "dev"})
+    running = store.builds.create("shop", SHA, {"branch": "main"})
+    store.builds.transition(running["buildID"], S.BUILDING)
+    newer = store.builds.create("shop", SHA, {"branch": "main"})
+    assert store.builds.supersede_queued("shop", newer, "main") == [old_main["buildID"]]
+    rec = store.builds.get(old_main["buildID"])
     assert rec["buildStatus"] == "CANCELLED" and rec["supersededBy"] == newer["buildID"]
     for other in (api_build, old_other, newer):
-        assert store.get(other["buildID"])["buildStatus"] == "QUEUED"
-    assert store.get(running["buildID"])["buildStatus"] == "BUILDING"
+        assert store.builds.get(other["buildID"])["buildStatus"] == "QUEUED"
+    assert store.builds.get(running["buildID"])["buildStatus"] == "BUILDING"
 
 
 def test_a_delivery_creates_one_build_even_after_a_crash_between_its_steps(redis_url, r):
-    store = BuildStore(redis_url)
-    make = lambda build_id: store.create_build("shop", SHA, {}, build_id=build_id)  # noqa: E731
-    first, created = store.build_for_delivery("shop", "d-1", make)
-    again, created_again = store.build_for_delivery("shop", "d-1", make)
+    store = State(redis_url)
+    make = lambda build_id: store.builds.create("shop", SHA, {}, build_id=build_id)  # noqa: E731
+    first, created = store.builds.for_delivery("shop", "d-1", make)
+    again, created_again = store.builds.for_delivery("shop", "d-1", make)
     assert created and not created_again and again["buildID"] == first["buildID"]
 
     def crash(build_id):
         raise SystemExit("the API process died after claiming the delivery")
     with pytest.raises(SystemExit):
-        store.build_for_delivery("shop", "d-2", crash)
-    redelivered, created = store.build_for_delivery("shop", "d-2", make)
-    assert created and store.get(redelivered["buildID"])["buildStatus"] == "QUEUED"
-    assert store.build_for_delivery("shop", "d-2", make)[0]["buildID"] == redelivered["buildID"]
-    assert len(r.zrange("gantry:builds:shop", 0, -1)) == 2
+        store.builds.for_delivery("shop", "d-2", crash)
+    redelivered, created = store.builds.for_delivery("shop", "d-2", make)
+    assert created and store.builds.get(redelivered["buildID"])["buildStatus"] == "QUEUED"
+    assert store.builds.for_delivery("shop", "d-2", make)[0]["buildID"] == redelivered["buildID"]
+    assert len(r.zrange(keys.builds("shop"), 0, -1)) == 2
 
 
 def test_archiver_moves_finished_unpinned_builds_in_bounded_batches(redis_url, r, tmp_path):
     from gantry.actors.build.archive import Archiver, ArchiveReader, list_page
     from gantry.artifacts.blobstore import FsBlobStore
     clock = {"t": 1_767_225_600_000}          # 2026-01-01; each build a day later
-    store = BuildStore(redis_url, clock=lambda: clock["t"])
-    deploys = DeployStore(redis_url)
-    store.put_project("shop", "/src/shop")
+    store = State(redis_url, clock=lambda: clock["t"])
+    deploys = store
+    store.projects.put("shop", "/src/shop")
     ids = []
     for i in range(9):
         clock["t"] += 86_400_000
-        ids.append(store.create_build("shop", SHA)["buildID"])
-        store.append_log(ids[-1], f"log of build {i}\n" * 50, 1 << 20)
+        ids.append(store.builds.create("shop", SHA)["buildID"])
+        store.logs.append(ids[-1], f"log of build {i}\n" * 50, 1 << 20)
         if i != 4:                              # build 4 stays QUEUED: never archived
-            store.transition(ids[-1], S.CANCELLED)
-    deploys.create("shop", ids[2], None, {}, ["us"], "dana")   # build 2 is desired: pinned
+            store.builds.transition(ids[-1], S.CANCELLED)
+    deploys.deployments.create("shop", ids[2], None, {}, ["us"], "dana")   # build 2 is desired: pinned
     before, _ = list_page(store, ArchiveReader(FsBlobStore(tmp_path)), "shop", 100, None)
     blobs = FsBlobStore(tmp_path)
-    moved = Archiver(store, deploys, blobs).run(cutoff_ms=clock["t"], batch=2, max_file_bytes=2000)
+    moved = Archiver(store, blobs).run(cutoff_ms=clock["t"], batch=2, max_file_bytes=2000)
     assert moved == {"shop": 6}                 # 9 - the queued one - the pinned one - the newest (at the cutoff)
-    assert {store.get(i) is None for i in (ids[2], ids[4], ids[8])} == {False}
+    assert {store.builds.get(i) is None for i in (ids[2], ids[4], ids[8])} == {False}
     files = blobs.list("archive/builds/project=shop/")
     assert len(files) >= 3 and all("/month=2026-01/" in f for f in files)   # several bounded files
     reader = ArchiveReader(blobs)
@@ -176,6 +174,6 @@ def test_archiver_moves_finished_unpinned_builds_in_bounded_batches(redis_url, r
             if not cursor:
                 break
         assert seen == before, size
-    key = store.archived_in("shop", ids[0])
+    key = store.archive.file_of("shop", ids[0])
     assert reader.get(key, ids[0])[2] == b"log of build 0\n" * 50
-    assert Archiver(store, deploys, blobs).run(cutoff_ms=clock["t"], batch=2) == {}
+    assert Archiver(store, blobs).run(cutoff_ms=clock["t"], batch=2) == {}

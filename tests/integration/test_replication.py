@@ -4,7 +4,7 @@ import time
 import ray
 
 from gantry.constants import NAMESPACE, replicator_name
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from gantry.artifacts.blobstore import chunk_key, manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from helpers import commit, reassemble, wait_build
@@ -105,4 +105,4 @@ def test_corrupt_chunk_in_primary_is_detected_not_replicated(api, stack, new_pro
     assert row(api, project, b)["replicationStatus"] == "FAILED"
     target = next(x for x in cfg.regions if x.name == TARGET)
     assert not s3_for(target, cfg.s3_access_key, cfg.s3_secret_key).has(chunk_key(victim.digest))
-    assert BuildStore(cfg.redis_url).due_replications(TARGET) == []
+    assert State(cfg.redis_url).replication.due(TARGET) == []

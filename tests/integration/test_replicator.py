@@ -6,10 +6,10 @@ import pytest
 import redis
 
 from gantry.actors.replication.replicator import Replicator, direct_fetch
-from gantry.actors.store import BuildStore
+from gantry.state import State
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.publish import publish
-from gantry.builds import BuildStatus
+from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 
 SETTINGS = Settings(replication_give_up_s=3600, replication_backoff_s=0)
@@ -18,25 +18,25 @@ SETTINGS = Settings(replication_give_up_s=3600, replication_backoff_s=0)
 @pytest.fixture
 def world(redis_url, tmp_path):
     redis.Redis.from_url(redis_url).flushdb()
-    store = BuildStore(redis_url)
+    store = State(redis_url)
     primary, region = FsBlobStore(tmp_path / "primary"), FsBlobStore(tmp_path / "eu")
     return store, primary, region, tmp_path
 
 
 def published_build(store, primary, out, owner="o"):
-    b = store.create_build("p", "a" * 40)["buildID"]
-    assert store.claim_next(owner) == b
+    b = store.builds.create("p", "a" * 40)["buildID"]
+    assert store.builds.claim_next(owner) == b
     manifest, stats = publish(out, primary, 16 << 10)
     fields = {"artifactDigest": manifest.manifest_digest, "artifactSize": manifest.size,
               "artifactChunks": len(manifest.chunks)}
     row = {"bytesTransferred": stats.bytes_uploaded, "chunksTransferred": stats.chunks_uploaded,
            "bytesSkipped": stats.bytes_skipped, "chunksSkipped": stats.chunks_skipped}
-    assert store.publish_artifact(b, owner, fields, "us", ["eu"], row) is BuildStatus.DEPLOYING
+    assert store.replication.publish(b, owner, fields, "us", ["eu"], row) is BuildStatus.DEPLOYING
     return b, manifest
 
 
 def rows(store, b):
-    return {r["region"]: r for r in store.replication_rows(b)}
+    return {r["region"]: r for r in store.replication.rows(b)}
 
 
 def output(tmp_path, name, blob, extra=b""):
@@ -62,7 +62,7 @@ def test_replicates_then_moves_only_changed_chunks(world):
     r2 = rows(store, b2)["eu"]
     assert int(r2["bytesTransferred"]) < 0.1 * m2.size and int(r2["chunksSkipped"]) > 0
     assert int(r2["bytesTransferred"]) + int(r2["bytesSkipped"]) == sum(c.size for c in m2.unique_chunks())
-    assert store.get(b2)["buildStatus"] == "SUCCEEDED"
+    assert store.builds.get(b2)["buildStatus"] == "SUCCEEDED"
 
 
 def test_a_corrupt_primary_chunk_is_never_replicated_as_good(world):
@@ -72,7 +72,7 @@ def test_a_corrupt_primary_chunk_is_never_replicated_as_good(world):
     victim.write_bytes(victim.read_bytes()[::-1])
     rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
     assert rep.tick() == [(b, "FAILED")]
-    rec = store.get(b)
+    rec = store.builds.get(b)
     assert rec["buildStatus"] == "FAILED" and "does not match its digest" in rec["error"]
     assert "replication to eu failed" in rec["error"]
     assert not region.has(chunk_key(m.chunks[2].digest))
@@ -82,10 +82,10 @@ def test_a_corrupt_primary_chunk_is_never_replicated_as_good(world):
 def test_cancel_during_deploying_stops_replication(world):
     store, primary, region, tmp = world
     b, m = published_build(store, primary, output(tmp, "v", os.urandom(600_000)))
-    store.transition(b, BuildStatus.CANCELLED)
+    store.builds.transition(b, BuildStatus.CANCELLED)
     rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
     assert rep.tick() == [(b, "DROPPED")]
-    assert store.get(b)["buildStatus"] == "CANCELLED" and store.due_replications("eu") == []
+    assert store.builds.get(b)["buildStatus"] == "CANCELLED" and store.replication.due("eu") == []
 
 
 def test_unreachable_store_is_retried_then_given_up(world):
@@ -99,14 +99,14 @@ def test_unreachable_store_is_retried_then_given_up(world):
     rep = Replicator("eu", store, primary, region, broken, SETTINGS)
     assert rep.tick() == [(b, "RETRYING")]
     assert rep.tick() == [(b, "RETRYING")]
-    row = store.replication_row(b, "eu")
+    row = store.replication.row(b, "eu")
     assert row["replicationStatus"] == "RETRYING" and row["retries"] == "2" and "eu store down" in row["error"]
-    assert store.get(b)["buildStatus"] == "DEPLOYING"
+    assert store.builds.get(b)["buildStatus"] == "DEPLOYING"
     rep.settings = Settings(replication_give_up_s=0, replication_backoff_s=0)   # past the give-up window
     assert rep.tick() == [(b, "FAILED")]
-    rec = store.get(b)
+    rec = store.builds.get(b)
     assert rec["buildStatus"] == "FAILED" and "gave up after 3 attempts" in rec["error"]
-    assert store.restart_replication(b) == ["eu"] and store.get(b)["buildStatus"] == "DEPLOYING"
-    assert store.restart_replication(b) == []                 # nothing gave up any more
+    assert store.replication.restart(b) == ["eu"] and store.builds.get(b)["buildStatus"] == "DEPLOYING"
+    assert store.replication.restart(b) == []                 # nothing gave up any more
     rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
     assert rep.tick() == [(b, "SUCCEEDED")]

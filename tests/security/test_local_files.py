@@ -24,7 +24,7 @@ def as_nobody(*argv: str) -> subprocess.CompletedProcess:
 def runner_for(builds_dir: Path) -> BuildRunner:
     cfg = StackConfig(home="/nonexistent", redis_url="redis://127.0.0.1:1/0", regions=[], s3_access_key="",
                       s3_secret_key="", jwt_secret_file="", builds_dir=str(builds_dir))
-    return BuildRunner(cfg, Settings(), store=object())
+    return BuildRunner(cfg, Settings(), state=object())
 
 
 @pytest.mark.parametrize("plant", ["link", "foreign", "world-writable"])

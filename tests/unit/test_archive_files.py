@@ -1,7 +1,7 @@
 """The archive's file format and reader, on the filesystem blob store (no Redis)."""
 import json
 
-from gantry import builds as B
+from gantry import cursor as listing
 from gantry.actors.build.archive import ArchiveReader, month_of, partition, to_parquet
 from gantry.artifacts.blobstore import FsBlobStore
 
@@ -26,11 +26,11 @@ def test_pages_across_months_and_files_without_repeats(tmp_path):
     blobs.put(partition("shop", "2026-01") + "b.parquet", to_parquet([(r, [], b"") for r in jan[2:]]))  # jan[2] twice
     blobs.put(partition("shop", "2026-02") + "a.parquet", to_parquet([(r, [{"region": "x"}], b"") for r in feb]))
     reader = ArchiveReader(blobs)
-    want = [B.index_member(int(r["createdAt"]), r["buildID"]) for r in sorted(jan + feb, key=lambda r: -int(r["createdAt"]))]
+    want = [listing.key(int(r["createdAt"]), r["buildID"]) for r in sorted(jan + feb, key=lambda r: -int(r["createdAt"]))]
     seen, cursor = [], None
     while True:
         page = reader.page("shop", 3, cursor)
-        items, cursor = B.page(list(page), 2)
+        items, cursor = listing.page(list(page), 2)
         seen += items
         if not cursor:
             break

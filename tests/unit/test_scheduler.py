@@ -1,6 +1,6 @@
 """Scheduler logic with a stand-in for the store's queue (the real store is tested against Redis)."""
 from gantry.actors.build.scheduler import Scheduler
-from gantry.builds import BuildStatus
+from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 
 

@@ -1,0 +1,122 @@
+"""Every status and state in gantry, and the transitions each may make.
+
+The tables are the rules; the Redis scripts enforce them atomically (they are rendered with these
+names, see `gantry.state.scripts`), and nothing else spells a status as a string.
+
+  builds        QUEUED -> BUILDING -> DEPLOYING -> SUCCEEDED; FAILED, CANCELLED, DEAD end it early
+  replication   (one row per build and region) PENDING -> RETRYING* -> REPLICATED | FAILED
+  deployments   IN_PROGRESS <-> PAUSED -> COMPLETED | ROLLED_BACK | ABORTED | SUPERSEDED
+  hosts         idle -> downloading -> active | failed; any -> lost (silent); lost -> as reported
+  datacenter    a deployment's share of one datacenter: ROLLING <-> BAKING -> DONE, or ROLLING_BACK
+  rollouts      -> ROLLED_BACK; PAUSED holds (see actors/rollout/dc_rollout.py)
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class BuildStatus(StrEnum):
+    QUEUED = "QUEUED"
+    BUILDING = "BUILDING"
+    DEPLOYING = "DEPLOYING"     # built and in the primary store; replicating to the other regions
+    SUCCEEDED = "SUCCEEDED"     # in every region's store
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    DEAD = "DEAD"               # infrastructure faults used up its retries
+
+    @property
+    def terminal(self) -> bool:
+        return self in BUILD_TERMINAL
+
+
+class ReplicationStatus(StrEnum):
+    PENDING = "PENDING"
+    RETRYING = "RETRYING"
+    REPLICATED = "REPLICATED"
+    FAILED = "FAILED"
+
+
+class DeploymentStatus(StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ABORTED = "ABORTED"
+    SUPERSEDED = "SUPERSEDED"
+
+    @property
+    def active(self) -> bool:
+        return self in DEPLOYMENT_ACTIVE
+
+
+class HostState(StrEnum):
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    ACTIVE = "active"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+class DcPhase(StrEnum):
+    ROLLING = "ROLLING"
+    BAKING = "BAKING"
+    DONE = "DONE"
+    ROLLING_BACK = "ROLLING_BACK"
+    ROLLED_BACK = "ROLLED_BACK"
+    PAUSED = "PAUSED"
+    UNTOUCHED = "UNTOUCHED"     # an outcome only: the deployment ended before it reached the datacenter
+    WAITING_FOR_REPLICA = "WAITING_FOR_REPLICA"   # shown only: not started, the region's replica is not in yet
+
+
+B, R, D, H = BuildStatus, ReplicationStatus, DeploymentStatus, HostState
+
+BUILD_TERMINAL = frozenset({B.SUCCEEDED, B.FAILED, B.CANCELLED, B.DEAD})
+DEPLOYMENT_ACTIVE = frozenset({D.IN_PROGRESS, D.PAUSED})
+DEPLOYMENT_TERMINAL = frozenset(D) - DEPLOYMENT_ACTIVE
+
+# Each table maps a status to the statuses it may be entered from.
+BUILD_FROM: dict[BuildStatus, frozenset[BuildStatus]] = {
+    B.QUEUED: frozenset({B.BUILDING}),  # retry after an infrastructure fault
+    B.BUILDING: frozenset({B.QUEUED}),
+    B.DEPLOYING: frozenset({B.BUILDING, B.FAILED}),  # FAILED: replication given up, then retried
+    B.SUCCEEDED: frozenset({B.DEPLOYING}),
+    B.FAILED: frozenset({B.BUILDING, B.DEPLOYING}),
+    B.CANCELLED: frozenset({B.QUEUED, B.BUILDING, B.DEPLOYING}),
+    B.DEAD: frozenset({B.BUILDING}),
+}
+
+REPLICATION_FROM: dict[ReplicationStatus, frozenset[ReplicationStatus]] = {
+    R.PENDING: frozenset({R.FAILED}),   # an operator's retry starts a given-up region again
+    R.RETRYING: frozenset({R.PENDING, R.RETRYING}),
+    R.REPLICATED: frozenset({R.PENDING, R.RETRYING}),
+    R.FAILED: frozenset({R.PENDING, R.RETRYING}),
+}
+
+DEPLOYMENT_FROM: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
+    D.IN_PROGRESS: frozenset({D.PAUSED}),      # resume; a new deployment starts IN_PROGRESS
+    D.PAUSED: frozenset({D.IN_PROGRESS}),
+    D.COMPLETED: frozenset({D.IN_PROGRESS}),
+    D.ROLLED_BACK: DEPLOYMENT_ACTIVE,
+    D.ABORTED: DEPLOYMENT_ACTIVE,
+    D.SUPERSEDED: DEPLOYMENT_ACTIVE,
+}
+
+# A host agent starts idle (or active, with a release installed), downloads a new target, and
+# ends active or failed; a failed host goes back to active when its target returns to the build
+# it runs. `lost` is the coordinator's verdict on a silent host; one that comes back reports
+# whatever it is.
+HOST_FROM: dict[HostState, frozenset[HostState]] = {
+    H.IDLE: frozenset({H.LOST}),
+    H.DOWNLOADING: frozenset({H.IDLE, H.ACTIVE, H.FAILED, H.LOST}),
+    H.ACTIVE: frozenset({H.IDLE, H.DOWNLOADING, H.FAILED, H.LOST}),
+    H.FAILED: frozenset({H.DOWNLOADING, H.LOST}),
+    H.LOST: frozenset({H.IDLE, H.DOWNLOADING, H.ACTIVE, H.FAILED}),
+}
+
+TABLES = {BuildStatus: BUILD_FROM, ReplicationStatus: REPLICATION_FROM, DeploymentStatus: DEPLOYMENT_FROM,
+          HostState: HOST_FROM}
+
+
+def allowed(current, to) -> bool:
+    """Whether a `current` status may become `to` (both of the same kind)."""
+    return current in TABLES[type(to)][to]

@@ -1,0 +1,394 @@
+"""The API's operations: who may do what, input validation, and the state calls. Each `op_*`
+takes the caller's Principal; the HTTP routes and the in-cluster SDK (`invoke`) both call them.
+Plain Python over `State`: no Serve, no Ray (the scheduler nudge and the archive run are handed
+in), so it is unit tested against a real redis-server alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Callable
+
+from pydantic import BaseModel, ValidationError
+
+from gantry import builds as rules
+from gantry import cursor as listing
+from gantry import webhook
+from gantry.actors.build.archive import ArchiveReader, list_page
+from gantry.clock import iso_ms
+from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
+from gantry.serve_app import auth, views
+from gantry.serve_app.errors import ApiError, problems
+from gantry.settings import Settings
+from gantry.state import RateLimited, State, TransitionRefused, audit
+from gantry.statuses import DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus, HostState
+from gantry.topology import StackConfig
+
+WEBHOOK_USER = "github-webhook"
+MAX_AGE_S = 100 * 365 * 24 * 3600
+
+# What the in-cluster SDK may call through `invoke`: each name is an `op_<name>` method below.
+SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
+           "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
+           "deployment_op", "list_hosts", "rollback", "audit", "archive")
+
+
+def _check_name(name: str) -> None:
+    if not rules.valid_name(name):
+        raise ApiError(400, "invalid project name",
+                       "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63")
+
+
+def _check_id(value: str, what: str) -> None:
+    if not rules.BUILD_ID_RE.match(value):
+        raise ApiError(400, f"invalid {what}", "32 lowercase hexadecimal characters")
+
+
+def _limit(limit: str | int | None) -> int:
+    try:
+        n = 20 if limit is None else int(limit)
+    except (TypeError, ValueError):
+        n = 0
+    if not 1 <= n <= 100:
+        raise ApiError(400, "invalid limit", "limit must be an integer from 1 to 100")
+    return n
+
+
+def _cursor(cursor: str | None) -> str | None:
+    if cursor:
+        try:
+            listing.parse(cursor)
+        except ValueError as e:
+            raise ApiError(400, "invalid nextCursor", str(e))
+    return cursor or None
+
+
+def _parse(model: type[BaseModel], body) -> BaseModel:
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as e:
+        raise ApiError(422, "invalid request", problems(e.errors()))
+
+
+
+class Service:
+    def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
+                 nudge: Callable[[], None] = lambda: None,
+                 archive_now: Callable[[float], dict] | None = None):
+        self.stack, self.settings, self.state, self.archive_reader = stack, settings, state, archive_reader
+        self.secret = stack.jwt_secret()
+        self._nudge_scheduler = nudge            # wakes the scheduler; it polls anyway
+        self._archive_now = archive_now          # runs the archiver now (the monitor actor)
+
+    def who(self, authorization: str | None) -> auth.Principal:
+        try:
+            who = auth.verify(self.secret, authorization)
+        except ValueError as e:
+            raise ApiError(401, "unauthorized", str(e))
+        if not who.host:
+            rate = who.rate or (self.settings.rate_user_per_s, self.settings.rate_user_burst)
+            self._take(f"user:{who.user}", *rate)
+        return who
+
+    def _take(self, scope: str, rate: float, burst: float) -> None:
+        try:
+            self.state.rates.take(scope, rate, burst)
+        except RateLimited as e:
+            raise ApiError(429, "rate limit exceeded", {"scope": e.scope, "retryAfterS": e.retry_after_s},
+                           headers={"Retry-After": str(e.retry_after_s)})
+
+    def _write_allowed(self, name: str, project: dict) -> None:
+        """A write to a project takes a token from the project's bucket."""
+        limits = views.public_project(name, project, self.settings)["rateLimit"]
+        self._take(f"project:{name}", limits["perSecond"], limits["burst"])
+
+    def _project(self, who: auth.Principal, name: str) -> dict:
+        _check_name(name)
+        if not who.may_access(name):
+            raise ApiError(403, "forbidden", f"your token does not grant access to project '{name}'")
+        project = self.state.projects.get(name)
+        if project is None:
+            raise ApiError(404, "project not found", name)
+        return project
+
+    def _admin(self, who: auth.Principal, what: str) -> None:
+        if not who.admin:
+            raise ApiError(403, "forbidden", f"{what} needs an admin token")
+
+    # --- the in-cluster SDK's door ------------------------------------------------------------
+
+    def invoke(self, token: str, op: str, kwargs: dict) -> dict:
+        """Run one op for the SDK's in-cluster client: {"ok": result} or {"error": {status, error, detail}}."""
+        try:
+            if op not in SDK_OPS:
+                raise ApiError(400, "unknown op", f"supported: {', '.join(SDK_OPS)}")
+            who = self.who(f"Bearer {token}")
+            run = getattr(self, f"op_{op}")
+            try:
+                inspect.signature(run).bind(who, **kwargs)
+            except TypeError as e:
+                raise ApiError(400, "bad arguments", str(e))
+            return {"ok": run(who, **kwargs)}
+        except ApiError as e:
+            return {"error": {"status": e.status, "error": e.error, "detail": e.detail}}
+
+    # --- projects ---------------------------------------------------------------------------
+
+    def op_list_projects(self, who: auth.Principal) -> list[dict]:
+        names = [n for n in self.state.projects.names() if who.may_access(n)]
+        return [views.public_project(n, p, self.settings) for n in names if (p := self.state.projects.get(n))]
+
+    def op_get_project(self, who: auth.Principal, projectName: str) -> dict:
+        return views.public_project(projectName, self._project(who, projectName), self.settings)
+
+    def op_put_project(self, who: auth.Principal, projectName: str, body) -> dict:
+        _check_name(projectName)
+        self._admin(who, "registering a project")
+        body = _parse(ProjectIn, body)
+        options = {}
+        if body.webhookSecret is not None:
+            options["webhookSecret"] = body.webhookSecret
+        if body.defaultBranch is not None:
+            options["defaultBranch"] = body.defaultBranch
+        if body.coalesce is not None:
+            options["coalesce"] = "1" if body.coalesce else "0"
+        if body.rateLimit is not None:
+            options.update(ratePerS=body.rateLimit.perSecond, rateBurst=body.rateLimit.burst)
+        created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
+            who.user, "project.register", projectName, None,
+            {"repoURL": body.repoURL, "changed": sorted(body.model_fields_set)}))
+        return {"created": created, "project": self.op_get_project(who, projectName)}
+    def _find(self, project: str, build_id: str) -> tuple[dict, tuple[list[dict], bytes] | None]:
+        """The build's record, and for an archived build its (replication rows, log) from the archive."""
+        _check_id(build_id, "buildID")
+        rec, archived = self.state.builds.get(build_id), None
+        if rec is None and (key := self.state.archive.file_of(project, build_id)):
+            if found := self.archive_reader.get(key, build_id):
+                rec, archived = found[0], found[1:]
+        if rec is None or rec.get("projectName") != project:
+            raise ApiError(404, "build not found", build_id)
+        return rec, archived
+
+    def _build(self, project: str, build_id: str) -> dict:
+        """The live record, or the archived one."""
+        return self._find(project, build_id)[0]
+
+    def _record(self, project: str, build_id: str) -> dict:
+        rec, archived = self._find(project, build_id)
+        return views.public_record(rec, archived[0] if archived else self.state.replication.rows(build_id))
+
+    def _queue_build(self, user: str, project: str, sha: str, details: dict, priority: int,
+                     build_id: str | None = None) -> dict:
+        rec = self.state.builds.create(project, sha, details, priority, build_id=build_id, audit=lambda i: audit.prepare(
+            user, "build.create", project, i, {"commitSHA": sha, **{k: details[k] for k in ("delivery", "pusher") if k in details}}))
+        self._nudge_scheduler()
+        return rec
+
+    def _accepted(self, rec: dict) -> dict:
+        return {"buildID": rec["buildID"], "projectName": rec["projectName"], "commitSHA": rec["commitSHA"],
+                "buildStatus": rec["buildStatus"], "createdAt": iso_ms(int(rec["createdAt"]))}
+
+    def op_create_build(self, who: auth.Principal, projectName: str, body) -> dict:
+        project = self._project(who, projectName)
+        body = _parse(BuildIn, body)
+        self._write_allowed(projectName, project)
+        details = body.buildDetails.model_dump() if body.buildDetails else {}
+        return self._accepted(self._queue_build(who.user, projectName, body.commitSHA, details, body.priority))
+
+    def op_list_builds(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
+                       limit: str | int | None = None) -> dict:
+        self._project(who, projectName)
+        n = _limit(limit)
+        builds, cursor = list_page(self.state, self.archive_reader, projectName, n, _cursor(nextCursor))
+        return {"builds": [views.build_summary(b) for b in builds], "nextCursor": cursor, "limit": n}
+
+    def op_get_build(self, who: auth.Principal, projectName: str, buildID: str) -> dict:
+        self._project(who, projectName)
+        return self._record(projectName, buildID)
+
+    def op_get_logs(self, who: auth.Principal, projectName: str, buildID: str, offset: int = 0) -> dict:
+        self._project(who, projectName)
+        if not isinstance(offset, int) or offset < 0:
+            raise ApiError(400, "invalid offset", "a byte offset >= 0")
+        rec, archived = self._find(projectName, buildID)
+        if archived:  # the whole log is in the archive file
+            whole = archived[1]
+            data, complete = whole[offset:offset + (1 << 20)], offset + (1 << 20) >= len(whole)
+        else:
+            data = self.state.logs.read(buildID, offset)
+            complete = (BuildStatus(rec["buildStatus"]).terminal
+                        and len(self.state.logs.read(buildID, offset + len(data), 1)) == 0)
+        return {"buildID": buildID, "offset": offset, "nextOffset": offset + len(data),
+                "data": data.decode(errors="replace"), "complete": complete}
+
+    def op_cancel_build(self, who: auth.Principal, projectName: str, buildID: str) -> dict:
+        project = self._project(who, projectName)
+        self._build(projectName, buildID)
+        self._write_allowed(projectName, project)
+        try:
+            self.state.builds.transition(buildID, BuildStatus.CANCELLED, fields={"error": f"cancelled by {who.user}"},
+                                  audit=audit.prepare(who.user, "build.cancel", projectName, buildID))
+        except TransitionRefused as e:
+            raise ApiError(409, "build cannot be cancelled", f"build is {e.current}")
+        return self._record(projectName, buildID)
+
+    def op_retry_replication(self, who: auth.Principal, projectName: str, buildID: str) -> dict:
+        project = self._project(who, projectName)
+        self._build(projectName, buildID)
+        self._write_allowed(projectName, project)
+        restarted = self.state.replication.restart(buildID, audit=audit.prepare(
+            who.user, "replication.retry", projectName, buildID))
+        if not restarted:
+            raise ApiError(409, "nothing to retry", "no region of this build gave up on replication")
+        return self._record(projectName, buildID)
+
+    def github_push(self, projectName: str, headers: dict, body: bytes) -> tuple[dict, int]:
+        """A GitHub push webhook delivery: (answer, HTTP status)."""
+        _check_name(projectName)
+        project = self.state.projects.get(projectName)
+        if project is None:
+            raise ApiError(404, "project not found", projectName)
+        secret = project.get("webhookSecret")
+        if not secret:
+            raise ApiError(409, "webhook not configured", "set webhookSecret with PUT /projects/{projectName}")
+        if not webhook.signature_ok(secret, body, headers.get("x-hub-signature-256")):
+            raise ApiError(401, "bad signature", "X-Hub-Signature-256 does not match the body under this project's secret")
+        delivery = headers.get("x-github-delivery")
+        if delivery is not None and not webhook.DELIVERY_RE.match(delivery):
+            raise ApiError(400, "invalid X-GitHub-Delivery", "a delivery ID of letters, digits and '-'")
+        try:
+            decision = webhook.decide(headers.get("x-github-event"), body, project.get("defaultBranch") or "main")
+        except ValueError as e:
+            raise ApiError(400, "invalid push payload", str(e))
+        if not decision.build:
+            return {"delivery": delivery, "queued": False, "reason": decision.reason}, 200
+        if not delivery:
+            raise ApiError(400, "missing X-GitHub-Delivery", "needed to build each push once")
+        self._write_allowed(projectName, project)
+        details = {"branch": decision.branch, "source": "github-webhook", "delivery": delivery,
+                   "pusher": decision.pusher}
+        rec, created = self.state.builds.for_delivery(
+            projectName, delivery, lambda build_id: self._queue_build(
+                WEBHOOK_USER, projectName, decision.sha, details, rules.DEFAULT_PRIORITY, build_id),
+            push=(decision.sha, hashlib.sha256(body).hexdigest()))
+        superseded = []
+        if created and project.get("coalesce") == "1":
+            superseded = self.state.builds.supersede_queued(projectName, rec, decision.branch, audit=lambda old: audit.prepare(
+                WEBHOOK_USER, "build.supersede", projectName, old, {"by": rec["buildID"]}))
+        out = {"delivery": delivery, "queued": True, "duplicate": not created, "reason": decision.reason,
+               "buildID": rec["buildID"], "superseded": superseded}
+        return out, 202 if created else 200
+
+    # --- deployments ------------------------------------------------------------------------
+
+    def _deployable(self, project: str, build_id: str) -> dict:
+        """A SUCCEEDED build, or a DEPLOYING one: a region deploys it once its replica lands."""
+        rec, archived = self._find(project, build_id)
+        if rec["buildStatus"] not in (BuildStatus.SUCCEEDED.value, BuildStatus.DEPLOYING.value):
+            raise ApiError(409, "build is not deployable",
+                           f"build is {rec['buildStatus']}; only SUCCEEDED or DEPLOYING builds deploy")
+        if archived:
+            raise ApiError(409, "build is archived", "archived builds are not deployed; build the commit again")
+        return rec
+
+    def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn, action: str) -> dict:
+        previous = self.state.deployments.last_completed_build(project)
+        previous = previous if previous != build_id else None
+        dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), [r.name for r in self.stack.regions],
+                                  who.user, audit=lambda dep_id: audit.prepare(
+                                      who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
+        return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
+                "status": dep["status"]}
+
+    def _deployment(self, project: str, dep_id: str) -> dict:
+        _check_id(dep_id, "deploymentID")
+        dep = self.state.deployments.get(dep_id)
+        if dep is None or dep["projectName"] != project:
+            raise ApiError(404, "deployment not found", dep_id)
+        return dep
+
+    def op_create_deployment(self, who: auth.Principal, projectName: str, body) -> dict:
+        project = self._project(who, projectName)
+        body = _parse(DeploymentIn, body)
+        self._deployable(projectName, body.buildID)
+        self._write_allowed(projectName, project)
+        return self._deploy(who, projectName, body.buildID, body.strategy or StrategyIn(), "deployment.create")
+
+    def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
+                            limit: str | int | None = None) -> dict:
+        self._project(who, projectName)
+        n = _limit(limit)
+        deps, cursor = self.state.deployments.page(projectName, n, _cursor(nextCursor))
+        return {"deployments": [views.deployment_summary(d) for d in deps], "nextCursor": cursor, "limit": n}
+
+    def op_get_deployment(self, who: auth.Principal, projectName: str, deploymentID: str) -> dict:
+        self._project(who, projectName)
+        return views.deployment_view(self.state, self.stack, self._deployment(projectName, deploymentID))
+
+    def op_deployment_op(self, who: auth.Principal, projectName: str, deploymentID: str, op: str) -> dict:
+        project = self._project(who, projectName)
+        dep = self._deployment(projectName, deploymentID)
+        D = DeploymentStatus
+        moves = {"PAUSE": (D.PAUSED, (D.IN_PROGRESS,)), "RESUME": (D.IN_PROGRESS, (D.PAUSED,)),
+                 "ABORT": (D.ABORTED, DEPLOYMENT_ACTIVE)}
+        if op not in moves:
+            raise ApiError(400, "unknown op", "supported: op=PAUSE, op=RESUME, op=ABORT")
+        self._write_allowed(projectName, project)
+        to, allowed = moves[op]
+        entry = audit.prepare(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
+        if self.state.deployments.set_status(deploymentID, to, allowed, "aborted by user" if op == "ABORT" else "", entry) is None:
+            raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
+        return views.deployment_view(self.state, self.stack, self._deployment(projectName, deploymentID))
+
+    def op_list_hosts(self, who: auth.Principal, projectName: str) -> list[dict]:
+        """Every host, but its build, state and error only where they are this project's: another
+        project's build ID or error message (hook output, paths) is not this caller's to read."""
+        self._project(who, projectName)
+        hosts = [h for r in self.stack.regions for dc in r.datacenters for h in self.state.hosts.in_dc(dc)]
+        ids = sorted({b for h in hosts for b in (h.get("activeBuildID"), h.get("targetBuildID")) if b})
+        owner = dict(zip(ids, self.state.builds.projects_of(ids)))
+        out = []
+        for h in hosts:
+            mine = {owner.get(h.get("activeBuildID")), owner.get(h.get("targetBuildID"))} & {projectName}
+            out.append({"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
+                        "activeBuildID": (h.get("activeBuildID") or None) if owner.get(h.get("activeBuildID")) == projectName else None,
+                        "state": (h.get("state") or HostState.IDLE) if mine else HostState.IDLE,
+                        "error": (h.get("error") or None) if mine else None,
+                        "updatedAt": iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None})
+        return out
+
+    def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
+        project = self._project(who, projectName)
+        body = _parse(RollbackIn, body)
+        if body.buildID:
+            target = self._deployable(projectName, body.buildID)["buildID"]
+        else:
+            current = self.state.deployments.desired(projectName).get("buildID")
+            target = next((b for b in self.state.deployments.completed_builds(projectName) if b != current), None)
+            if target is None:
+                raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of this project")
+        self._write_allowed(projectName, project)
+        return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0), "rollback")
+
+    # --- audit and archive (admins) -------------------------------------------------------------
+
+    def op_audit(self, who: auth.Principal, project: str | None = None, nextCursor: str | None = None,
+                 limit: str | int | None = None) -> dict:
+        self._admin(who, "reading the audit log")
+        if project:
+            _check_name(project)
+        n = _limit(limit)
+        entries, cursor = self.state.audit.page(project or None, n, _cursor(nextCursor))
+        return {"entries": entries, "nextCursor": cursor, "limit": n}
+
+    def op_archive(self, who: auth.Principal, olderThanS: float | None = None) -> dict:
+        self._admin(who, "archiving builds")
+        age = self.settings.archive_after_s if olderThanS is None else olderThanS
+        if not isinstance(age, (int, float)) or not 0 <= age <= MAX_AGE_S:
+            raise ApiError(400, "invalid olderThanS", f"an age in seconds from 0 to {MAX_AGE_S}")
+        moved = self._archive_now(float(age))
+        self.state.audit.record(audit.prepare(who.user, "archive", None, None, {"olderThanS": age, "moved": moved}))
+        return {"moved": moved}
+

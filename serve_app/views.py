@@ -1,0 +1,119 @@
+"""What the API shows: records in Redis turned into the public shapes of `gantry.models`."""
+from __future__ import annotations
+
+import json
+
+from gantry.clock import iso_ms
+from gantry.settings import Settings
+from gantry.state import State
+from gantry.statuses import DEPLOYMENT_ACTIVE, DcPhase, HostState, ReplicationStatus
+from gantry.topology import StackConfig
+
+
+def public_replication(row: dict[str, str]) -> dict:
+    return {"region": row["region"], "replicationStatus": row["replicationStatus"],
+            "bytesTransferred": int(row.get("bytesTransferred") or 0),
+            "bytesSkipped": int(row.get("bytesSkipped") or 0),
+            "chunksTransferred": int(row.get("chunksTransferred") or 0),
+            "chunksSkipped": int(row.get("chunksSkipped") or 0),
+            "retries": int(row.get("retries") or 0),
+            "error": row.get("error") or None,
+            "updatedAt": iso_ms(int(row["updatedAt"])) if row.get("updatedAt") else None}
+
+
+def public_record(h: dict[str, str], replication: list[dict] | None = None) -> dict:
+    """A build's Redis hash (and its replication rows) as the API shows it."""
+    def num(key):
+        v = h.get(key)
+        return int(v) if v not in (None, "") else None
+
+    artifact = None
+    if h.get("artifactDigest"):
+        artifact = {"digest": h["artifactDigest"], "size": num("artifactSize"), "chunks": num("artifactChunks")}
+    return {
+        "buildID": h["buildID"],
+        "projectName": h["projectName"],
+        "commitSHA": h["commitSHA"],
+        "buildStatus": h["buildStatus"],
+        "buildDetails": json.loads(h.get("buildDetails") or "{}"),
+        "priority": num("priority"),
+        "createdAt": iso_ms(num("createdAt")),
+        "startedAt": iso_ms(num("startedAt")),
+        "finishedAt": iso_ms(num("finishedAt")),
+        "lastHeartbeat": iso_ms(num("lastHeartbeat")),
+        "retries": num("retries") or 0,
+        "error": h.get("error") or None,
+        "exitCode": num("exitCode"),
+        "logTail": h.get("logTail") or None,
+        "supersededBy": h.get("supersededBy") or None,
+        "artifact": artifact,
+        "replication": [public_replication(r) for r in replication or []],
+    }
+
+
+def build_summary(s: dict) -> dict:
+    """A listing's row (state.builds.summary_of) as the API shows it."""
+    return {**s, "createdAt": iso_ms(int(s["createdAt"]))}
+
+
+def host_counts(hosts: list[dict], build_id: str) -> dict:
+    c = {"total": len(hosts), "pending": 0, "downloading": 0, "active": 0, "failed": 0, "lost": 0}
+    for h in hosts:
+        state = h.get("state")
+        if state == HostState.LOST:
+            c["lost"] += 1
+        elif state == HostState.FAILED and h.get("targetBuildID") == build_id:
+            c["failed"] += 1
+        elif state == HostState.ACTIVE and h.get("activeBuildID") == build_id:
+            c["active"] += 1
+        elif state == HostState.DOWNLOADING and h.get("targetBuildID") == build_id:
+            c["downloading"] += 1
+        else:
+            c["pending"] += 1
+    return c
+
+
+def public_project(name: str, p: dict, settings: Settings) -> dict:
+    rate = float(p.get("ratePerS") or settings.rate_project_per_s)
+    burst = int(float(p.get("rateBurst") or settings.rate_project_burst))
+    return {"projectName": name, "repoURL": p["repoURL"], "createdAt": iso_ms(int(p["createdAt"])),
+            "defaultBranch": p.get("defaultBranch") or "main", "coalesce": p.get("coalesce") == "1",
+            "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
+            "rateLimit": {"perSecond": rate, "burst": burst}}
+
+
+def deployment_summary(dep: dict) -> dict:
+    return {"deploymentID": dep["deploymentID"], "buildID": dep["buildID"], "status": dep["status"],
+            "reason": dep.get("reason") or None, "createdAt": iso_ms(int(dep["createdAt"])),
+            "updatedAt": iso_ms(int(dep["updatedAt"])), "createdBy": dep.get("createdBy", "")}
+
+
+def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
+    """A deployment with its progress in every region and datacenter."""
+    regions, everyone, current = [], [], None
+    outcomes = state.deployments.dc_outcomes(dep["deploymentID"])
+    running = state.deployments.dc_current(dep["projectName"])
+    replicas = {row["region"]: row for row in state.replication.rows(dep["buildID"])}
+    for region in stack.regions:
+        dcs, in_region = [], []
+        row = replicas.get(region.name) or {}
+        waiting = None
+        if dep["status"] in DEPLOYMENT_ACTIVE and row.get("replicationStatus", ReplicationStatus.REPLICATED) != ReplicationStatus.REPLICATED:
+            waiting = (f"waiting for the build's replica in {region.name} ({row['replicationStatus']}"
+                       + (f": {row['error']}" if row.get("error") else "") + ")")
+        for dc in region.datacenters:
+            hosts = state.hosts.in_dc(dc)
+            in_region += hosts
+            r = state.deployments.load_rollout(dep["deploymentID"], dc)
+            dcs.append({"dc": dc, "currentBuildID": running.get(dc),
+                        "phase": r["phase"] if r else (DcPhase.WAITING_FOR_REPLICA if waiting else None),
+                        "waiting": None if r else waiting, "wave": r["wave"] + 1 if r else None,
+                        "waves": len(r["waves"]) if r else None, "hosts": host_counts(hosts, dep["buildID"])})
+            if r and current is None and outcomes.get(dc) != DcPhase.DONE:
+                current = region.name
+        everyone += in_region
+        regions.append({"region": region.name, "dcs": dcs, "hosts": host_counts(in_region, dep["buildID"])})
+    return {**deployment_summary(dep), "projectName": dep["projectName"],
+            "previousBuildID": dep.get("previousBuildID") or None, "strategy": json.loads(dep["strategy"]),
+            "currentRegion": current if dep["status"] in DEPLOYMENT_ACTIVE else None,
+            "regions": regions, "hosts": host_counts(everyone, dep["buildID"])}

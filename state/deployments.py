@@ -1,0 +1,113 @@
+"""Deployments, each project's desired build (the design's ZooKeeper role) and each
+datacenter's share of a deployment: its persisted rollout, its outcome and what it runs."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Callable
+
+import redis
+
+from gantry import cursor
+from gantry.state import audit as audit_entries
+from gantry.state import keys, scripts
+from gantry.state.connection import read_fields, read_hashes
+from gantry.statuses import DeploymentStatus
+
+
+class Deployments:
+    def __init__(self, r: redis.Redis, clock: Callable[[], int]):
+        self.r, self.clock = r, clock
+        self._create = scripts.register(r, "create_deployment")
+        self._status = scripts.register(r, "deployment_status")
+
+    def create(self, project: str, build_id: str, previous_build: str | None, strategy: dict,
+               regions: list[str], user: str, audit: Callable[[str], str] | None = None) -> dict:
+        """A new deployment, superseding the one in flight; `audit(deploymentID)` gives the
+        audit entry written with it."""
+        dep_id = uuid.uuid4().hex
+        now = self.clock()
+        fields = {"deploymentID": dep_id, "projectName": project, "buildID": build_id,
+                  "previousBuildID": previous_build or "", "strategy": json.dumps(strategy),
+                  "status": DeploymentStatus.IN_PROGRESS.value, "reason": "", "regions": json.dumps(regions),
+                  "createdAt": str(now), "updatedAt": str(now), "createdBy": user}
+        entry = audit(dep_id) if audit else ""
+        while True:   # the one in flight is read first, so the script is handed its key
+            prev = self.r.hget(keys.desired(project), "deploymentID") or ""
+            version = self._create(
+                keys=[keys.deploy(dep_id), keys.deploys(project), keys.desired(project), keys.deployed(),
+                      keys.deploy(prev) if prev else keys.deploy(dep_id), *audit_entries.keys_for(entry)],
+                args=[json.dumps(fields), now, entry, prev, keys.desired_channel()])
+            if version != -1:
+                return fields
+
+    def get(self, dep_id: str) -> dict | None:
+        return self.r.hgetall(keys.deploy(dep_id)) or None
+
+    def page(self, project: str, limit: int, after: str | None) -> tuple[list[dict], str | None]:
+        """A project's deployments, newest first, after the cursor "<createdAt ms>:<deploymentID>"
+        (ties on createdAt are ordered by ID, so none repeats or is skipped)."""
+        index = keys.deploys(project)
+        if after:
+            ms, last_id = cursor.split(after)
+            same = [m for m in self.r.zrevrangebyscore(index, ms, ms) if m < last_id]
+            ids = same + self.r.zrevrangebyscore(index, f"({ms}", "-inf", start=0, num=limit + 1)
+        else:
+            ids = self.r.zrevrange(index, 0, limit)
+        deps = [d for d in read_hashes(self.r, [keys.deploy(i) for i in ids[:limit + 1]]) if d]
+        members, next_cursor = cursor.page([cursor.key(int(d["createdAt"]), d["deploymentID"]) for d in deps], limit)
+        return deps[:len(members)], next_cursor
+
+    def desired(self, project: str) -> dict:
+        return self.r.hgetall(keys.desired(project))
+
+    def projects_with_desired_state(self) -> list[str]:
+        return sorted(self.r.smembers(keys.deployed()))
+
+    def set_status(self, dep_id: str, to: DeploymentStatus, allowed_from, reason: str = "",
+                   audit: str = "") -> str | None:
+        """Returns the previous status if the change was made (and `audit` recorded), else None."""
+        ok, cur = self._status(keys=[keys.deploy(dep_id), *audit_entries.keys_for(audit)],
+                               args=[to, ",".join(allowed_from), reason, self.clock(), audit])
+        return cur if ok else None
+
+    def completed_builds(self, project: str) -> list[str]:
+        """Builds of COMPLETED deployments, newest first, each once (the good builds)."""
+        ids = self.r.zrevrange(keys.deploys(project), 0, 500)
+        out = []
+        for status, build_id in read_fields(self.r, [keys.deploy(i) for i in ids], ("status", "buildID")):
+            if status == DeploymentStatus.COMPLETED and build_id not in out:
+                out.append(build_id)
+        return out
+
+    def last_completed_build(self, project: str) -> str | None:
+        """The previous good build: the newest COMPLETED deployment's."""
+        return next(iter(self.completed_builds(project)), None)
+
+    # --- each datacenter's share ----------------------------------------------------------------
+
+    def mark_dc(self, dep_id: str, dc: str, outcome: str) -> dict[str, str]:
+        self.r.hset(keys.dc_outcomes(dep_id), dc, outcome)
+        return self.r.hgetall(keys.dc_outcomes(dep_id))
+
+    def dc_outcomes(self, dep_id: str) -> dict[str, str]:
+        return self.r.hgetall(keys.dc_outcomes(dep_id))
+
+    def set_dc_current(self, project: str, dc: str, build_id: str) -> None:
+        self.r.hset(keys.dc_current(project), dc, build_id)
+
+    def dc_current(self, project: str) -> dict[str, str]:
+        return self.r.hgetall(keys.dc_current(project))
+
+    def save_rollout(self, dep_id: str, dc: str, rollout: dict) -> None:
+        self.r.set(keys.rollout(dep_id, dc), json.dumps(rollout))
+
+    def load_rollout(self, dep_id: str, dc: str) -> dict | None:
+        raw = self.r.get(keys.rollout(dep_id, dc))
+        return json.loads(raw) if raw else None
+
+    def subscribe(self):
+        """A pub/sub subscription that hears every change of any project's desired build."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.desired_channel())
+        return pubsub

@@ -1,0 +1,99 @@
+"""The Redis schema: every key gantry uses, its type and what it holds. Nothing outside this
+module spells a key, and every Lua script is handed its keys in KEYS (see `scripts`).
+
+| key                          | type   | holds                                                           |
+| ---------------------------- | ------ | --------------------------------------------------------------- |
+| project:{name}               | hash   | name, repoURL, createdAt, webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst |
+| projects                     | set    | project names                                                   |
+| build:{id}                   | hash   | the build record (buildStatus, leaseOwner, artifact*, ...)      |
+| builds:{project}             | zset   | score 0, member "<createdAt ms>:<buildID>" (lexical = time)     |
+| queue                        | zset   | buildID -> queue score (priority, then arrival)                 |
+| delayed                      | zset   | buildID -> ms when a retried build may run again                |
+| building                     | set    | buildIDs in BUILDING                                            |
+| seq                          | string | arrival counter for the queue                                   |
+| statuscount                  | hash   | build status -> how many builds are in it                       |
+| log:{id}                     | string | the build's log, capped                                         |
+| repl:{id}                    | set    | regions the build replicates to (the primary included)          |
+| repl:{id}:{region}           | hash   | one region's replication row: replicationStatus, bytes/chunks, retries, error |
+| replq:{region}               | zset   | buildID -> ms when that region's replication job may run        |
+| archived:{project}           | hash   | buildID -> the Parquet file that holds it                       |
+| archivedNewest               | hash   | project -> listing key of its newest archived build             |
+| delivery:{project}:{id}      | string | buildID a webhook delivery created (expires after 7 days)       |
+| push:{project}:{sha}:{sha256}| string | the same, by pushed commit and body digest                      |
+| deploy:{id}                  | hash   | deploymentID, projectName, buildID, previousBuildID, strategy, status, reason, regions, createdAt, updatedAt, createdBy |
+| deploys:{project}            | zset   | deploymentID by createdAt                                       |
+| desired:{project}            | hash   | buildID, deploymentID, version (+1 on every change)             |
+| deployed                     | set    | projects that have a desired state                              |
+| dcdone:{id}                  | hash   | dc -> its outcome (DONE, ROLLED_BACK, UNTOUCHED)                |
+| current:{project}            | hash   | dc -> the buildID the datacenter runs                           |
+| rollout:{id}:{dc}            | string | the datacenter's rollout (DcRollout) as JSON                    |
+| host:{hostID}                | hash   | hostID, region, dc, address, state, activeBuildID, targetBuildID, error, updatedAt, ackedTargetBuildID, sentTargetBuildID, lastDownload |
+| hosts:{dc}                   | set    | host IDs                                                        |
+| audit                        | zset   | score 0, member "<at ms>:<auditID>", every entry                |
+| audit:project:{name}         | zset   | the same, one project's entries                             |
+| audit:entries                | hash   | auditID -> the entry as JSON                                    |
+| audit:seq                    | string | counter that orders entries of the same millisecond            |
+| rate:{scope}                 | hash   | a token bucket: tokens, at (expires when full)                  |
+
+Pub/sub channel `desired` (prefixed like a key): a project's name, each time its desired build changes.
+"""
+from __future__ import annotations
+
+PREFIX = "gantry:"
+
+
+def _k(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+# projects
+def project(name: str) -> str: return _k("project", name)
+def projects() -> str: return _k("projects")
+
+
+# builds and their queue
+def build(build_id: str) -> str: return _k("build", build_id)
+def builds(project_name: str) -> str: return _k("builds", project_name)
+def queue() -> str: return _k("queue")
+def delayed() -> str: return _k("delayed")
+def building() -> str: return _k("building")
+def seq() -> str: return _k("seq")
+def statuscount() -> str: return _k("statuscount")
+def log(build_id: str) -> str: return _k("log", build_id)
+def delivery(project_name: str, delivery_id: str) -> str: return _k("delivery", project_name, delivery_id)
+def push(project_name: str, sha: str, body_sha256: str) -> str: return _k("push", project_name, sha, body_sha256)
+
+
+# replication
+def repl_regions(build_id: str) -> str: return _k("repl", build_id)
+def repl_row(build_id: str, region: str) -> str: return _k("repl", build_id, region)
+def repl_queue(region: str) -> str: return _k("replq", region)
+
+
+# the archive's pointers
+def archived(project_name: str) -> str: return _k("archived", project_name)
+def archived_newest() -> str: return _k("archivedNewest")
+
+
+# deployments
+def deploy(dep_id: str) -> str: return _k("deploy", dep_id)
+def deploys(project_name: str) -> str: return _k("deploys", project_name)
+def desired(project_name: str) -> str: return _k("desired", project_name)
+def deployed() -> str: return _k("deployed")
+def dc_outcomes(dep_id: str) -> str: return _k("dcdone", dep_id)
+def dc_current(project_name: str) -> str: return _k("current", project_name)
+def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
+def desired_channel() -> str: return _k("desired")
+
+
+# hosts
+def host(host_id: str) -> str: return _k("host", host_id)
+def hosts(dc: str) -> str: return _k("hosts", dc)
+
+
+# audit and rate limits
+def audit() -> str: return _k("audit")
+def audit_project(project_name: str) -> str: return _k("audit", "project", project_name)
+def audit_entries() -> str: return _k("audit", "entries")
+def audit_seq() -> str: return _k("audit", "seq")
+def rate(scope: str) -> str: return _k("rate", scope)

@@ -1,0 +1,34 @@
+"""Projects: a name, its repository and its options."""
+from __future__ import annotations
+
+from typing import Callable
+
+import redis
+
+from gantry.state import keys
+from gantry.state.audit import AuditLog
+
+
+class Projects:
+    def __init__(self, r: redis.Redis, clock: Callable[[], int], audit_log: AuditLog):
+        self.r, self.clock, self.audit_log = r, clock, audit_log
+
+    def put(self, name: str, repo_url: str, options: dict | None = None, audit: str = "") -> bool:
+        """Register or update a project; True if it is new. `options` holds the optional
+        fields (webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst) to set."""
+        key = keys.project(name)
+        with self.r.pipeline() as p:
+            p.hsetnx(key, "createdAt", self.clock())
+            p.hset(key, mapping={"name": name, "repoURL": repo_url,
+                                 **{k: str(v) for k, v in (options or {}).items()}})
+            p.sadd(keys.projects(), name)
+            if audit:
+                self.audit_log.record(audit, client=p)
+            created = p.execute()[0]
+        return bool(created)
+
+    def names(self) -> list[str]:
+        return sorted(self.r.smembers(keys.projects()))
+
+    def get(self, name: str) -> dict | None:
+        return self.r.hgetall(keys.project(name)) or None

@@ -1,0 +1,85 @@
+"""Replication: one row per build and region (the Binary replication row), and each region's
+queue of jobs. The primary's row is REPLICATED when the build publishes; the others follow as
+each region's replicator copies the chunks it lacks."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import redis
+
+from gantry.state import audit as audit_entries
+from gantry.state import keys, scripts
+from gantry.state.builds import TransitionRefused
+from gantry.state.connection import read_hashes
+from gantry.statuses import BuildStatus, ReplicationStatus
+
+
+class Replication:
+    def __init__(self, r: redis.Redis, clock: Callable[[], int]):
+        self.r, self.clock = r, clock
+        self._publish = scripts.register(r, "publish_artifact")
+        self._restart = scripts.register(r, "restart_replication")
+        self._finish = scripts.register(r, "finish_replication")
+
+    def publish(self, build_id: str, owner: str, fields: dict, primary: str, others: list[str],
+                primary_row: dict) -> BuildStatus:
+        """BUILDING -> DEPLOYING with the artifact, replication rows and jobs, atomically.
+        Returns DEPLOYING, or SUCCEEDED when there is no other region."""
+        per_region = [k for r in others for k in (keys.repl_row(build_id, r), keys.repl_queue(r))]
+        ok, status = self._publish(
+            keys=[keys.build(build_id), keys.building(), keys.statuscount(), keys.repl_regions(build_id),
+                  keys.repl_row(build_id, primary), *per_region],
+            args=[owner, json.dumps({k: str(v) for k, v in fields.items()}), self.clock(), primary,
+                  json.dumps(others), json.dumps(primary_row)])
+        if not ok:
+            raise TransitionRefused(build_id, status or None, BuildStatus.DEPLOYING.value)
+        return BuildStatus(status)
+
+    def regions(self, build_id: str) -> list[str]:
+        return sorted(self.r.smembers(keys.repl_regions(build_id)))
+
+    def rows(self, build_id: str) -> list[dict]:
+        return [h for h in read_hashes(self.r, [keys.repl_row(build_id, r) for r in self.regions(build_id)]) if h]
+
+    def row(self, build_id: str, region: str) -> dict:
+        return self.r.hgetall(keys.repl_row(build_id, region))
+
+    def due(self, region: str, limit: int = 10) -> list[str]:
+        return self.r.zrangebyscore(keys.repl_queue(region), "-inf", self.clock(), start=0, num=limit)
+
+    def update(self, build_id: str, region: str, fields: dict, incr: dict | None = None) -> None:
+        key = keys.repl_row(build_id, region)
+        with self.r.pipeline() as p:
+            p.hset(key, mapping={**{k: str(v) for k, v in fields.items()}, "updatedAt": self.clock()})
+            for k, v in (incr or {}).items():
+                p.hincrby(key, k, v)
+            p.execute()
+
+    def retry(self, build_id: str, region: str, ready_at_ms: int, error: str) -> None:
+        key = keys.repl_row(build_id, region)
+        with self.r.pipeline() as p:
+            p.hincrby(key, "retries", 1)
+            p.hset(key, mapping={"replicationStatus": ReplicationStatus.RETRYING, "error": error,
+                                 "updatedAt": self.clock()})
+            p.zadd(keys.repl_queue(region), {build_id: ready_at_ms})
+            p.execute()
+
+    def restart(self, build_id: str, audit: str | None = None) -> list[str]:
+        """Start again every region that gave up (its row FAILED); a build that failed only for
+        that is DEPLOYING again. Returns the regions restarted (none: nothing to do)."""
+        regions = self.regions(build_id)   # fixed when the build published
+        per_region = [k for r in regions for k in (keys.repl_row(build_id, r), keys.repl_queue(r))]
+        return self._restart(keys=[keys.build(build_id), keys.statuscount(), *audit_entries.keys_for(audit),
+                                   *per_region],
+                             args=[self.clock(), audit or "", json.dumps(regions)])
+
+    def finish(self, build_id: str, region: str, ok: bool, reason: str = "") -> str:
+        """A region's job ended; returns the build's status after it."""
+        fields = {"replicationStatus": ReplicationStatus.REPLICATED if ok else ReplicationStatus.FAILED,
+                  "error": reason}
+        rows = [keys.repl_row(build_id, r) for r in self.regions(build_id)]
+        return self._finish(keys=[keys.build(build_id), keys.statuscount(), keys.repl_row(build_id, region),
+                                  keys.repl_queue(region), *rows],
+                            args=[build_id, "1" if ok else "0", json.dumps(fields), self.clock(),
+                                  f"replication to {region} failed: {reason}"])
