@@ -25,6 +25,19 @@ def digest_of(data: bytes | memoryview) -> str:
     return "blake3:" + blake3.blake3(data).hexdigest()
 
 
+class ChunkCorrupt(Exception):
+    def __init__(self, digest: str):
+        super().__init__(f"chunk {digest} does not match its digest")
+        self.digest = digest
+
+
+def verified(digest: str, data: bytes) -> bytes:
+    """`data`, if it is the chunk `digest` names; else ChunkCorrupt."""
+    if digest_of(data) != digest:
+        raise ChunkCorrupt(digest)
+    return data
+
+
 def chunker(avg_bytes: int) -> FastCDC:
     avg = max(256, min(MAX_AVG, avg_bytes))
     return FastCDC(avg, min_size=min(avg // 4, 1 << 20), max_size=min(avg * 4, 16 << 20))

@@ -11,25 +11,13 @@ import tarfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-from gantry.artifacts.chunking import digest_of
+from gantry.artifacts.chunking import verified
 from gantry.artifacts.manifest import Manifest
 from gantry.artifacts.safepath import UnsafePath, check_links
 
 
-class ChunkCorrupt(Exception):
-    def __init__(self, digest: str):
-        super().__init__(f"chunk {digest} does not match its digest")
-        self.digest = digest
-
-
 class UnsafeArchive(Exception):
     pass
-
-
-def verified(digest: str, data: bytes) -> bytes:
-    if digest_of(data) != digest:
-        raise ChunkCorrupt(digest)
-    return data
 
 
 def stream_chunks(manifest: Manifest, fetch: Callable[[str], bytes]) -> Iterator[bytes]:
@@ -58,6 +46,14 @@ def _inside(root: Path, path: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _std_check(member: tarfile.TarInfo, root: Path) -> None:
+    """The standard library's `data` filter, as a second line of defence behind our own checks."""
+    try:
+        tarfile.data_filter(member, str(root))
+    except tarfile.FilterError as e:
+        raise UnsafeArchive(f"{member.name!r}: {e}") from None
+
+
 def extract(chunks: Iterator[bytes], dest: Path, reserved: tuple[str, ...] = ()) -> None:
     """Extract a gantry tar stream into `dest` (created; must not exist). `reserved` names may not
     appear at the top of the release (the installer's own files). After the last entry, every
@@ -79,9 +75,11 @@ def extract(chunks: Iterator[bytes], dest: Path, reserved: tuple[str, ...] = ())
             if not _inside(root, parent) or parent != root / Path(name).parent:
                 raise UnsafeArchive(f"{name!r} would be written through a symlink")
             if m.isdir():
+                _std_check(m, root)
                 target.mkdir(exist_ok=True)
                 os.chmod(target, 0o755, follow_symlinks=False)
             elif m.isreg():
+                _std_check(m, root)
                 src = tar.extractfile(m)
                 with open(target, "xb") as f:
                     while block := src.read(1 << 20):
@@ -91,6 +89,7 @@ def extract(chunks: Iterator[bytes], dest: Path, reserved: tuple[str, ...] = ())
                 link = m.linkname
                 if link.startswith("/") or not _inside(root, (target.parent / link).resolve()):
                     raise UnsafeArchive(f"symlink {name!r} -> {link!r} leaves the release")
+                _std_check(m, root)
                 os.symlink(link, target)
                 links[Path(name).as_posix()] = link
             else:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gantry.artifacts.blobstore import write_atomically
 from gantry.artifacts.manifest import DIGEST_RE, Manifest
-from gantry.artifacts.unpack import verified
+from gantry.artifacts.chunking import verified
 
 
 class ChunkCache:

@@ -11,7 +11,6 @@ back. A crash at any point resumes from the verified chunks and installed releas
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import pwd
@@ -20,9 +19,9 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+import httpx
 
 from gantry.artifacts.blobstore import S3BlobStore, chunk_key, manifest_key
 from gantry.artifacts.manifest import Manifest
@@ -61,15 +60,17 @@ class NodeDaemon:
         self.stop = threading.Event()
         self.origin: S3BlobStore | None = None
         self.last_download: dict = {}
+        # one connection pool each to the gateway and to peers, kept open between requests
+        self.api = httpx.Client(timeout=10)
+        self.peer_http = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=32))
 
     # --- talking to the coordinator ---------------------------------------------------------
 
     def _post(self, path: str, body: dict) -> dict:
-        req = urllib.request.Request(f"{self.coordinator}/dc/{self.dc}{path}", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
+        r = self.api.post(f"{self.coordinator}/dc/{self.dc}{path}", json=body,
+                          headers={"Authorization": f"Bearer {self.token}"})
+        r.raise_for_status()
+        return r.json()
 
     def heartbeat(self) -> dict:
         m = self.manifest
@@ -124,7 +125,7 @@ class NodeDaemon:
                 stats = Downloader(self.cache, lambda d: origin.get(chunk_key(d)), self.peers_for,
                                    download=self.down,
                                    credential=lambda: self.peer_auth.credential(self.host_id),
-                                   origin_corrupt=self.report_corrupt).fetch(self.manifest)
+                                   origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(self.manifest)
                 self.last_download = {"buildID": build_id, "seconds": round(time.monotonic() - t0, 3),
                                       "bytesFromPeers": stats.bytes_from_peers,
                                       "bytesFromOrigin": stats.bytes_from_origin,
@@ -181,10 +182,11 @@ class NodeDaemon:
             wait = self.interval_s
             try:
                 self.step()
-            except urllib.error.HTTPError as e:
-                log.warning("coordinator answered %s", e.code)
-                if e.code in (429, 503):   # busy or its state store is down: come back when told
-                    wait = max(wait, min(30.0, float(e.headers.get("Retry-After") or wait)))
+            except httpx.HTTPStatusError as e:
+                code = e.response.status_code
+                log.warning("coordinator answered %s", code)
+                if code in (429, 503):   # busy or its state store is down: come back when told
+                    wait = max(wait, min(30.0, float(e.response.headers.get("Retry-After") or wait)))
             except Exception as e:
                 log.warning("coordinator unreachable: %s", e)
             self.stop.wait(wait)

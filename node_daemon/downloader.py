@@ -18,13 +18,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable
 
+import httpx
+
 from gantry.artifacts.chunking import ChunkRef
 from gantry.artifacts.manifest import Manifest
-from gantry.artifacts.unpack import ChunkCorrupt
+from gantry.artifacts.chunking import ChunkCorrupt
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.peerauth import HEADER
 from gantry.node_daemon.tokenbucket import TokenBucket
@@ -51,10 +52,12 @@ class Downloader:
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
                  rng: random.Random | None = None, peer_refresh_s: float = 0.5,
                  credential: Callable[[], str] = lambda: "",
-                 origin_corrupt: Callable[[str], None] = lambda digest: None):
+                 origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None):
         """`peers_for(wanted digests)` answers digest -> addresses of peers holding it; it is
         asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
-        this host's peer credential, sent with every chunk request."""
+        this host's peer credential, sent with every chunk request. `http` keeps connections to
+        peers open between chunks (the daemon shares one across downloads)."""
+        self.http = http or httpx.Client(timeout=timeout_s)
         self.credential = credential
         self.origin_corrupt = origin_corrupt   # reports a bad regional copy, which is then healed
         self.cache, self.origin_get, self.peers_for = cache, origin_get, peers_for
@@ -179,16 +182,17 @@ class Downloader:
 
     def _from_peer(self, address: str, ref: ChunkRef) -> bytes:
         """The chunk from a peer, reading no more than its size: a longer body is a bad peer."""
-        req = urllib.request.Request(f"http://{address}/chunks/{ref.digest}", headers={HEADER: self.credential()})
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+        with self.http.stream("GET", f"http://{address}/chunks/{ref.digest}",
+                              headers={HEADER: self.credential()}, timeout=self.timeout_s) as r:
+            r.raise_for_status()
             length = r.headers.get("Content-Length")
             if length is not None and length.strip() != str(ref.size):
                 raise ChunkCorrupt(ref.digest)
             parts, got = [], 0
-            while got <= ref.size and (piece := r.read(min(64 << 10, ref.size + 1 - got))):
+            for piece in r.iter_raw(64 << 10):
                 self.bucket.take(len(piece))
                 parts.append(piece)
                 got += len(piece)
-            if got > ref.size:
-                raise ChunkCorrupt(ref.digest)
+                if got > ref.size:
+                    raise ChunkCorrupt(ref.digest)
             return b"".join(parts)

@@ -18,6 +18,7 @@ class PeerServer:
         self.cache, self.upload = cache, upload or TokenBucket(0)
         self.auth = auth or PeerAuth()   # with no key, every chunk request is refused
         self.bytes_served = 0
+        self.lock = threading.Lock()   # guards bytes_served across handler threads
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +51,7 @@ class PeerServer:
                     piece = data[i:i + SLICE]
                     outer.upload.take(len(piece))
                     self.wfile.write(piece)
-                with threading.Lock():
+                with outer.lock:
                     outer.bytes_served += len(data)
 
             def _send(self, code: int, body: bytes):
@@ -59,6 +60,7 @@ class PeerServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+        Handler.protocol_version = "HTTP/1.1"   # keep-alive: a downloader reuses its connection
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.address = f"{host}:{self.httpd.server_address[1]}"

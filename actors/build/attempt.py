@@ -1,6 +1,6 @@
 """One build attempt, start to finish: fetch, configure, build in the sandbox, publish.
 
-`BuildRunner` is plain Python (the Ray task in `build_task.py` only calls it). The attempt holds
+`BuildRunner` is plain Python (the `BuildWorker` actor in `actors.py` only calls it). The attempt holds
 a lease (`lease_owner`); every write it makes is conditional on still holding it, so a worker
 that was given up for dead can never overwrite the result of its replacement.
 """

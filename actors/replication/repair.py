@@ -15,7 +15,7 @@ from gantry.actors import metrics
 from gantry.artifacts.blobstore import BlobNotFound, BlobStore, chunk_key, digest_of_key
 from gantry.artifacts.chunking import digest_of
 from gantry.artifacts.manifest import DIGEST_RE
-from gantry.artifacts.unpack import verified
+from gantry.artifacts.chunking import verified
 
 log = logging.getLogger("gantry.repair")
 

@@ -18,7 +18,7 @@ from gantry.state import State
 from gantry.artifacts.blobstore import BlobStore, chunk_key, manifest_key
 from gantry.artifacts.chunking import ChunkRef
 from gantry.artifacts.manifest import BadManifest, Manifest
-from gantry.artifacts.unpack import ChunkCorrupt, verified
+from gantry.artifacts.chunking import ChunkCorrupt, verified
 from gantry.statuses import BuildStatus, ReplicationStatus
 from gantry.settings import Settings
 

@@ -4,7 +4,7 @@ import pytest
 
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.publish import publish
-from gantry.artifacts.unpack import ChunkCorrupt
+from gantry.artifacts.chunking import ChunkCorrupt
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.installer import InstallFailed, Installer
 

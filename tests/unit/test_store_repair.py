@@ -6,7 +6,7 @@ from gantry.actors.replication.repair import Scrubber, repair_chunk
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.chunking import digest_of
 from gantry.artifacts.publish import publish
-from gantry.artifacts.unpack import ChunkCorrupt
+from gantry.artifacts.chunking import ChunkCorrupt
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import tarfile
 import pytest
 
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
-from gantry.artifacts.unpack import ChunkCorrupt, UnsafeArchive, extract, stream_chunks
+from gantry.artifacts.chunking import ChunkCorrupt
+from gantry.artifacts.unpack import UnsafeArchive, extract, stream_chunks
 from gantry.artifacts.publish import publish
 
 
