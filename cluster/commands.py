@@ -1,0 +1,223 @@
+"""What each API command of `gantry` does: call the API through the SDK and print the answer
+(a table, or the API's JSON with --json). `cli.py` wires each to its subcommand."""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+
+from gantry.cluster.stack import Stack
+from gantry.statuses import BuildStatus, DeploymentStatus
+
+EXIT_FAILED, EXIT_API = 1, 2
+
+
+class UsageError(Exception):
+    """Arguments that parse but do not make sense together."""
+
+
+def client_for(a):
+    from gantry.client import HttpClient
+    from gantry.serve_app.auth import issue
+    url, token = a.url, a.token
+    if not url or not token:
+        stack = Stack(a.home)
+        if not stack.stack_file.exists():
+            raise SystemExit(f"no gantry to talk to: pass --url and --token, set GANTRY_URL and GANTRY_TOKEN, "
+                             f"or start a local stack (gantry up --home {a.home})")
+        url = url or stack.config().api_url
+        token = token or issue(stack.config().jwt_secret(), f"local:{getpass.getuser()}", admin=True)
+    return HttpClient(url, token)
+
+
+def _print(a, value, text: str | None = None) -> None:
+    if getattr(a, "json", False) or text is None:
+        data = [v.model_dump() for v in value] if isinstance(value, list) else value.model_dump()
+        print(json.dumps(data, indent=2))
+    else:
+        print(text)
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header)] + [line(r) for r in rows])
+
+
+def _strategy(a) -> dict | None:
+    s = {}
+    if a.steps:
+        s["steps"] = [float(x) if "." in x else int(x) for x in a.steps.split(",")]
+    if a.bake is not None:
+        s["bakeS"] = a.bake
+    if a.min_healthy is not None:
+        s["minHealthy"] = a.min_healthy
+    return s or None
+
+
+def _maybe_wait(a, accepted, text: str, watch, succeeded) -> int:
+    """Print what was accepted, or with --wait follow it to its end: exit 0 only on success."""
+    if not a.wait:
+        _print(a, accepted, text)
+        return 0
+    final = watch()
+    if a.json:
+        _print(a, final)
+    return 0 if succeeded(final) else EXIT_FAILED
+
+
+
+def _console():
+    from rich.console import Console
+    return Console()
+
+
+def _more(page) -> str:
+    return f"\nmore: --cursor {page.nextCursor}" if page.nextCursor else ""
+
+
+def status(a) -> int:
+    if a.project is None:
+        return stack_status(Stack(a.home), a.json)
+    if a.build is None:
+        raise UsageError("status takes no argument (the stack) or PROJECT BUILD")
+    b = client_for(a).get_build(a.project, a.build)
+    _print(a, b, _table([[b.buildID, b.buildStatus, b.commitSHA[:12], b.createdAt, b.finishedAt or "",
+                          b.error or ""]], ["BUILD", "STATUS", "COMMIT", "CREATED", "FINISHED", "ERROR"]))
+    return 0
+
+
+def project(a) -> int:
+    c = client_for(a)
+    if a.action == "list":
+        ps = c.projects()
+        _print(a, ps, _table([[p.projectName, p.repoURL, p.defaultBranch, p.webhookConfigured] for p in ps],
+                             ["PROJECT", "REPO", "BRANCH", "WEBHOOK"]))
+    elif not a.name or (a.action == "add" and not a.repo):
+        raise UsageError("usage: gantry project add NAME REPO | gantry project show NAME")
+    elif a.action == "show":
+        _print(a, c.project(a.name))
+    else:
+        if (a.rate is None) != (a.burst is None):
+            raise UsageError("--rate and --burst go together")
+        p = c.register(a.name, a.repo, webhook_secret=a.webhook_secret, default_branch=a.default_branch,
+                       coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None)
+        _print(a, p, f"project {p.projectName} registered; GitHub webhook URL path: {p.webhookPath}")
+    return 0
+
+
+def build(a) -> int:
+    from gantry.cluster import progress
+    c = client_for(a)
+    env = dict(kv.split("=", 1) for kv in a.env if "=" in kv)
+    acc = c.build(a.project, a.sha, env=env or None, priority=a.priority)
+    return _maybe_wait(a, acc, f"build {acc.buildID} {acc.buildStatus}",
+                       lambda: progress.watch_build(c, a.project, acc.buildID, _console()),
+                       lambda b: b.buildStatus == BuildStatus.SUCCEEDED)
+
+
+def builds(a) -> int:
+    page = client_for(a).builds(a.project, a.limit, a.cursor)
+    text = _table([[b.buildID, b.buildStatus, b.commitSHA[:12], b.createdAt] for b in page.builds],
+                  ["BUILD", "STATUS", "COMMIT", "CREATED"])
+    _print(a, page, text + _more(page))
+    return 0
+
+
+def logs(a) -> int:
+    c = client_for(a)
+    if a.follow:
+        for chunk in c.follow_logs(a.project, a.build):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        return 0
+    offset = 0
+    while True:
+        chunk = c.logs(a.project, a.build, offset)
+        sys.stdout.write(chunk.data)
+        if not chunk.data:
+            return 0
+        offset = chunk.nextOffset
+
+
+def cancel(a) -> int:
+    b = client_for(a).cancel(a.project, a.build)
+    _print(a, b, f"build {b.buildID} {b.buildStatus}")
+    return 0
+
+
+def replicate(a) -> int:
+    b = client_for(a).retry_replication(a.project, a.build)
+    _print(a, b, f"build {b.buildID} {b.buildStatus}: " + ", ".join(
+        f"{r.region} {r.replicationStatus}" for r in b.replication))
+    return 0
+
+
+def deploy(a) -> int:
+    from gantry.cluster import progress
+    c = client_for(a)
+    acc = c.deploy(a.project, a.build, _strategy(a)) if a.cmd == "deploy" else c.rollback(a.project, a.build)
+    return _maybe_wait(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}",
+                       lambda: progress.watch_deployment(c, a.project, acc.deploymentID, _console()),
+                       lambda d: d.status == DeploymentStatus.COMPLETED)
+
+
+def deployments(a) -> int:
+    from gantry.cluster import progress
+    c = client_for(a)
+    if a.deployment:
+        d = c.deployment(a.project, a.deployment)
+        if a.json:
+            _print(a, d)
+        else:
+            _console().print(progress.deployment_view(d))
+        return 0
+    page = c.deployments(a.project, a.limit, a.cursor)
+    text = _table([[d.deploymentID, d.status, d.buildID[:12], d.createdAt, d.createdBy] for d in page.deployments],
+                  ["DEPLOYMENT", "STATUS", "BUILD", "CREATED", "BY"])
+    _print(a, page, text + _more(page))
+    return 0
+
+
+def deployment_op(a) -> int:
+    d = getattr(client_for(a), a.cmd)(a.project, a.deployment)
+    _print(a, d, f"deployment {d.deploymentID} {d.status}")
+    return 0
+
+
+def hosts(a) -> int:
+    hs = client_for(a).hosts(a.project)
+    _print(a, hs, _table([[h.hostID, h.region, h.dc, h.state, (h.activeBuildID or "")[:12], h.error or ""]
+                          for h in hs], ["HOST", "REGION", "DC", "STATE", "BUILD", "ERROR"]))
+    return 0
+
+
+def audit(a) -> int:
+    page = client_for(a).audit(a.project, a.limit, a.cursor)
+    text = _table([[e.at, e.user, e.action, e.project or "", e.target or ""] for e in page.entries],
+                  ["AT", "USER", "ACTION", "PROJECT", "TARGET"])
+    _print(a, page, text + _more(page))
+    return 0
+
+
+def archive(a) -> int:
+    r = client_for(a).archive(a.older_than)
+    _print(a, r, f"archived: {r.moved or 'nothing'}")
+    return 0
+
+
+def stack_status(stack: Stack, as_json: bool) -> int:
+    s = stack.status()
+    if as_json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"home       {s['home']}")
+        print(f"running    {s['running']}  (API healthy: {s['apiHealthy']})")
+        print(f"API        {s['apiURL']}")
+        print(f"dashboard  {s['dashboardURL']}")
+        print(f"Ray        {s['rayDashboardURL']}")
+        print(f"metrics    {s['metricsURL']}")
+        print(f"regions    {', '.join(s['regions'])}")
+        for name, alive in s["processes"].items():
+            print(f"  {'up  ' if alive else 'DOWN'} {name}")
+    return 0 if s["running"] else 1
