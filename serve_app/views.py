@@ -9,6 +9,8 @@ from gantry.state import State
 from gantry.statuses import DEPLOYMENT_ACTIVE, DcPhase, HostState, ReplicationStatus
 from gantry.topology import StackConfig
 
+COUNTED = (HostState.DOWNLOADING, HostState.ACTIVE, HostState.FAILED, HostState.LOST)
+
 
 def public_replication(row: dict[str, str]) -> dict:
     return {"region": row["region"], "replicationStatus": row["replicationStatus"],
@@ -57,17 +59,14 @@ def build_summary(s: dict) -> dict:
 
 
 def host_counts(hosts: list[dict], build_id: str) -> dict:
-    c = {"total": len(hosts), "pending": 0, "downloading": 0, "active": 0, "failed": 0, "lost": 0}
+    """Where the hosts are for one build: downloading, active or failed count only for this build
+    (a lost host always counts); anything else (idle, busy with another build) is pending."""
+    c = {"total": len(hosts), "pending": 0, **{s.value: 0 for s in COUNTED}}
     for h in hosts:
         state = h.get("state")
-        if state == HostState.LOST:
-            c["lost"] += 1
-        elif state == HostState.FAILED and h.get("targetBuildID") == build_id:
-            c["failed"] += 1
-        elif state == HostState.ACTIVE and h.get("activeBuildID") == build_id:
-            c["active"] += 1
-        elif state == HostState.DOWNLOADING and h.get("targetBuildID") == build_id:
-            c["downloading"] += 1
+        mine = h.get("activeBuildID" if state == HostState.ACTIVE else "targetBuildID") == build_id
+        if state == HostState.LOST or (state in COUNTED and mine):
+            c[state] += 1
         else:
             c["pending"] += 1
     return c
