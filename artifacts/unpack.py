@@ -26,19 +26,29 @@ def stream_chunks(manifest: Manifest, fetch: Callable[[str], bytes]) -> Iterator
 
 
 class _ChunkReader:
+    """The tar stream, read across chunks. Each byte is copied a bounded number of times (into
+    the buffer, out of it, and at most once more when the consumed front is dropped), so
+    extraction is linear in the artifact's size whatever sizes tarfile reads in."""
+
     def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.buf = chunks, b""
+        self.chunks, self.buf, self.pos = chunks, bytearray(), 0
+        self.copied = 0   # bytes moved in memory so far
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self.buf) < n:
+        while n < 0 or len(self.buf) - self.pos < n:
             nxt = next(self.chunks, None)
             if nxt is None:
                 break
+            if self.pos > len(self.buf) // 2:   # drop the consumed front before growing
+                del self.buf[:self.pos]
+                self.copied += len(self.buf)
+                self.pos = 0
             self.buf += nxt
-        if n < 0:
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:n], self.buf[n:]
+            self.copied += len(nxt)
+        end = len(self.buf) if n < 0 else min(len(self.buf), self.pos + n)
+        out = bytes(self.buf[self.pos:end])
+        self.copied += len(out)
+        self.pos = end
         return out
 
 

@@ -45,9 +45,18 @@ class ChunkCache:
     def held(self, manifest: Manifest) -> set[str]:
         return {c.digest for c in manifest.unique_chunks() if self.has(c.digest)}
 
-    def prune(self, keep: list[Manifest]) -> int:
-        """Delete chunks no kept manifest uses; returns how many."""
-        wanted = {c.digest for m in keep for c in m.chunks}
+    def prune(self, keep: list[Manifest], max_bytes: int = 0) -> int:
+        """Delete chunks no kept manifest uses; returns how many. With `max_bytes`, keep only
+        the chunks of the first manifests (in `keep`'s order) that fit; the first always stays."""
+        wanted: set[str] = set()
+        size = 0
+        for i, m in enumerate(keep):
+            new = [c for c in m.unique_chunks() if c.digest not in wanted]
+            grown = size + sum(c.size for c in new)
+            if i and max_bytes and grown > max_bytes:
+                break
+            wanted |= {c.digest for c in new}
+            size = grown
         removed = 0
         for path in self.root.glob("*/*/*"):
             if path.name.startswith(".part-"):

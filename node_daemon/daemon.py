@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from gantry.artifacts.blobstore import S3BlobStore, chunk_key, manifest_key
-from gantry.artifacts.manifest import Manifest
+from gantry.artifacts.manifest import BadManifest, Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
@@ -37,10 +37,38 @@ log = logging.getLogger("gantry.node")
 MB = 1_000_000
 
 
+def prune_host(installer: Installer, cache: ChunkCache, manifests: Path, max_bytes: int = 0) -> None:
+    """Keep the installer's releases and, in the chunk cache, only their chunks (the active
+    release's first, within `max_bytes` if set). `manifests` holds `<buildID>.build` (the
+    release's manifest digest) and `<hex>.json` (the manifest) for each release installed."""
+    installer.prune()
+    kept = installer.release_ids()
+    keep = []
+    for build_id in kept:
+        try:
+            digest = (manifests / f"{build_id}.build").read_text().strip()
+            keep.append(Manifest.from_bytes((manifests / f"{digest.split(':', 1)[1]}.json").read_bytes(), digest))
+        except (OSError, ValueError, BadManifest):
+            continue   # its chunks can be fetched again if it is ever rolled back to
+    cache.prune(keep, max_bytes)
+    used = {m.manifest_digest.split(":", 1)[1] for m in keep}
+    for f in manifests.iterdir():
+        if (f.suffix == ".build" and f.stem not in kept) or (f.suffix == ".json" and f.stem not in used):
+            f.unlink(missing_ok=True)
+
+
+def report_about(state: str, active: str | None, moving_to: str | None, failed: str | None) -> str | None:
+    """The build a report's state is about, sent as its targetBuildID: a rollout counts a report
+    only for that build. A host that failed an older target while it was told a newer one reports
+    the older one, so the newer deployment does not see a failure that is not its own."""
+    return {HostState.DOWNLOADING: moving_to, HostState.FAILED: failed, HostState.ACTIVE: active}.get(state)
+
+
 class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
                  listen: int = 0, max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
-                 use_peers: bool = True, hook_user: tuple[int, int] | None = None):
+                 use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0):
+        self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
         self.use_peers = use_peers
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
         self.coordinator, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
@@ -54,7 +82,8 @@ class NodeDaemon:
         self.server = PeerServer(self.cache, port=listen, upload=up, auth=self.peer_auth)
         self.state, self.error = HostState.IDLE, ""
         self.failed_target: str | None = None
-        self.known_target: str | None = None   # the last target the coordinator gave us, reported back
+        self.known_target: str | None = None   # the last target the coordinator gave us
+        self.moving_to: str | None = None      # the build being downloaded and installed
         self.manifest: Manifest | None = None      # of the build being fetched or run
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
@@ -78,7 +107,7 @@ class NodeDaemon:
         return self._post("/heartbeat", {
             "hostID": self.host_id, "region": self.region, "address": self.server.address,
             "state": self.state, "activeBuildID": self.installer.active(), "error": self.error,
-            "targetBuildID": self.known_target,
+            "targetBuildID": report_about(self.state, self.installer.active(), self.moving_to, self.failed_target),
             "artifact": m.manifest_digest if m else None, "chunks": held,
             "complete": bool(m) and len(held) == len(m.unique_chunks()), "download": self.last_download})
 
@@ -115,10 +144,12 @@ class NodeDaemon:
 
     def deploy(self, build_id: str, reply: dict) -> None:
         previous = self.installer.active()
+        self.moving_to = build_id
         self._become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
         try:
             origin = self._origin(reply)
             self.manifest = self._manifest(reply["manifestDigest"], origin)
+            (self.manifests / f"{build_id}.build").write_text(self.manifest.manifest_digest)
             if not self.installer.installed(build_id):
                 self._check_disk(self.manifest)
                 t0 = time.monotonic()
@@ -135,7 +166,7 @@ class NodeDaemon:
             self.installer.run_hooks(build_id, reply.get("deployStart"), reply.get("deployHealth"), self.host_id)
             self._become(HostState.ACTIVE)
             self.error, self.failed_target = "", None
-            self.installer.prune()
+            prune_host(self.installer, self.cache, self.manifests, self.cache_max_bytes)
         except Exception as e:
             log.warning("deploy of %s failed: %s", build_id, e)
             if previous and self.installer.active() != previous and self.installer.installed(previous):
@@ -143,7 +174,7 @@ class NodeDaemon:
             self._become(HostState.FAILED)
             self.error, self.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
             if isinstance(e, InstallFailed):
-                self.installer.prune()
+                prune_host(self.installer, self.cache, self.manifests, self.cache_max_bytes)
 
     def _become(self, to: HostState) -> None:
         if self.state != to and not allowed(self.state, to):
@@ -204,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
     ap.add_argument("--max-down", type=float, default=0, help="download cap in MB/s (0: none)")
     ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
+    ap.add_argument("--cache-max-mb", type=float, default=0,
+                    help="cap on the chunk cache; it always keeps the active release (0: keep every kept release's chunks)")
     ap.add_argument("--hook-user", default="nobody" if os.geteuid() == 0 else None,
                     help="run [deploy] hooks as this user (default: nobody when run as root)")
     a = ap.parse_args(argv)
@@ -224,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o711)   # the hook user passes through to its release, lists nothing
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
-                   use_peers=not a.no_peers, hook_user=hook_user)
+                   use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB))
     signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
     d.run()
     return 0

@@ -31,6 +31,7 @@ from gantry.peerauth import HEADER
 from gantry.node_daemon.tokenbucket import TokenBucket
 
 ORIGIN = "origin"
+ORIGIN_TRIES = 2   # after the peers fail: the regional store, then once more after a repair
 
 
 @dataclass
@@ -127,13 +128,14 @@ class Downloader:
 
     def _fetch_one(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, inflight: dict,
                    endgame: bool) -> None:
-        for _ in range(self.attempts):
+        for attempt in range(self.attempts + ORIGIN_TRIES):
             if self.cache.has(ref.digest):
                 if endgame:
                     with lock:
                         stats.duplicates += 1
                 return
-            candidates = self._peers(ref, stats, lock, inflight)
+            # peers for the first `attempts` tries; the origin always gets the last ones
+            candidates = self._peers(ref, stats, lock, inflight) if attempt < self.attempts else []
             source = self.rng.choice(candidates) if candidates else ORIGIN
             with lock:
                 tried = inflight.get(ref.digest, (None, 0, set()))[2]

@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -37,7 +38,8 @@ class InstallFailed(Exception):
 class Installer:
     home: Path
     keep: int = 3
-    command_timeout_s: float = 60.0
+    command_timeout_s: float = 60.0   # the health command's limit
+    start_grace_s: float = 2.0        # a start command that fails fails within this; one still running is the service
     hook_user: tuple[int, int] | None = None   # (uid, gid) hooks run as; None: the daemon's own
 
     @property
@@ -94,7 +96,9 @@ class Installer:
     def run_hooks(self, build_id: str, start: str | None, health: str | None, host_id: str = "") -> None:
         """Run the repo's `[deploy] start` then `health` commands in the release directory, as
         the hook user, with only the build ID, the host ID and the release path in their
-        environment. A start command may leave a daemon behind: only `sh` is waited for."""
+        environment. The start command runs detached in its own session: one still running after
+        `start_grace_s` is taken to be the service and left running; one that exits non-zero
+        sooner fails the install. Output of both goes to the release's hook log."""
         release = self.releases / build_id
         if not (start or health):
             return
@@ -120,6 +124,15 @@ class Installer:
     def _run_hook(self, hook: str, cmd: str, release: Path, env: dict, log: int, user: dict) -> None:
         proc = subprocess.Popen(["sh", "-c", cmd], cwd=release, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True, **user)
+        if hook == "start":   # it may be the service itself: a start still running after the grace is left running
+            try:
+                code = proc.wait(timeout=self.start_grace_s)
+            except subprocess.TimeoutExpired:
+                threading.Thread(target=proc.wait, daemon=True).start()   # reap it whenever it ends
+                return
+            if code != 0:
+                raise InstallFailed(f"start command exited with {code} (output in {HOOK_LOG})")
+            return
         try:
             code = proc.wait(timeout=self.command_timeout_s)
         except subprocess.TimeoutExpired:
@@ -129,6 +142,15 @@ class Installer:
                                 f"(output in {HOOK_LOG})")
         if code != 0:
             raise InstallFailed(f"{hook} command exited with {code} (output in {HOOK_LOG})")
+
+    def release_ids(self) -> list[str]:
+        """The releases on disk: the active one first, then the newest first."""
+        if not self.releases.exists():
+            return []
+        active = self.active()
+        others = sorted((p for p in self.releases.iterdir() if p.is_dir() and p.name != active),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        return ([active] if active and (self.releases / active).is_dir() else []) + [p.name for p in others]
 
     def prune(self) -> list[str]:
         """Keep the active release and the newest others up to `keep` in all."""

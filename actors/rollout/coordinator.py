@@ -43,8 +43,8 @@ class Coordinator:
     def heartbeat(self, host_id: str, address: str, state: str, active_build: str | None,
                   error: str = "", artifact: str | None = None, chunks: list[str] = (),
                   complete: bool = False, download: dict | None = None, known_target: str | None = None) -> dict:
-        # known_target: the target the host had been given when it reported; the rollout only
-        # counts a report about the build it is rolling out.
+        # known_target: the build the report's state is about (node_daemon.daemon.report_about); the
+        # rollout only counts a report about the build it is rolling out.
         fields = {"address": address, "state": state, "activeBuildID": active_build, "error": error,
                   "ackedTargetBuildID": known_target}
         if download:
@@ -91,6 +91,8 @@ class Coordinator:
                 h["state"] = HostState.LOST
                 with self.lock:
                     self.tracker.forget(h["hostID"])
+        with self.lock:   # entries of artifacts a host no longer announces, and of silent hosts
+            self.tracker.expire(now, self.lost_after_s)
         gauge = metrics.rollout_hosts()
         for state in HostState:
             gauge.set(sum(1 for h in hosts if (h.get("state") or HostState.IDLE) == state),

@@ -36,13 +36,21 @@ class Tracker:
     def forget(self, host: str) -> None:
         for swarm in self.swarms.values():
             swarm.pop(host, None)
+        self._drop_empty()
 
-    def expire(self, now: float, ttl: float) -> list[str]:
-        """Drop peers not heard from for `ttl` seconds; returns the hosts dropped."""
-        gone = {p.host for s in self.swarms.values() for p in s.values() if now - p.last_seen > ttl}
-        for h in gone:
-            self.forget(h)
-        return sorted(gone)
+    def expire(self, now: float, ttl: float) -> int:
+        """Drop every (artifact, host) entry not announced for `ttl` seconds: a host that moved
+        on to another artifact, or went silent. Returns how many entries were dropped."""
+        dropped = 0
+        for swarm in self.swarms.values():
+            for host in [h for h, p in swarm.items() if now - p.last_seen > ttl]:
+                del swarm[host]
+                dropped += 1
+        self._drop_empty()
+        return dropped
+
+    def _drop_empty(self) -> None:
+        self.swarms = {a: s for a, s in self.swarms.items() if s}
 
     def peers(self, artifact: str, host: str, wanted: set[str]) -> list[PeerState]:
         """At most `max_peers` peers holding any of `wanted`, never `host` itself: seeds first

@@ -191,3 +191,14 @@ def test_a_build_that_fails_replication_rolls_its_deployment_back(world, redis_u
     d = store.deployments.get(dep["deploymentID"])
     assert d["status"] == "ROLLED_BACK" and "b4 is FAILED" in d["reason"], d
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # a failed build runs nowhere
+
+
+def test_the_tracker_forgets_an_artifact_its_hosts_moved_on_from(world):
+    _, coords, clock = world
+    coord, old, new = coords["us-east"], "blake3:" + "a" * 64, "blake3:" + "b" * 64
+    coord.heartbeat("h1", "h1:7000", "active", None, artifact=old, chunks=["c1"], complete=True)
+    for _ in range(40):   # h1 keeps reporting, now about the new artifact
+        coord.heartbeat("h1", "h1:7000", "active", None, artifact=new, chunks=["c2"], complete=True)
+        coord.tick()
+        clock.t += 1
+    assert set(coord.tracker.swarms) == {new}

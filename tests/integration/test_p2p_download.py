@@ -118,3 +118,13 @@ def test_no_source_at_all_fails_clearly(tmp_path, artifact):
         raise ConnectionError("origin unreachable")
     with pytest.raises(DownloadFailed, match="could not be fetched"):
         downloader(ChunkCache(tmp_path / "me"), origin_down, lambda w: {}, attempts=2).fetch(manifest)
+
+
+def test_when_every_offered_peer_fails_the_origin_is_still_tried(tmp_path, artifact):
+    manifest, store = artifact
+    origin = Origin(store)
+    dead = [f"127.0.0.1:{port}" for port in range(1, 9)]   # more dead peers than attempts
+    stats = downloader(ChunkCache(tmp_path / "me"), origin.get, lambda wanted: {d: dead for d in wanted},
+                       workers=2, attempts=5).fetch(manifest)
+    assert stats.bytes_from_origin == sum(c.size for c in manifest.unique_chunks())
+    assert origin.calls == len(manifest.unique_chunks())

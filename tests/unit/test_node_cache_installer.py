@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 
@@ -60,3 +61,43 @@ def test_install_switch_hooks_and_keep_three(tmp_path):
         inst.run_hooks("b3", start="", health="echo sick >&2; exit 3")
     with pytest.raises(InstallFailed, match="not installed"):
         inst.switch("b9")
+
+
+def test_a_start_command_that_keeps_running_does_not_hold_up_the_install(tmp_path):
+    inst = Installer(tmp_path / "host", command_timeout_s=1.5, start_grace_s=0.3)
+    m, origin = artifact(tmp_path, "r", {"app": b"release"})
+    inst.unpack("b1", (origin.get(chunk_key(c.digest)) for c in m.chunks))
+    inst.switch("b1")
+    inst.run_hooks("b1", start="echo $$ > ../../started.pid; exec sleep 300", health="grep -q release app")
+    pid = int((tmp_path / "host" / "started.pid").read_text())
+    try:
+        os.kill(pid, 0)   # the service is still running, detached
+        assert "--- start:" in (tmp_path / "host" / "releases" / "b1" / ".gantry-hooks.log").read_text()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(InstallFailed, match="start command exited with 4"):
+        inst.run_hooks("b1", start="exit 4", health="")
+
+
+def test_pruning_a_host_keeps_only_the_chunks_of_the_releases_it_keeps(tmp_path):
+    from gantry.node_daemon.daemon import prune_host
+    cache, inst = ChunkCache(tmp_path / "cache"), Installer(tmp_path / "host", keep=2)
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    made = []
+    for i in range(4):
+        m, origin = artifact(tmp_path, f"r{i}", {"app": os.urandom(50_000)})
+        (manifests / f"b{i}.build").write_text(m.manifest_digest)
+        (manifests / f"{m.manifest_digest.split(':', 1)[1]}.json").write_bytes(m.to_bytes())
+        for c in m.unique_chunks():
+            cache.put(c.digest, origin.get(chunk_key(c.digest)))
+        inst.unpack(f"b{i}", (cache.get(c.digest) for c in m.chunks))
+        inst.switch(f"b{i}")
+        made.append(m)
+        os.utime(tmp_path / "host" / "releases" / f"b{i}", (i + 1, i + 1))
+        prune_host(inst, cache, manifests)
+    assert inst.release_ids() == ["b3", "b2"]
+    assert [len(cache.held(m)) for m in made] == [0, 0, len(made[2].unique_chunks()), len(made[3].unique_chunks())]
+    assert sorted(f.name for f in manifests.glob("*.build")) == ["b2.build", "b3.build"]
+    prune_host(inst, cache, manifests, max_bytes=60_000)   # room for the active release alone
+    assert len(cache.held(made[2])) == 0 and cache.missing(made[3]) == []

@@ -50,9 +50,19 @@ def test_bookkeeping_replaces_announces_and_expires_silent_hosts():
     t.announce(A, "h2", "a2", {"c1"}, complete=False, now=1)
     assert held(t, A) == {"h1": 2, "h2": 1}
     assert t.peers(A, "me", {"c2"})[0].address == "a1b"
-    assert t.expire(now=12, ttl=10) == ["h2"]
+    assert t.expire(now=12, ttl=10) == 1
     assert held(t, A) == {"h1": 2}
     assert t.peers("blake3:" + "b" * 64, "me", {"c1"}) == []
+
+
+def test_a_host_that_moved_to_another_artifact_leaves_the_old_swarm_and_empty_swarms_go():
+    t, B = tracker(), "blake3:" + "b" * 64
+    for now in range(0, 30, 5):   # h1 keeps reporting, about B from t=10 on
+        t.announce(A if now < 10 else B, "h1", "a1", {"c1"}, complete=True, now=now)
+        t.expire(now, ttl=10)
+    assert set(t.swarms) == {B} and held(t, B) == {"h1": 1}
+    t.forget("h1")
+    assert t.swarms == {}
 
 
 def test_peer_map_says_who_holds_which_chunk():

@@ -80,3 +80,14 @@ def test_republishing_uploads_nothing_new(tmp_path):
     m1, s1 = publish(out, store, 16 << 10)
     m2, s2 = publish(out, store, 16 << 10)
     assert m1 == m2 and s1.chunks_uploaded == len(m1.unique_chunks()) and s2.chunks_uploaded == 0
+
+
+def test_reading_the_stream_in_small_pieces_moves_each_byte_a_bounded_number_of_times():
+    from gantry.artifacts.unpack import _ChunkReader
+    chunks = [bytes([i]) * (256 << 10) for i in range(32)]   # 8 MiB in 256 KiB chunks
+    reader = _ChunkReader(iter(chunks))
+    out = bytearray()
+    while piece := reader.read(512):   # tarfile reads a stream in small records
+        out += piece
+    assert out == b"".join(chunks)
+    assert reader.copied <= 3 * len(out)   # the old reader moved about 257x the artifact here
