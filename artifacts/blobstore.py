@@ -112,7 +112,8 @@ class S3BlobStore:
             "s3", endpoint_url=endpoint, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, region_name="us-east-1",
             config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
-                          s3={"addressing_style": "path"}, connect_timeout=min(5, timeout_s), read_timeout=timeout_s,
+                          s3={"addressing_style": "path"}, signature_version="s3v4",   # presigned URLs too
+                          connect_timeout=min(5, timeout_s), read_timeout=timeout_s,
                           max_pool_connections=16))
         self.transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20,
                                        max_concurrency=4)
@@ -153,6 +154,11 @@ class S3BlobStore:
             if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise BlobNotFound(key)
             raise
+
+    def presign(self, key: str, expires_s: int = 900) -> str:
+        """A URL that GETs `key` without credentials until it expires."""
+        return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                              ExpiresIn=expires_s)
 
     def put_file(self, key: str, path: Path) -> None:
         self.s3.upload_file(str(path), self.bucket, key, Config=self.transfer)

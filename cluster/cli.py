@@ -38,12 +38,22 @@ def _stack_commands(sub) -> None:
 
     tok = sub.add_parser("token", help="print an API token (JWT) signed with the local stack's secret")
     tok.add_argument("--home", default=default_home())
-    tok.add_argument("--user", required=True)
+    tok.add_argument("--user", help="whose token (a user's); or --host and --dc for a node daemon's")
+    tok.add_argument("--host", help="a node daemon's token: it may report only as this host...")
+    tok.add_argument("--dc", help="...to this datacenter's coordinator")
     tok.add_argument("--project", action="append", default=[])
     tok.add_argument("--admin", action="store_true")
     tok.add_argument("--rate", type=float, help="this user's own requests per second")
     tok.add_argument("--burst", type=float, help="with --rate: the bucket's size")
     tok.set_defaults(func=token)
+
+    host = sub.add_parser("host", help="hosts of the local stack").add_subparsers(dest="action", required=True)
+    add = host.add_parser("add", help="start one more node daemon; prints its host ID last")
+    add.add_argument("--home", default=default_home())
+    add.add_argument("--region", required=True)
+    add.add_argument("--dc", help="its datacenter (default: the region's first)")
+    add.add_argument("--id", dest="host_id", help="its host ID (default: <dc>-h<next free number>)")
+    add.set_defaults(func=add_host)
 
     srv = sub.add_parser("serve", help="on an existing Ray cluster (e.g. from ray-cluster.yaml): "
                                         "start the actors and the API")
@@ -154,6 +164,19 @@ def up_stack(a) -> int:
     return 0
 
 
+def add_host(a) -> int:
+    stack = Stack(a.home)
+    if not stack.stack_file.exists():
+        raise UsageError(f"no local stack in {a.home}; start one with gantry up")
+    try:
+        host_id = stack.add_host(a.region, a.dc, a.host_id)
+    except ValueError as e:
+        raise UsageError(str(e))
+    print(f"host {host_id} started in {a.region}; stop it with the stack: gantry down --home {stack.home}")
+    print(host_id)
+    return 0
+
+
 def serve(a) -> int:
     if not a.stack_file:
         raise UsageError("--stack-file or GANTRY_STACK_FILE is required")
@@ -172,11 +195,21 @@ def token(a) -> int:
     if not secret_file.exists():
         print(f"no stack secret in {home}; run `gantry up` first", file=sys.stderr)
         return 1
+    from gantry.serve_app.auth import issue, issue_host
+    secret = secret_file.read_text().strip()
+    if a.host or a.dc:
+        if not (a.host and a.dc) or a.user or a.project or a.admin or a.rate:
+            raise UsageError("a host token takes --host and --dc, and nothing else")
+        try:
+            print(issue_host(secret, a.host, a.dc))
+        except ValueError as e:
+            raise UsageError(str(e))
+        return 0
+    if not a.user:
+        raise UsageError("--user is required (or --host and --dc for a node daemon)")
     if (a.rate is None) != (a.burst is None):
         raise UsageError("--rate and --burst go together")
-    from gantry.serve_app.auth import issue
-    print(issue(secret_file.read_text().strip(), a.user, a.project, a.admin,
-                rate=(a.rate, a.burst) if a.rate else None))
+    print(issue(secret, a.user, a.project, a.admin, rate=(a.rate, a.burst) if a.rate else None))
     return 0
 
 

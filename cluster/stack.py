@@ -34,10 +34,15 @@ def node_marker(name: str) -> str:
     return f"gantry-node:{name}"
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
     with socket.socket() as s:
-        s.bind((HOST, 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def loopback(n: int) -> str:
+    """The n-th local host's own address: 127.0.1.1, 127.0.1.2, ... (all of 127/8 is loopback)."""
+    return f"127.0.{1 + (n - 1) // 254}.{1 + (n - 1) % 254}"
 
 
 def wait_for(check, timeout_s: float, what: str, interval_s: float = 0.2):
@@ -281,14 +286,43 @@ class Stack:
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
                    max_down_mbps: float = 0, peers: bool = True) -> None:
         """A node daemon for one host, its files under <home>/hosts/<hostID>/."""
-        from gantry.serve_app.auth import issue
+        from gantry.serve_app.auth import issue_host
         cfg = self.config()
+        address = self._host_address(host_id)
         argv = [_bin("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
-                "--region", region, "--dc", dc, "--coordinator", cfg.api_url, "--listen", str(free_port()),
+                "--region", region, "--dc", dc, "--coordinator", cfg.api_url,
+                "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
-        env = {"GANTRY_HOST_TOKEN": issue(cfg.jwt_secret(), f"host:{host_id}", host=True),
-               "GANTRY_S3_ACCESS_KEY": cfg.s3_access_key, "GANTRY_S3_SECRET_KEY": cfg.s3_secret_key}
+        env = {"GANTRY_HOST_TOKEN": issue_host(cfg.jwt_secret(), host_id, dc)}   # and no store credentials
         self._spawn(f"host-{host_id}", argv, env, host=True)
+
+    def add_host(self, region: str, dc: str | None = None, host_id: str | None = None) -> str:
+        """One more node daemon in this running stack (as `gantry host add`); returns its ID."""
+        regions = {r.name: r for r in self.config().regions}
+        if region not in regions:
+            raise ValueError(f"no region {region!r} in this stack (it has {', '.join(regions)})")
+        dc = dc or regions[region].datacenters[0]
+        if dc not in regions[region].datacenters:
+            raise ValueError(f"no datacenter {dc!r} in {region} (it has {', '.join(regions[region].datacenters)})")
+        running = set(self.hosts())
+        host_id = host_id or next(f"{dc}-h{i}" for i in range(10_000) if f"{dc}-h{i}" not in running)
+        if host_id in running:
+            raise ValueError(f"host {host_id} is already running")
+        self.start_host(host_id, region, dc)
+        return host_id
+
+    def _host_address(self, host_id: str) -> str:
+        """Each local host's own loopback address, so peers are distinct machines to each other;
+        a restarted host keeps its address."""
+        hosts = self.home / "hosts"
+        mine = hosts / host_id / "address"
+        if mine.exists():
+            return mine.read_text().strip()
+        taken = {p.read_text().strip() for p in hosts.glob("*/address")}
+        address = next(loopback(n) for n in range(1, 64_000) if loopback(n) not in taken)
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_text(address)
+        return address
 
     def hosts(self) -> list[str]:
         return [name[len("host-"):] for name, p in self.pids().items() if p.get("host")]

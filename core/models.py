@@ -1,7 +1,7 @@
 """The public API's request and response models, in one place."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -259,6 +259,12 @@ class PeersIn(BaseModel):
     hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     artifact: str
     wanted: list[str] = Field(max_length=10_000)
+
+
+class OriginIn(BaseModel):
+    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    artifact: str = Field(pattern=r"^blake3:[0-9a-f]{64}$")
+    digests: list[Annotated[str, Field(pattern=r"^blake3:[0-9a-f]{64}$")]] = Field(max_length=5_000)
 
 
 class RepairIn(BaseModel):

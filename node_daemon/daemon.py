@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 
-from gantry.artifacts.blobstore import S3BlobStore, chunk_key, manifest_key
 from gantry.artifacts.manifest import BadManifest, Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
@@ -35,6 +34,8 @@ from gantry.statuses import HostState, allowed
 
 log = logging.getLogger("gantry.node")
 MB = 1_000_000
+URL_BATCH = 1000   # presigned chunk URLs asked for at once
+URL_USE_S = 600    # used for this long (the coordinator signs them for 900 s)
 
 
 def prune_host(installer: Installer, cache: ChunkCache, manifests: Path, max_bytes: int = 0) -> None:
@@ -57,6 +58,14 @@ def prune_host(installer: Installer, cache: ChunkCache, manifests: Path, max_byt
             f.unlink(missing_ok=True)
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """"ADDR:PORT" as (ADDR, PORT)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{address!r} is not ADDR:PORT")
+    return host.strip("[]"), int(port)
+
+
 def report_about(state: str, active: str | None, moving_to: str | None, failed: str | None) -> str | None:
     """The build a report's state is about, sent as its targetBuildID: a rollout counts a report
     only for that build. A host that failed an older target while it was told a newer one reports
@@ -66,8 +75,9 @@ def report_about(state: str, active: str | None, moving_to: str | None, failed: 
 
 class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
-                 listen: int = 0, max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
-                 use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0):
+                 listen: str = "127.0.0.1:0", max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
+                 use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0,
+                 advertise: str | None = None):
         self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
         self.use_peers = use_peers
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
@@ -79,7 +89,8 @@ class NodeDaemon:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
-        self.server = PeerServer(self.cache, port=listen, upload=up, auth=self.peer_auth)
+        host, port = split_address(listen)
+        self.server = PeerServer(self.cache, host=host, port=port, upload=up, auth=self.peer_auth, advertise=advertise)
         self.state, self.error = HostState.IDLE, ""
         self.failed_target: str | None = None
         self.known_target: str | None = None   # the last target the coordinator gave us
@@ -87,11 +98,13 @@ class NodeDaemon:
         self.manifest: Manifest | None = None      # of the build being fetched or run
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
-        self.origin: S3BlobStore | None = None
         self.last_download: dict = {}
         # one connection pool each to the gateway and to peers, kept open between requests
         self.api = httpx.Client(timeout=10)
         self.peer_http = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=32))
+        self.store_http = httpx.Client(timeout=60)   # the region's store, through presigned URLs
+        self._urls: dict[str, tuple[str, float]] = {}   # chunk digest -> (URL, use it until)
+        self._urls_lock = threading.Lock()
 
     # --- talking to the coordinator ---------------------------------------------------------
 
@@ -128,16 +141,28 @@ class NodeDaemon:
 
     # --- moving to a build ------------------------------------------------------------------
 
-    def _origin(self, reply: dict) -> S3BlobStore:
-        o = reply["origin"]
-        if self.origin is None or self.origin.bucket != o["bucket"]:
-            self.origin = S3BlobStore(o["endpoint"], o["bucket"], os.environ["GANTRY_S3_ACCESS_KEY"],
-                                      os.environ["GANTRY_S3_SECRET_KEY"])
-        return self.origin
+    def _get(self, url: str) -> bytes:
+        r = self.store_http.get(url)
+        r.raise_for_status()
+        return r.content
 
-    def _manifest(self, digest: str, origin: S3BlobStore) -> Manifest:
+    def origin_get(self, digest: str) -> bytes:
+        """A chunk from the region's store, through a URL the coordinator signed for this host.
+        URLs come in batches for the chunks still missing, and are used well before they expire."""
+        with self._urls_lock:
+            url, until = self._urls.get(digest, ("", 0.0))
+            if time.monotonic() >= until:
+                wanted = [digest] + [c.digest for c in self.cache.missing(self.manifest) if c.digest != digest]
+                got = self._post("/origin", {"hostID": self.host_id, "artifact": self.manifest.manifest_digest,
+                                             "digests": wanted[:URL_BATCH]})["urls"]
+                until = time.monotonic() + URL_USE_S
+                self._urls = {d: (u, until) for d, u in got.items()}
+                url = got[digest]
+        return self._get(url)
+
+    def _manifest(self, digest: str, url: str) -> Manifest:
         local = self.manifests / f"{digest.split(':', 1)[1]}.json"
-        data = local.read_bytes() if local.exists() else origin.get(manifest_key(digest))
+        data = local.read_bytes() if local.exists() else self._get(url)
         manifest = Manifest.from_bytes(data, digest)
         local.write_bytes(data)
         return manifest
@@ -147,13 +172,12 @@ class NodeDaemon:
         self.moving_to = build_id
         self._become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
         try:
-            origin = self._origin(reply)
-            self.manifest = self._manifest(reply["manifestDigest"], origin)
+            self.manifest = self._manifest(reply["manifestDigest"], reply.get("manifestURL") or "")
             (self.manifests / f"{build_id}.build").write_text(self.manifest.manifest_digest)
             if not self.installer.installed(build_id):
                 self._check_disk(self.manifest)
                 t0 = time.monotonic()
-                stats = Downloader(self.cache, lambda d: origin.get(chunk_key(d)), self.peers_for,
+                stats = Downloader(self.cache, self.origin_get, self.peers_for,
                                    download=self.down,
                                    credential=lambda: self.peer_auth.credential(self.host_id),
                                    origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(self.manifest)
@@ -231,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--region", required=True)
     ap.add_argument("--dc", required=True)
     ap.add_argument("--coordinator", required=True, help="the gantry API URL")
-    ap.add_argument("--listen", type=int, default=0, help="peer server port (0: any free port)")
+    ap.add_argument("--listen", default="127.0.0.1:0", help="peer server ADDR:PORT (port 0: any free port)")
+    ap.add_argument("--advertise", help="ADDR:PORT other hosts reach the peer server at (default: --listen's)")
     ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
     ap.add_argument("--max-down", type=float, default=0, help="download cap in MB/s (0: none)")
     ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
@@ -256,8 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(a.home)
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o711)   # the hook user passes through to its release, lists nothing
+    try:
+        host, _ = split_address(a.listen)
+        if a.advertise:
+            split_address(a.advertise)
+    except ValueError as e:
+        print(f"--listen/--advertise: {e}", file=sys.stderr)
+        return 2
+    if host in ("0.0.0.0", "::") and not a.advertise:
+        print("--listen on every interface needs --advertise ADDR:PORT (the address peers use)", file=sys.stderr)
+        return 2
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
-                   use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB))
+                   use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
+                   advertise=a.advertise)
     signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
     d.run()
     return 0

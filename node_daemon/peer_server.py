@@ -14,7 +14,9 @@ SLICE = 64 << 10
 
 class PeerServer:
     def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
-                 upload: TokenBucket | None = None, auth: PeerAuth | None = None):
+                 upload: TokenBucket | None = None, auth: PeerAuth | None = None, advertise: str | None = None):
+        """Listens on host:port; `advertise` is the address other hosts reach it at (default: the
+        one it listens on)."""
         self.cache, self.upload = cache, upload or TokenBucket(0)
         self.auth = auth or PeerAuth()   # with no key, every chunk request is refused
         self.bytes_served = 0
@@ -63,7 +65,7 @@ class PeerServer:
         Handler.protocol_version = "HTTP/1.1"   # keep-alive: a downloader reuses its connection
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self.address = f"{host}:{self.httpd.server_address[1]}"
+        self.address = advertise or f"{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> "PeerServer":

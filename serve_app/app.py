@@ -65,7 +65,7 @@ class GantryAPI(HostGateway):
         self._coordinators: dict = {}
 
     def _principal(self, request: Request) -> auth.Principal:
-        return self.service.who(request.headers.get("authorization"))
+        return self.service.user(request.headers.get("authorization"))
 
     def _nudge_scheduler(self) -> None:
         try:

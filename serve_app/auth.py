@@ -1,10 +1,13 @@
 """Bearer JWTs (HS256): who the caller is and which projects they may act on."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
 import jwt
+
+HOST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -12,22 +15,31 @@ class Principal:
     user: str
     projects: frozenset[str]
     admin: bool
-    host: bool = False   # a node daemon's credential: may only report to coordinators
+    host: bool = False   # a node daemon's credential: may only report to coordinators...
     rate: tuple[float, float] | None = None   # this caller's own (requests/s, burst), if not the default
+    host_id: str | None = None   # ...as this host...
+    dc: str | None = None        # ...to this datacenter's coordinator
 
     def may_access(self, project: str) -> bool:
         return self.admin or project in self.projects
 
 
 def issue(secret: str, user: str, projects: list[str] = (), admin: bool = False,
-          ttl_s: int = 30 * 24 * 3600, host: bool = False, rate: tuple[float, float] | None = None) -> str:
+          ttl_s: int = 30 * 24 * 3600, rate: tuple[float, float] | None = None) -> str:
     now = int(time.time())
     claims = {"sub": user, "projects": sorted(projects), "admin": admin, "iat": now, "exp": now + ttl_s}
     if rate:
         claims["rate"] = [float(rate[0]), float(rate[1])]
-    if host:
-        claims = {"sub": user, "projects": [], "admin": False, "host": True, "iat": now, "exp": now + ttl_s}
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def issue_host(secret: str, host_id: str, dc: str, ttl_s: int = 365 * 24 * 3600) -> str:
+    """A node daemon's token: it may report as `host_id` to `dc`'s coordinator, and nothing else."""
+    if not HOST_ID_RE.match(host_id) or not HOST_ID_RE.match(dc):
+        raise ValueError("a host ID and a datacenter are letters, digits, '.', '_' and '-', at most 64")
+    now = int(time.time())
+    return jwt.encode({"sub": f"host:{host_id}", "projects": [], "admin": False, "host": True, "hostID": host_id,
+                       "dc": dc, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")
 
 
 def verify(secret: str, authorization: str | None) -> Principal:
@@ -51,6 +63,10 @@ def verify(secret: str, authorization: str | None) -> Principal:
     if rate is not None and not (isinstance(rate, list) and len(rate) == 2
                                  and all(isinstance(x, (int, float)) and x > 0 for x in rate)):
         raise ValueError("invalid token: 'rate' must be [requests per second, burst]")
-    return Principal(str(claims["sub"]), frozenset(projects), claims.get("admin", False) is True,
-                     claims.get("host", False) is True,
-                     tuple(rate) if rate else None)
+    host = claims.get("host", False) is True
+    host_id, dc = claims.get("hostID"), claims.get("dc")
+    if host and not (isinstance(host_id, str) and HOST_ID_RE.match(host_id) and isinstance(dc, str)
+                     and HOST_ID_RE.match(dc)):
+        raise ValueError("invalid token: a host token names its hostID and dc")
+    return Principal(str(claims["sub"]), frozenset(projects), claims.get("admin", False) is True and not host,
+                     host, tuple(rate) if rate else None, host_id if host else None, dc if host else None)

@@ -82,6 +82,13 @@ class Service:
         self._nudge_scheduler = nudge            # wakes the scheduler; it polls anyway
         self._archive_now = archive_now          # runs the archiver now (the monitor actor)
 
+    def user(self, authorization: str | None) -> auth.Principal:
+        """A user's principal: host tokens are for the host gateway alone."""
+        who = self.who(authorization)
+        if who.host:
+            raise ApiError(403, "forbidden", "a host token is for the /dc routes only")
+        return who
+
     def who(self, authorization: str | None) -> auth.Principal:
         try:
             who = auth.verify(self.secret, authorization)
@@ -124,7 +131,7 @@ class Service:
         try:
             if op not in SDK_OPS:
                 raise ApiError(400, "unknown op", f"supported: {', '.join(SDK_OPS)}")
-            who = self.who(f"Bearer {token}")
+            who = self.user(f"Bearer {token}")
             run = getattr(self, f"op_{op}")
             try:
                 inspect.signature(run).bind(who, **kwargs)

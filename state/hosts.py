@@ -25,6 +25,9 @@ class Hosts:
         flat = self._report(keys=[keys.host(host_id), keys.hosts(dc)], args=[json.dumps(fields), host_id])
         return dict(zip(flat[::2], flat[1::2]))
 
+    def get(self, host_id: str) -> dict | None:
+        return self.r.hgetall(keys.host(host_id)) or None
+
     def set_target(self, host_id: str, build_id: str) -> None:
         self.r.hset(keys.host(host_id), "targetBuildID", build_id)
 

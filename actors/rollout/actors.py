@@ -10,12 +10,14 @@ from gantry.actors.loop import start_loop
 from gantry.actors.replication.repair import repair_chunk
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.state import State
-from gantry.artifacts.blobstore import s3_for
+from gantry.artifacts.blobstore import manifest_key, s3_for
+from gantry.artifacts.manifest import Manifest
 from gantry.peerauth import dc_key
 from gantry.settings import Settings
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.actors.rollout")
+URL_TTL_S = 900   # a host's presigned URLs into its region's store last this long
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
@@ -31,7 +33,9 @@ class RolloutCoordinatorActor:
         regional = s3_for(target, stack.s3_access_key, stack.s3_secret_key)
         self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), state,
                                        lost_after_s=float(Settings().host_lost_s),
-                                       origin={"endpoint": target.s3_endpoint, "bucket": target.bucket},
+                                       presign=lambda key: regional.presign(key, URL_TTL_S),
+                                       manifest_chunks=lambda d: {c.digest for c in Manifest.from_bytes(
+                                           regional.get(manifest_key(d)), d).chunks},
                                        peer_key=dc_key(stack.jwt_secret(), dc),
                                        repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"))
         self.wakeup = threading.Event()
@@ -56,6 +60,9 @@ class RolloutCoordinatorActor:
 
     def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
         return self.coordinator.peers(host_id, artifact, wanted)
+
+    def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
+        return self.coordinator.origin_urls(host_id, artifact, digests)
 
     def repair(self, host_id: str, digest: str) -> bool:
         return self.coordinator.repair(host_id, digest)

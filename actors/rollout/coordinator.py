@@ -17,6 +17,7 @@ from gantry.actors import metrics
 from gantry.actors.rollout.dc_rollout import DcRollout, HostView
 from gantry.actors.rollout.tracker import Tracker
 from gantry.actors.rollout.waves import Strategy
+from gantry.artifacts.blobstore import chunk_key, manifest_key
 from gantry.state import State
 from gantry.statuses import (DEPLOYMENT_ACTIVE, BuildStatus, DcPhase, DeploymentStatus, HostState,
                              ReplicationStatus)
@@ -27,11 +28,16 @@ log = logging.getLogger("gantry.coordinator")
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], state: State,
                  lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
-                 origin: dict | None = None, peer_key: str = "", repair: Callable[[str], bool] | None = None):
+                 presign: Callable[[str], str] | None = None, manifest_chunks: Callable[[str], set[str]] | None = None,
+                 peer_key: str = "", repair: Callable[[str], bool] | None = None):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
         self.peer_key = peer_key   # given to this datacenter's hosts: their peer credential
         self.repair_chunk = repair or (lambda digest: False)   # re-copies a chunk from the primary
-        self.origin = origin or {}   # the region's blob store: {endpoint, bucket}
+        # Hosts hold no store credentials: they get short-lived URLs in the region's store for the
+        # manifest and chunks of their target build (presign: object key -> URL).
+        self.presign = presign or (lambda key: "")
+        self.manifest_chunks = manifest_chunks or (lambda artifact: set())   # cached below
+        self._chunks: dict[str, set[str]] = {}
         self.state, self.lost_after_s, self.clock = state, lost_after_s, clock
         self.tracker = Tracker()
         self._build_info: dict[str, dict] = {}
@@ -54,10 +60,28 @@ class Coordinator:
             if artifact:
                 self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
         target = h.get("targetBuildID") or None
-        reply = {"targetBuildID": target, "origin": self.origin, "peerKey": self.peer_key}
+        reply = {"targetBuildID": target, "peerKey": self.peer_key}
         if target:
             reply.update(self._deploy_info(target))
+            if reply.get("manifestDigest"):
+                reply["manifestURL"] = self.presign(manifest_key(reply["manifestDigest"]))
         return reply
+
+    def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
+        """URLs in the region's store for chunks of the host's target build; None if the artifact
+        is not that build's or a digest is not one of its chunks."""
+        target = (self.state.hosts.get(host_id) or {}).get("targetBuildID")
+        if not target or self._deploy_info(target).get("manifestDigest") != artifact:
+            return None
+        with self.lock:
+            chunks = self._chunks.get(artifact)
+        if chunks is None:
+            chunks = self.manifest_chunks(artifact)
+            with self.lock:
+                self._chunks = {**dict(list(self._chunks.items())[-7:]), artifact: chunks}   # a few builds
+        if not set(digests) <= chunks:
+            return None
+        return {d: self.presign(chunk_key(d)) for d in digests}
 
     def _deploy_info(self, build_id: str) -> dict:
         """What a host needs to install a build; fixed once the build is deployable, so cached."""

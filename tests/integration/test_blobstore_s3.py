@@ -1,4 +1,5 @@
 """The blob store contract on S3 through boto3, against a real `rclone serve s3`."""
+import time
 import uuid
 
 from blobstore_contract import check_contract
@@ -12,3 +13,22 @@ def test_s3_store_contract(stack, tmp_path):
     store = S3BlobStore(region.s3_endpoint, bucket, cfg.s3_access_key, cfg.s3_secret_key)
     store.ensure_bucket()
     check_contract(store, tmp_path)
+
+
+def test_a_presigned_url_reads_one_object_and_nothing_else(stack):
+    import httpx
+    cfg = stack.config()
+    region = cfg.regions[-1]
+    store = S3BlobStore(region.s3_endpoint, f"presign-{uuid.uuid4().hex[:8]}", cfg.s3_access_key, cfg.s3_secret_key)
+    store.ensure_bucket()
+    store.put("chunks/a", b"alpha")
+    store.put("chunks/b", b"beta")
+    url = store.presign("chunks/a", expires_s=60)
+    assert cfg.s3_secret_key not in url
+    r = httpx.get(url)
+    assert r.status_code == 200 and r.content == b"alpha"
+    assert httpx.get(url.replace("chunks/a", "chunks/b")).status_code == 403   # the signature covers the key
+    short = store.presign("chunks/a", expires_s=1)
+    time.sleep(2.5)
+    late = httpx.get(short)
+    assert late.status_code in (400, 403) and b"alpha" not in late.content, late   # expired (rclone says 400)

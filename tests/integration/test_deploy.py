@@ -12,7 +12,7 @@ from gantry.artifacts.manifest import Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.constants import NAMESPACE, coordinator_name
 from conftest import client
-from gantry.serve_app.auth import issue
+from gantry.serve_app.auth import issue_host
 from helpers import RoguePeer, commit, wait_build
 
 FAST = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0.5}
@@ -57,6 +57,10 @@ def test_deploy_reaches_every_host_then_a_delta_moves_only_new_chunks(api, stack
     b1 = build(api, project, sha1)
     d = wait_deployment(api, project, deploy(api, project, b1))
     assert d["status"] == "COMPLETED" and d["hosts"]["active"] == d["hosts"]["total"] == 4
+    records = [h for dc in ("us-east-a", "eu-west-a") for h in State(stack.config().redis_url).hosts.in_dc(dc)]
+    ips = {h["address"].rsplit(":", 1)[0] for h in records}
+    assert len(ips) == len(records) == 4 and all(ip.startswith("127.0.") for ip in ips)   # a machine each
+    assert any(json.loads(h["lastDownload"])["bytesFromPeers"] > 0 for h in records)   # ...that swap chunks
     expected = None
     for host in stack.hosts():
         files = tree(current(stack, host))
@@ -168,17 +172,17 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     b = build(api, project, sha)
     digest = api.get(f"/projects/{project}/builds/{b}").json()["artifact"]["digest"]
     rogue, stop = RoguePeer(), threading.Event()
-    token = issue(stack.config().jwt_secret(), "host:rogue", host=True)
+    tokens = {dc: issue_host(stack.config().jwt_secret(), f"rogue-{dc}", dc) for dc in ("us-east-a", "eu-west-a")}
 
     def announce():   # a seed that claims every chunk and runs the build, through the real gateway
         known = {}     # like a daemon, it reports back the target it was given
-        with client(stack, token) as c:
+        with client(stack, tokens["us-east-a"]) as c:
             while not stop.is_set():
                 for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
                     known[dc] = c.post(f"/dc/{dc}/heartbeat", json={
                         "hostID": f"rogue-{dc}", "region": region, "address": rogue.address, "state": "active",
                         "activeBuildID": b, "targetBuildID": known.get(dc), "artifact": digest, "chunks": [],
-                        "complete": True}).json().get("targetBuildID")
+                        "complete": True}, headers={"Authorization": f"Bearer {tokens[dc]}"}).json().get("targetBuildID")
                 stop.wait(0.5)
     t = threading.Thread(target=announce, daemon=True)
     t.start()

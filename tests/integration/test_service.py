@@ -56,6 +56,7 @@ def test_tokens_are_checked_and_scoped_to_their_projects(svc):
     assert [p["projectName"] for p in svc.op_list_projects(who(svc))] == ["web"]
     assert error_of(svc.op_put_project, who(svc), "shop", {"repoURL": "/src/shop"}).status == 403
     assert error_of(svc.op_get_project, who(svc), "Bad Name").status == 400
+    assert error_of(svc.user, "Bearer " + auth.issue_host(SECRET, "h1", "us-east-a")).status == 403
 
 
 def test_a_build_is_queued_listed_and_cancelled_once(svc):

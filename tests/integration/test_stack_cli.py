@@ -7,6 +7,8 @@ from pathlib import Path
 import httpx
 
 from gantry.cluster.stack import free_port
+from gantry.state import State
+from helpers import wait_until
 
 GANTRY = str(Path(sys.executable).parent / "gantry")
 
@@ -29,6 +31,33 @@ def test_token_command_gives_a_working_token(stack):
     assert r.status_code == 404  # authorised for 'web', which is not registered
     r = httpx.get(stack.config().api_url + "/projects/api/builds", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 403
+
+
+def test_a_host_token_speaks_for_its_host_and_datacenter_only(stack):
+    token = gantry("token", "--home", str(stack.home), "--host", "edge-1", "--dc", "eu-west-a").stdout.strip()
+    body = {"hostID": "edge-1", "region": "eu-west", "address": "127.0.9.9:1", "state": "idle"}
+    url, auth = stack.config().api_url, {"Authorization": f"Bearer {token}"}
+    assert httpx.post(url + "/dc/eu-west-a/heartbeat", json=body, headers=auth).status_code == 200
+    assert httpx.post(url + "/dc/eu-west-a/heartbeat", json={**body, "hostID": "edge-2"}, headers=auth).status_code == 403
+    assert httpx.get(url + "/projects", headers=auth).status_code == 403   # the user API is not for hosts
+    assert gantry("token", "--home", str(stack.home), "--host", "edge-1", check=False).returncode == 2
+
+
+def test_host_add_starts_one_more_daemon_on_its_own_address(stack):
+    out = gantry("host", "add", "--home", str(stack.home), "--region", "eu-west").stdout
+    host_id = out.strip().splitlines()[-1]
+    try:
+        state = State(stack.config().redis_url)
+        wait_until(lambda: (state.hosts.get(host_id) or {}).get("dc") == "eu-west-a", 30, "the new host to report")
+        ip = state.hosts.get(host_id)["address"].rsplit(":", 1)[0]
+        others = {h["address"].rsplit(":", 1)[0] for dc in ("us-east-a", "eu-west-a") for h in state.hosts.in_dc(dc)
+                  if h["hostID"] != host_id}
+        assert ip.startswith("127.0.") and ip not in others
+        again = gantry("host", "add", "--home", str(stack.home), "--region", "eu-west", "--id", host_id, check=False)
+        assert again.returncode == 2 and "already running" in again.stderr
+        assert gantry("host", "add", "--home", str(stack.home), "--region", "mars", check=False).returncode == 2
+    finally:
+        stack.stop_process(f"host-{host_id}")
 
 
 def test_second_stack_in_another_home_and_down_stops_only_it(stack, tmp_path):

@@ -108,9 +108,9 @@ def test_a_marker_planted_as_a_link_is_not_followed(tmp_path):
     assert inst.installed("b1") and not (tmp_path / "victim").exists()
 
 
-def peer_port(stack, host_id: str) -> int:
+def peer_address(stack, host_id: str) -> str:
     argv = stack.pids()[f"host-{host_id}"]["argv"]
-    return int(argv[argv.index("--listen") + 1])
+    return argv[argv.index("--listen") + 1]
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
@@ -128,7 +128,7 @@ def test_peer_servers_answer_only_their_datacenter_and_only_chunk_digests(stack,
     planted.mkdir(parents=True)
     (planted / hexd).write_bytes(b"a file outside the chunk cache")
     host = next(h for h in stack.hosts() if h.startswith("us-east"))
-    base = f"http://127.0.0.1:{peer_port(stack, host)}"
+    base = f"http://{peer_address(stack, host)}"
     secret = stack.config().jwt_secret()
     own = PeerAuth(dc_key(secret, "us-east-a")).credential("us-east-a-h1")
     foreign = PeerAuth(dc_key(secret, "eu-west-a")).credential("eu-west-a-h0")

@@ -31,3 +31,13 @@ def test_wrong_secret_and_expired():
     old = jwt.encode({"sub": "a", "exp": int(time.time()) - 10}, S, algorithm="HS256")
     with pytest.raises(ValueError, match="expired"):
         auth.verify(S, "Bearer " + old)
+
+
+def test_a_host_token_binds_its_host_and_datacenter_and_is_no_admin():
+    who = auth.verify(S, "Bearer " + auth.issue_host(S, "edge-1", "eu-west-a"))
+    assert (who.host, who.host_id, who.dc, who.admin, who.projects) == (True, "edge-1", "eu-west-a", False, frozenset())
+    unbound = jwt.encode({"sub": "h", "host": True, "admin": True, "exp": 4_000_000_000}, S, algorithm="HS256")
+    with pytest.raises(ValueError, match="names its hostID and dc"):
+        auth.verify(S, "Bearer " + unbound)
+    with pytest.raises(ValueError):
+        auth.issue_host(S, "a/b", "eu-west-a")
