@@ -53,6 +53,8 @@ def _stack_commands(sub) -> None:
     add.add_argument("--region", required=True)
     add.add_argument("--dc", help="its datacenter (default: the region's first)")
     add.add_argument("--id", dest="host_id", help="its host ID (default: <dc>-h<next free number>)")
+    add.add_argument("--project", action="append", default=[], dest="projects",
+                     help="a project it serves (repeatable; none: every project)")
     add.set_defaults(func=add_host)
 
     srv = sub.add_parser("serve", help="on an existing Ray cluster (e.g. from ray-cluster.yaml): "
@@ -169,7 +171,7 @@ def add_host(a) -> int:
     if not stack.stack_file.exists():
         raise UsageError(f"no local stack in {a.home}; start one with gantry up")
     try:
-        host_id = stack.add_host(a.region, a.dc, a.host_id)
+        host_id = stack.add_host(a.region, a.dc, a.host_id, a.projects)
     except ValueError as e:
         raise UsageError(str(e))
     print(f"host {host_id} started in {a.region}; stop it with the stack: gantry down --home {stack.home}")

@@ -1,5 +1,6 @@
 """`make demo`: bring the local stack up, build a sample repository it creates, replicate it,
-deploy it to every host, deploy a second version, roll back, and leave the stack running."""
+deploy it to every host, deploy a second project and a second version at the same time to the
+same hosts, roll back, and leave the stack running."""
 from __future__ import annotations
 
 import json
@@ -20,16 +21,16 @@ output = "dist"
 timeout = 120
 
 [deploy]
-health = "./bin/hello | grep -q hello"
+health = "./bin/app | grep -q gantry"
 """
 SAMPLE_BUILD = """set -e
-echo "compiling hello (commit $GANTRY_COMMIT_SHA)"
+echo "compiling $(cat NAME) (commit $GANTRY_COMMIT_SHA)"
 mkdir -p dist/bin
-cat > dist/bin/hello <<EOF
+cat > dist/bin/app <<EOF
 #!/bin/sh
-echo "hello from gantry, version $(cat VERSION)"
+echo "$(cat NAME) from gantry, version $(cat VERSION)"
 EOF
-chmod +x dist/bin/hello
+chmod +x dist/bin/app
 sleep 2
 echo "done: $(ls -R dist | wc -l) entries"
 """
@@ -40,13 +41,14 @@ def git(path: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def sample_repo(path: Path) -> str:
+def sample_repo(path: Path, name: str) -> str:
     if not (path / ".git").exists():
         path.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "-q", str(path)], check=True)
         (path / "gantry.toml").write_text(SAMPLE_TOML)
         (path / "build.sh").write_text(SAMPLE_BUILD)
         (path / "VERSION").write_text("1\n")
+        (path / "NAME").write_text(f"{name}\n")
         git(path, "add", "-A")
         git(path, "commit", "-qm", "hello")
     return git(path, "rev-parse", "HEAD")
@@ -71,9 +73,12 @@ def gantry_json(*args: str, env: dict) -> dict:
 
 
 def show_hosts(home: Path) -> None:
-    for host in sorted((home / "hosts").iterdir())[:3]:
-        out = subprocess.run([str(host / "current" / "bin" / "hello")], capture_output=True, text=True).stdout
-        print(f"      {host.name}: current -> {os.readlink(host / 'current')}: {out.strip()}")
+    """What three hosts run, for every project each serves (its projects/<p>/current)."""
+    for host in sorted(p for p in (home / "hosts").iterdir() if p.is_dir())[:3]:
+        for current in sorted((host / "projects").glob("*/current")):
+            out = subprocess.run([str(current / "bin" / "app")], capture_output=True, text=True,
+                                 cwd=current).stdout.strip()
+            print(f"      {host.name} {current.parent.name}: current -> {os.readlink(current)}: {out}")
 
 
 def main() -> int:
@@ -86,10 +91,11 @@ def main() -> int:
     env = {**os.environ, "GANTRY_URL": cfg.api_url, "GANTRY_TOKEN": token}
     api = httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
-    repo = home / "sample-repo"
-    sha = sample_repo(repo)
-    print(f"== sample repository {repo} at {sha[:12]}")
+    repo, other = home / "sample-repo", home / "sample-repo-greet"
+    sha, greet_sha = sample_repo(repo, "hello"), sample_repo(other, "greet")
+    print(f"== sample repositories {repo} at {sha[:12]} and {other} at {greet_sha[:12]}")
     gantry("project", "add", "hello", str(repo), env=env)
+    gantry("project", "add", "greet", str(other), env=env)
     wait_for(lambda: len(api.get("/projects/hello/hosts").json()) >= len(cfg.regions), 60, "hosts to register")
 
     print("== build it (sandboxed), store it as chunks, replicate it to every region")
@@ -100,11 +106,17 @@ def main() -> int:
     if gantry("deploy", "hello", first, "--steps", "1,0.1,0.5,1.0", "--bake", "1", "--wait", env=env).returncode:
         return 1
     show_hosts(home)
-    print("== version 2: build and deploy")
+    print("== a second project, and version 2 of the first: both deploy at once to the same hosts")
+    if gantry("build", "greet", greet_sha, "--wait", env=env).returncode != 0:
+        return 1
     if gantry("build", "hello", next_version(repo), "--wait", env=env).returncode != 0:
         return 1
+    greet = gantry_json("builds", "greet", "--limit", "1", env=env)["builds"][0]["buildID"]
     second = gantry_json("builds", "hello", "--limit", "1", env=env)["builds"][0]["buildID"]
+    gantry("deploy", "greet", greet, "--steps", "1,1.0", "--bake", "1", env=env)
     gantry("deploy", "hello", second, "--steps", "1,1.0", "--bake", "1", "--wait", env=env)
+    wait_for(lambda: api.get("/projects/greet/deployments").json()["deployments"][0]["status"] == "COMPLETED",
+             180, "greet's deployment")
     show_hosts(home)
     print("== roll back to the previous good build")
     back = gantry("rollback", "hello", "--wait", env=env)

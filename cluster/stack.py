@@ -284,7 +284,7 @@ class Stack:
         self._start_ray_node(f"ray-builder-{index}", {BUILDER_RESOURCE: 1}, gcs_port)
 
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
-                   max_down_mbps: float = 0, peers: bool = True) -> None:
+                   max_down_mbps: float = 0, peers: bool = True, projects: list[str] = ()) -> None:
         """A node daemon for one host, its files under <home>/hosts/<hostID>/."""
         from gantry.serve_app.auth import issue_host
         cfg = self.config()
@@ -293,10 +293,12 @@ class Stack:
                 "--region", region, "--dc", dc, "--coordinator", cfg.api_url,
                 "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
+        argv += [f for p in projects for f in ("--project", p)]
         env = {"GANTRY_HOST_TOKEN": issue_host(cfg.jwt_secret(), host_id, dc)}   # and no store credentials
         self._spawn(f"host-{host_id}", argv, env, host=True)
 
-    def add_host(self, region: str, dc: str | None = None, host_id: str | None = None) -> str:
+    def add_host(self, region: str, dc: str | None = None, host_id: str | None = None,
+                 projects: list[str] = ()) -> str:
         """One more node daemon in this running stack (as `gantry host add`); returns its ID."""
         regions = {r.name: r for r in self.config().regions}
         if region not in regions:
@@ -308,7 +310,7 @@ class Stack:
         host_id = host_id or next(f"{dc}-h{i}" for i in range(10_000) if f"{dc}-h{i}" not in running)
         if host_id in running:
             raise ValueError(f"host {host_id} is already running")
-        self.start_host(host_id, region, dc)
+        self.start_host(host_id, region, dc, projects=projects)
         return host_id
 
     def _host_address(self, host_id: str) -> str:

@@ -235,23 +235,37 @@ class Host(BaseModel):
     hostID: str
     region: str
     dc: str
+    address: str | None = None
     activeBuildID: str | None
     state: str
     error: str | None = None
     updatedAt: str | None
 
 
+ProjectName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+class ProjectReport(BaseModel):
+    """What a host does for one project."""
+    state: ReportedState
+    activeBuildID: str | None = Field(default=None, max_length=64)
+    error: str = Field(default="", max_length=1000)
+    about: str | None = Field(default=None, max_length=64)   # the build this state concerns
+
+
+class ArtifactHeld(BaseModel):
+    artifact: str = Field(pattern=r"^blake3:[0-9a-f]{64}$")
+    chunks: list[str] = Field(default_factory=list, max_length=200_000)
+    complete: bool = False
+
+
 class HeartbeatIn(BaseModel):
     hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     region: str = Field(max_length=64)
     address: str = Field(max_length=128)
-    state: ReportedState
-    activeBuildID: str | None = None
-    targetBuildID: str | None = None   # the last target this host was given (so the report is about it)
-    error: str = Field(default="", max_length=1000)
-    artifact: str | None = None
-    chunks: list[str] = Field(default_factory=list, max_length=200_000)
-    complete: bool = False
+    projects: dict[ProjectName, ProjectReport] = Field(default_factory=dict, max_length=100)
+    serves: list[ProjectName] | None = Field(default=None, max_length=100)   # None: every project
+    artifacts: list[ArtifactHeld] = Field(default_factory=list, max_length=32)
     download: dict = Field(default_factory=dict)
 
 

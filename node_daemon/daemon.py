@@ -1,12 +1,16 @@
 """`gantry-node`: the agent on one host. Never imports Ray.
 
+A host serves one or more projects (`--project`, repeatable; none: every project) and runs each
+one's build side by side under `projects/<project>/` (see `slot`), with one chunk cache for all.
 Every second it reports to its datacenter's coordinator (over HTTP, through the API gateway,
-with a host token): its state, the build it runs, and which chunks of the artifact in hand it
-holds (the tracker announce). The reply names the build the host should run. To move to a build
-it fetches the manifest from the regional blob store, downloads the missing chunks from peers
-(origin as fallback), installs `releases/<buildID>`, switches `current`, runs the `[deploy]`
-start and health commands, and reports `active`, or `failed` with the reason after switching
-back. A crash at any point resumes from the verified chunks and installed releases on disk.
+with a host token bound to it): for each project its state and the build it runs, and which
+chunks it holds of each artifact in hand (the tracker announce). The reply names, per project,
+the build to run. To move to a build it fetches the manifest through a presigned URL, downloads
+the missing chunks from peers (the regional store, through presigned URLs, as fallback),
+installs `releases/<buildID>`, switches `current`, runs the `[deploy]` start and health
+commands, and reports `active`, or `failed` with the reason after switching back. One move at a
+time, project after project. A crash at any point resumes from the verified chunks and
+installed releases on disk.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from gantry.node_daemon.installer import InstallFailed, Installer
 from gantry.node_daemon.peer_server import PeerServer
 from gantry.node_daemon.tokenbucket import TokenBucket
 from gantry.peerauth import PeerAuth
-from gantry.statuses import HostState, allowed
+from gantry.node_daemon.slot import Slot
+from gantry.statuses import HostState
 
 log = logging.getLogger("gantry.node")
 MB = 1_000_000
@@ -38,12 +43,14 @@ URL_BATCH = 1000   # presigned chunk URLs asked for at once
 URL_USE_S = 600    # used for this long (the coordinator signs them for 900 s)
 
 
-def prune_host(installer: Installer, cache: ChunkCache, manifests: Path, max_bytes: int = 0) -> None:
-    """Keep the installer's releases and, in the chunk cache, only their chunks (the active
-    release's first, within `max_bytes` if set). `manifests` holds `<buildID>.build` (the
-    release's manifest digest) and `<hex>.json` (the manifest) for each release installed."""
-    installer.prune()
-    kept = installer.release_ids()
+def prune_host(installers: list[Installer], cache: ChunkCache, manifests: Path, max_bytes: int = 0) -> None:
+    """Keep each project's releases and, in the one chunk cache they share, only their chunks
+    (the active releases' first, within `max_bytes` if set). `manifests` holds `<buildID>.build`
+    (the release's manifest digest) and `<hex>.json` (the manifest) for each release installed."""
+    for installer in installers:
+        installer.prune()
+    ids = [i.release_ids() for i in installers]
+    kept = [r[0] for r in ids if r] + [b for r in ids for b in r[1:]]   # every active release first
     keep = []
     for build_id in kept:
         try:
@@ -66,24 +73,21 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def report_about(state: str, active: str | None, moving_to: str | None, failed: str | None) -> str | None:
-    """The build a report's state is about, sent as its targetBuildID: a rollout counts a report
-    only for that build. A host that failed an older target while it was told a newer one reports
-    the older one, so the newer deployment does not see a failure that is not its own."""
-    return {HostState.DOWNLOADING: moving_to, HostState.FAILED: failed, HostState.ACTIVE: active}.get(state)
-
-
 class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
                  listen: str = "127.0.0.1:0", max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
                  use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0,
-                 advertise: str | None = None):
+                 advertise: str | None = None, projects: list[str] | None = None):
         self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
-        self.use_peers = use_peers
+        self.use_peers, self.hook_user = use_peers, hook_user
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
         self.coordinator, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
-        self.cache = ChunkCache(home / "cache")
-        self.installer = Installer(home, hook_user=hook_user)
+        self.serving = sorted(projects) if projects else None   # None: every project
+        self.cache = ChunkCache(home / "cache")   # one per host: a chunk two projects share is kept once
+        self.slots: dict[str, Slot] = {}
+        for d in sorted(p for p in (home / "projects").glob("*") if p.is_dir()):
+            if self._serves(d.name):   # after a restart: what it already runs
+                self.slots[d.name] = Slot(home, d.name, hook_user)
         self.peer_auth = PeerAuth()   # the datacenter's key arrives with the first heartbeat reply
         self.manifests = home / "manifests"
         self.manifests.mkdir(parents=True, exist_ok=True)
@@ -91,11 +95,7 @@ class NodeDaemon:
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
         host, port = split_address(listen)
         self.server = PeerServer(self.cache, host=host, port=port, upload=up, auth=self.peer_auth, advertise=advertise)
-        self.state, self.error = HostState.IDLE, ""
-        self.failed_target: str | None = None
-        self.known_target: str | None = None   # the last target the coordinator gave us
-        self.moving_to: str | None = None      # the build being downloaded and installed
-        self.manifest: Manifest | None = None      # of the build being fetched or run
+        self.moving: Slot | None = None   # the project whose build is being fetched (one at a time)
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
         self.last_download: dict = {}
@@ -106,6 +106,14 @@ class NodeDaemon:
         self._urls: dict[str, tuple[str, float]] = {}   # chunk digest -> (URL, use it until)
         self._urls_lock = threading.Lock()
 
+    def _serves(self, project: str) -> bool:
+        return self.serving is None or project in self.serving
+
+    def slot(self, project: str) -> Slot:
+        if project not in self.slots:
+            self.slots[project] = Slot(self.home, project, self.hook_user)
+        return self.slots[project]
+
     # --- talking to the coordinator ---------------------------------------------------------
 
     def _post(self, path: str, body: dict) -> dict:
@@ -115,21 +123,23 @@ class NodeDaemon:
         return r.json()
 
     def heartbeat(self) -> dict:
-        m = self.manifest
-        held = sorted(self.cache.held(m)) if m else []
+        artifacts = []
+        for s in list(self.slots.values()):   # what this host can seed: each project's build in hand
+            if s.manifest:
+                held = sorted(self.cache.held(s.manifest))
+                artifacts.append({"artifact": s.manifest.manifest_digest, "chunks": held,
+                                  "complete": len(held) == len(s.manifest.unique_chunks())})
         return self._post("/heartbeat", {
             "hostID": self.host_id, "region": self.region, "address": self.server.address,
-            "state": self.state, "activeBuildID": self.installer.active(), "error": self.error,
-            "targetBuildID": report_about(self.state, self.installer.active(), self.moving_to, self.failed_target),
-            "artifact": m.manifest_digest if m else None, "chunks": held,
-            "complete": bool(m) and len(held) == len(m.unique_chunks()), "download": self.last_download})
+            "serves": self.serving, "projects": {p: s.report() for p, s in list(self.slots.items())},
+            "artifacts": artifacts, "download": self.last_download})
 
     def peers_for(self, wanted: set[str]) -> dict[str, list[str]]:
         """Ask the tracker once for all the chunks still wanted: digest -> peer addresses."""
         if not self.use_peers:
             return {}
         try:
-            return self._post("/peers", {"hostID": self.host_id, "artifact": self.manifest.manifest_digest,
+            return self._post("/peers", {"hostID": self.host_id, "artifact": self.moving.manifest.manifest_digest,
                                          "wanted": sorted(wanted)})["peers"]
         except Exception:  # no tracker answer: the origin still serves
             return {}
@@ -149,11 +159,12 @@ class NodeDaemon:
     def origin_get(self, digest: str) -> bytes:
         """A chunk from the region's store, through a URL the coordinator signed for this host.
         URLs come in batches for the chunks still missing, and are used well before they expire."""
+        manifest = self.moving.manifest
         with self._urls_lock:
             url, until = self._urls.get(digest, ("", 0.0))
             if time.monotonic() >= until:
-                wanted = [digest] + [c.digest for c in self.cache.missing(self.manifest) if c.digest != digest]
-                got = self._post("/origin", {"hostID": self.host_id, "artifact": self.manifest.manifest_digest,
+                wanted = [digest] + [c.digest for c in self.cache.missing(manifest) if c.digest != digest]
+                got = self._post("/origin", {"hostID": self.host_id, "artifact": manifest.manifest_digest,
                                              "digests": wanted[:URL_BATCH]})["urls"]
                 until = time.monotonic() + URL_USE_S
                 self._urls = {d: (u, until) for d, u in got.items()}
@@ -167,43 +178,44 @@ class NodeDaemon:
         local.write_bytes(data)
         return manifest
 
-    def deploy(self, build_id: str, reply: dict) -> None:
-        previous = self.installer.active()
-        self.moving_to = build_id
-        self._become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
+    def deploy(self, slot: Slot, build_id: str, info: dict) -> None:
+        inst = slot.installer
+        previous = inst.active()
+        slot.moving_to = build_id
+        slot.become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
         try:
-            self.manifest = self._manifest(reply["manifestDigest"], reply.get("manifestURL") or "")
-            (self.manifests / f"{build_id}.build").write_text(self.manifest.manifest_digest)
-            if not self.installer.installed(build_id):
-                self._check_disk(self.manifest)
+            slot.manifest = self._manifest(info["manifestDigest"], info.get("manifestURL") or "")
+            (self.manifests / f"{build_id}.build").write_text(slot.manifest.manifest_digest)
+            if not inst.installed(build_id):
+                self._check_disk(slot.manifest)
                 t0 = time.monotonic()
                 stats = Downloader(self.cache, self.origin_get, self.peers_for,
                                    download=self.down,
                                    credential=lambda: self.peer_auth.credential(self.host_id),
-                                   origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(self.manifest)
-                self.last_download = {"buildID": build_id, "seconds": round(time.monotonic() - t0, 3),
+                                   origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(slot.manifest)
+                self.last_download = {"project": slot.project, "buildID": build_id,
+                                      "seconds": round(time.monotonic() - t0, 3),
                                       "bytesFromPeers": stats.bytes_from_peers,
                                       "bytesFromOrigin": stats.bytes_from_origin,
                                       "blacklisted": sorted(stats.blacklisted)}
-                self.installer.unpack(build_id, (self.cache.get(c.digest) for c in self.manifest.chunks))
-            self.installer.switch(build_id)
-            self.installer.run_hooks(build_id, reply.get("deployStart"), reply.get("deployHealth"), self.host_id)
-            self._become(HostState.ACTIVE)
-            self.error, self.failed_target = "", None
-            prune_host(self.installer, self.cache, self.manifests, self.cache_max_bytes)
+                inst.unpack(build_id, (self.cache.get(c.digest) for c in slot.manifest.chunks))
+            inst.switch(build_id)
+            inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
+            slot.become(HostState.ACTIVE)
+            slot.error, slot.failed_target = "", None
+            self._prune()
         except Exception as e:
-            log.warning("deploy of %s failed: %s", build_id, e)
-            if previous and self.installer.active() != previous and self.installer.installed(previous):
-                self.installer.switch(previous)   # keep serving what worked
-            self._become(HostState.FAILED)
-            self.error, self.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
+            log.warning("deploy of %s (%s) failed: %s", build_id, slot.project, e)
+            if previous and inst.active() != previous and inst.installed(previous):
+                inst.switch(previous)   # keep serving what worked
+            slot.become(HostState.FAILED)
+            slot.error, slot.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
             if isinstance(e, InstallFailed):
-                prune_host(self.installer, self.cache, self.manifests, self.cache_max_bytes)
+                self._prune()
 
-    def _become(self, to: HostState) -> None:
-        if self.state != to and not allowed(self.state, to):
-            raise RuntimeError(f"host state {self.state} cannot become {to}")   # a bug, not a fault
-        self.state = to
+    def _prune(self) -> None:
+        prune_host([s.installer for s in list(self.slots.values())], self.cache, self.manifests,
+                   self.cache_max_bytes)
 
     def _check_disk(self, manifest: Manifest) -> None:
         """Refuse before downloading a release this host has no room for: the missing chunks
@@ -217,22 +229,24 @@ class NodeDaemon:
         reply = self.heartbeat()
         if reply.get("peerKey"):
             self.peer_auth.key = reply["peerKey"]
-        target = self.known_target = reply.get("targetBuildID")
         busy = self.job is not None and self.job.is_alive()
-        if busy or not target or target == self.failed_target:
-            return
-        if target == self.installer.active():
-            if self.state != HostState.ACTIVE:
-                self._become(HostState.ACTIVE)
-                self.error = ""
-            return
-        self.job = threading.Thread(target=self.deploy, args=(target, reply), daemon=True)
-        self.job.start()
+        for project, info in sorted((reply.get("projects") or {}).items()):
+            if not self._serves(project):
+                continue
+            slot, target = self.slot(project), info.get("targetBuildID")
+            if busy and slot is self.moving:
+                continue
+            if target and target == slot.installer.active() and slot.state != HostState.ACTIVE:
+                slot.become(HostState.ACTIVE)   # back on the build it runs (a rollback, say)
+                slot.error = ""
+            elif not busy and slot.wants(target):   # one move at a time, project after project
+                self.moving = slot
+                self.job = threading.Thread(target=self.deploy, args=(slot, target, info), daemon=True)
+                self.job.start()
+                busy = True
 
     def run(self) -> None:
         self.server.start()
-        if self.installer.active():
-            self._become(HostState.ACTIVE)
         while not self.stop.is_set():
             wait = self.interval_s
             try:
@@ -257,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coordinator", required=True, help="the gantry API URL")
     ap.add_argument("--listen", default="127.0.0.1:0", help="peer server ADDR:PORT (port 0: any free port)")
     ap.add_argument("--advertise", help="ADDR:PORT other hosts reach the peer server at (default: --listen's)")
+    ap.add_argument("--project", action="append", dest="projects",
+                    help="a project this host serves (repeatable; none: every project)")
     ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
     ap.add_argument("--max-down", type=float, default=0, help="download cap in MB/s (0: none)")
     ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
@@ -293,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
                    use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
-                   advertise=a.advertise)
+                   advertise=a.advertise, projects=a.projects)
     signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
     d.run()
     return 0

@@ -21,7 +21,7 @@ from gantry.serve_app import auth, views
 from gantry.serve_app.errors import ApiError, problems
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
-from gantry.statuses import DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus, HostState
+from gantry.statuses import DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus
 from gantry.topology import StackConfig
 
 WEBHOOK_USER = "github-webhook"
@@ -350,21 +350,13 @@ class Service:
         return views.deployment_view(self.state, self.stack, self._deployment(projectName, deploymentID))
 
     def op_list_hosts(self, who: auth.Principal, projectName: str) -> list[dict]:
-        """Every host, but its build, state and error only where they are this project's: another
-        project's build ID or error message (hook output, paths) is not this caller's to read."""
+        """The hosts that serve the project, each with its state for this project."""
         self._project(who, projectName)
-        hosts = [h for r in self.stack.regions for dc in r.datacenters for h in self.state.hosts.in_dc(dc)]
-        ids = sorted({b for h in hosts for b in (h.get("activeBuildID"), h.get("targetBuildID")) if b})
-        owner = dict(zip(ids, self.state.builds.projects_of(ids)))
-        out = []
-        for h in hosts:
-            mine = {owner.get(h.get("activeBuildID")), owner.get(h.get("targetBuildID"))} & {projectName}
-            out.append({"hostID": h["hostID"], "region": h["region"], "dc": h["dc"],
-                        "activeBuildID": (h.get("activeBuildID") or None) if owner.get(h.get("activeBuildID")) == projectName else None,
-                        "state": (h.get("state") or HostState.IDLE) if mine else HostState.IDLE,
-                        "error": (h.get("error") or None) if mine else None,
-                        "updatedAt": iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None})
-        return out
+        return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"], "address": h.get("address") or None,
+                 "activeBuildID": h.get("activeBuildID") or None, "state": h["state"], "error": h.get("error") or None,
+                 "updatedAt": iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
+                for r in self.stack.regions for dc in r.datacenters
+                for h in self.state.hosts.for_project(dc, projectName)]
 
     def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
         project = self._project(who, projectName)

@@ -101,7 +101,7 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
             waiting = (f"waiting for the build's replica in {region.name} ({row['replicationStatus']}"
                        + (f": {row['error']}" if row.get("error") else "") + ")")
         for dc in region.datacenters:
-            hosts = state.hosts.in_dc(dc)
+            hosts = state.hosts.for_project(dc, dep["projectName"])
             in_region += hosts
             r = state.deployments.load_rollout(dep["deploymentID"], dc)
             dcs.append({"dc": dc, "currentBuildID": running.get(dc),

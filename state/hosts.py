@@ -1,4 +1,6 @@
-"""The host registry: each host's last report and the target build it was given."""
+"""The host registry. A host's own record holds what belongs to the machine (its address, the
+projects it serves, when it last reported, whether it is lost); one record per (host, project)
+holds what the host does for that project (its target, the build it runs, its state, its error)."""
 from __future__ import annotations
 
 import json
@@ -10,30 +12,71 @@ from gantry.state import keys, scripts
 from gantry.state.connection import read_hashes
 from gantry.statuses import HostState
 
+ALL = "*"   # a host that serves every project
+
+
+def serves(host: dict, project: str) -> bool:
+    """Whether a host record says it serves `project`."""
+    said = host.get("serves") or ALL
+    return said == ALL or project in json.loads(said)
+
 
 class Hosts:
     def __init__(self, r: redis.Redis, clock: Callable[[], int]):
         self.r, self.clock = r, clock
         self._report = scripts.register(r, "host_report")
 
-    def report(self, host_id: str, region: str, dc: str, fields: dict) -> dict:
-        """Store a host's heartbeat and return its record, whose targetBuildID is the reply. The
-        same script notes that target as sentTargetBuildID, so a rollout never reads a report
+    def report(self, host_id: str, region: str, dc: str, fields: dict, projects: dict[str, dict],
+               serving: list[str] | None = None) -> dict[str, str | None]:
+        """Store a host's heartbeat: its own fields, and `projects` (project -> the fields it
+        reported for it). Returns project -> target for every project the host has a record
+        for; the same script notes each as sentTargetBuildID, so a rollout never reads a report
         without knowing what the host was told in answer to it."""
-        fields = {"hostID": host_id, "region": region, "dc": dc, "updatedAt": str(self.clock()),
+        now = str(self.clock())
+        fields = {"hostID": host_id, "region": region, "dc": dc, "updatedAt": now,
+                  "serves": json.dumps(sorted(serving)) if serving else ALL,
                   **{k: "" if v is None else str(v) for k, v in fields.items()}}
-        flat = self._report(keys=[keys.host(host_id), keys.hosts(dc)], args=[json.dumps(fields), host_id])
-        return dict(zip(flat[::2], flat[1::2]))
+        reported = {p: {"updatedAt": now, **{k: "" if v is None else str(v) for k, v in f.items()}}
+                    for p, f in projects.items()}
+        names = sorted(set(self.r.smembers(keys.host_projects(host_id))) | set(reported))
+        targets = self._report(
+            keys=[keys.host(host_id), keys.hosts(dc), keys.host_projects(host_id),
+                  *(keys.host_project(host_id, p) for p in names)],
+            args=[json.dumps(fields), host_id, json.dumps(names), json.dumps(reported or {})])
+        return {p: t or None for p, t in zip(names, targets) if t or p in reported}
 
     def get(self, host_id: str) -> dict | None:
         return self.r.hgetall(keys.host(host_id)) or None
 
-    def set_target(self, host_id: str, build_id: str) -> None:
-        self.r.hset(keys.host(host_id), "targetBuildID", build_id)
+    def targets(self, host_id: str) -> dict[str, str]:
+        """project -> the build the host is told to run for it."""
+        names = sorted(self.r.smembers(keys.host_projects(host_id)))
+        rows = read_hashes(self.r, [keys.host_project(host_id, p) for p in names])
+        return {p: row["targetBuildID"] for p, row in zip(names, rows) if row.get("targetBuildID")}
+
+    def set_target(self, host_id: str, project: str, build_id: str) -> None:
+        with self.r.pipeline() as p:
+            p.hset(keys.host_project(host_id, project), "targetBuildID", build_id)
+            p.sadd(keys.host_projects(host_id), project)
+            p.execute()
 
     def mark_lost(self, host_id: str) -> None:
-        self.r.hset(keys.host(host_id), "state", HostState.LOST)
+        self.r.hset(keys.host(host_id), "lost", "1")
 
     def in_dc(self, dc: str) -> list[dict]:
+        """The hosts' own records, with `state` lost for a lost host."""
         ids = sorted(self.r.smembers(keys.hosts(dc)))
-        return [h for h in read_hashes(self.r, [keys.host(i) for i in ids]) if h]
+        return [{**h, "state": HostState.LOST} if h.get("lost") else h
+                for h in read_hashes(self.r, [keys.host(i) for i in ids]) if h]
+
+    def for_project(self, dc: str, project: str) -> list[dict]:
+        """The hosts of `dc` that serve `project`, each its own record merged with its record
+        for the project (state idle where it has none yet, lost for a lost host)."""
+        hosts = [h for h in self.in_dc(dc) if serves(h, project)]
+        rows = read_hashes(self.r, [keys.host_project(h["hostID"], project) for h in hosts])
+        out = []
+        for h, row in zip(hosts, rows):
+            merged = {**h, **row, "updatedAt": h.get("updatedAt", "")}
+            merged["state"] = HostState.LOST if h.get("lost") else (row.get("state") or HostState.IDLE)
+            out.append(merged)
+        return out

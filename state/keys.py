@@ -27,8 +27,10 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | dcdone:{id}                  | hash   | dc -> its outcome (DONE, ROLLED_BACK, UNTOUCHED)                |
 | current:{project}            | hash   | dc -> the buildID the datacenter runs                           |
 | rollout:{id}:{dc}            | string | the datacenter's rollout (DcRollout) as JSON                    |
-| host:{hostID}                | hash   | hostID, region, dc, address, state, activeBuildID, targetBuildID, error, updatedAt, ackedTargetBuildID, sentTargetBuildID, lastDownload |
+| host:{hostID}                | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload |
 | hosts:{dc}                   | set    | host IDs                                                        |
+| hostp:{hostID}:{project}     | hash   | the host for one project: targetBuildID, activeBuildID, state, error, ackedTargetBuildID (the build its last report was about), sentTargetBuildID (the target the answer gave), updatedAt |
+| hostprojects:{hostID}        | set    | the projects the host has a hostp record for                    |
 | audit                        | zset   | score 0, member "<at ms>:<auditID>", every entry                |
 | audit:project:{name}         | zset   | the same, one project's entries                             |
 | audit:entries                | hash   | auditID -> the entry as JSON                                    |
@@ -89,6 +91,8 @@ def desired_channel() -> str: return _k("desired")
 # hosts
 def host(host_id: str) -> str: return _k("host", host_id)
 def hosts(dc: str) -> str: return _k("hosts", dc)
+def host_project(host_id: str, project_name: str) -> str: return _k("hostp", host_id, project_name)
+def host_projects(host_id: str) -> str: return _k("hostprojects", host_id)
 
 
 # audit and rate limits

@@ -53,10 +53,8 @@ class RolloutCoordinatorActor:
         start_loop(self.coordinator.tick, lambda: 0.5, self.wakeup)
 
     def heartbeat(self, report: dict) -> dict:
-        return self.coordinator.heartbeat(
-            report["hostID"], report["address"], report["state"], report.get("activeBuildID"),
-            report.get("error") or "", report.get("artifact"), report.get("chunks") or [],
-            bool(report.get("complete")), report.get("download"), report.get("targetBuildID"))
+        return self.coordinator.heartbeat(report["hostID"], report["address"], report.get("projects") or {},
+                                          report.get("artifacts") or [], report.get("serves"), report.get("download"))
 
     def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
         return self.coordinator.peers(host_id, artifact, wanted)

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Callable
 
 from gantry.actors import metrics
@@ -46,32 +47,38 @@ class Coordinator:
 
     # --- what hosts call (through the API gateway) -------------------------------------------
 
-    def heartbeat(self, host_id: str, address: str, state: str, active_build: str | None,
-                  error: str = "", artifact: str | None = None, chunks: list[str] = (),
-                  complete: bool = False, download: dict | None = None, known_target: str | None = None) -> dict:
-        # known_target: the build the report's state is about (node_daemon.daemon.report_about); the
-        # rollout only counts a report about the build it is rolling out.
-        fields = {"address": address, "state": state, "activeBuildID": active_build, "error": error,
-                  "ackedTargetBuildID": known_target}
+    def heartbeat(self, host_id: str, address: str, projects: dict[str, dict], artifacts: list[dict] = (),
+                  serving: list[str] | None = None, download: dict | None = None) -> dict:
+        """A host's report: `projects` maps each project it knows to {state, activeBuildID, error,
+        about} (about: the build that state concerns, see node_daemon.daemon.report_about; a
+        rollout counts a report only for that build), `artifacts` the chunks it holds of each
+        artifact it has ({artifact, chunks, complete}), `serving` the projects it serves (None:
+        every one). The answer gives, per project, the target and what installing it needs."""
+        fields = {"address": address}
         if download:
             fields["lastDownload"] = json.dumps(download)
-        h = self.state.hosts.report(host_id, self.region, self.dc, fields)
+        reported = {p: {"state": r.get("state"), "activeBuildID": r.get("activeBuildID"), "error": r.get("error") or "",
+                        "ackedTargetBuildID": r.get("about")} for p, r in projects.items()}
+        targets = self.state.hosts.report(host_id, self.region, self.dc, fields, reported, serving)
         with self.lock:
-            if artifact:
-                self.tracker.announce(artifact, host_id, address, set(chunks), complete, self.clock())
-        target = h.get("targetBuildID") or None
-        reply = {"targetBuildID": target, "peerKey": self.peer_key}
-        if target:
-            reply.update(self._deploy_info(target))
-            if reply.get("manifestDigest"):
-                reply["manifestURL"] = self.presign(manifest_key(reply["manifestDigest"]))
-        return reply
+            for a in artifacts:
+                self.tracker.announce(a["artifact"], host_id, address, set(a.get("chunks") or ()),
+                                      bool(a.get("complete")), self.clock())
+        answer = {}
+        for project, target in targets.items():
+            info = {"targetBuildID": target}
+            if target:
+                info.update(self._deploy_info(target))
+                if info.get("manifestDigest"):
+                    info["manifestURL"] = self.presign(manifest_key(info["manifestDigest"]))
+            answer[project] = info
+        return {"projects": answer, "peerKey": self.peer_key}
 
     def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
-        """URLs in the region's store for chunks of the host's target build; None if the artifact
-        is not that build's or a digest is not one of its chunks."""
-        target = (self.state.hosts.get(host_id) or {}).get("targetBuildID")
-        if not target or self._deploy_info(target).get("manifestDigest") != artifact:
+        """URLs in the region's store for chunks of one of the host's target builds; None if the
+        artifact is no target's or a digest is not one of its chunks."""
+        targets = self.state.hosts.targets(host_id).values()
+        if artifact not in {self._deploy_info(t).get("manifestDigest") for t in targets}:
             return None
         with self.lock:
             chunks = self._chunks.get(artifact)
@@ -112,24 +119,23 @@ class Coordinator:
         for h in hosts:
             if h.get("state") != HostState.LOST and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
                 self.state.hosts.mark_lost(h["hostID"])
-                h["state"] = HostState.LOST
                 with self.lock:
                     self.tracker.forget(h["hostID"])
         with self.lock:   # entries of artifacts a host no longer announces, and of silent hosts
             self.tracker.expire(now, self.lost_after_s)
-        gauge = metrics.rollout_hosts()
-        for state in HostState:
-            gauge.set(sum(1 for h in hosts if (h.get("state") or HostState.IDLE) == state),
-                      tags={"dc": self.dc, "state": state.value})
-        snapshot = {h["hostID"]: HostView(h["hostID"], h.get("activeBuildID") or None, h.get("state") or HostState.IDLE,
-                                          h.get("targetBuildID") or None, h.get("ackedTargetBuildID") or None,
-                                          h.get("sentTargetBuildID") or None)
-                    for h in hosts}
+        states: Counter = Counter()   # (host, project) pairs by state
         for project in self.state.deployments.projects_with_desired_state():
             dep_id = self.state.deployments.desired(project).get("deploymentID")
             dep = self.state.deployments.get(dep_id) if dep_id else None
             if dep:
-                self._drive(dep, snapshot, now)
+                views = self.state.hosts.for_project(self.dc, project)
+                states.update(h["state"] for h in views)
+                self._drive(dep, {h["hostID"]: HostView(
+                    h["hostID"], h.get("activeBuildID") or None, h["state"], h.get("targetBuildID") or None,
+                    h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}, now)
+        gauge = metrics.rollout_hosts()
+        for state in HostState:
+            gauge.set(states[state], tags={"dc": self.dc, "state": state.value})
 
     def _holds(self, build_id: str, region: str) -> bool:
         """Whether the region's blob store holds the build: a build is deployable in a region
@@ -166,20 +172,31 @@ class Coordinator:
         return True
 
     def _drive(self, dep: dict, hosts: dict[str, HostView], now: float) -> None:
-        dep_id, status = dep["deploymentID"], dep["status"]
+        """Step this datacenter's rollout of the project's desired deployment; where none is
+        moving here, converge every host that serves the project to its current build here (a
+        host that joined or came back late, whatever the deployment's status)."""
+        if not self._roll(dep, hosts, now):
+            current = self.state.deployments.dc_current(dep["projectName"]).get(self.dc)
+            for host, v in hosts.items():
+                if current and v.state != HostState.LOST and v.target_build != current:
+                    self.state.hosts.set_target(host, dep["projectName"], current)
+
+    def _roll(self, dep: dict, hosts: dict[str, HostView], now: float) -> bool:
+        """True while a rollout of `dep` moves (or holds, paused) hosts here."""
+        dep_id, status, project = dep["deploymentID"], dep["status"], dep["projectName"]
         if status == DeploymentStatus.ROLLED_BACK:  # take back what this datacenter moved, once
             if self.state.deployments.dc_outcomes(dep_id).get(self.dc) not in (None, DcPhase.DONE):
-                return
+                return False
         elif status not in DEPLOYMENT_ACTIVE or not self._my_turn(dep):
-            return
+            return False
         saved = self.state.deployments.load_rollout(dep_id, self.dc)
         rollout = DcRollout.from_dict(saved) if saved else None
         if rollout is None and status != DeploymentStatus.ROLLED_BACK and self._replica_missing(dep):
-            return
+            return False
         if status == DeploymentStatus.ROLLED_BACK:
             if rollout is None:  # never started here: nothing to take back
                 self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.UNTOUCHED)
-                return
+                return False
             rollout.roll_back(dep.get("reason") or "rolled back")
         live = [h for h, v in hosts.items() if v.state != HostState.LOST]
         if rollout is None:
@@ -191,17 +208,18 @@ class Coordinator:
         else:
             rollout.resume()
         for host, build in rollout.step(hosts, now).items():
-            self.state.hosts.set_target(host, build)
+            self.state.hosts.set_target(host, project, build)
         self.state.deployments.save_rollout(dep_id, self.dc, rollout.to_dict())
         outcomes = self.state.deployments.dc_outcomes(dep_id)
         if rollout.phase == DcPhase.DONE and outcomes.get(self.dc) != DcPhase.DONE:
-            self.state.deployments.set_dc_current(dep["projectName"], self.dc, rollout.build_id)
+            self.state.deployments.set_dc_current(project, self.dc, rollout.build_id)
             outcomes = self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.DONE)
             every_dc = [dc for dcs in self.dcs_by_region.values() for dc in dcs]
             if all(outcomes.get(dc) == DcPhase.DONE for dc in every_dc):
                 self.state.deployments.set_status(dep_id, DeploymentStatus.COMPLETED, (DeploymentStatus.IN_PROGRESS,))
         elif rollout.phase == DcPhase.ROLLED_BACK and outcomes.get(self.dc) != DcPhase.ROLLED_BACK:
             if rollout.previous_build:
-                self.state.deployments.set_dc_current(dep["projectName"], self.dc, rollout.previous_build)
+                self.state.deployments.set_dc_current(project, self.dc, rollout.previous_build)
             self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.ROLLED_BACK)
             self.state.deployments.set_status(dep_id, DeploymentStatus.ROLLED_BACK, DEPLOYMENT_ACTIVE, f"{self.dc}: {rollout.reason}")
+        return rollout.phase not in (DcPhase.DONE, DcPhase.ROLLED_BACK)

@@ -1,6 +1,21 @@
--- A host's heartbeat. KEYS: host, hosts:{dc}. ARGV: fields json, hostID
--- Notes the target the reply carries as sentTargetBuildID; returns the host's record.
+-- A host's heartbeat. KEYS: host, hosts:{dc}, hostprojects:{host}, then hostp:{host}:{p} for each
+-- project in ARGV[3]'s order. ARGV: host fields json, hostID, projects json, project fields json
+-- (project -> fields it reported). Notes, for each project, the target the reply carries as
+-- sentTargetBuildID; returns those targets in the projects' order ('' for none).
 for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
-redis.call('HSET', KEYS[1], 'sentTargetBuildID', redis.call('HGET', KEYS[1], 'targetBuildID') or '')
+redis.call('HDEL', KEYS[1], 'lost')
 redis.call('SADD', KEYS[2], ARGV[2])
-return redis.call('HGETALL', KEYS[1])
+local reported = cjson.decode(ARGV[4])
+local targets = {}
+for i, p in ipairs(cjson.decode(ARGV[3])) do
+  local key = KEYS[3 + i]
+  local fields = reported[p]
+  if fields then
+    for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
+    redis.call('SADD', KEYS[3], p)
+  end
+  local t = redis.call('HGET', key, 'targetBuildID') or ''
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'sentTargetBuildID', t) end
+  table.insert(targets, t)
+end
+return targets

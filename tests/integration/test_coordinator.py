@@ -5,6 +5,7 @@ import pytest
 import redis
 
 from gantry.actors.rollout.coordinator import Coordinator
+from gantry.node_daemon.slot import report_about
 from gantry.state import State, keys
 
 REGIONS = {"us-east": ["us-east-a"], "eu-west": ["eu-west-a"]}
@@ -19,20 +20,26 @@ class Clock:
 
 
 class Host:
-    def __init__(self, coord, host_id, fail_on=()):
-        self.coord, self.id, self.fail_on = coord, host_id, set(fail_on)
-        self.active, self.state, self.error, self.known = None, "idle", "", None
+    """A host serving project "web" that obeys its target, failing the builds in `fail_on`."""
+
+    def __init__(self, coord, host_id, fail_on=(), project="web", serving=None):
+        self.coord, self.id, self.fail_on, self.project, self.serving = coord, host_id, set(fail_on), project, serving
+        self.active, self.state, self.error, self.failed = None, "idle", "", None
 
     def beat(self):
-        reply = self.coord.heartbeat(self.id, f"{self.id}:7000", self.state, self.active, self.error,
-                                     known_target=self.known)
-        target = self.known = reply["targetBuildID"]
-        if target and target != self.active and not (self.state == "failed" and target in self.fail_on):
+        about = report_about(self.state, self.active, None, self.failed)
+        reply = self.coord.heartbeat(self.id, f"{self.id}:7000", {self.project: {
+            "state": self.state, "activeBuildID": self.active, "error": self.error, "about": about}},
+            serving=self.serving)
+        target = (reply["projects"].get(self.project) or {}).get("targetBuildID")
+        if target and target != self.active and target != self.failed:
             if target in self.fail_on:
-                self.state, self.error = "failed", "health check failed"
+                self.state, self.error, self.failed = "failed", "health check failed", target
             else:
                 self.active, self.state, self.error = target, "active", ""
-        return reply
+        elif target and target == self.active:
+            self.state, self.error = "active", ""
+        return target
 
 
 def replica(r, build_id, region, status="REPLICATED", build_status="SUCCEEDED"):
@@ -46,7 +53,7 @@ def replica(r, build_id, region, status="REPLICATED", build_status="SUCCEEDED"):
 def world(redis_url):
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
-    for build_id in ("b1", "b2"):
+    for build_id in ("b1", "b2", "s1"):
         for region in REGIONS:
             replica(r, build_id, region)
     clock = Clock()
@@ -80,8 +87,8 @@ def test_regions_go_one_after_another_and_the_deployment_completes(world):
             h.beat()
     coords["eu-west"].tick()
     coords["us-east"].tick()
-    assert all(h.beat()["targetBuildID"] is None for h in hosts["eu-west"])   # not its turn yet
-    assert sum(h.beat()["targetBuildID"] == "b1" for h in hosts["us-east"]) == 1  # the canary
+    assert all(h.beat() is None for h in hosts["eu-west"])   # not its turn yet
+    assert sum(h.beat() == "b1" for h in hosts["us-east"]) == 1  # the canary
     run(coords, hosts, clock)
     assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
     assert all(h.active == "b1" for hs in hosts.values() for h in hs)
@@ -146,14 +153,14 @@ def test_silent_hosts_are_marked_lost_and_a_restarted_coordinator_resumes(world,
     assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
     silent = hosts["eu-west"].pop()
     run(coords, hosts, clock, rounds=35)
-    assert {h["hostID"]: h["state"] for h in store.hosts.in_dc("eu-west-a")}[silent.id] == "lost"
+    assert {h["hostID"]: h.get("state") for h in store.hosts.in_dc("eu-west-a")}[silent.id] == "lost"
 
 
 def test_peers_come_from_the_tracker(world):
     store, coords, clock = world
     c = coords["us-east"]
-    c.heartbeat("a", "10.0.0.1:7000", "downloading", None, artifact="m", chunks=["c1"], complete=False)
-    c.heartbeat("b", "10.0.0.2:7000", "active", None, artifact="m", chunks=["c1", "c2"], complete=True)
+    c.heartbeat("a", "10.0.0.1:7000", {}, [{"artifact": "m", "chunks": ["c1"], "complete": False}])
+    c.heartbeat("b", "10.0.0.2:7000", {}, [{"artifact": "m", "chunks": ["c1", "c2"], "complete": True}])
     assert c.peers("a", "m", ["c2"]) == {"c2": ["10.0.0.2:7000"]}
     assert sorted(c.peers("z", "m", ["c1"])["c1"]) == ["10.0.0.1:7000", "10.0.0.2:7000"]
 
@@ -196,9 +203,49 @@ def test_a_build_that_fails_replication_rolls_its_deployment_back(world, redis_u
 def test_the_tracker_forgets_an_artifact_its_hosts_moved_on_from(world):
     _, coords, clock = world
     coord, old, new = coords["us-east"], "blake3:" + "a" * 64, "blake3:" + "b" * 64
-    coord.heartbeat("h1", "h1:7000", "active", None, artifact=old, chunks=["c1"], complete=True)
+    coord.heartbeat("h1", "h1:7000", {}, [{"artifact": old, "chunks": ["c1"], "complete": True}])
     for _ in range(40):   # h1 keeps reporting, now about the new artifact
-        coord.heartbeat("h1", "h1:7000", "active", None, artifact=new, chunks=["c2"], complete=True)
+        coord.heartbeat("h1", "h1:7000", {}, [{"artifact": new, "chunks": ["c2"], "complete": True}])
         coord.tick()
         clock.t += 1
     assert set(coord.tracker.swarms) == {new}
+
+
+def test_two_projects_roll_out_on_the_same_hosts_at_once_each_to_its_own_build(world):
+    store, coords, clock = world
+    web, shop = fleet(coords, n=3), {r: [Host(c, f"{r}-{i}", project="shop") for i in range(3)]
+                                     for r, c in coords.items()}
+    both = {r: web[r] + shop[r] for r in coords}   # the same three machines in each region, serving both
+    a = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    b = store.deployments.create("shop", "s1", None, FAST, list(REGIONS), "bob")
+    run(coords, both, clock)
+    assert store.deployments.get(a["deploymentID"])["status"] == "COMPLETED"
+    assert store.deployments.get(b["deploymentID"])["status"] == "COMPLETED"   # neither superseded the other
+    assert all(h.active == "b1" for hs in web.values() for h in hs)
+    assert all(h.active == "s1" for hs in shop.values() for h in hs)
+    assert store.hosts.targets("us-east-0") == {"web": "b1", "shop": "s1"}
+
+
+def test_a_host_serves_only_its_projects(world):
+    store, coords, clock = world
+    only_shop = Host(coords["us-east"], "us-east-x", project="shop", serving=["shop"])
+    hosts = fleet(coords, n=2)
+    store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, {**hosts, "x": [only_shop]}, clock)
+    assert "us-east-x" not in {h["hostID"] for h in store.hosts.for_project("us-east-a", "web")}
+    assert store.hosts.targets("us-east-x") == {}
+    assert [h["hostID"] for h in store.hosts.for_project("us-east-a", "shop")] == ["us-east-0", "us-east-1", "us-east-x"]
+
+
+def test_a_host_that_joins_after_completion_converges_to_the_current_build(world):
+    store, coords, clock = world
+    hosts = fleet(coords, n=2)
+    dep = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock)
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
+    late = Host(coords["eu-west"], "eu-west-late")
+    run(coords, {**hosts, "late": [late]}, clock, rounds=4)   # a few heartbeats
+    assert late.active == "b1" and late.state == "active"
+    back = store.deployments.create("web", "b2", "b1", dict(FAST, steps=[1.0]), list(REGIONS), "alice")
+    run(coords, {**hosts, "late": [late]}, clock)
+    assert store.deployments.get(back["deploymentID"])["status"] == "COMPLETED" and late.active == "b2"

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from helpers import make_repo
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -16,27 +17,41 @@ from gantry.serve_app.auth import issue
 ARTIFACTS = Path(os.environ.get("GANTRY_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 
 
+def click(wait, selector: str) -> None:
+    """Click an element once it is clickable; the page re-renders its lists every few seconds,
+    so an element found a moment ago may be replaced by the time it is clicked: look again."""
+    def attempt(driver):
+        try:
+            element = EC.element_to_be_clickable((By.CSS_SELECTOR, selector))(driver)
+            if element:
+                element.click()
+            return bool(element)
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            return False
+    wait.until(attempt)
+
+
 def test_dashboard_shows_a_build_and_deploys_it(stack, api, browser, tmp_path):
     name = f"ui-{uuid.uuid4().hex[:8]}"
     repo, sha = make_repo(tmp_path / name, "mkdir -p dist && echo ui > dist/v")
     assert api.put(f"/projects/{name}", json={"repoURL": str(repo)}).status_code == 201
     token = issue(stack.config().jwt_secret(), "dana", [name])
-    wait = WebDriverWait(browser, 90, poll_frequency=0.3)
+    wait = WebDriverWait(browser, 90, poll_frequency=0.3, ignored_exceptions=(StaleElementReferenceException,))
 
     browser.get(f"{stack.config().api_url}/ui")
     browser.find_element(By.CSS_SELECTOR, "[data-testid=token-input]").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "[data-testid=save-token]").click()
-    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f"[data-testid=project-{name}]"))).click()
+    click(wait, f"[data-testid=project-{name}]")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=builds]")))
     assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=build-row]") == []
 
     build_id = api.post(f"/projects/{name}/builds", json={"commitSHA": sha}).json()["buildID"]
-    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f"[data-testid=build-{build_id}]"))).click()
+    click(wait, f"[data-testid=build-{build_id}]")
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=build-status]"), "SUCCEEDED"))
     assert "running" in browser.find_element(By.CSS_SELECTOR, "[data-testid=log]").text
     assert "REPLICATED" in browser.find_element(By.ID, "view").text
 
-    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=deploy-button]"))).click()
+    click(wait, "[data-testid=deploy-button]")
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=deployment-status]"), "COMPLETED"))
     rows = browser.find_elements(By.CSS_SELECTOR, "[data-testid^=dc-]")
     assert len(rows) == 2

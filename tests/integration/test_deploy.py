@@ -42,8 +42,8 @@ def deploy(api, project, build_id, strategy=FAST):
     return r.json()["deploymentID"]
 
 
-def current(stack, host):
-    return stack.home / "hosts" / host / "current"
+def current(stack, host, project):
+    return stack.home / "hosts" / host / "projects" / project / "current"
 
 
 def tree(root):
@@ -63,7 +63,7 @@ def test_deploy_reaches_every_host_then_a_delta_moves_only_new_chunks(api, stack
     assert any(json.loads(h["lastDownload"])["bytesFromPeers"] > 0 for h in records)   # ...that swap chunks
     expected = None
     for host in stack.hosts():
-        files = tree(current(stack, host))
+        files = tree(current(stack, host, project))
         expected = expected or files
         assert files == expected and files["note.txt"] == b"one" and len(files["blob"]) == 6 << 20
     hosts = {h["hostID"]: h for h in api.get(f"/projects/{project}/hosts").json()}
@@ -77,7 +77,7 @@ def test_deploy_reaches_every_host_then_a_delta_moves_only_new_chunks(api, stack
             dl = json.loads(h["lastDownload"])
             assert dl["buildID"] == b2
             assert dl["bytesFromPeers"] + dl["bytesFromOrigin"] < (6 << 20) * 0.2, dl
-            assert (current(stack, h["hostID"]) / "note.txt").read_text() == "two"
+            assert (current(stack, h["hostID"], project) / "note.txt").read_text() == "two"
 
 
 def test_failing_health_rolls_back_automatically(api, stack, new_project):
@@ -91,7 +91,7 @@ def test_failing_health_rolls_back_automatically(api, stack, new_project):
     assert d["status"] == "ROLLED_BACK" and "failed" in d["reason"], d
     time.sleep(3)
     for host in stack.hosts():
-        assert (current(stack, host) / "state").read_text() == "ok\n"
+        assert (current(stack, host, project) / "state").read_text() == "ok\n"
 
 
 def test_rollback_by_api_pause_and_resume(api, stack, new_project):
@@ -108,13 +108,13 @@ def test_rollback_by_api_pause_and_resume(api, stack, new_project):
     assert api.post(f"/projects/{project}/deployments/{dep}", params={"op": "PAUSE"}).status_code == 409
     assert api.post(f"/projects/{project}/deployments/{dep}", params={"op": "RESUME"}).status_code == 200
     assert wait_deployment(api, project, dep)["status"] == "COMPLETED"
-    assert all((current(stack, h) / "v").read_text() == "two\n" for h in stack.hosts())
+    assert all((current(stack, h, project) / "v").read_text() == "two\n" for h in stack.hosts())
 
     r = api.post(f"/projects/{project}/rollback", json={})
     assert r.status_code == 202 and r.json()["buildID"] == b1
     back = wait_deployment(api, project, r.json()["deploymentID"])
     assert back["status"] == "COMPLETED" and back["strategy"]["steps"] == [1.0]
-    assert all((current(stack, h) / "v").read_text() == "one\n" for h in stack.hosts())
+    assert all((current(stack, h, project) / "v").read_text() == "one\n" for h in stack.hosts())
 
 
 def test_only_succeeded_builds_deploy(api, new_project):
@@ -153,7 +153,7 @@ def test_daemon_killed_mid_download_resumes(api, stack, new_project):
     dl = json.loads(h["lastDownload"])
     assert dl["buildID"] == b
     assert dl["bytesFromPeers"] + dl["bytesFromOrigin"] == manifest.size - sum(held.values())  # resumed
-    assert len((current(stack, victim) / "blob").read_bytes()) == 40 << 20
+    assert len((current(stack, victim, project) / "blob").read_bytes()) == 40 << 20
 
 
 def test_coordinator_killed_mid_rollout_resumes(api, stack, new_project):
@@ -175,14 +175,14 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     tokens = {dc: issue_host(stack.config().jwt_secret(), f"rogue-{dc}", dc) for dc in ("us-east-a", "eu-west-a")}
 
     def announce():   # a seed that claims every chunk and runs the build, through the real gateway
-        known = {}     # like a daemon, it reports back the target it was given
         with client(stack, tokens["us-east-a"]) as c:
             while not stop.is_set():
                 for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
-                    known[dc] = c.post(f"/dc/{dc}/heartbeat", json={
-                        "hostID": f"rogue-{dc}", "region": region, "address": rogue.address, "state": "active",
-                        "activeBuildID": b, "targetBuildID": known.get(dc), "artifact": digest, "chunks": [],
-                        "complete": True}, headers={"Authorization": f"Bearer {tokens[dc]}"}).json().get("targetBuildID")
+                    c.post(f"/dc/{dc}/heartbeat", json={
+                        "hostID": f"rogue-{dc}", "region": region, "address": rogue.address,
+                        "projects": {project: {"state": "active", "activeBuildID": b, "about": b}},
+                        "artifacts": [{"artifact": digest, "chunks": [], "complete": True}]},
+                        headers={"Authorization": f"Bearer {tokens[dc]}"})
                 stop.wait(0.5)
     t = threading.Thread(target=announce, daemon=True)
     t.start()
@@ -197,11 +197,11 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     real = [h for dc in ("us-east-a", "eu-west-a") for h in store.hosts.in_dc(dc) if not h["hostID"].startswith("rogue")]
     blacklisted = [json.loads(h["lastDownload"])["blacklisted"] for h in real]
     assert any(rogue.address in bl for bl in blacklisted), blacklisted
-    blobs = {(current(stack, h["hostID"]) / "blob").read_bytes() for h in real}
+    blobs = {(current(stack, h["hostID"], project) / "blob").read_bytes() for h in real}
     assert len(blobs) == 1 and len(blobs.pop()) == 4 << 20
     # let the rogue hosts be marked lost before later tests plan their waves
     deadline = time.monotonic() + 30
-    while any(h["state"] != "lost" for dc in ("us-east-a", "eu-west-a") for h in store.hosts.in_dc(dc)
+    while any(h.get("state") != "lost" for dc in ("us-east-a", "eu-west-a") for h in store.hosts.in_dc(dc)
               if h["hostID"].startswith("rogue")):
         assert time.monotonic() < deadline
         time.sleep(0.5)

@@ -177,3 +177,23 @@ def test_archiver_moves_finished_unpinned_builds_in_bounded_batches(redis_url, r
     key = store.archive.file_of("shop", ids[0])
     assert reader.get(key, ids[0])[2] == b"log of build 0\n" * 50
     assert Archiver(store, blobs).run(cutoff_ms=clock["t"], batch=2) == {}
+
+
+def test_host_state_is_kept_per_host_and_project(redis_url, r):
+    clock = {"t": 1_000}
+    state = State(redis_url, clock=lambda: clock["t"])
+    state.hosts.set_target("h1", "web", "b1")
+    targets = state.hosts.report("h1", "us", "us-a", {"address": "10.0.0.1:7"},
+                                 {"web": {"state": "downloading", "about": "b1"}, "shop": {"state": "idle"}})
+    assert targets == {"web": "b1", "shop": None}
+    state.hosts.report("h2", "us", "us-a", {"address": "10.0.0.2:7"}, {}, serving=["shop"])
+    web = {h["hostID"]: h for h in state.hosts.for_project("us-a", "web")}
+    shop = {h["hostID"]: h for h in state.hosts.for_project("us-a", "shop")}
+    assert set(web) == {"h1"} and set(shop) == {"h1", "h2"}          # h2 serves shop only
+    assert web["h1"]["state"] == "downloading" and web["h1"]["sentTargetBuildID"] == "b1"
+    assert shop["h1"]["state"] == "idle" and shop["h2"]["state"] == "idle" and not shop["h1"].get("targetBuildID")
+    state.hosts.mark_lost("h1")
+    assert state.hosts.for_project("us-a", "web")[0]["state"] == "lost"   # liveness is the host's
+    state.hosts.report("h1", "us", "us-a", {"address": "10.0.0.1:7"}, {"web": {"state": "active", "about": "b1"}})
+    assert state.hosts.for_project("us-a", "web")[0]["state"] == "active"   # back
+    assert state.hosts.targets("h1") == {"web": "b1"}

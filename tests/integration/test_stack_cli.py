@@ -35,7 +35,7 @@ def test_token_command_gives_a_working_token(stack):
 
 def test_a_host_token_speaks_for_its_host_and_datacenter_only(stack):
     token = gantry("token", "--home", str(stack.home), "--host", "edge-1", "--dc", "eu-west-a").stdout.strip()
-    body = {"hostID": "edge-1", "region": "eu-west", "address": "127.0.9.9:1", "state": "idle"}
+    body = {"hostID": "edge-1", "region": "eu-west", "address": "127.0.9.9:1", "projects": {}}
     url, auth = stack.config().api_url, {"Authorization": f"Bearer {token}"}
     assert httpx.post(url + "/dc/eu-west-a/heartbeat", json=body, headers=auth).status_code == 200
     assert httpx.post(url + "/dc/eu-west-a/heartbeat", json={**body, "hostID": "edge-2"}, headers=auth).status_code == 403

@@ -9,8 +9,8 @@ from gantry.state import State
 
 
 def report(host_id, **kw):
-    return {"hostID": host_id, "region": "us-east", "address": "127.0.0.1:9", "state": "failed",
-            "error": "pwned", **kw}
+    return {"hostID": host_id, "region": "us-east", "address": "127.0.0.1:9",
+            "projects": {"victims": {"state": "failed", "error": "pwned"}}, **kw}
 
 
 @pytest.fixture
@@ -30,7 +30,8 @@ def test_a_host_token_cannot_speak_for_another_host_or_datacenter(stack, victim)
         r = c.post("/dc/eu-west-a/heartbeat", json=report("intruder", region="eu-west"))
         assert r.status_code == 403                        # its own ID, but another datacenter
     after = state.hosts.get(victim)
-    assert after["error"] != "pwned" and after["address"] == before["address"]
+    assert after["address"] == before["address"] and "victims" not in state.hosts.targets(victim)
+    assert all(h.get("error") != "pwned" for h in state.hosts.for_project("us-east-a", "victims"))
     assert state.hosts.get("intruder") is None             # nothing was recorded for it either
 
 

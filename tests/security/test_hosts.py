@@ -51,7 +51,7 @@ def test_deploy_hooks_cannot_reach_the_daemons_credentials(api, stack, new_proje
     assert failed, "the hook should have failed a host"
     for h in failed:
         assert h["error"] == "InstallFailed: start command exited with 7 (output in .gantry-hooks.log)", h
-        log = (stack.home / "hosts" / h["hostID"] / "releases" / b / ".gantry-hooks.log").read_text()
+        log = (stack.home / "hosts" / h["hostID"] / "projects" / project / "releases" / b / ".gantry-hooks.log").read_text()
         assert "uid=65534" in log and "Permission denied" in log
         assert "GANTRY_BUILD_ID=" + b in log and "GANTRY_HOST_ID=" + h["hostID"] in log
         for s in secrets:

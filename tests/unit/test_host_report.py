@@ -1,5 +1,5 @@
 from gantry.actors.rollout.dc_rollout import HostView
-from gantry.node_daemon.daemon import report_about
+from gantry.node_daemon.slot import report_about
 from gantry.statuses import HostState as H
 
 

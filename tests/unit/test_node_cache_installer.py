@@ -95,9 +95,9 @@ def test_pruning_a_host_keeps_only_the_chunks_of_the_releases_it_keeps(tmp_path)
         inst.switch(f"b{i}")
         made.append(m)
         os.utime(tmp_path / "host" / "releases" / f"b{i}", (i + 1, i + 1))
-        prune_host(inst, cache, manifests)
+        prune_host([inst], cache, manifests)
     assert inst.release_ids() == ["b3", "b2"]
     assert [len(cache.held(m)) for m in made] == [0, 0, len(made[2].unique_chunks()), len(made[3].unique_chunks())]
     assert sorted(f.name for f in manifests.glob("*.build")) == ["b2.build", "b3.build"]
-    prune_host(inst, cache, manifests, max_bytes=60_000)   # room for the active release alone
+    prune_host([inst], cache, manifests, max_bytes=60_000)   # room for the active release alone
     assert len(cache.held(made[2])) == 0 and cache.missing(made[3]) == []
