@@ -41,6 +41,7 @@ log = logging.getLogger("gantry.node")
 MB = 1_000_000
 URL_BATCH = 1000   # presigned chunk URLs asked for at once
 URL_USE_S = 600    # used for this long (the coordinator signs them for 900 s)
+SEED_S = 600       # a release installed this recently is announced to the tracker (its peers may want it)
 
 
 def prune_host(installers: list[Installer], cache: ChunkCache, manifests: Path, max_bytes: int = 0) -> None:
@@ -123,9 +124,9 @@ class NodeDaemon:
         return r.json()
 
     def heartbeat(self) -> dict:
-        artifacts = []
-        for s in list(self.slots.values()):   # what this host can seed: each project's build in hand
-            if s.manifest:
+        artifacts, now = [], time.monotonic()
+        for s in list(self.slots.values()):   # what it can seed: builds in hand or installed lately
+            if s.manifest and (s is self.moving or now < s.seed_until):
                 held = sorted(self.cache.held(s.manifest))
                 artifacts.append({"artifact": s.manifest.manifest_digest, "chunks": held,
                                   "complete": len(held) == len(s.manifest.unique_chunks())})
@@ -203,6 +204,7 @@ class NodeDaemon:
             inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
             slot.become(HostState.ACTIVE)
             slot.error, slot.failed_target = "", None
+            slot.seed_until = time.monotonic() + SEED_S
             self._prune()
         except Exception as e:
             log.warning("deploy of %s (%s) failed: %s", build_id, slot.project, e)

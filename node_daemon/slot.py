@@ -25,6 +25,7 @@ class Slot:
         self.failed_target: str | None = None
         self.moving_to: str | None = None          # the build being downloaded and installed
         self.manifest: Manifest | None = None      # of the build being fetched or run
+        self.seed_until = 0.0                      # announced to the tracker until then (monotonic)
 
     def become(self, to: HostState) -> None:
         if self.state != to and not allowed(self.state, to):

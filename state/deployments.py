@@ -61,6 +61,12 @@ class Deployments:
     def desired(self, project: str) -> dict:
         return self.r.hgetall(keys.desired(project))
 
+    def desired_deployments(self) -> list[dict]:
+        """The desired deployment of every project that has one, in two round trips."""
+        projects = self.projects_with_desired_state()
+        ids = [row[0] for row in read_fields(self.r, [keys.desired(p) for p in projects], ("deploymentID",))]
+        return [d for d in read_hashes(self.r, [keys.deploy(i) for i in ids if i]) if d]
+
     def projects_with_desired_state(self) -> list[str]:
         return sorted(self.r.smembers(keys.deployed()))
 

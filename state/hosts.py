@@ -69,10 +69,11 @@ class Hosts:
         return [{**h, "state": HostState.LOST} if h.get("lost") else h
                 for h in read_hashes(self.r, [keys.host(i) for i in ids]) if h]
 
-    def for_project(self, dc: str, project: str) -> list[dict]:
+    def for_project(self, dc: str, project: str, hosts: list[dict] | None = None) -> list[dict]:
         """The hosts of `dc` that serve `project`, each its own record merged with its record
-        for the project (state idle where it has none yet, lost for a lost host)."""
-        hosts = [h for h in self.in_dc(dc) if serves(h, project)]
+        for the project (state idle where it has none yet, lost for a lost host). `hosts`: the
+        datacenter's host records if the caller has just read them."""
+        hosts = [h for h in (self.in_dc(dc) if hosts is None else hosts) if serves(h, project)]
         rows = read_hashes(self.r, [keys.host_project(h["hostID"], project) for h in hosts])
         out = []
         for h, row in zip(hosts, rows):

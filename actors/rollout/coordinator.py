@@ -119,20 +119,18 @@ class Coordinator:
         for h in hosts:
             if h.get("state") != HostState.LOST and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
                 self.state.hosts.mark_lost(h["hostID"])
+                h["state"], h["lost"] = HostState.LOST, "1"
                 with self.lock:
                     self.tracker.forget(h["hostID"])
         with self.lock:   # entries of artifacts a host no longer announces, and of silent hosts
             self.tracker.expire(now, self.lost_after_s)
         states: Counter = Counter()   # (host, project) pairs by state
-        for project in self.state.deployments.projects_with_desired_state():
-            dep_id = self.state.deployments.desired(project).get("deploymentID")
-            dep = self.state.deployments.get(dep_id) if dep_id else None
-            if dep:
-                views = self.state.hosts.for_project(self.dc, project)
-                states.update(h["state"] for h in views)
-                self._drive(dep, {h["hostID"]: HostView(
-                    h["hostID"], h.get("activeBuildID") or None, h["state"], h.get("targetBuildID") or None,
-                    h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}, now)
+        for dep in self.state.deployments.desired_deployments():
+            views = self.state.hosts.for_project(self.dc, dep["projectName"], hosts)
+            states.update(h["state"] for h in views)
+            self._drive(dep, {h["hostID"]: HostView(
+                h["hostID"], h.get("activeBuildID") or None, h["state"], h.get("targetBuildID") or None,
+                h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}, now)
         gauge = metrics.rollout_hosts()
         for state in HostState:
             gauge.set(states[state], tags={"dc": self.dc, "state": state.value})

@@ -1,0 +1,26 @@
+"""What a host does for one project (node_daemon/slot.py) and who a host record serves."""
+import pytest
+
+from gantry.node_daemon.slot import Slot
+from gantry.state.hosts import serves
+from gantry.statuses import HostState as H
+
+
+def test_a_slot_moves_only_to_a_new_target_and_reports_what_its_state_is_about(tmp_path):
+    slot = Slot(tmp_path, "web")
+    assert slot.installer.releases == tmp_path / "projects" / "web" / "releases"
+    assert slot.report() == {"state": "idle", "activeBuildID": None, "error": "", "about": None}
+    assert slot.wants("b1") and not slot.wants(None)
+    slot.moving_to = "b1"
+    slot.become(H.DOWNLOADING)
+    slot.become(H.FAILED)
+    slot.failed_target = "b1"
+    assert not slot.wants("b1") and slot.wants("b2")   # a failed target is not retried by itself
+    assert slot.report()["about"] == "b1"
+    with pytest.raises(RuntimeError):
+        slot.become(H.IDLE)   # nothing goes back to idle: a bug, and said so
+
+
+def test_a_host_serves_every_project_unless_it_names_some():
+    assert serves({}, "web") and serves({"serves": "*"}, "web")
+    assert serves({"serves": '["shop", "web"]'}, "web") and not serves({"serves": '["shop"]'}, "web")
