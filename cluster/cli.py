@@ -56,6 +56,10 @@ def _stack_commands(sub) -> None:
     add.add_argument("--project", action="append", default=[], dest="projects",
                      help="a project it serves (repeatable; none: every project)")
     add.set_defaults(func=add_host)
+    remove = host.add_parser("remove", help="stop a host's daemon and take it out of the stack")
+    remove.add_argument("--home", default=default_home())
+    remove.add_argument("host_id")
+    remove.set_defaults(func=remove_host)
 
     srv = sub.add_parser("serve", help="on an existing Ray cluster (e.g. from ray-cluster.yaml): "
                                         "start the actors and the API")
@@ -176,6 +180,15 @@ def add_host(a) -> int:
         raise UsageError(str(e))
     print(f"host {host_id} started in {a.region}; stop it with the stack: gantry down --home {stack.home}")
     print(host_id)
+    return 0
+
+
+def remove_host(a) -> int:
+    stack = Stack(a.home)
+    if f"host-{a.host_id}" not in stack.pids():
+        raise UsageError(f"no host {a.host_id} in the stack in {a.home}")
+    stack.remove_host(a.host_id)
+    print(f"host {a.host_id} stopped; its coordinator will mark it lost")
     return 0
 
 

@@ -349,6 +349,13 @@ class Stack:
 
     # --- down and faults ------------------------------------------------------------------
 
+    def remove_host(self, host_id: str) -> None:
+        """Stop a host's daemon and forget it: the stack is whole without it (`gantry host remove`)."""
+        self.stop_process(f"host-{host_id}")
+        pids = self.pids()
+        pids.pop(f"host-{host_id}", None)
+        write_private(self.pids_file, json.dumps(pids, indent=2).encode())
+
     def stop_process(self, name: str, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
         """Stop the process group we started as `name` (and only it)."""
         p = self.pids().get(name)

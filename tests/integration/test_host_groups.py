@@ -69,7 +69,7 @@ def test_two_projects_share_the_hosts_and_a_late_host_converges_to_both(api, sta
             os.kill(pid, 0)                      # ...while the service kept running
     finally:
         if added:
-            stack.stop_process(f"host-{added}")
+            stack.remove_host(added)
         for line in (Path(pidfile).read_text().split() if os.path.exists(pidfile) else []):
             try:   # the services B's start commands left running: ours to stop
                 os.kill(int(line), signal.SIGKILL)

@@ -57,7 +57,9 @@ def test_host_add_starts_one_more_daemon_on_its_own_address(stack):
         assert again.returncode == 2 and "already running" in again.stderr
         assert gantry("host", "add", "--home", str(stack.home), "--region", "mars", check=False).returncode == 2
     finally:
-        stack.stop_process(f"host-{host_id}")
+        removed = gantry("host", "remove", "--home", str(stack.home), host_id)
+        assert removed.returncode == 0 and f"host-{host_id}" not in stack.pids()
+    assert json.loads(gantry("status", "--home", str(stack.home), "--json").stdout)["running"]   # whole again
 
 
 def test_second_stack_in_another_home_and_down_stops_only_it(stack, tmp_path):
