@@ -154,12 +154,7 @@ class Installer:
 
     def prune(self) -> list[str]:
         """Keep the active release and the newest others up to `keep` in all."""
-        if not self.releases.exists():
-            return []
-        active = self.active()
-        others = sorted((p for p in self.releases.iterdir() if p.is_dir() and p.name != active),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
-        doomed = others[max(0, self.keep - (1 if active else 0)):]
-        for p in doomed:
-            shutil.rmtree(p, ignore_errors=True)
-        return [p.name for p in doomed]
+        doomed = self.release_ids()[self.keep:]
+        for name in doomed:
+            shutil.rmtree(self.releases / name, ignore_errors=True)
+        return doomed
