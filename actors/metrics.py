@@ -64,6 +64,11 @@ def rollout_hosts():
     return _metric("gauge", "gantry_rollout_hosts", "Hosts of a datacenter by state", ("dc", "state"))
 
 
+def host_reports():
+    return _metric("counter", "gantry_host_reports_total",
+                   "Host reports a coordinator took, by whether they were written to Redis", ("dc", "written"))
+
+
 def api_requests():
     return _metric("counter", "gantry_api_requests_total", "API requests by route, method and status code",
                    ("route", "method", "code"))

@@ -30,7 +30,7 @@ from gantry.state import State, TransitionRefused
 from gantry.statuses import BuildStatus
 from gantry.cluster.stack import Stack, free_port
 from gantry.settings import Settings
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 from sample_repo import commit_build
 
 

@@ -1,13 +1,16 @@
 """Peer-to-peer distribution inside one datacenter, with real node daemon processes on loopback.
 
-    .venv/bin/python bench/p2p.py --hosts N[,N...] --size-mb S --cap-mbps B [--chunk-kb C] [--json]
+    .venv/bin/python bench/p2p.py --hosts N[,N...] --size-mb S --cap-mbps B [--chunk-kb C]
+                                  [--skip-origin-only] [--json]
 
 A one-region stack whose blob store (the origin) is capped at B MB/s (`rclone --bwlimit`); N
 `gantry-node` processes each capped at B MB/s up and down. One artifact of S MB of
 incompressible data is built, then deployed to all N hosts at once (one wave, no bake): first
-with peer-to-peer, then with every host fetching from the origin only. Reported beside the
-bound S/B + (ceil(log2 N) - 1) * c/B, c the average chunk size. Goal: p2p within 1.25x of the
-bound at N = 32. With --json the last line is the result for the largest N.
+with peer-to-peer, then (unless --skip-origin-only) with every host fetching from the origin
+only. Reported beside the bound S/B + (ceil(log2 N) - 1) * c/B, c the average chunk size.
+Goal: p2p within 1.25x of the bound. Also reported: originBytes / sizeBytes (what the origin
+sent, over the artifact; goal <= 1.2) and firstChunkSeconds (from the POST to the first host's
+first chunk request; goal <= 1 s). With --json the last line is the result for the largest N.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ import httpx
 from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.cluster.stack import Stack, free_port
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
+from gantry.state import State
 from sample_repo import commit_build
 
 REGION, DC = "bench", "bench-a"
@@ -42,13 +46,13 @@ def wait(predicate, timeout_s: float, what: str):
         time.sleep(0.2)
 
 
-def rollout_seconds(stack: Stack, api: httpx.Client, build_id: str, n: int, cap: float, peers: bool, tag: str) -> float:
+def rollout(stack: Stack, api: httpx.Client, build_id: str, n: int, cap: float, peers: bool, tag: str) -> dict:
     hosts = [f"{DC}-{tag}-{i}" for i in range(n)]
     for h in hosts:
         stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers)
     wait(lambda: sum(1 for h in api.get("/projects/bench/hosts").json()
                      if h["hostID"] in hosts and h["state"] != "lost") == n, 120, f"{n} hosts to register")
-    t0 = time.monotonic()
+    t0, posted = time.monotonic(), time.time()
     dep = api.post("/projects/bench/deployments", json={
         "buildID": build_id, "strategy": {"steps": [1.0], "minHealthy": 1.0, "bakeS": 0}}).json()["deploymentID"]
     d = wait(lambda: (lambda d: d if d["status"] not in ("IN_PROGRESS", "PENDING") else None)(
@@ -57,10 +61,13 @@ def rollout_seconds(stack: Stack, api: httpx.Client, build_id: str, n: int, cap:
     if d["status"] != "COMPLETED":
         errors = {h["hostID"]: h["error"] for h in api.get("/projects/bench/hosts").json() if h["error"]}
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")
+    state = State(stack.config().redis_url)
+    downloads = [json.loads(state.hosts.get(h).get("lastDownload") or "{}") for h in hosts]
     for h in hosts:
         stack.stop_process(f"host-{h}")
-    time.sleep(31)  # let the coordinator mark them lost before the next run
-    return seconds
+    time.sleep(35)  # let the coordinator mark them lost before the next run
+    return {"seconds": seconds, "originBytes": sum(d.get("bytesFromOrigin", 0) for d in downloads),
+            "firstChunkSeconds": min(d["startedAt"] for d in downloads if "startedAt" in d) - posted}
 
 
 def main() -> int:
@@ -69,6 +76,7 @@ def main() -> int:
     ap.add_argument("--size-mb", type=float, default=32)
     ap.add_argument("--cap-mbps", type=float, default=5)
     ap.add_argument("--chunk-kb", type=int, default=512, help="FastCDC average (chunks average ~1.25x this)")
+    ap.add_argument("--skip-origin-only", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     size = int(a.size_mb * 1e6)
@@ -97,15 +105,20 @@ def main() -> int:
             cap = a.cap_mbps * 1e6
             for n in counts:
                 bound = manifest.size / cap + (math.ceil(math.log2(n)) - 1) * chunk / cap
-                p2p = rollout_seconds(stack, api, b, n, a.cap_mbps, True, f"p{n}")
-                origin = rollout_seconds(stack, api, b, n, a.cap_mbps, False, f"o{n}")
+                p2p = rollout(stack, api, b, n, a.cap_mbps, True, f"p{n}")
+                origin = None if a.skip_origin_only else rollout(stack, api, b, n, a.cap_mbps, False, f"o{n}")["seconds"]
                 r = {"hosts": n, "sizeBytes": manifest.size, "capBytesPerS": cap, "chunkBytes": round(chunk),
-                     "p2pSeconds": round(p2p, 2), "originOnlySeconds": round(origin, 2),
-                     "boundSeconds": round(bound, 2)}
+                     "p2pSeconds": round(p2p["seconds"], 2),
+                     "originOnlySeconds": round(origin, 2) if origin is not None else None,
+                     "boundSeconds": round(bound, 2), "originBytes": p2p["originBytes"],
+                     "firstChunkSeconds": round(p2p["firstChunkSeconds"], 3)}
                 results.append(r)
-                print(f"N={n:3d}  p2p {p2p:7.1f} s   origin-only {origin:7.1f} s   bound {bound:6.1f} s   "
-                      f"p2p/bound {p2p / bound:.2f} (goal <= 1.25 at N=32)   "
-                      f"[S={manifest.size / 1e6:.0f} MB, B={a.cap_mbps:g} MB/s, c={chunk / 1e6:.2f} MB]", flush=True)
+                print(f"N={n:3d}  p2p {p2p['seconds']:7.1f} s   bound {bound:6.1f} s   "
+                      f"p2p/bound {p2p['seconds'] / bound:.2f} (goal <= 1.25)   "
+                      f"origin/size {p2p['originBytes'] / manifest.size:.2f} (goal <= 1.2)   "
+                      f"first chunk {p2p['firstChunkSeconds']:.2f} s (goal <= 1)   "
+                      + (f"origin-only {origin:7.1f} s   " if origin is not None else "")
+                      + f"[S={manifest.size / 1e6:.0f} MB, B={a.cap_mbps:g} MB/s, c={chunk / 1e6:.2f} MB]", flush=True)
     finally:
         stack.down(say=lambda *_: None)
         shutil.rmtree(work, ignore_errors=True)

@@ -38,7 +38,7 @@ from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.publish import publish
 from gantry.cluster.stack import Stack, free_port
 from gantry.settings import Settings
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 from sample_repo import commit_build
 
 PIECE = 16 << 20

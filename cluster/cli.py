@@ -94,6 +94,8 @@ def _api_commands(sub) -> None:
     proj.add_argument("--coalesce", action=argparse.BooleanOptionalAction, default=None)
     proj.add_argument("--rate", type=float, help="writes per second for the project")
     proj.add_argument("--burst", type=int, help="with --rate")
+    proj.add_argument("--prestage", action=argparse.BooleanOptionalAction, default=None,
+                      help="stage each build on the project's hosts as soon as it succeeds")
 
     b = cmd("build", "queue a build of a commit", commands.build, json_out=True)
     b.add_argument("project")
@@ -128,6 +130,10 @@ def _api_commands(sub) -> None:
     d.add_argument("--steps", help="waves, e.g. 1,0.1,0.5,1.0 (host counts or fractions)")
     d.add_argument("--bake", type=float, help="seconds to watch each wave before the next")
     d.add_argument("--min-healthy", type=float)
+    d.add_argument("--stage", choices=["all", "wave"],
+                   help="all (default): stage everywhere first, waves only activate; wave: each wave downloads")
+    d.add_argument("--region-waves", metavar="R1;R2,R3",
+                   help="regions that activate together, wave after wave (default: the first region, then the rest)")
     d.add_argument("--wait", action="store_true", help="follow it live; exit 0 only if it COMPLETED")
 
     ds = cmd("deployments", "list a project's deployments, or show one", commands.deployments, json_out=True)
@@ -210,7 +216,7 @@ def token(a) -> int:
     if not secret_file.exists():
         print(f"no stack secret in {home}; run `gantry up` first", file=sys.stderr)
         return 1
-    from gantry.serve_app.auth import issue, issue_host
+    from gantry.auth import issue, issue_host
     secret = secret_file.read_text().strip()
     if a.host or a.dc:
         if not (a.host and a.dc) or a.user or a.project or a.admin or a.rate:

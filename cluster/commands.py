@@ -18,7 +18,7 @@ class UsageError(Exception):
 
 def client_for(a):
     from gantry.client import HttpClient
-    from gantry.serve_app.auth import issue
+    from gantry.auth import issue
     url, token = a.url, a.token
     if not url or not token:
         stack = Stack(a.home)
@@ -52,6 +52,10 @@ def _strategy(a) -> dict | None:
         s["bakeS"] = a.bake
     if a.min_healthy is not None:
         s["minHealthy"] = a.min_healthy
+    if a.stage:
+        s["stage"] = a.stage
+    if a.region_waves:
+        s["regionWaves"] = [[r.strip() for r in wave.split(",") if r.strip()] for wave in a.region_waves.split(";")]
     return s or None
 
 
@@ -101,7 +105,7 @@ def project(a) -> int:
         if (a.rate is None) != (a.burst is None):
             raise UsageError("--rate and --burst go together")
         p = c.register(a.name, a.repo, webhook_secret=a.webhook_secret, default_branch=a.default_branch,
-                       coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None)
+                       coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None, prestage=a.prestage)
         _print(a, p, f"project {p.projectName} registered; GitHub webhook URL path: {p.webhookPath}")
     return 0
 

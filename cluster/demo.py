@@ -13,7 +13,7 @@ import httpx
 
 from gantry.cluster.cli import default_home
 from gantry.cluster.stack import Stack, wait_for
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 
 SAMPLE_TOML = """[build]
 command = "sh build.sh"

@@ -65,9 +65,9 @@ def deployment_view(d: Deployment) -> Panel:
     for region in d.regions:
         for dc in region.dcs:
             h = dc.hosts
-            wave = f"wave {dc.wave}/{dc.waves}" if dc.wave else "waiting"
+            wave = f"wave {dc.wave}/{dc.waves}" if dc.wave else ("staging" if h.downloading or h.staged else "waiting")
             t.add_row(region.region, dc.dc, _bar(h.active, h.total), f"{h.active}/{h.total} active",
-                      wave, dc.phase or "", f"{h.failed} failed" if h.failed else "", f"{h.lost} lost" if h.lost else "")
+                      f"{h.staged} staged" if h.staged else "", wave, dc.phase or "", f"{h.failed} failed" if h.failed else "", f"{h.lost} lost" if h.lost else "")
     return Panel(Group(head, t), title=f"deployment {d.deploymentID} ({d.projectName})", title_align="left")
 
 

@@ -286,7 +286,7 @@ class Stack:
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
                    max_down_mbps: float = 0, peers: bool = True, projects: list[str] = ()) -> None:
         """A node daemon for one host, its files under <home>/hosts/<hostID>/."""
-        from gantry.serve_app.auth import issue_host
+        from gantry.auth import issue_host
         cfg = self.config()
         address = self._host_address(host_id)
         argv = [_bin("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,

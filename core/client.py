@@ -82,9 +82,9 @@ class _Client(ABC):
 
     def register(self, name: str, repo_url: str, *, webhook_secret: str | None = None,
                  default_branch: str | None = None, coalesce: bool | None = None,
-                 rate_limit: tuple[float, int] | None = None) -> Project:
+                 rate_limit: tuple[float, int] | None = None, prestage: bool | None = None) -> Project:
         body = {"repoURL": repo_url, "webhookSecret": webhook_secret, "defaultBranch": default_branch,
-                "coalesce": coalesce,
+                "coalesce": coalesce, "prestage": prestage,
                 "rateLimit": {"perSecond": rate_limit[0], "burst": rate_limit[1]} if rate_limit else None}
         out = self._call("put_project", projectName=name, body={k: v for k, v in body.items() if v is not None})
         return Project.model_validate(out.get("project", out))  # in-cluster answers {created, project}

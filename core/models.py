@@ -9,7 +9,7 @@ from gantry.builds import DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIOR
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
 H = HostState
-ReportedState = Literal[H.IDLE, H.DOWNLOADING, H.ACTIVE, H.FAILED]   # lost is the coordinator's word
+ReportedState = Literal[H.IDLE, H.DOWNLOADING, H.STAGED, H.ACTIVE, H.FAILED]   # lost is the coordinator's word
 
 
 
@@ -33,6 +33,8 @@ class ProjectIn(BaseModel):
     coalesce: bool | None = Field(default=None, description="a newer default-branch build cancels "
                                                             "the QUEUED default-branch builds it supersedes")
     rateLimit: RateLimit | None = Field(default=None, description="writes per second for this project")
+    prestage: bool | None = Field(default=None, description="stage each build on the project's hosts as soon "
+                                                            "as it SUCCEEDS, before anyone deploys it")
 
     @field_validator("repoURL")
     @classmethod
@@ -53,6 +55,7 @@ class Project(BaseModel):
     webhookConfigured: bool = False
     webhookPath: str
     rateLimit: RateLimit
+    prestage: bool = False
 
 
 class BuildDetails(BaseModel):
@@ -162,6 +165,24 @@ class StrategyIn(BaseModel):
     steps: list[int | float] = Field(default=[1, 0.10, 0.50, 1.0], min_length=1, max_length=20)
     minHealthy: float = Field(default=0.9, ge=0, le=1)
     bakeS: float = Field(default=30.0, ge=0, le=24 * 3600)
+    stage: Literal["all", "wave"] = Field(
+        default="all", description='"all": stage the build on every host of every region at once, then let the '
+                                   'waves only activate it; "wave": each wave downloads, then activates')
+    regionWaves: list[list[Annotated[str, Field(max_length=64)]]] | None = Field(
+        default=None, max_length=64, description="regions that activate together, wave after wave, e.g. "
+        '[["us-east"], ["eu-west", "ap-south"]]; regions left out go last, together. Default: the first '
+        "region alone, then every other region together")
+
+    @field_validator("regionWaves")
+    @classmethod
+    def _region_waves(cls, v: list[list[str]] | None) -> list[list[str]] | None:
+        if v is not None:
+            named = [r for wave in v for r in wave]
+            if any(not wave for wave in v):
+                raise ValueError("a region wave names at least one region")
+            if len(named) != len(set(named)):
+                raise ValueError("a region appears in more than one region wave")
+        return v
 
     @field_validator("steps")
     @classmethod
@@ -194,6 +215,7 @@ class HostCounts(BaseModel):
     total: int
     pending: int
     downloading: int
+    staged: int
     active: int
     failed: int
     lost: int
@@ -253,38 +275,59 @@ class ProjectReport(BaseModel):
     about: str | None = Field(default=None, max_length=64)   # the build this state concerns
 
 
+Digest = Annotated[str, Field(pattern=r"^blake3:[0-9a-f]{64}$")]
+HostID = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Bits = Annotated[str, Field(max_length=180_000)]   # a base64 bitfield over chunk indexes (artifacts.bitfield)
+
+
 class ArtifactHeld(BaseModel):
-    artifact: str = Field(pattern=r"^blake3:[0-9a-f]{64}$")
-    chunks: list[str] = Field(default_factory=list, max_length=200_000)
+    """What a host holds of one artifact: its whole bitfield (`bits`), or what it added since
+    the last one the coordinator took (`add`); neither: nothing new, still held."""
+    artifact: Digest
+    chunks: int = Field(ge=0, le=1 << 20)   # the artifact's unique chunks: the bitfield's length
+    bits: Bits | None = None
+    add: Bits | None = None
     complete: bool = False
 
 
 class HeartbeatIn(BaseModel):
-    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    hostID: HostID
     region: str = Field(max_length=64)
     address: str = Field(max_length=128)
+    rack: str = Field(default="", max_length=64)
     projects: dict[ProjectName, ProjectReport] = Field(default_factory=dict, max_length=100)
     serves: list[ProjectName] | None = Field(default=None, max_length=100)   # None: every project
     artifacts: list[ArtifactHeld] = Field(default_factory=list, max_length=32)
     download: dict = Field(default_factory=dict)
 
 
+class WatchIn(BaseModel):
+    """Wait up to `waitS` for the host's targets to change from `version`."""
+    hostID: HostID
+    version: int = Field(ge=0)
+    waitS: float = Field(default=10, ge=0, le=60)
+
+
 class PeersIn(BaseModel):
-    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    artifact: str
-    wanted: list[str] = Field(max_length=10_000)
+    hostID: HostID
+    address: str = Field(max_length=128)
+    rack: str = Field(default="", max_length=64)
+    artifact: Digest
+    chunks: int = Field(ge=1, le=1 << 20)
+    wanted: Bits   # the chunks it still wants
+    have: Bits     # the chunks it holds
 
 
 class OriginIn(BaseModel):
-    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    artifact: str = Field(pattern=r"^blake3:[0-9a-f]{64}$")
-    digests: list[Annotated[str, Field(pattern=r"^blake3:[0-9a-f]{64}$")]] = Field(max_length=5_000)
+    hostID: HostID
+    artifact: Digest
+    digests: list[Digest] = Field(max_length=5_000)
 
 
 class RepairIn(BaseModel):
     """A host got bytes from its regional store that do not match the chunk's digest."""
-    hostID: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    digest: str = Field(pattern=r"^blake3:[0-9a-f]{64}$")
+    hostID: HostID
+    digest: Digest
 
 
 class DeploymentSummary(BaseModel):

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     replication_backoff_max_s: float = 60.0      # ...up to this
     scrub_interval_s: float = 6 * 3600.0          # a region's store is re-verified this often...
     scrub_chunks_per_s: float = 20.0              # ...reading at most this many chunks a second
-    host_lost_s: float = 15.0           # a host silent this long is marked lost
+    host_lost_s: float = 15.0           # a host silent this long is marked lost (never before 3 idle reports)
+    host_idle_report_s: float = 10.0    # an idle host reports this often...
+    host_busy_report_s: float = 0.5     # ...a moving one this often (its coordinator tells it which)
     rate_user_per_s: float = 20.0       # API requests per user (token bucket; 0 = no limit)
     rate_user_burst: float = 200.0
     rate_project_per_s: float = 5.0     # writes per project: builds, cancels, deploys, ops

@@ -52,6 +52,7 @@ class DeploymentStatus(StrEnum):
 class HostState(StrEnum):
     IDLE = "idle"
     DOWNLOADING = "downloading"
+    STAGED = "staged"          # the new build unpacked in releases/<buildID>, not yet switched to
     ACTIVE = "active"
     FAILED = "failed"
     LOST = "lost"
@@ -102,15 +103,17 @@ DEPLOYMENT_FROM: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
 }
 
 # A host agent starts idle (or active, with a release installed), downloads a new target, and
-# ends active or failed; a failed host goes back to active when its target returns to the build
-# it runs. `lost` is the coordinator's verdict on a silent host; one that comes back reports
-# whatever it is.
+# ends active or failed; staging downloads and unpacks a build without switching to it (staged),
+# and activating a staged build downloads nothing. A failed host goes back to active when its
+# target returns to the build it runs. `lost` is the coordinator's verdict on a silent host; one
+# that comes back reports whatever it is.
 HOST_FROM: dict[HostState, frozenset[HostState]] = {
     H.IDLE: frozenset({H.LOST}),
-    H.DOWNLOADING: frozenset({H.IDLE, H.ACTIVE, H.FAILED, H.LOST}),
-    H.ACTIVE: frozenset({H.IDLE, H.DOWNLOADING, H.FAILED, H.LOST}),
-    H.FAILED: frozenset({H.DOWNLOADING, H.LOST}),
-    H.LOST: frozenset({H.IDLE, H.DOWNLOADING, H.ACTIVE, H.FAILED}),
+    H.DOWNLOADING: frozenset({H.IDLE, H.ACTIVE, H.STAGED, H.FAILED, H.LOST}),
+    H.STAGED: frozenset({H.IDLE, H.DOWNLOADING, H.ACTIVE, H.FAILED, H.LOST}),
+    H.ACTIVE: frozenset({H.IDLE, H.DOWNLOADING, H.STAGED, H.FAILED, H.LOST}),
+    H.FAILED: frozenset({H.DOWNLOADING, H.STAGED, H.LOST}),
+    H.LOST: frozenset({H.IDLE, H.DOWNLOADING, H.STAGED, H.ACTIVE, H.FAILED}),
 }
 
 TABLES = {BuildStatus: BUILD_FROM, ReplicationStatus: REPLICATION_FROM, DeploymentStatus: DEPLOYMENT_FROM,

@@ -6,11 +6,17 @@ resume point. Chunks of earlier releases are reused by later ones (a delta deplo
 """
 from __future__ import annotations
 
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+import blake3
 
 from gantry.artifacts.blobstore import write_atomically
+from gantry.artifacts.chunking import ChunkCorrupt, verified
 from gantry.artifacts.manifest import DIGEST_RE, Manifest
-from gantry.artifacts.chunking import verified
 
 
 class ChunkCache:
@@ -35,8 +41,35 @@ class ChunkCache:
         if not path.exists():
             write_atomically(path, data, temp_prefix=".part-")
 
+    @contextmanager
+    def writer(self, digest: str) -> Iterator[Callable[[bytes], None]]:
+        """Write a chunk as it streams in, hashing each piece on its way to disk; on leaving
+        the block it is checked and renamed into place (ChunkCorrupt if it does not match, and
+        nothing is kept). Use: `with cache.writer(d) as write: write(piece) ...`."""
+        path = self._path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        hasher = blake3.blake3()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                def write(piece: bytes) -> None:
+                    hasher.update(piece)
+                    f.write(piece)
+                yield write
+                if "blake3:" + hasher.hexdigest() != digest:
+                    raise ChunkCorrupt(digest)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def get(self, digest: str) -> bytes:
         return self._path(digest).read_bytes()
+
+    def open(self, digest: str) -> BinaryIO:
+        """The chunk's file, to serve from without reading it whole."""
+        return open(self._path(digest), "rb")
 
     def missing(self, manifest: Manifest) -> list:
         """The manifest's unique chunks not held yet, in order."""

@@ -2,15 +2,20 @@
 
 A host serves one or more projects (`--project`, repeatable; none: every project) and runs each
 one's build side by side under `projects/<project>/` (see `slot`), with one chunk cache for all.
-Every second it reports to its datacenter's coordinator (over HTTP, through the API gateway,
-with a host token bound to it): for each project its state and the build it runs, and which
-chunks it holds of each artifact in hand (the tracker announce). The reply names, per project,
-the build to run. To move to a build it fetches the manifest through a presigned URL, downloads
-the missing chunks from peers (the regional store, through presigned URLs, as fallback),
-installs `releases/<buildID>`, switches `current`, runs the `[deploy]` start and health
-commands, and reports `active`, or `failed` with the reason after switching back. One move at a
-time, project after project. A crash at any point resumes from the verified chunks and
-installed releases on disk.
+
+It reports to its datacenter's coordinator at the coordinator's own endpoint in the region (the
+API only tells it where that is), with a host token bound to it: for each project its state and
+the build it runs, and a bitfield of the chunks it holds of each artifact in hand (whole once,
+then what it added). The reply names, per project, the build to run and the build to stage, and
+when to report next: often while it moves, rarely when idle. Between reports it long-polls the
+endpoint, so a new target reaches it at once.
+
+To stage a build it fetches the manifest through a presigned URL, downloads the missing chunks
+from peers and the chunks the tracker hands it from the regional store (through presigned URLs),
+and unpacks `releases/<buildID>` (`staged`). To run a build it does the same if needed, switches
+`current`, runs the `[deploy]` start and health commands, and reports `active`, or `failed` with
+the reason after switching back. One move at a time, project after project. A crash at any point
+resumes from the verified chunks and installed releases on disk.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from gantry.artifacts import bitfield
 from gantry.artifacts.manifest import BadManifest, Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
@@ -78,11 +84,16 @@ class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
                  listen: str = "127.0.0.1:0", max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
                  use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0,
-                 advertise: str | None = None, projects: list[str] | None = None):
+                 advertise: str | None = None, projects: list[str] | None = None, rack: str = ""):
         self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
         self.use_peers, self.hook_user = use_peers, hook_user
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
-        self.coordinator, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
+        self.api_url, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
+        self.endpoint: str | None = None   # the coordinator's endpoint, asked of the API
+        self.rack = rack
+        self.report_in = interval_s        # the coordinator says how long, in each reply
+        self.version = 0                   # of this host's targets, as of the last reply
+        self._announced: dict[str, int] = {}   # artifact -> the bitfield the coordinator took
         self.serving = sorted(projects) if projects else None   # None: every project
         self.cache = ChunkCache(home / "cache")   # one per host: a chunk two projects share is kept once
         self.slots: dict[str, Slot] = {}
@@ -99,6 +110,7 @@ class NodeDaemon:
         self.moving: Slot | None = None   # the project whose build is being fetched (one at a time)
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
+        self.changed = threading.Event()   # a move ended: report now rather than at the next interval
         self.last_download: dict = {}
         # one connection pool each to the gateway and to peers, kept open between requests
         self.api = httpx.Client(timeout=10)
@@ -117,33 +129,76 @@ class NodeDaemon:
 
     # --- talking to the coordinator ---------------------------------------------------------
 
-    def _post(self, path: str, body: dict) -> dict:
-        r = self.api.post(f"{self.coordinator}/dc/{self.dc}{path}", json=body,
-                          headers={"Authorization": f"Bearer {self.token}"})
+    def _endpoint(self) -> str:
+        if self.endpoint is None:
+            r = self.api.get(f"{self.api_url}/dc/{self.dc}/endpoint", headers={"Authorization": f"Bearer {self.token}"})
+            r.raise_for_status()
+            self.endpoint = r.json()["url"].rstrip("/")
+            log.info("reporting to %s (the %s coordinator's endpoint)", self.endpoint, self.dc)
+        return self.endpoint
+
+    def _post(self, path: str, body: dict, timeout: float = 10) -> dict:
+        try:
+            r = self.api.post(f"{self._endpoint()}{path}", json=body, timeout=timeout,
+                              headers={"Authorization": f"Bearer {self.token}"})
+        except httpx.TransportError:
+            self.endpoint = None   # the coordinator moved or restarted: ask the API again
+            raise
         r.raise_for_status()
         return r.json()
 
+    def _held(self, manifest: Manifest) -> int:
+        return bitfield.of(i for i, c in enumerate(manifest.unique_chunks()) if self.cache.has(c.digest))
+
     def heartbeat(self) -> dict:
-        artifacts, now = [], time.monotonic()
+        artifacts, sent, now = [], {}, time.monotonic()
         for s in list(self.slots.values()):   # what it can seed: builds in hand or installed lately
             if s.manifest and (s is self.moving or now < s.seed_until):
-                held = sorted(self.cache.held(s.manifest))
-                artifacts.append({"artifact": s.manifest.manifest_digest, "chunks": held,
-                                  "complete": len(held) == len(s.manifest.unique_chunks())})
-        return self._post("/heartbeat", {
-            "hostID": self.host_id, "region": self.region, "address": self.server.address,
+                digest, n = s.manifest.manifest_digest, len(s.manifest.unique_chunks())
+                held, before = self._held(s.manifest), self._announced.get(digest)
+                entry = {"artifact": digest, "chunks": n, "complete": held == bitfield.full(n)}
+                if before is None or before & ~held:   # new to it, or a chunk was dropped
+                    entry["bits"] = bitfield.encode(held)
+                elif held != before:
+                    entry["add"] = bitfield.encode(held & ~before)
+                artifacts.append(entry)
+                sent[digest] = held
+        reply = self._post("/heartbeat", {
+            "hostID": self.host_id, "region": self.region, "address": self.server.address, "rack": self.rack,
             "serves": self.serving, "projects": {p: s.report() for p, s in list(self.slots.items())},
             "artifacts": artifacts, "download": self.last_download})
+        resend = set(reply.get("resend") or ())
+        self._announced = {d: b for d, b in sent.items() if d not in resend}
+        self.report_in = float(reply.get("reportInS") or self.interval_s)
+        self.version = int(reply.get("version") or 0)
+        return reply
 
-    def peers_for(self, wanted: set[str]) -> dict[str, list[str]]:
-        """Ask the tracker once for all the chunks still wanted: digest -> peer addresses."""
+    def watch(self, wait_s: float) -> bool:
+        """Wait up to `wait_s` for a new target; True if one came."""
+        got = self._post("/watch", {"hostID": self.host_id, "version": self.version, "waitS": wait_s},
+                         timeout=wait_s + 10)
+        return got.get("version") != self.version
+
+    def peers_for(self, wanted: set[str]) -> tuple[dict[str, list[str]], set[str] | None]:
+        """Ask the tracker once for all the chunks still wanted: digest -> peer addresses, and
+        the chunks to fetch from the origin (None: the tracker did not say)."""
         if not self.use_peers:
-            return {}
+            return {}, None
+        manifest = self.moving.manifest
+        chunks = manifest.unique_chunks()
         try:
-            return self._post("/peers", {"hostID": self.host_id, "artifact": self.moving.manifest.manifest_digest,
-                                         "wanted": sorted(wanted)})["peers"]
+            got = self._post("/peers", {
+                "hostID": self.host_id, "address": self.server.address, "rack": self.rack,
+                "artifact": manifest.manifest_digest, "chunks": len(chunks),
+                "wanted": bitfield.encode(bitfield.of(i for i, c in enumerate(chunks) if c.digest in wanted)),
+                "have": bitfield.encode(self._held(manifest))})
+            peers: dict[str, list[str]] = {}
+            for p in got["peers"]:
+                for i in bitfield.indexes(bitfield.decode(p["bits"], len(chunks))):
+                    peers.setdefault(chunks[i].digest, []).append(p["address"])
+            return peers, {chunks[i].digest for i in bitfield.indexes(bitfield.decode(got["origin"], len(chunks)))}
         except Exception:  # no tracker answer: the origin still serves
-            return {}
+            return {}, None
 
     def report_corrupt(self, digest: str) -> None:
         """The regional store served a bad copy: the coordinator heals it before we retry."""
@@ -179,27 +234,48 @@ class NodeDaemon:
         local.write_bytes(data)
         return manifest
 
+    def _fetch_release(self, slot: Slot, build_id: str, info: dict) -> None:
+        """Download, verify and unpack `build_id` into releases/<buildID> (if not there yet)."""
+        inst = slot.installer
+        slot.manifest = self._manifest(info["manifestDigest"], info.get("manifestURL") or "")
+        (self.manifests / f"{build_id}.build").write_text(slot.manifest.manifest_digest)
+        if inst.installed(build_id):
+            return
+        self._check_disk(slot.manifest)
+        t0, started = time.monotonic(), time.time()
+        stats = Downloader(self.cache, self.origin_get, self.peers_for,
+                           download=self.down,
+                           credential=lambda: self.peer_auth.credential(self.host_id),
+                           origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(slot.manifest)
+        self.last_download = {"project": slot.project, "buildID": build_id, "startedAt": round(started, 3),
+                              "seconds": round(time.monotonic() - t0, 3),
+                              "bytesFromPeers": stats.bytes_from_peers,
+                              "bytesFromOrigin": stats.bytes_from_origin,
+                              "blacklisted": sorted(stats.blacklisted)}
+        inst.unpack(build_id, (self.cache.get(c.digest) for c in slot.manifest.chunks))
+
+    def stage(self, slot: Slot, build_id: str, info: dict) -> None:
+        """Download and unpack a build beside the one running, without switching to it."""
+        slot.moving_to = build_id
+        slot.become(HostState.DOWNLOADING)
+        try:
+            self._fetch_release(slot, build_id, info)
+            slot.become(HostState.STAGED)
+            slot.error, slot.failed_target = "", None
+            slot.seed_until = time.monotonic() + SEED_S
+        except Exception as e:
+            log.warning("staging %s (%s) failed: %s", build_id, slot.project, e)
+            slot.become(HostState.FAILED)
+            slot.error, slot.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
+        self.changed.set()
+
     def deploy(self, slot: Slot, build_id: str, info: dict) -> None:
         inst = slot.installer
         previous = inst.active()
         slot.moving_to = build_id
         slot.become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
         try:
-            slot.manifest = self._manifest(info["manifestDigest"], info.get("manifestURL") or "")
-            (self.manifests / f"{build_id}.build").write_text(slot.manifest.manifest_digest)
-            if not inst.installed(build_id):
-                self._check_disk(slot.manifest)
-                t0 = time.monotonic()
-                stats = Downloader(self.cache, self.origin_get, self.peers_for,
-                                   download=self.down,
-                                   credential=lambda: self.peer_auth.credential(self.host_id),
-                                   origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(slot.manifest)
-                self.last_download = {"project": slot.project, "buildID": build_id,
-                                      "seconds": round(time.monotonic() - t0, 3),
-                                      "bytesFromPeers": stats.bytes_from_peers,
-                                      "bytesFromOrigin": stats.bytes_from_origin,
-                                      "blacklisted": sorted(stats.blacklisted)}
-                inst.unpack(build_id, (self.cache.get(c.digest) for c in slot.manifest.chunks))
+            self._fetch_release(slot, build_id, info)
             inst.switch(build_id)
             inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
             slot.become(HostState.ACTIVE)
@@ -214,6 +290,7 @@ class NodeDaemon:
             slot.error, slot.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
             if isinstance(e, InstallFailed):
                 self._prune()
+        self.changed.set()
 
     def _prune(self) -> None:
         prune_host([s.installer for s in list(self.slots.values())], self.cache, self.manifests,
@@ -235,24 +312,35 @@ class NodeDaemon:
         for project, info in sorted((reply.get("projects") or {}).items()):
             if not self._serves(project):
                 continue
-            slot, target = self.slot(project), info.get("targetBuildID")
+            slot, target, stage = self.slot(project), info.get("targetBuildID"), info.get("stage") or {}
             if busy and slot is self.moving:
                 continue
-            if target and target == slot.installer.active() and slot.state != HostState.ACTIVE:
+            if slot.back_on(target, stage.get("buildID")):
                 slot.become(HostState.ACTIVE)   # back on the build it runs (a rollback, say)
                 slot.error = ""
             elif not busy and slot.wants(target):   # one move at a time, project after project
-                self.moving = slot
-                self.job = threading.Thread(target=self.deploy, args=(slot, target, info), daemon=True)
-                self.job.start()
-                busy = True
+                busy = self._start(slot, self.deploy, target, info)
+            elif not busy and slot.wants_staged(stage.get("buildID")):   # activating comes first
+                busy = self._start(slot, self.stage, stage["buildID"], stage)
+
+    def _start(self, slot: Slot, job, build_id: str, info: dict) -> bool:
+        self.moving = slot
+        self.job = threading.Thread(target=job, args=(slot, build_id, info), daemon=True)
+        self.job.start()
+        return True
 
     def run(self) -> None:
+        """Report, act on the answer, then wait for the next report on a long-poll that ends
+        early when a target changes (or a move of its own ends)."""
         self.server.start()
         while not self.stop.is_set():
             wait = self.interval_s
             try:
+                self.changed.clear()
                 self.step()
+                if not self.changed.is_set():
+                    self.watch(self.report_in)
+                continue
             except httpx.HTTPStatusError as e:
                 code = e.response.status_code
                 log.warning("coordinator answered %s", code)
@@ -273,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coordinator", required=True, help="the gantry API URL")
     ap.add_argument("--listen", default="127.0.0.1:0", help="peer server ADDR:PORT (port 0: any free port)")
     ap.add_argument("--advertise", help="ADDR:PORT other hosts reach the peer server at (default: --listen's)")
+    ap.add_argument("--rack", default="", help="this host's rack: peers in the same rack are preferred")
     ap.add_argument("--project", action="append", dest="projects",
                     help="a project this host serves (repeatable; none: every project)")
     ap.add_argument("--max-up", type=float, default=0, help="upload cap in MB/s (0: none)")
@@ -284,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run [deploy] hooks as this user (default: nobody when run as root)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # not a line per report and long-poll
     token = os.environ.get("GANTRY_HOST_TOKEN", "")
     if not token:
         print("GANTRY_HOST_TOKEN is required (gantry token --host)", file=sys.stderr)
@@ -311,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
                    use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
-                   advertise=a.advertise, projects=a.projects)
+                   advertise=a.advertise, projects=a.projects, rack=a.rack)
     signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
     d.run()
     return 0

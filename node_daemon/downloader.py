@@ -1,9 +1,11 @@
 """Download an artifact's missing chunks: from peers first, the regional blob store (origin) when
 no peer has a chunk, every chunk verified before it is kept.
 
-- Order: each host takes the chunks in its own random order, and a chunk no peer holds yet is
-  put back once before it is fetched from the origin; so hosts pull different chunks from the
-  origin and trade the rest, and the origin sends each chunk about once (Kraken's behaviour).
+- Order: each host takes the chunks in its own random order. A chunk no peer holds yet comes
+  from the origin only if the tracker handed it to this host (Owl's central choice of sources:
+  the origin sends each chunk about once); otherwise it waits for a peer to get it, and goes to
+  the origin anyway after `origin_after_s`. When the tracker says nothing about the origin
+  (unreachable), such a chunk is put back once, then fetched from the origin.
 - Concurrency: `workers` chunks at once, each from a randomly chosen peer the tracker offered.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
   (refused, 404, timeout) is skipped for that chunk. A bad copy from the origin is reported
@@ -49,13 +51,16 @@ class DownloadFailed(Exception):
 
 class Downloader:
     def __init__(self, cache: ChunkCache, origin_get: Callable[[str], bytes],
-                 peers_for: Callable[[set[str]], dict[str, list[str]]], download: TokenBucket | None = None,
+                 peers_for: Callable[[set[str]], tuple[dict[str, list[str]], set[str] | None]],
+                 download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
                  rng: random.Random | None = None, peer_refresh_s: float = 0.5,
                  credential: Callable[[], str] = lambda: "",
-                 origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None):
-        """`peers_for(wanted digests)` answers digest -> addresses of peers holding it; it is
-        asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
+                 origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None,
+                 origin_after_s: float = 60.0):
+        """`peers_for(wanted digests)` answers (digest -> addresses of peers holding it, the
+        digests this host should fetch from the origin or None if the tracker did not say); it
+        is asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
         this host's peer credential, sent with every chunk request. `http` keeps connections to
         peers open between chunks (the daemon shares one across downloads)."""
         self.http = http or httpx.Client(timeout=timeout_s)
@@ -64,7 +69,9 @@ class Downloader:
         self.cache, self.origin_get, self.peers_for = cache, origin_get, peers_for
         self.peer_refresh_s = peer_refresh_s
         self._peer_map: dict[str, list[str]] = {}
+        self._origin: set[str] | None = None   # chunks the tracker handed this host to fetch from the origin
         self._peer_map_at = -1e9
+        self.origin_after_s = origin_after_s
         self._peer_lock = threading.Lock()
         self.bucket = download or TokenBucket(0)
         self.workers, self.timeout_s, self.endgame_s, self.attempts = workers, timeout_s, endgame_s, attempts
@@ -76,21 +83,38 @@ class Downloader:
         self.rng.shuffle(todo)
         self._wanted = {c.digest for c in todo}
         deferred: set[str] = set()
+        waiting: dict[str, float] = {}   # digest -> since when it has had no source
+        parked: dict[str, tuple[ChunkRef, float]] = {}   # waiting for a peer: digest -> (ref, look again at)
         lock = threading.Lock()
         inflight: dict[str, tuple[ChunkRef, float, set[str]]] = {}  # digest -> (ref, started, sources)
         errors: list[str] = []
 
         def next_job():
             with lock:
+                now = time.monotonic()
+                if not todo:
+                    todo.extend(ref for ref, at in list(parked.values()) if at <= now)
+                    for ref in todo:
+                        del parked[ref.digest]
                 if todo:
                     ref = todo.pop(0)
-                    inflight[ref.digest] = (ref, time.monotonic(), set())
+                    inflight[ref.digest] = (ref, now, set())
                     return ref, False
-                slow = [v for v in inflight.values() if time.monotonic() - v[1] > self.endgame_s]
+                slow = [v for v in inflight.values() if now - v[1] > self.endgame_s]
                 if slow:
                     ref = min(slow, key=lambda v: v[1])[0]
                     return ref, True
-                return None, bool(inflight)
+                return None, bool(inflight or parked)
+
+        def origin_now(digest: str) -> bool:
+            """No peer holds it: may it come from the origin now?"""
+            with lock:
+                since = waiting.setdefault(digest, time.monotonic())
+                if self._origin is None:   # the tracker did not say: put it back once
+                    first = digest not in deferred
+                    deferred.add(digest)
+                    return not first
+                return digest in self._origin or time.monotonic() - since > self.origin_after_s
 
         def worker():
             while not errors:
@@ -100,11 +124,10 @@ class Downloader:
                         return
                     time.sleep(0.05)
                     continue
-                if not endgame and ref.digest not in deferred and not self._peers(ref, stats, lock, inflight):
-                    with lock:   # nobody has it yet: try it again later before going to the origin
-                        deferred.add(ref.digest)
+                if not endgame and not self._peers(ref, stats, lock, inflight) and not origin_now(ref.digest):
+                    with lock:   # nobody has it yet: look again once the tracker may know more
                         inflight.pop(ref.digest, None)
-                        todo.append(ref)
+                        parked[ref.digest] = (ref, time.monotonic() + max(self.peer_refresh_s, 0.05))
                     continue
                 try:
                     self._fetch_one(ref, stats, lock, inflight, endgame)
@@ -142,8 +165,10 @@ class Downloader:
             with lock:
                 tried.add(source)
             try:
-                data = self._from_origin(ref) if source == ORIGIN else self._from_peer(source, ref)
-                self.cache.put(ref.digest, data)   # verifies
+                if source == ORIGIN:
+                    self.cache.put(ref.digest, self._from_origin(ref))   # verifies
+                else:
+                    self._from_peer(source, ref)
             except ChunkCorrupt:
                 if source == ORIGIN:   # the store's copy is bad: have it healed, then try again
                     try:
@@ -170,7 +195,7 @@ class Downloader:
         with self._peer_lock:
             if time.monotonic() - self._peer_map_at > self.peer_refresh_s:
                 self._wanted = {d for d in self._wanted if not self.cache.has(d)}
-                self._peer_map = self.peers_for(self._wanted) if self._wanted else {}
+                self._peer_map, self._origin = self.peers_for(self._wanted) if self._wanted else ({}, None)
                 self._peer_map_at = time.monotonic()
             offered = self._peer_map.get(ref.digest, [])
         with lock:
@@ -182,19 +207,20 @@ class Downloader:
         self.bucket.take(len(data))
         return data
 
-    def _from_peer(self, address: str, ref: ChunkRef) -> bytes:
-        """The chunk from a peer, reading no more than its size: a longer body is a bad peer."""
+    def _from_peer(self, address: str, ref: ChunkRef) -> None:
+        """The chunk from a peer into the cache, hashed as it streams to disk, reading no more
+        than its size: a longer body is a bad peer."""
         with self.http.stream("GET", f"http://{address}/chunks/{ref.digest}",
                               headers={HEADER: self.credential()}, timeout=self.timeout_s) as r:
             r.raise_for_status()
             length = r.headers.get("Content-Length")
             if length is not None and length.strip() != str(ref.size):
                 raise ChunkCorrupt(ref.digest)
-            parts, got = [], 0
-            for piece in r.iter_raw(64 << 10):
-                self.bucket.take(len(piece))
-                parts.append(piece)
-                got += len(piece)
-                if got > ref.size:
-                    raise ChunkCorrupt(ref.digest)
-            return b"".join(parts)
+            got = 0
+            with self.cache.writer(ref.digest) as write:
+                for piece in r.iter_raw(64 << 10):
+                    self.bucket.take(len(piece))
+                    got += len(piece)
+                    if got > ref.size:
+                        raise ChunkCorrupt(ref.digest)
+                    write(piece)

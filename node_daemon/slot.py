@@ -13,7 +13,8 @@ def report_about(state: str, active: str | None, moving_to: str | None, failed: 
     """The build a report's state is about: a rollout counts a report only for that build. A
     host that failed an older target while it was told a newer one reports the older one, so
     the newer deployment does not see a failure that is not its own."""
-    return {HostState.DOWNLOADING: moving_to, HostState.FAILED: failed, HostState.ACTIVE: active}.get(state)
+    return {HostState.DOWNLOADING: moving_to, HostState.STAGED: moving_to, HostState.FAILED: failed,
+            HostState.ACTIVE: active}.get(state)
 
 
 class Slot:
@@ -40,3 +41,17 @@ class Slot:
     def wants(self, target: str | None) -> bool:
         """Whether `target` is a build to move to now (not the one it runs, nor one that failed)."""
         return bool(target) and target != self.failed_target and target != self.installer.active()
+
+    def wants_staged(self, stage: str | None) -> bool:
+        """Whether `stage` is a build to download and unpack now, beside the one it runs."""
+        return (bool(stage) and stage != self.failed_target and stage != self.installer.active()
+                and not (self.state == HostState.STAGED and self.moving_to == stage))
+
+    def back_on(self, target: str | None, stage: str | None) -> bool:
+        """Told to run the build it runs while it shows a failure, a move that is over or a
+        staged build no longer wanted: it is active again. A failure to stage the build still
+        to be staged stays (it counts against the host's wave when the wave comes)."""
+        if not target or target != self.installer.active():
+            return False
+        return {HostState.DOWNLOADING: True, HostState.FAILED: self.failed_target != stage,
+                HostState.STAGED: self.moving_to != stage}.get(self.state, False)

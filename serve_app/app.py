@@ -19,7 +19,7 @@ from gantry.constants import HEAD, MONITOR, NAMESPACE, SCHEDULER
 from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
                            Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Host, Project, ProjectIn,
                            RollbackIn, WebhookResult)
-from gantry.serve_app import auth
+from gantry import auth
 from gantry.serve_app.errors import ApiError
 from gantry.serve_app.gateway import HostGateway
 from gantry.serve_app.http import CACHED, app, cached

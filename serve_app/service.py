@@ -15,9 +15,11 @@ from gantry import builds as rules
 from gantry import cursor as listing
 from gantry import webhook
 from gantry.actors.build.archive import ArchiveReader, list_page
+from gantry.actors.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
-from gantry.serve_app import auth, views
+from gantry import auth
+from gantry.serve_app import views
 from gantry.serve_app.errors import ApiError, problems
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
@@ -163,6 +165,8 @@ class Service:
             options["coalesce"] = "1" if body.coalesce else "0"
         if body.rateLimit is not None:
             options.update(ratePerS=body.rateLimit.perSecond, rateBurst=body.rateLimit.burst)
+        if body.prestage is not None:
+            options["prestage"] = "1" if body.prestage else "0"
         created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
             who.user, "project.register", projectName, None,
             {"repoURL": body.repoURL, "changed": sorted(body.model_fields_set)}))
@@ -301,9 +305,14 @@ class Service:
         return rec
 
     def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn, action: str) -> dict:
+        regions = [r.name for r in self.stack.regions]
+        unknown = [r for wave in strategy.regionWaves or [] for r in wave if r not in regions]
+        if unknown:
+            raise ApiError(400, "unknown region in regionWaves", f"{', '.join(unknown)}; regions: {', '.join(regions)}")
+        strategy = strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
         previous = self.state.deployments.last_completed_build(project)
         previous = previous if previous != build_id else None
-        dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), [r.name for r in self.stack.regions],
+        dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                   who.user, audit=lambda dep_id: audit.prepare(
                                       who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
@@ -369,7 +378,9 @@ class Service:
             if target is None:
                 raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of this project")
         self._write_allowed(projectName, project)
-        return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0), "rollback")
+        everywhere = [[r.name for r in self.stack.regions]]   # a rollback moves every region at once
+        return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0, regionWaves=everywhere),
+                            "rollback")
 
     # --- audit and archive (admins) -------------------------------------------------------------
 

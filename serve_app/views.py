@@ -9,7 +9,7 @@ from gantry.state import State
 from gantry.statuses import DEPLOYMENT_ACTIVE, DcPhase, HostState, ReplicationStatus
 from gantry.topology import StackConfig
 
-COUNTED = (HostState.DOWNLOADING, HostState.ACTIVE, HostState.FAILED, HostState.LOST)
+COUNTED = (HostState.DOWNLOADING, HostState.STAGED, HostState.ACTIVE, HostState.FAILED, HostState.LOST)
 
 
 def public_replication(row: dict[str, str]) -> dict:
@@ -59,12 +59,14 @@ def build_summary(s: dict) -> dict:
 
 
 def host_counts(hosts: list[dict], build_id: str) -> dict:
-    """Where the hosts are for one build: downloading, active or failed count only for this build
-    (a lost host always counts); anything else (idle, busy with another build) is pending."""
+    """Where the hosts are for one build: downloading, staged, active or failed count only for
+    this build (a lost host always counts); anything else (idle, busy with another build) is
+    pending. A host's state is about the build its report names (ackedTargetBuildID)."""
     c = {"total": len(hosts), "pending": 0, **{s.value: 0 for s in COUNTED}}
     for h in hosts:
         state = h.get("state")
-        mine = h.get("activeBuildID" if state == HostState.ACTIVE else "targetBuildID") == build_id
+        about = h.get("ackedTargetBuildID") or h.get("targetBuildID")
+        mine = (h.get("activeBuildID") if state == HostState.ACTIVE else about) == build_id
         if state == HostState.LOST or (state in COUNTED and mine):
             c[state] += 1
         else:
@@ -78,7 +80,7 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
     return {"projectName": name, "repoURL": p["repoURL"], "createdAt": iso_ms(int(p["createdAt"])),
             "defaultBranch": p.get("defaultBranch") or "main", "coalesce": p.get("coalesce") == "1",
             "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
-            "rateLimit": {"perSecond": rate, "burst": burst}}
+            "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1"}
 
 
 def deployment_summary(dep: dict) -> dict:

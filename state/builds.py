@@ -131,6 +131,11 @@ class Builds:
         return self.r.zrange(keys.builds(project), f"({after}" if after else "-", f"({cutoff_ms:013d}",
                              bylex=True, offset=0, num=limit)
 
+    def newest_succeeded(self, project: str, look_at: int = 5) -> dict | None:
+        """The newest of the project's last `look_at` builds that SUCCEEDED (summary), if any."""
+        found = self.summaries(self.index(project, look_at))
+        return next((b for b in found.values() if b["buildStatus"] == BuildStatus.SUCCEEDED), None)
+
     def summaries(self, members: list[str]) -> dict[str, dict]:
         """listing key -> build summary (createdAt in ms), for the builds still in Redis."""
         fields = ("buildID", "commitSHA", "buildStatus", "createdAt")

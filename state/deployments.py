@@ -99,6 +99,13 @@ class Deployments:
     def dc_outcomes(self, dep_id: str) -> dict[str, str]:
         return self.r.hgetall(keys.dc_outcomes(dep_id))
 
+    def mark_staged(self, dep_id: str, dc: str) -> None:
+        self.r.hsetnx(keys.dc_staged(dep_id), dc, self.clock())
+
+    def staged_dcs(self, dep_id: str) -> dict[str, str]:
+        """dc -> ms when the datacenter finished staging the deployment's build."""
+        return self.r.hgetall(keys.dc_staged(dep_id))
+
     def set_dc_current(self, project: str, dc: str, build_id: str) -> None:
         self.r.hset(keys.dc_current(project), dc, build_id)
 

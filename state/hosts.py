@@ -27,11 +27,12 @@ class Hosts:
         self._report = scripts.register(r, "host_report")
 
     def report(self, host_id: str, region: str, dc: str, fields: dict, projects: dict[str, dict],
-               serving: list[str] | None = None) -> dict[str, str | None]:
+               serving: list[str] | None = None) -> dict[str, tuple[str, str]]:
         """Store a host's heartbeat: its own fields, and `projects` (project -> the fields it
-        reported for it). Returns project -> target for every project the host has a record
-        for; the same script notes each as sentTargetBuildID, so a rollout never reads a report
-        without knowing what the host was told in answer to it."""
+        reported for it). Returns project -> (target, build to stage), "" for none, for every
+        project the host has a record for; the same script notes each target as
+        sentTargetBuildID, so a rollout never reads a report without knowing what the host was
+        told in answer to it."""
         now = str(self.clock())
         fields = {"hostID": host_id, "region": region, "dc": dc, "updatedAt": now,
                   "serves": json.dumps(sorted(serving)) if serving else ALL,
@@ -43,20 +44,32 @@ class Hosts:
             keys=[keys.host(host_id), keys.hosts(dc), keys.host_projects(host_id),
                   *(keys.host_project(host_id, p) for p in names)],
             args=[json.dumps(fields), host_id, json.dumps(names), json.dumps(reported or {})])
-        return {p: t or None for p, t in zip(names, targets) if t or p in reported}
+        pairs = zip(names, targets[0::2], targets[1::2])
+        return {p: (t, st) for p, t, st in pairs if t or st or p in reported}
 
     def get(self, host_id: str) -> dict | None:
         return self.r.hgetall(keys.host(host_id)) or None
 
     def targets(self, host_id: str) -> dict[str, str]:
         """project -> the build the host is told to run for it."""
+        return {p: t for p, (t, _) in self.wanted(host_id).items() if t}
+
+    def wanted(self, host_id: str) -> dict[str, tuple[str, str]]:
+        """project -> (the build the host is told to run, the build to stage), "" for none."""
         names = sorted(self.r.smembers(keys.host_projects(host_id)))
         rows = read_hashes(self.r, [keys.host_project(host_id, p) for p in names])
-        return {p: row["targetBuildID"] for p, row in zip(names, rows) if row.get("targetBuildID")}
+        return {p: (row.get("targetBuildID") or "", row.get("stageBuildID") or "") for p, row in zip(names, rows)}
 
     def set_target(self, host_id: str, project: str, build_id: str) -> None:
         with self.r.pipeline() as p:
             p.hset(keys.host_project(host_id, project), "targetBuildID", build_id)
+            p.sadd(keys.host_projects(host_id), project)
+            p.execute()
+
+    def set_stage(self, host_id: str, project: str, build_id: str) -> None:
+        """Tell the host to download and unpack `build_id` beside what it runs, without switching."""
+        with self.r.pipeline() as p:
+            p.hset(keys.host_project(host_id, project), "stageBuildID", build_id)
             p.sadd(keys.host_projects(host_id), project)
             p.execute()
 

@@ -3,8 +3,9 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 
 | key                          | type   | holds                                                           |
 | ---------------------------- | ------ | --------------------------------------------------------------- |
-| project:{name}               | hash   | name, repoURL, createdAt, webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst |
+| project:{name}               | hash   | name, repoURL, createdAt, webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst, prestage |
 | projects                     | set    | project names                                                   |
+| prestaged                    | set    | projects whose builds are staged on their hosts once they SUCCEED |
 | build:{id}                   | hash   | the build record (buildStatus, leaseOwner, artifact*, ...)      |
 | builds:{project}             | zset   | score 0, member "<createdAt ms>:<buildID>" (lexical = time)     |
 | queue                        | zset   | buildID -> queue score (priority, then arrival)                 |
@@ -25,11 +26,12 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | desired:{project}            | hash   | buildID, deploymentID, version (+1 on every change)             |
 | deployed                     | set    | projects that have a desired state                              |
 | dcdone:{id}                  | hash   | dc -> its outcome (DONE, ROLLED_BACK, UNTOUCHED)                |
+| dcstaged:{id}                | hash   | dc -> ms when every live host there had staged the build (or failed to) |
 | current:{project}            | hash   | dc -> the buildID the datacenter runs                           |
 | rollout:{id}:{dc}            | string | the datacenter's rollout (DcRollout) as JSON                    |
 | host:{hostID}                | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload |
 | hosts:{dc}                   | set    | host IDs                                                        |
-| hostp:{hostID}:{project}     | hash   | the host for one project: targetBuildID, activeBuildID, state, error, ackedTargetBuildID (the build its last report was about), sentTargetBuildID (the target the answer gave), updatedAt |
+| hostp:{hostID}:{project}     | hash   | the host for one project: targetBuildID (to run), stageBuildID (to unpack beside it), activeBuildID, state, error, ackedTargetBuildID (the build its last report was about), sentTargetBuildID (the target the answer gave), updatedAt |
 | hostprojects:{hostID}        | set    | the projects the host has a hostp record for                    |
 | audit                        | zset   | score 0, member "<at ms>:<auditID>", every entry                |
 | audit:project:{name}         | zset   | the same, one project's entries                             |
@@ -51,6 +53,7 @@ def _k(*parts: str) -> str:
 # projects
 def project(name: str) -> str: return _k("project", name)
 def projects() -> str: return _k("projects")
+def prestaged() -> str: return _k("prestaged")
 
 
 # builds and their queue
@@ -83,6 +86,7 @@ def deploys(project_name: str) -> str: return _k("deploys", project_name)
 def desired(project_name: str) -> str: return _k("desired", project_name)
 def deployed() -> str: return _k("deployed")
 def dc_outcomes(dep_id: str) -> str: return _k("dcdone", dep_id)
+def dc_staged(dep_id: str) -> str: return _k("dcstaged", dep_id)
 def dc_current(project_name: str) -> str: return _k("current", project_name)
 def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
 def desired_channel() -> str: return _k("desired")

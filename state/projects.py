@@ -15,17 +15,23 @@ class Projects:
 
     def put(self, name: str, repo_url: str, options: dict | None = None, audit: str = "") -> bool:
         """Register or update a project; True if it is new. `options` holds the optional
-        fields (webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst) to set."""
+        fields (webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst, prestage) to set."""
         key = keys.project(name)
         with self.r.pipeline() as p:
             p.hsetnx(key, "createdAt", self.clock())
             p.hset(key, mapping={"name": name, "repoURL": repo_url,
                                  **{k: str(v) for k, v in (options or {}).items()}})
             p.sadd(keys.projects(), name)
+            if "prestage" in (options or {}):
+                (p.sadd if options["prestage"] == "1" else p.srem)(keys.prestaged(), name)
             if audit:
                 self.audit_log.record(audit, client=p)
             created = p.execute()[0]
         return bool(created)
+
+    def prestaged(self) -> list[str]:
+        """Projects whose builds are staged on their hosts as soon as they succeed."""
+        return sorted(self.r.smembers(keys.prestaged()))
 
     def names(self) -> list[str]:
         return sorted(self.r.smembers(keys.projects()))

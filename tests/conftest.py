@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # helpers shared by every kind of test
 
 from gantry.cluster.stack import Stack, free_port  # noqa: E402
-from gantry.serve_app.auth import issue  # noqa: E402
+from gantry.auth import issue  # noqa: E402
 from helpers import make_repo  # noqa: E402
 
 TEST_ENV = {
@@ -31,6 +31,7 @@ TEST_ENV = {
     "GANTRY_REPLICATION_WINDOW": "2",
     "GANTRY_REPLICATION_BACKOFF_MAX_S": "5",
     "GANTRY_HOST_LOST_S": "10",
+    "GANTRY_HOST_IDLE_REPORT_S": "3",      # idle hosts report every 3 s, so a silent one is lost after 10 s
     "GANTRY_MAX_ARTIFACT_BYTES": str(256 << 20),   # the security tests reach these caps
     "GANTRY_MAX_ARTIFACT_FILES": "5000",
     "GANTRY_RATE_USER_PER_S": "100",       # the suite's admin polls a lot; the limit tests set their own
@@ -65,6 +66,14 @@ def admin_token(stack):
 def client(stack, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=stack.config().api_url, headers=headers, timeout=30)
+
+
+def host_endpoint(stack, token: str, dc: str) -> httpx.Client:
+    """A client of the datacenter's coordinator endpoint, found the way a node daemon finds it."""
+    with client(stack, token) as c:
+        r = c.get(f"/dc/{dc}/endpoint")
+        r.raise_for_status()
+    return httpx.Client(base_url=r.json()["url"], headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 @pytest.fixture(scope="session")

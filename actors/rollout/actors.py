@@ -9,6 +9,8 @@ import ray
 from gantry.actors.loop import start_loop
 from gantry.actors.replication.repair import repair_chunk
 from gantry.actors.rollout.coordinator import Coordinator
+from gantry.actors.rollout.endpoint import HostEndpoint
+from gantry.actors.rollout.hostmemory import HostMemory
 from gantry.state import State
 from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
@@ -22,22 +24,27 @@ URL_TTL_S = 900   # a host's presigned URLs into its region's store last this lo
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
 class RolloutCoordinatorActor:
-    """One datacenter's coordinator, pinned to its region. Hosts reach it through the API
-    gateway; it wakes on desired-state changes (Redis pub/sub) and re-reads every 0.5 s anyway."""
+    """One datacenter's coordinator, pinned to its region. Hosts reach it at its own endpoint on
+    its node (`endpoint.HostEndpoint`); it wakes on desired-state changes (Redis pub/sub) and
+    re-reads every 0.5 s anyway."""
 
     def __init__(self, stack_file: str, dc: str, region: str):
         stack = StackConfig.load(stack_file)
+        settings = Settings()
         target = next(r for r in stack.regions if r.name == region)
         state = State(stack.redis_url)
         primary = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
         regional = s3_for(target, stack.s3_access_key, stack.s3_secret_key)
         self.coordinator = Coordinator(dc, region, stack.dcs_by_region(), state,
-                                       lost_after_s=float(Settings().host_lost_s),
+                                       lost_after_s=float(settings.host_lost_s),
                                        presign=lambda key: regional.presign(key, URL_TTL_S),
                                        manifest_chunks=lambda d: {c.digest for c in Manifest.from_bytes(
                                            regional.get(manifest_key(d)), d).chunks},
                                        peer_key=dc_key(stack.jwt_secret(), dc),
-                                       repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"))
+                                       repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"),
+                                       memory=HostMemory(idle_s=float(settings.host_idle_report_s),
+                                                         busy_s=float(settings.host_busy_report_s)))
+        self.endpoint = HostEndpoint(self.coordinator, stack.jwt_secret(), dc, host=ray.util.get_node_ip_address())
         self.wakeup = threading.Event()
 
         def listen():
@@ -52,15 +59,11 @@ class RolloutCoordinatorActor:
         threading.Thread(target=listen, daemon=True).start()
         start_loop(self.coordinator.tick, lambda: 0.5, self.wakeup)
 
-    def heartbeat(self, report: dict) -> dict:
-        return self.coordinator.heartbeat(report["hostID"], report["address"], report.get("projects") or {},
-                                          report.get("artifacts") or [], report.get("serves"), report.get("download"))
+    def endpoint_url(self) -> str:
+        """Where this datacenter's hosts report: the endpoint on this actor's node."""
+        return self.endpoint.url
 
-    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
-        return self.coordinator.peers(host_id, artifact, wanted)
-
-    def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
-        return self.coordinator.origin_urls(host_id, artifact, digests)
-
-    def repair(self, host_id: str, digest: str) -> bool:
-        return self.coordinator.repair(host_id, digest)
+    def where(self) -> dict:
+        """Where hosts are served: this actor's node, its endpoint, and how many requests it answered."""
+        return {"node": ray.get_runtime_context().get_node_id(), "url": self.endpoint.url,
+                "served": self.endpoint.served}

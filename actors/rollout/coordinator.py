@@ -1,9 +1,14 @@
 """One datacenter's rollout coordinator: host registry, tracker, and the datacenter's share of
 each project's deployment. Plain logic over Redis; `actors.RolloutCoordinatorActor` runs it.
 
-Regions go one after another in the deployment's order: a datacenter starts only when every
-datacenter of the earlier regions is DONE. A datacenter that rolls back marks the deployment
-ROLLED_BACK, and every datacenter that had moved hosts rolls back too.
+Stage, then activate: with `strategy.stage` "all" (the default) every datacenter first has each
+host that serves the project download and unpack the build beside what it runs (host state
+`staged`), as soon as its region holds the replica. Activation waits until every datacenter
+that can stage has (each host staged, failed or lost); then region waves activate one after
+another (`strategy.regionWaves`): a datacenter starts when every datacenter of the earlier
+waves is DONE. With "wave", each wave downloads and activates. A project with `prestage` has
+its newest successful build staged before anyone deploys it. A datacenter that rolls back marks
+the deployment ROLLED_BACK, and every datacenter that had moved hosts rolls back too.
 """
 from __future__ import annotations
 
@@ -16,21 +21,25 @@ from typing import Callable
 
 from gantry.actors import metrics
 from gantry.actors.rollout.dc_rollout import DcRollout, HostView
+from gantry.actors.rollout.hostmemory import HostMemory
 from gantry.actors.rollout.tracker import Tracker
-from gantry.actors.rollout.waves import Strategy
+from gantry.actors.rollout.waves import Strategy, earlier_regions
+from gantry.artifacts import bitfield
 from gantry.artifacts.blobstore import chunk_key, manifest_key
 from gantry.state import State
 from gantry.statuses import (DEPLOYMENT_ACTIVE, BuildStatus, DcPhase, DeploymentStatus, HostState,
                              ReplicationStatus)
 
 log = logging.getLogger("gantry.coordinator")
+MANIFEST_URL_REUSE_S = 300   # a manifest's signed URL is handed out this long (it lasts longer)
 
 
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], state: State,
                  lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
                  presign: Callable[[str], str] | None = None, manifest_chunks: Callable[[str], set[str]] | None = None,
-                 peer_key: str = "", repair: Callable[[str], bool] | None = None):
+                 peer_key: str = "", repair: Callable[[str], bool] | None = None,
+                 memory: HostMemory | None = None):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
         self.peer_key = peer_key   # given to this datacenter's hosts: their peer credential
         self.repair_chunk = repair or (lambda digest: False)   # re-copies a chunk from the primary
@@ -41,44 +50,85 @@ class Coordinator:
         self._chunks: dict[str, set[str]] = {}
         self.state, self.lost_after_s, self.clock = state, lost_after_s, clock
         self.tracker = Tracker()
+        self.memory = memory or HostMemory()   # soft state: liveness, what Redis holds, targets' versions
+        self.started = clock()
         self._build_info: dict[str, dict] = {}
         self._held: set[tuple[str, str]] = set()   # (build, region) whose replica has landed
+        self._manifest_urls: dict[str, tuple[str, float]] = {}   # manifest digest -> (signed URL, reuse until)
         self.lock = threading.Lock()
 
-    # --- what hosts call (through the API gateway) -------------------------------------------
+    # --- what hosts call (at the coordinator's own endpoint in its region) ---------------------
 
     def heartbeat(self, host_id: str, address: str, projects: dict[str, dict], artifacts: list[dict] = (),
-                  serving: list[str] | None = None, download: dict | None = None) -> dict:
+                  serving: list[str] | None = None, download: dict | None = None, rack: str = "") -> dict:
         """A host's report: `projects` maps each project it knows to {state, activeBuildID, error,
-        about} (about: the build that state concerns, see node_daemon.daemon.report_about; a
-        rollout counts a report only for that build), `artifacts` the chunks it holds of each
-        artifact it has ({artifact, chunks, complete}), `serving` the projects it serves (None:
-        every one). The answer gives, per project, the target and what installing it needs."""
-        fields = {"address": address}
-        if download:
-            fields["lastDownload"] = json.dumps(download)
+        about} (about: the build that state concerns, see node_daemon.slot.report_about; a
+        rollout counts a report only for that build), `artifacts` what it holds of each artifact
+        it has ({artifact, chunks: n, bits | add, complete}: a whole bitfield or the bits added
+        since the last one the coordinator took), `serving` the projects it serves (None: every
+        one). The answer gives, per project, the target and the build to stage with what
+        installing them needs, the artifacts to announce in full again (`resend`), when to
+        report next (`reportInS`) and the version of its targets (`version`, see `watch`)."""
+        now = self.clock()
+        fields = {"address": address, "rack": rack, **({"lastDownload": json.dumps(download)} if download else {})}
         reported = {p: {"state": r.get("state"), "activeBuildID": r.get("activeBuildID"), "error": r.get("error") or "",
                         "ackedTargetBuildID": r.get("about")} for p, r in projects.items()}
-        targets = self.state.hosts.report(host_id, self.region, self.dc, fields, reported, serving)
+        report = (json.dumps(fields, sort_keys=True), json.dumps(reported, sort_keys=True),
+                  json.dumps(serving))
+        held = [(a["artifact"], a.get("bits") is not None, bitfield.decode(a.get("bits") or a.get("add") or "",
+                 int(a.get("chunks") or 0)), bool(a.get("complete"))) for a in artifacts]   # bad bits: nothing written
         with self.lock:
-            for a in artifacts:
-                self.tracker.announce(a["artifact"], host_id, address, set(a.get("chunks") or ()),
-                                      bool(a.get("complete")), self.clock())
+            write = self.memory.needs_write(host_id, report, now)
+            version = self.memory.version(host_id)
+            targets = self.memory.targets(host_id)
+        if write:   # a transition (or a refresh): the only reports Redis sees
+            targets = self.state.hosts.report(host_id, self.region, self.dc, fields, reported, serving)
+            with self.lock:
+                self.memory.wrote(host_id, report, targets, version, now)
+        metrics.host_reports().inc(tags={"dc": self.dc, "written": str(write).lower()})
+        resend = []
+        with self.lock:
+            for artifact, whole, bits, complete in held:
+                if whole:
+                    self.tracker.announce(artifact, host_id, address, bits, complete, now, rack)
+                elif not self.tracker.add(artifact, host_id, bits, complete, now):
+                    resend.append(artifact)   # bits added to a bitfield it never took: send the whole one
+            interval = self.memory.interval(reported, targets)
         answer = {}
-        for project, target in targets.items():
-            info = {"targetBuildID": target}
+        for project, (target, stage) in targets.items():
+            info = {"targetBuildID": target or None}
             if target:
-                info.update(self._deploy_info(target))
-                if info.get("manifestDigest"):
-                    info["manifestURL"] = self.presign(manifest_key(info["manifestDigest"]))
+                info.update(self._install_info(target))
+            if stage and stage != target:
+                info["stage"] = {"buildID": stage, **self._install_info(stage)}
             answer[project] = info
-        return {"projects": answer, "peerKey": self.peer_key}
+        return {"projects": answer, "peerKey": self.peer_key, "resend": resend, "reportInS": interval,
+                "version": version}
+
+    def watch_version(self, host_id: str) -> int:
+        """The version of the host's targets; it changes whenever one is set."""
+        with self.lock:
+            return self.memory.version(host_id)
+
+    def _install_info(self, build_id: str) -> dict:
+        info = dict(self._deploy_info(build_id))
+        digest = info.get("manifestDigest")
+        if digest:   # one signed URL a few minutes, not one per report
+            url, until = self._manifest_urls.get(digest, ("", 0.0))
+            if until < self.clock():
+                url, until = self.presign(manifest_key(digest)), self.clock() + MANIFEST_URL_REUSE_S
+                self._manifest_urls[digest] = (url, until)
+            info["manifestURL"] = url
+        return info
 
     def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
-        """URLs in the region's store for chunks of one of the host's target builds; None if the
-        artifact is no target's or a digest is not one of its chunks."""
-        targets = self.state.hosts.targets(host_id).values()
-        if artifact not in {self._deploy_info(t).get("manifestDigest") for t in targets}:
+        """URLs in the region's store for chunks of a build the host is told to run or stage;
+        None if the artifact is no such build's or a digest is not one of its chunks."""
+        with self.lock:
+            wanted = self.memory.targets(host_id)
+        wanted = wanted or self.state.hosts.wanted(host_id)
+        builds = {b for pair in wanted.values() for b in pair if b}
+        if artifact not in {self._deploy_info(b).get("manifestDigest") for b in builds}:
             return None
         with self.lock:
             chunks = self._chunks.get(artifact)
@@ -101,10 +151,20 @@ class Coordinator:
                 self._build_info[build_id] = info
         return info
 
-    def peers(self, host_id: str, artifact: str, wanted: list[str]) -> dict[str, list[str]]:
-        """chunk digest -> addresses of peers holding it, for the chunks the host still wants."""
+    def peers(self, host_id: str, address: str, artifact: str, chunks: int, wanted: str, have: str,
+              rack: str = "") -> dict:
+        """For the chunks a host still wants (a bitfield), the peers that hold some of them
+        ({address, bits}) and the ones it should fetch from the origin itself (`origin`). `have`
+        is its whole bitfield: asked every half second while it downloads, this keeps the
+        tracker's view of it fresh between reports."""
+        want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
+        now = self.clock()
         with self.lock:
-            return self.tracker.peer_map(artifact, host_id, set(wanted))
+            self.tracker.announce(artifact, host_id, address, held, held == bitfield.full(chunks), now, rack)
+            peers = self.tracker.peer_bits(artifact, host_id, want)
+            origin = self.tracker.assign_origin(artifact, host_id, want, now)
+        return {"peers": [{"address": a, "bits": bitfield.encode(b)} for a, b in peers if b],
+                "origin": bitfield.encode(origin)}
 
     def repair(self, host_id: str, digest: str) -> bool:
         """A host got a bad copy of `digest` from the region's store: heal the store's copy."""
@@ -116,24 +176,38 @@ class Coordinator:
     def tick(self) -> None:
         now = self.clock()
         hosts = self.state.hosts.in_dc(self.dc)
+        lost_after = self.memory.lost_after(self.lost_after_s)
         for h in hosts:
-            if h.get("state") != HostState.LOST and now * 1000 - int(h.get("updatedAt") or 0) > self.lost_after_s * 1000:
+            with self.lock:   # memory knows; a host not heard from since a restart gets a full period
+                seen = self.memory.last_seen(h["hostID"]) or max(int(h.get("updatedAt") or 0) / 1000, self.started)
+            if h.get("state") != HostState.LOST and now - seen > lost_after:
                 self.state.hosts.mark_lost(h["hostID"])
                 h["state"], h["lost"] = HostState.LOST, "1"
                 with self.lock:
+                    self.memory.mark_lost(h["hostID"])
                     self.tracker.forget(h["hostID"])
         with self.lock:   # entries of artifacts a host no longer announces, and of silent hosts
-            self.tracker.expire(now, self.lost_after_s)
+            self.tracker.expire(now, lost_after)
         states: Counter = Counter()   # (host, project) pairs by state
-        for dep in self.state.deployments.desired_deployments():
+        desired = {d["projectName"]: d for d in self.state.deployments.desired_deployments()}
+        for dep in desired.values():
             views = self.state.hosts.for_project(self.dc, dep["projectName"], hosts)
             states.update(h["state"] for h in views)
-            self._drive(dep, {h["hostID"]: HostView(
-                h["hostID"], h.get("activeBuildID") or None, h["state"], h.get("targetBuildID") or None,
-                h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}, now)
+            self._drive(dep, views, now)
+        for project in self.state.projects.prestaged():
+            self._prestage(project, desired.get(project), hosts)
         gauge = metrics.rollout_hosts()
         for state in HostState:
             gauge.set(states[state], tags={"dc": self.dc, "state": state.value})
+
+    def _set(self, host: str, project: str, target: str | None = None, stage: str | None = None) -> None:
+        """Write a host's target or build to stage, and wake the host if it waits for news."""
+        if target is not None:
+            self.state.hosts.set_target(host, project, target)
+        if stage is not None:
+            self.state.hosts.set_stage(host, project, stage)
+        with self.lock:
+            self.memory.set(host, project, target, stage)
 
     def _holds(self, build_id: str, region: str) -> bool:
         """Whether the region's blob store holds the build: a build is deployable in a region
@@ -146,16 +220,57 @@ class Coordinator:
             return True
         return False
 
-    def _my_turn(self, dep: dict) -> bool:
-        """Regions go in the deployment's order; an earlier region still waiting for its replica
-        does not hold up the ones after it."""
-        order = json.loads(dep["regions"])
-        if self.region not in order:
+    def _my_turn(self, dep: dict, strategy: dict) -> bool:
+        """Region waves go in order; an earlier region still waiting for its replica does not
+        hold up the ones after it. Staging everywhere comes first."""
+        waves = strategy.get("regionWaves") or [[r] for r in json.loads(dep["regions"])]   # older deployments
+        earlier = earlier_regions(waves, self.region)
+        if earlier is None:
             return False
-        earlier = order[: order.index(self.region)]
+        if strategy.get("stage") == "all":
+            staged = self.state.deployments.staged_dcs(dep["deploymentID"])
+            if not all(dc in staged for r, dcs in self.dcs_by_region.items() if self._holds(dep["buildID"], r)
+                       for dc in dcs):
+                return False
         outcomes = self.state.deployments.dc_outcomes(dep["deploymentID"])
         return all(outcomes.get(dc) == DcPhase.DONE for r in earlier if self._holds(dep["buildID"], r)
                    for dc in self.dcs_by_region.get(r, []))
+
+    def _stage(self, project: str, build: str, views: list[dict]) -> bool:
+        """Tell every live host of the project here to stage `build` (once the region holds its
+        replica); True when each has staged it, failed to, runs it already, or is lost."""
+        if not self._holds(build, self.region):
+            return False
+        done = True
+        for h in views:
+            if h["state"] == HostState.LOST:
+                continue
+            if h.get("activeBuildID") == build:
+                self._unstage(project, build, [h])   # it runs the build: an older staged one is not coming
+                continue
+            if build not in (h.get("stageBuildID"), h.get("targetBuildID")):
+                self._set(h["hostID"], project, stage=build)
+            if not (h.get("ackedTargetBuildID") == build and h["state"] in (HostState.STAGED, HostState.FAILED)):
+                done = False
+        return done
+
+    def _unstage(self, project: str, keep: str, views: list[dict]) -> None:
+        """Take back every build to stage but `keep` (a host shows `staged` only for a build still coming)."""
+        for h in views:
+            if h.get("stageBuildID") not in (None, "", keep) and h["state"] != HostState.LOST:
+                self._set(h["hostID"], project, stage="")
+
+    def _prestage(self, project: str, dep: dict | None, hosts: list[dict]) -> None:
+        """Stage the project's newest successful build if it is newer than its desired one (and
+        no deployment is under way: that one decides what is staged)."""
+        if dep and dep["status"] in DEPLOYMENT_ACTIVE:
+            return
+        newest = self.state.builds.newest_succeeded(project)
+        if newest is None or (dep and dep["buildID"] == newest["buildID"]):
+            return
+        if dep and int((self.state.builds.get(dep["buildID"]) or {}).get("createdAt") or 0) > newest["createdAt"]:
+            return
+        self._stage(project, newest["buildID"], self.state.hosts.for_project(self.dc, project, hosts))
 
     def _replica_missing(self, dep: dict) -> bool:
         """True while this region waits for the build's replica. A build that ended without one
@@ -169,23 +284,34 @@ class Coordinator:
                                   f"build {dep['buildID']} is {status}: {rec.get('error') or 'no replica in ' + self.region}")
         return True
 
-    def _drive(self, dep: dict, hosts: dict[str, HostView], now: float) -> None:
-        """Step this datacenter's rollout of the project's desired deployment; where none is
+    def _drive(self, dep: dict, views: list[dict], now: float) -> None:
+        """Stage the project's desired deployment here and step its rollout; where none is
         moving here, converge every host that serves the project to its current build here (a
         host that joined or came back late, whatever the deployment's status)."""
-        if not self._roll(dep, hosts, now):
+        strategy, project = json.loads(dep["strategy"]), dep["projectName"]
+        if dep["status"] in DEPLOYMENT_ACTIVE and strategy.get("stage") == "all":
+            if self._stage(project, dep["buildID"], views):
+                self.state.deployments.mark_staged(dep["deploymentID"], self.dc)
+        elif dep["status"] in DEPLOYMENT_ACTIVE:   # "wave": each wave downloads; nothing older stays staged
+            self._unstage(project, dep["buildID"], views)
+        elif dep["status"] in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.ABORTED):
+            self._unstage(project, "", [h for h in views if h.get("stageBuildID") == dep["buildID"]])
+        hosts = {h["hostID"]: HostView(
+            h["hostID"], h.get("activeBuildID") or None, h["state"], h.get("targetBuildID") or None,
+            h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}
+        if not self._roll(dep, strategy, hosts, now):
             current = self.state.deployments.dc_current(dep["projectName"]).get(self.dc)
             for host, v in hosts.items():
                 if current and v.state != HostState.LOST and v.target_build != current:
-                    self.state.hosts.set_target(host, dep["projectName"], current)
+                    self._set(host, dep["projectName"], target=current)
 
-    def _roll(self, dep: dict, hosts: dict[str, HostView], now: float) -> bool:
+    def _roll(self, dep: dict, strategy: dict, hosts: dict[str, HostView], now: float) -> bool:
         """True while a rollout of `dep` moves (or holds, paused) hosts here."""
         dep_id, status, project = dep["deploymentID"], dep["status"], dep["projectName"]
         if status == DeploymentStatus.ROLLED_BACK:  # take back what this datacenter moved, once
             if self.state.deployments.dc_outcomes(dep_id).get(self.dc) not in (None, DcPhase.DONE):
                 return False
-        elif status not in DEPLOYMENT_ACTIVE or not self._my_turn(dep):
+        elif status not in DEPLOYMENT_ACTIVE or not self._my_turn(dep, strategy):
             return False
         saved = self.state.deployments.load_rollout(dep_id, self.dc)
         rollout = DcRollout.from_dict(saved) if saved else None
@@ -198,15 +324,14 @@ class Coordinator:
             rollout.roll_back(dep.get("reason") or "rolled back")
         live = [h for h, v in hosts.items() if v.state != HostState.LOST]
         if rollout is None:
-            s = json.loads(dep["strategy"])
             rollout = DcRollout.start(dep["buildID"], dep.get("previousBuildID") or None, live, Strategy(
-                steps=tuple(s["steps"]), min_healthy=s["minHealthy"], bake_s=s["bakeS"]))
+                steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"], bake_s=strategy["bakeS"]))
         if status == DeploymentStatus.PAUSED:
             rollout.pause()
         else:
             rollout.resume()
         for host, build in rollout.step(hosts, now).items():
-            self.state.hosts.set_target(host, project, build)
+            self._set(host, project, target=build)
         self.state.deployments.save_rollout(dep_id, self.dc, rollout.to_dict())
         outcomes = self.state.deployments.dc_outcomes(dep_id)
         if rollout.phase == DcPhase.DONE and outcomes.get(self.dc) != DcPhase.DONE:

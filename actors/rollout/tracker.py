@@ -1,9 +1,14 @@
-"""The tracker of one datacenter's peer-to-peer network (Kraken's policy as the reference).
+"""The tracker of one datacenter's peer-to-peer network: Kraken's peer policy, with Owl's
+central choice of who fetches what from the origin.
 
-Hosts announce which chunks of an artifact they hold; asked for peers for some chunks, the
-tracker answers with a bounded set: finished peers (seeds) first, then a random sample of partial
-peers that hold at least one of the chunks. The regional blob store is always the origin of last
-resort, and is not listed here.
+Hosts announce which chunks of an artifact they hold as a bitfield over the manifest's chunk
+indexes (`artifacts.bitfield`): in full once, then only what they added. Asked for peers for
+some chunks, the tracker answers with a bounded set: finished peers (seeds) first, then a
+random sample of partial peers that hold at least one of them; peers in the asker's rack come
+first within each kind. The regional blob store (the origin) is not a peer: the tracker hands
+each chunk nobody holds yet to one asker at a time to fetch from the origin, at most
+`origin_slots` chunks of an artifact at once, so the origin sends each chunk about once and its
+bandwidth goes to chunks in turn (each lands early and spreads while the next one comes).
 """
 from __future__ import annotations
 
@@ -15,61 +20,130 @@ from dataclasses import dataclass, field
 class PeerState:
     host: str
     address: str                      # host:port of its peer server
-    chunks: set[str] = field(default_factory=set)
+    bits: int = 0                     # chunk indexes held
     complete: bool = False
     last_seen: float = 0.0
+    rack: str = ""
+
+
+@dataclass
+class Swarm:
+    peers: dict[str, PeerState] = field(default_factory=dict)   # host -> its state
+    held: int = 0                                               # union of every peer's bits (may be stale high after a peer leaves)
+    assigned: dict[int, tuple[str, float]] = field(default_factory=dict)   # chunk index -> (host, until)
 
 
 class Tracker:
-    def __init__(self, max_peers: int = 8, seed_share: float = 0.5, rng: random.Random | None = None):
+    def __init__(self, max_peers: int = 8, seed_share: float = 0.5, rng: random.Random | None = None,
+                 origin_slots: int = 4, assign_s: float = 20.0):
         self.max_peers, self.seed_share = max_peers, seed_share
+        self.origin_slots, self.assign_s = origin_slots, assign_s
         self.rng = rng or random.Random()
-        self.swarms: dict[str, dict[str, PeerState]] = {}   # artifact digest -> host -> state
+        self.swarms: dict[str, Swarm] = {}   # artifact digest -> its swarm
 
-    def announce(self, artifact: str, host: str, address: str, chunks: set[str], complete: bool,
-                 now: float) -> None:
-        swarm = self.swarms.setdefault(artifact, {})
-        peer = swarm.setdefault(host, PeerState(host, address))
-        peer.address, peer.complete, peer.last_seen = address, complete, now
-        peer.chunks = set(chunks)
+    # --- announces ----------------------------------------------------------------------------
+
+    def announce(self, artifact: str, host: str, address: str, bits: int, complete: bool, now: float,
+                 rack: str = "") -> None:
+        """A host's whole bitfield for an artifact (replaces what it said before)."""
+        swarm = self.swarms.setdefault(artifact, Swarm())
+        peer = swarm.peers.setdefault(host, PeerState(host, address))
+        peer.address, peer.complete, peer.last_seen, peer.rack = address, complete, now, rack
+        peer.bits = bits
+        self._landed(swarm, bits)
+
+    def add(self, artifact: str, host: str, bits: int, complete: bool, now: float) -> bool:
+        """Chunks a host added since its last announce; False if the tracker has no whole
+        bitfield from it to add to (after a restart, or once expired): it must send one."""
+        peer = self.swarms.get(artifact, Swarm()).peers.get(host)
+        if peer is None:
+            return False
+        peer.bits |= bits
+        peer.complete, peer.last_seen = complete, now
+        self._landed(self.swarms[artifact], bits)
+        return True
+
+    @staticmethod
+    def _landed(swarm: Swarm, bits: int) -> None:
+        swarm.held |= bits
+        for i in [i for i in swarm.assigned if bits >> i & 1]:
+            del swarm.assigned[i]   # it reached the swarm: no longer the origin's to send
 
     def forget(self, host: str) -> None:
         for swarm in self.swarms.values():
-            swarm.pop(host, None)
+            if swarm.peers.pop(host, None):
+                self._recount(swarm)
         self._drop_empty()
+
+    @staticmethod
+    def _recount(swarm: Swarm) -> None:
+        swarm.held = 0
+        for p in swarm.peers.values():
+            swarm.held |= p.bits
 
     def expire(self, now: float, ttl: float) -> int:
         """Drop every (artifact, host) entry not announced for `ttl` seconds: a host that moved
         on to another artifact, or went silent. Returns how many entries were dropped."""
         dropped = 0
         for swarm in self.swarms.values():
-            for host in [h for h, p in swarm.items() if now - p.last_seen > ttl]:
-                del swarm[host]
-                dropped += 1
+            gone = [h for h, p in swarm.peers.items() if now - p.last_seen > ttl]
+            for host in gone:
+                del swarm.peers[host]
+            if gone:
+                self._recount(swarm)
+            dropped += len(gone)
         self._drop_empty()
         return dropped
 
     def _drop_empty(self) -> None:
-        self.swarms = {a: s for a, s in self.swarms.items() if s}
+        self.swarms = {a: s for a, s in self.swarms.items() if s.peers}
 
-    def peers(self, artifact: str, host: str, wanted: set[str]) -> list[PeerState]:
+    # --- queries ------------------------------------------------------------------------------
+
+    def peers(self, artifact: str, host: str, wanted: int) -> list[PeerState]:
         """At most `max_peers` peers holding any of `wanted`, never `host` itself: seeds first
-        (up to seed_share of the answer, more if partial peers are few), then partial peers."""
-        swarm = self.swarms.get(artifact, {})
-        seeds = [p for p in swarm.values() if p.host != host and p.complete]
-        partial = [p for p in swarm.values() if p.host != host and not p.complete and p.chunks & wanted]
-        self.rng.shuffle(seeds)
-        self.rng.shuffle(partial)
+        (up to seed_share of the answer, more if partial peers are few), then partial peers;
+        within each, those in the asker's rack first."""
+        swarm = self.swarms.get(artifact) or Swarm()
+        me = swarm.peers.get(host)
+        rack = me.rack if me else ""
+        seeds = [p for p in swarm.peers.values() if p.host != host and p.complete]
+        partial = [p for p in swarm.peers.values() if p.host != host and not p.complete and p.bits & wanted]
+        for group in (seeds, partial):
+            self.rng.shuffle(group)
+            if rack:
+                group.sort(key=lambda p: p.rack != rack)   # stable: random within each rack group
         n_seeds = min(len(seeds), max(1, int(self.max_peers * self.seed_share)))
         chosen = seeds[:n_seeds] + partial[: self.max_peers - n_seeds]
         if len(chosen) < self.max_peers:  # fill from whichever kind has more to give
             chosen += seeds[n_seeds: n_seeds + self.max_peers - len(chosen)]
         return chosen[: self.max_peers]
 
-    def peer_map(self, artifact: str, host: str, wanted: set[str]) -> dict[str, list[str]]:
-        """For each wanted chunk, the addresses (among the chosen peers) that hold it."""
-        out: dict[str, list[str]] = {}
-        for p in self.peers(artifact, host, wanted):
-            for digest in (wanted if p.complete else p.chunks & wanted):
-                out.setdefault(digest, []).append(p.address)
-        return out
+    def peer_bits(self, artifact: str, host: str, wanted: int) -> list[tuple[str, int]]:
+        """(address, which of `wanted` it holds) for each chosen peer."""
+        return [(p.address, wanted if p.complete else p.bits & wanted) for p in self.peers(artifact, host, wanted)]
+
+    def assign_origin(self, artifact: str, host: str, wanted: int, now: float, limit: int = 2) -> int:
+        """Chunks of `wanted` that `host` should fetch from the origin: ones no peer holds and
+        nobody else is fetching, while fewer than `origin_slots` are on their way. An
+        assignment that did not land within `assign_s` goes to the next asker."""
+        swarm = self.swarms.get(artifact)
+        if swarm is None:
+            swarm = self.swarms.setdefault(artifact, Swarm())
+        for i, (owner, until) in list(swarm.assigned.items()):
+            if until < now or owner not in swarm.peers:
+                del swarm.assigned[i]
+        mine = sum(1 << i for i, (owner, _) in swarm.assigned.items() if owner == host) & wanted
+        free = wanted & ~swarm.held & ~sum(1 << i for i in swarm.assigned)
+        room = min(limit - bin(mine).count("1"), self.origin_slots - len(swarm.assigned))
+        while free and room > 0:
+            low = free & -free
+            if self.rng.random() < 0.5 and free != low:   # not always the lowest: hosts spread over the artifact
+                candidates = [i for i in range(free.bit_length()) if free >> i & 1]
+                low = 1 << self.rng.choice(candidates)
+            i = low.bit_length() - 1
+            swarm.assigned[i] = (host, now + self.assign_s)
+            mine |= low
+            free &= ~low
+            room -= 1
+        return mine

@@ -1,8 +1,8 @@
 """Rollout waves and the health gate, as plain arithmetic.
 
-Default strategy: one canary host, then 10%, 50% and 100% of a datacenter. Regions go one after
-another, the first region alone first. A wave passes its gate when the fraction of its hosts
-that became healthy is at least `min_healthy` (default 0.9).
+Default strategy: one canary host, then 10%, 50% and 100% of a datacenter. Regions activate in
+region waves: by default the first region alone, then every other region together. A wave passes
+its gate when the fraction of its hosts that became healthy is at least `min_healthy` (default 0.9).
 """
 from __future__ import annotations
 
@@ -37,6 +37,25 @@ def plan_waves(hosts: list[str], steps=DEFAULT_STEPS) -> list[list[str]]:
     if done < len(hosts):
         waves.append(hosts[done:])
     return waves
+
+
+def region_waves(regions: list[str], given: list[list[str]] | None = None) -> list[list[str]]:
+    """The regions grouped into waves that activate one after another: `given` as it is, with
+    any region it leaves out in a last wave together; by default the first region alone, then
+    the rest together."""
+    if given is None:
+        return [w for w in (regions[:1], regions[1:]) if w]
+    named = {r for wave in given for r in wave}
+    rest = [r for r in regions if r not in named]
+    return [list(w) for w in given if w] + ([rest] if rest else [])
+
+
+def earlier_regions(waves: list[list[str]], region: str) -> list[str] | None:
+    """The regions of the waves before `region`'s; None if `region` is in none."""
+    for i, wave in enumerate(waves):
+        if region in wave:
+            return [r for w in waves[:i] for r in w]
+    return None
 
 
 def gate_passes(healthy: int, failed: int, total: int, min_healthy: float) -> bool:

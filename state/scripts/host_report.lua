@@ -1,7 +1,8 @@
 -- A host's heartbeat. KEYS: host, hosts:{dc}, hostprojects:{host}, then hostp:{host}:{p} for each
 -- project in ARGV[3]'s order. ARGV: host fields json, hostID, projects json, project fields json
 -- (project -> fields it reported). Notes, for each project, the target the reply carries as
--- sentTargetBuildID; returns those targets in the projects' order ('' for none).
+-- sentTargetBuildID; returns, in the projects' order, each one's target and build to stage
+-- ('' for none), flat: t1, s1, t2, s2, ...
 for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HDEL', KEYS[1], 'lost')
 redis.call('SADD', KEYS[2], ARGV[2])
@@ -17,5 +18,6 @@ for i, p in ipairs(cjson.decode(ARGV[3])) do
   local t = redis.call('HGET', key, 'targetBuildID') or ''
   if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'sentTargetBuildID', t) end
   table.insert(targets, t)
+  table.insert(targets, redis.call('HGET', key, 'stageBuildID') or '')
 end
 return targets

@@ -6,7 +6,7 @@ import pytest
 
 from gantry.state import State
 from gantry.statuses import BuildStatus
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 from conftest import client
 
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import commit, make_repo
 
 from gantry.client import GantryError, HttpClient, InClusterClient
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 from gantry.models import Build, BuildPage, Deployment
 
 GANTRY = str(Path(sys.executable).parent / "gantry")

@@ -5,6 +5,7 @@ import pytest
 import redis
 
 from gantry.actors.rollout.coordinator import Coordinator
+from gantry.artifacts import bitfield
 from gantry.node_daemon.slot import report_about
 from gantry.state import State, keys
 
@@ -20,25 +21,37 @@ class Clock:
 
 
 class Host:
-    """A host serving project "web" that obeys its target, failing the builds in `fail_on`."""
+    """A host serving project "web" that obeys its target and stages what it is told to,
+    failing to run the builds in `fail_on` and to stage those in `fail_stage`."""
 
-    def __init__(self, coord, host_id, fail_on=(), project="web", serving=None):
+    def __init__(self, coord, host_id, fail_on=(), project="web", serving=None, fail_stage=()):
         self.coord, self.id, self.fail_on, self.project, self.serving = coord, host_id, set(fail_on), project, serving
-        self.active, self.state, self.error, self.failed = None, "idle", "", None
+        self.fail_stage = set(fail_stage)
+        self.active, self.state, self.error, self.failed, self.staged = None, "idle", "", None, None
+        self.log = []   # (clock, "staged" | "active", build)
 
     def beat(self):
-        about = report_about(self.state, self.active, None, self.failed)
+        about = report_about(self.state, self.active, self.staged, self.failed)
         reply = self.coord.heartbeat(self.id, f"{self.id}:7000", {self.project: {
             "state": self.state, "activeBuildID": self.active, "error": self.error, "about": about}},
             serving=self.serving)
-        target = (reply["projects"].get(self.project) or {}).get("targetBuildID")
+        info = reply["projects"].get(self.project) or {}
+        target, stage = info.get("targetBuildID"), (info.get("stage") or {}).get("buildID")
         if target and target != self.active and target != self.failed:
             if target in self.fail_on:
                 self.state, self.error, self.failed = "failed", "health check failed", target
             else:
                 self.active, self.state, self.error = target, "active", ""
-        elif target and target == self.active:
-            self.state, self.error = "active", ""
+                self.log.append((self.coord.clock(), "active", target))
+        elif target and target == self.active and not (self.state == "failed" and self.failed == stage):
+            if self.state != "staged" or self.staged != stage:
+                self.state, self.error = "active", ""
+        if self.state != "downloading" and stage and stage not in (self.active, self.failed, self.staged):
+            if stage in self.fail_stage:
+                self.state, self.error, self.failed = "failed", "disk full", stage
+            else:
+                self.state, self.staged = "staged", stage
+                self.log.append((self.coord.clock(), "staged", stage))
         return target
 
 
@@ -156,13 +169,51 @@ def test_silent_hosts_are_marked_lost_and_a_restarted_coordinator_resumes(world,
     assert {h["hostID"]: h.get("state") for h in store.hosts.in_dc("eu-west-a")}[silent.id] == "lost"
 
 
-def test_peers_come_from_the_tracker(world):
+def bits(*indexes):
+    return bitfield.encode(bitfield.of(indexes))
+
+
+def test_peers_come_from_the_tracker_and_announces_are_bitfields_then_deltas(world):
     store, coords, clock = world
-    c = coords["us-east"]
-    c.heartbeat("a", "10.0.0.1:7000", {}, [{"artifact": "m", "chunks": ["c1"], "complete": False}])
-    c.heartbeat("b", "10.0.0.2:7000", {}, [{"artifact": "m", "chunks": ["c1", "c2"], "complete": True}])
-    assert c.peers("a", "m", ["c2"]) == {"c2": ["10.0.0.2:7000"]}
-    assert sorted(c.peers("z", "m", ["c1"])["c1"]) == ["10.0.0.1:7000", "10.0.0.2:7000"]
+    c, m = coords["us-east"], "blake3:" + "m" * 64
+    c.heartbeat("a", "10.0.0.1:7000", {}, [{"artifact": m, "chunks": 3, "bits": bits(0), "complete": False}])
+    c.heartbeat("b", "10.0.0.2:7000", {}, [{"artifact": m, "chunks": 3, "bits": bits(0, 1), "complete": False}])
+    got = c.peers("z", "10.0.0.9:7000", m, 3, wanted=bits(0, 1, 2), have=bits())
+    assert {p["address"]: bitfield.decode(p["bits"]) for p in got["peers"]} == {
+        "10.0.0.1:7000": bitfield.of([0]), "10.0.0.2:7000": bitfield.of([0, 1])}
+    assert bitfield.decode(got["origin"]) == bitfield.of([2])   # nobody has chunk 2: z fetches it
+    reply = c.heartbeat("a", "10.0.0.1:7000", {}, [{"artifact": m, "chunks": 3, "add": bits(2), "complete": False}])
+    assert reply["resend"] == []
+    assert [p["address"] for p in c.peers("b", "10.0.0.2:7000", m, 3, bits(2), bits(0, 1))["peers"]] == ["10.0.0.1:7000"]
+    # a delta for a bitfield the coordinator never took (it restarted, say): send the whole one
+    assert c.heartbeat("n", "10.0.0.3:7000", {}, [{"artifact": m, "chunks": 3, "add": bits(1)}])["resend"] == [m]
+    with pytest.raises(ValueError):   # a chunk beyond the artifact
+        c.heartbeat("a", "10.0.0.1:7000", {}, [{"artifact": m, "chunks": 3, "bits": bits(7)}])
+
+
+def test_steady_reports_do_not_write_to_redis_and_the_interval_follows_the_work(world, redis_url):
+    store, coords, clock = world
+    r = redis.Redis.from_url(redis_url)
+    c, host = coords["us-east"], Host(coords["us-east"], "quiet")
+    host.beat()
+    reply = c.heartbeat("quiet", "quiet:7000", {"web": {"state": "idle"}})
+    assert reply["reportInS"] >= 10                                  # idle: rarely
+    before = r.info("commandstats")
+    writes = lambda stats: sum(v["calls"] for k, v in stats.items() if k.split("_", 1)[1] in
+                               ("evalsha", "eval", "hset", "sadd", "hdel", "set", "hsetnx"))
+    for _ in range(20):
+        clock.t += 1
+        host.beat()
+    assert writes(r.info("commandstats")) - writes(before) == 0   # nothing new: memory only
+    dep = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    c.tick()
+    assert c.heartbeat("quiet", "quiet:7000", {"web": {"state": "idle"}})["reportInS"] <= 1   # moving: often
+    host.beat()
+    assert store.hosts.for_project("us-east-a", "web")[0]["sentTargetBuildID"] == "b1"   # a transition is written
+    clock.t += 40   # past the refresh: liveness reaches Redis now and then
+    host.beat()
+    assert int(store.hosts.get("quiet")["updatedAt"]) == int(clock.t * 1000)
+    assert dep
 
 
 def test_a_region_waits_for_its_replica_and_the_others_go_on(world, redis_url):
@@ -203,9 +254,9 @@ def test_a_build_that_fails_replication_rolls_its_deployment_back(world, redis_u
 def test_the_tracker_forgets_an_artifact_its_hosts_moved_on_from(world):
     _, coords, clock = world
     coord, old, new = coords["us-east"], "blake3:" + "a" * 64, "blake3:" + "b" * 64
-    coord.heartbeat("h1", "h1:7000", {}, [{"artifact": old, "chunks": ["c1"], "complete": True}])
+    coord.heartbeat("h1", "h1:7000", {}, [{"artifact": old, "chunks": 2, "bits": bits(0, 1), "complete": True}])
     for _ in range(40):   # h1 keeps reporting, now about the new artifact
-        coord.heartbeat("h1", "h1:7000", {}, [{"artifact": new, "chunks": ["c2"], "complete": True}])
+        coord.heartbeat("h1", "h1:7000", {}, [{"artifact": new, "chunks": 2, "bits": bits(0, 1), "complete": True}])
         coord.tick()
         clock.t += 1
     assert set(coord.tracker.swarms) == {new}
@@ -249,3 +300,71 @@ def test_a_host_that_joins_after_completion_converges_to_the_current_build(world
     back = store.deployments.create("web", "b2", "b1", dict(FAST, steps=[1.0]), list(REGIONS), "alice")
     run(coords, {**hosts, "late": [late]}, clock)
     assert store.deployments.get(back["deploymentID"])["status"] == "COMPLETED" and late.active == "b2"
+
+
+STAGED = dict(FAST, stage="all")
+
+
+def test_stage_all_stages_every_host_of_every_region_before_the_first_wave_activates(world):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    dep = store.deployments.create("web", "b1", None, dict(STAGED, regionWaves=[["us-east"], ["eu-west"]]),
+                                   list(REGIONS), "alice")
+    run(coords, hosts, clock)
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
+    every = [h for hs in hosts.values() for h in hs]
+    staged = [t for h in every for t, what, b in h.log if what == "staged" and b == "b1"]
+    active = [t for h in every for t, what, b in h.log if what == "active" and b == "b1"]
+    assert len(staged) == len(every) == len(active) and max(staged) < min(active)
+    assert set(store.deployments.staged_dcs(dep["deploymentID"])) == {"us-east-a", "eu-west-a"}
+
+
+def test_a_host_that_fails_to_stage_counts_against_its_wave(world):
+    store, coords, clock = world
+    hosts = fleet(coords)
+    store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock)
+    for h in hosts["eu-west"][:2]:   # two of four cannot stage b2: the 90% gate of eu-west's last wave fails
+        h.fail_stage = {"b2"}
+    dep = store.deployments.create("web", "b2", "b1", dict(STAGED, steps=[1.0]), list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=60)
+    d = store.deployments.get(dep["deploymentID"])
+    assert d["status"] == "ROLLED_BACK" and "eu-west-a" in d["reason"] and "2 of 4 hosts failed" in d["reason"], d
+    assert all(h.active == "b1" for hs in hosts.values() for h in hs)
+
+
+def test_region_waves_activate_regions_together(world):
+    store, coords, clock = world
+    hosts = fleet(coords)   # a bake that never ends: a region after another would never start
+    store.deployments.create("web", "b1", None, dict(STAGED, steps=[1.0], bakeS=1000, regionWaves=[list(REGIONS)]),
+                             list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=10)
+    assert all(h.active == "b1" for hs in hosts.values() for h in hs)   # both regions at once
+    hosts = fleet(coords)   # one region after the other instead
+    store.deployments.create("web", "b2", None, dict(STAGED, steps=[1.0], bakeS=1000,
+                                                     regionWaves=[["us-east"], ["eu-west"]]), list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=10)
+    assert all(h.active == "b2" for h in hosts["us-east"]) and all(h.active != "b2" for h in hosts["eu-west"])
+    assert all(h.staged == "b2" for h in hosts["eu-west"])    # but it staged already
+
+
+def test_prestage_stages_a_build_as_soon_as_it_succeeds(world, redis_url):
+    store, coords, clock = world
+    r = redis.Redis.from_url(redis_url)
+    hosts = fleet(coords, n=2)
+    store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
+    run(coords, hosts, clock)
+    store.projects.put("web", "/repo", {"prestage": "1"})
+    new = store.builds.create("web", "c" * 40)
+    run(coords, hosts, clock, rounds=3)
+    assert all(h.staged is None for hs in hosts.values() for h in hs)   # not before it succeeds
+    for region in REGIONS:
+        replica(r, new["buildID"], region)
+    r.hset(keys.build(new["buildID"]), "buildStatus", "SUCCEEDED")
+    run(coords, hosts, clock, rounds=3)
+    assert all(h.staged == new["buildID"] and h.active == "b1" for hs in hosts.values() for h in hs)
+    dep = store.deployments.create("web", new["buildID"], "b1", dict(STAGED, steps=[1.0]), list(REGIONS), "alice")
+    run(coords, hosts, clock, rounds=8)
+    assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
+    assert all(h.active == new["buildID"] and [w for _, w, b in h.log if b == new["buildID"]] == ["staged", "active"]
+               for hs in hosts.values() for h in hs)   # staged once, then only activated

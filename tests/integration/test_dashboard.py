@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 
 ARTIFACTS = Path(os.environ.get("GANTRY_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 

@@ -11,8 +11,9 @@ from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.constants import NAMESPACE, coordinator_name
-from conftest import client
-from gantry.serve_app.auth import issue_host
+from conftest import client, host_endpoint
+from gantry.artifacts import bitfield
+from gantry.auth import issue_host
 from helpers import RoguePeer, commit, wait_build
 
 FAST = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0.5}
@@ -174,16 +175,18 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     rogue, stop = RoguePeer(), threading.Event()
     tokens = {dc: issue_host(stack.config().jwt_secret(), f"rogue-{dc}", dc) for dc in ("us-east-a", "eu-west-a")}
 
-    def announce():   # a seed that claims every chunk and runs the build, through the real gateway
-        with client(stack, tokens["us-east-a"]) as c:
-            while not stop.is_set():
-                for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
-                    c.post(f"/dc/{dc}/heartbeat", json={
-                        "hostID": f"rogue-{dc}", "region": region, "address": rogue.address,
-                        "projects": {project: {"state": "active", "activeBuildID": b, "about": b}},
-                        "artifacts": [{"artifact": digest, "chunks": [], "complete": True}]},
-                        headers={"Authorization": f"Bearer {tokens[dc]}"})
-                stop.wait(0.5)
+    n = api.get(f"/projects/{project}/builds/{b}").json()["artifact"]["chunks"]
+    endpoints = {dc: host_endpoint(stack, tokens[dc], dc) for dc in tokens}
+
+    def announce():   # a seed that claims every chunk and runs the build, at the real coordinator endpoints
+        while not stop.is_set():
+            for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
+                endpoints[dc].post("/heartbeat", json={
+                    "hostID": f"rogue-{dc}", "region": region, "address": rogue.address,
+                    "projects": {project: {"state": "active", "activeBuildID": b, "about": b}},
+                    "artifacts": [{"artifact": digest, "chunks": n, "bits": bitfield.encode(bitfield.full(n)),
+                                   "complete": True}]})
+            stop.wait(0.5)
     t = threading.Thread(target=announce, daemon=True)
     t.start()
     try:

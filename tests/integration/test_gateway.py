@@ -11,7 +11,7 @@ import pytest
 from helpers import commit, wait_build
 
 from conftest import client
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 
 SECRET = "whsec-" + "x" * 20
 

@@ -183,9 +183,10 @@ def test_host_state_is_kept_per_host_and_project(redis_url, r):
     clock = {"t": 1_000}
     state = State(redis_url, clock=lambda: clock["t"])
     state.hosts.set_target("h1", "web", "b1")
+    state.hosts.set_stage("h1", "shop", "s2")
     targets = state.hosts.report("h1", "us", "us-a", {"address": "10.0.0.1:7"},
                                  {"web": {"state": "downloading", "about": "b1"}, "shop": {"state": "idle"}})
-    assert targets == {"web": "b1", "shop": None}
+    assert targets == {"web": ("b1", ""), "shop": ("", "s2")}
     state.hosts.report("h2", "us", "us-a", {"address": "10.0.0.2:7"}, {}, serving=["shop"])
     web = {h["hostID"]: h for h in state.hosts.for_project("us-a", "web")}
     shop = {h["hostID"]: h for h in state.hosts.for_project("us-a", "shop")}

@@ -1,8 +1,10 @@
 """The node daemon's peer server and downloader over real HTTP on loopback (no Ray, no stack)."""
 import os
+import time
 
 import pytest
 
+from gantry.artifacts.chunking import ChunkCorrupt
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.publish import publish
 from gantry.node_daemon.chunkcache import ChunkCache
@@ -16,8 +18,9 @@ from helpers import RoguePeer
 AUTH = PeerAuth("ab" * 32)   # the datacenter's key, as a coordinator hands it out
 
 
-def downloader(*args, **kw) -> Downloader:
-    return Downloader(*args, credential=lambda: AUTH.credential("me"), **kw)
+def downloader(cache, origin, offer, **kw) -> Downloader:
+    """A downloader whose tracker offers `offer(wanted)` and says nothing about the origin."""
+    return Downloader(cache, origin, lambda wanted: (offer(wanted), None), credential=lambda: AUTH.credential("me"), **kw)
 
 
 class Origin:
@@ -128,3 +131,36 @@ def test_when_every_offered_peer_fails_the_origin_is_still_tried(tmp_path, artif
                        workers=2, attempts=5).fetch(manifest)
     assert stats.bytes_from_origin == sum(c.size for c in manifest.unique_chunks())
     assert origin.calls == len(manifest.unique_chunks())
+
+
+def test_the_origin_is_asked_only_for_the_chunks_the_tracker_hands_out(tmp_path, artifact):
+    """The others wait for a peer to hold them (here: one that shows up half a second later)."""
+    manifest, store = artifact
+    chunks = manifest.unique_chunks()
+    mine = {c.digest for c in chunks[::2]}
+    late = seeded_peer(tmp_path, "late", manifest, store)
+    t0 = time.monotonic()
+
+    def tracker(wanted):
+        offered = {d: [late.address] for d in wanted if d not in mine} if time.monotonic() - t0 > 0.5 else {}
+        return offered, mine & wanted
+    origin = Origin(store)
+    stats = Downloader(ChunkCache(tmp_path / "me"), origin.get, tracker, credential=lambda: AUTH.credential("me"),
+                       peer_refresh_s=0.1).fetch(manifest)
+    assert origin.calls == len(mine)
+    assert stats.bytes_from_peers == sum(c.size for c in chunks if c.digest not in mine)
+    late.stop()
+
+
+def test_a_chunk_is_hashed_as_it_streams_and_a_bad_one_never_lands(tmp_path, artifact):
+    manifest, store = artifact
+    cache, c = ChunkCache(tmp_path / "me"), manifest.unique_chunks()[0]
+    with pytest.raises(ChunkCorrupt):
+        with cache.writer(c.digest) as write:
+            write(b"not the chunk")
+    assert not cache.has(c.digest) and not list((tmp_path / "me").rglob(".part-*"))
+    data = store.get(chunk_key(c.digest))
+    with cache.writer(c.digest) as write:
+        for i in range(0, len(data), 1000):
+            write(data[i:i + 1000])
+    assert cache.get(c.digest) == data

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks as sc
 from schemathesis.specs.openapi import checks as oc
 
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 
 MAX_EXAMPLES = 15
 CHECKS = [sc.not_a_server_error, oc.status_code_conformance, oc.content_type_conformance,

@@ -9,7 +9,7 @@ import redis
 
 from gantry.actors.build.archive import ArchiveReader
 from gantry.artifacts.blobstore import FsBlobStore
-from gantry.serve_app import auth
+from gantry import auth
 from gantry.serve_app.errors import ApiError
 from gantry.serve_app.service import Service
 from gantry.settings import Settings

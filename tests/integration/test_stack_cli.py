@@ -6,6 +6,8 @@ from pathlib import Path
 
 import httpx
 
+from conftest import host_endpoint
+
 from gantry.cluster.stack import free_port
 from gantry.state import State
 from helpers import wait_until
@@ -37,8 +39,9 @@ def test_a_host_token_speaks_for_its_host_and_datacenter_only(stack):
     token = gantry("token", "--home", str(stack.home), "--host", "edge-1", "--dc", "eu-west-a").stdout.strip()
     body = {"hostID": "edge-1", "region": "eu-west", "address": "127.0.9.9:1", "projects": {}}
     url, auth = stack.config().api_url, {"Authorization": f"Bearer {token}"}
-    assert httpx.post(url + "/dc/eu-west-a/heartbeat", json=body, headers=auth).status_code == 200
-    assert httpx.post(url + "/dc/eu-west-a/heartbeat", json={**body, "hostID": "edge-2"}, headers=auth).status_code == 403
+    with host_endpoint(stack, token, "eu-west-a") as coordinator:
+        assert coordinator.post("/heartbeat", json=body).status_code == 200
+        assert coordinator.post("/heartbeat", json={**body, "hostID": "edge-2"}).status_code == 403
     assert httpx.get(url + "/projects", headers=auth).status_code == 403   # the user API is not for hosts
     assert gantry("token", "--home", str(stack.home), "--host", "edge-1", check=False).returncode == 2
 

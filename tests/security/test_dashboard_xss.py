@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 from selenium.webdriver.common.by import By
 
-from gantry.serve_app.auth import issue
+from gantry.auth import issue
 from helpers import wait_build
 
 PAYLOAD = "');window.__pwned=(window.__pwned||0)+1;('"

@@ -178,7 +178,7 @@ def test_a_peer_cannot_make_a_host_buffer_an_unbounded_body(tmp_path):
     manifest, _ = publish(out, store, 256 << 10)
     flood = FloodingPeer()
     cache = ChunkCache(tmp_path / "me")
-    stats = Downloader(cache, lambda d: store.get(chunk_key(d)), lambda wanted: {d: [flood.address] for d in wanted},
+    stats = Downloader(cache, lambda d: store.get(chunk_key(d)), lambda wanted: ({d: [flood.address] for d in wanted}, None),
                        workers=1, credential=lambda: "x").fetch(manifest)
     assert cache.missing(manifest) == [] and flood.address in stats.blacklisted
     time.sleep(0.5)

@@ -3,7 +3,7 @@ import time
 import jwt
 import pytest
 
-from gantry.serve_app import auth
+from gantry import auth
 
 S = "k" * 32
 

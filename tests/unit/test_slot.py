@@ -21,6 +21,27 @@ def test_a_slot_moves_only_to_a_new_target_and_reports_what_its_state_is_about(t
         slot.become(H.IDLE)   # nothing goes back to idle: a bug, and said so
 
 
+def test_staging_sits_between_downloading_and_active_and_a_failed_stage_waits_for_its_wave(tmp_path):
+    slot = Slot(tmp_path, "web")
+    (slot.installer.releases / "a1").mkdir(parents=True)
+    (slot.installer.releases / "a1" / ".complete").write_text("")
+    slot.installer.switch("a1")
+    slot = Slot(tmp_path, "web")   # restarted: runs a1
+    assert slot.state == H.ACTIVE and slot.wants_staged("b1") and not slot.wants_staged("a1")
+    slot.moving_to = "b1"
+    slot.become(H.DOWNLOADING)
+    slot.become(H.STAGED)
+    assert slot.report() == {"state": "staged", "activeBuildID": "a1", "error": "", "about": "b1"}
+    assert not slot.wants_staged("b1")                         # staged once
+    assert not slot.back_on("a1", "b1") and slot.back_on("a1", None)   # staged stays while b1 is still coming
+    assert slot.wants("b1")                                    # the wave activates it
+    slot.become(H.FAILED)
+    slot.failed_target = "b1"
+    assert not slot.back_on("a1", "b1")   # a failed stage stays failed until its wave sees it
+    assert not slot.wants("b1") and not slot.wants_staged("b1")
+    assert slot.back_on("a1", "c1")       # another build is wanted now: b1's failure is over
+
+
 def test_a_host_serves_every_project_unless_it_names_some():
     assert serves({}, "web") and serves({"serves": "*"}, "web")
     assert serves({"serves": '["shop", "web"]'}, "web") and not serves({"serves": '["shop"]'}, "web")

@@ -28,6 +28,9 @@ ALLOWED = {
     HostState: {
         (H.IDLE, H.DOWNLOADING), (H.IDLE, H.ACTIVE), (H.DOWNLOADING, H.ACTIVE), (H.DOWNLOADING, H.FAILED),
         (H.ACTIVE, H.DOWNLOADING), (H.FAILED, H.DOWNLOADING), (H.FAILED, H.ACTIVE),
+        # staging: downloaded and unpacked beside the running build, then activated (or failed)
+        (H.DOWNLOADING, H.STAGED), (H.STAGED, H.DOWNLOADING), (H.STAGED, H.ACTIVE), (H.STAGED, H.FAILED),
+        (H.ACTIVE, H.STAGED), (H.IDLE, H.STAGED), (H.FAILED, H.STAGED),
         *((s, H.LOST) for s in H if s is not H.LOST), *((H.LOST, s) for s in H if s is not H.LOST),
     },
 }

@@ -1,33 +1,34 @@
+"""The tracker's peer policy, its bitfield bookkeeping, rack preference and origin assignment."""
 import random
 
 from gantry.actors.rollout.tracker import Tracker
+from gantry.artifacts import bitfield
 
 A = "blake3:" + "a" * 64
+C1, C2, C3, C9 = 1 << 1, 1 << 2, 1 << 3, 1 << 9
 
 
-def tracker(max_peers=4):
-    return Tracker(max_peers=max_peers, seed_share=0.5, rng=random.Random(3))
+def tracker(max_peers=4, **kw):
+    return Tracker(max_peers=max_peers, seed_share=0.5, rng=random.Random(3), **kw)
 
 
 def test_never_offers_a_host_itself_and_respects_the_bound():
     t = tracker()
     for i in range(20):
-        t.announce(A, f"h{i}", f"10.0.0.{i}:7000", {"c1", "c2"}, complete=i < 10, now=0)
+        t.announce(A, f"h{i}", f"10.0.0.{i}:7000", C1 | C2, complete=i < 10, now=0)
     for _ in range(20):
-        peers = t.peers(A, "h3", {"c1"})
+        peers = t.peers(A, "h3", C1)
         assert len(peers) == 4 and "h3" not in {p.host for p in peers}
 
 
 def test_seeds_first_then_partial_peers_holding_wanted_chunks():
     t = tracker()
-    t.announce(A, "seed1", "s1", {"c1", "c2", "c3"}, complete=True, now=0)
-    t.announce(A, "seed2", "s2", {"c1", "c2", "c3"}, complete=True, now=0)
-    t.announce(A, "seed3", "s3", {"c1", "c2", "c3"}, complete=True, now=0)
-    t.announce(A, "p1", "p1", {"c2"}, complete=False, now=0)
-    t.announce(A, "p2", "p2", {"c9"}, complete=False, now=0)   # holds nothing we want
-    t.announce(A, "p3", "p3", {"c2", "c3"}, complete=False, now=0)
-    peers = t.peers(A, "me", {"c2"})
-    hosts = [p.host for p in peers]
+    for s in ("seed1", "seed2", "seed3"):
+        t.announce(A, s, s, C1 | C2 | C3, complete=True, now=0)
+    t.announce(A, "p1", "p1", C2, complete=False, now=0)
+    t.announce(A, "p2", "p2", C9, complete=False, now=0)   # holds nothing we want
+    t.announce(A, "p3", "p3", C2 | C3, complete=False, now=0)
+    hosts = [p.host for p in t.peers(A, "me", C2)]
     assert len(hosts) == 4 and set(hosts[:2]) <= {"seed1", "seed2", "seed3"}
     assert "p2" not in hosts and {"p1", "p3"} == set(hosts[2:])
 
@@ -35,39 +36,78 @@ def test_seeds_first_then_partial_peers_holding_wanted_chunks():
 def test_fills_with_seeds_when_partial_peers_are_few():
     t = tracker()
     for i in range(5):
-        t.announce(A, f"seed{i}", f"s{i}", {"c1"}, complete=True, now=0)
-    assert len(t.peers(A, "me", {"c1"})) == 4
+        t.announce(A, f"seed{i}", f"s{i}", C1, complete=True, now=0)
+    assert len(t.peers(A, "me", C1)) == 4
+
+
+def test_peers_in_the_askers_rack_come_first():
+    t = tracker(max_peers=2)
+    for i in range(10):
+        t.announce(A, f"far{i}", f"f{i}", C1, complete=False, now=0, rack="r2")
+    t.announce(A, "near", "n", C1, complete=False, now=0, rack="r1")
+    t.announce(A, "near2", "n2", C1, complete=False, now=0, rack="r1")
+    t.announce(A, "me", "m", 0, complete=False, now=0, rack="r1")
+    for _ in range(10):
+        assert {p.host for p in t.peers(A, "me", C1)} == {"near", "near2"}
+    t.announce(A, "me", "m", 0, complete=False, now=0)   # no rack: any peer
+    assert any(p.host.startswith("far") for _ in range(10) for p in t.peers(A, "me", C1))
 
 
 def held(t, artifact):
-    return {h: len(p.chunks) for h, p in t.swarms.get(artifact, {}).items()}
+    return {h: bin(p.bits).count("1") for h, p in t.swarms[artifact].peers.items()} if artifact in t.swarms else {}
 
 
-def test_bookkeeping_replaces_announces_and_expires_silent_hosts():
+def test_announces_replace_deltas_add_and_silent_hosts_expire():
     t = tracker()
-    t.announce(A, "h1", "a1", {"c1"}, complete=False, now=0)
-    t.announce(A, "h1", "a1b", {"c1", "c2"}, complete=True, now=5)
-    t.announce(A, "h2", "a2", {"c1"}, complete=False, now=1)
+    t.announce(A, "h1", "a1", C1, complete=False, now=0)
+    assert t.add(A, "h1", C2, complete=True, now=5)
+    assert not t.add(A, "nobody", C2, complete=False, now=5)   # no whole bitfield yet: ask for one
+    t.announce(A, "h2", "a2", C1, complete=False, now=1)
     assert held(t, A) == {"h1": 2, "h2": 1}
-    assert t.peers(A, "me", {"c2"})[0].address == "a1b"
+    assert t.peer_bits(A, "me", C2) == [("a1", C2)]
     assert t.expire(now=12, ttl=10) == 1
     assert held(t, A) == {"h1": 2}
-    assert t.peers("blake3:" + "b" * 64, "me", {"c1"}) == []
+    t.announce(A, "h1", "a1", C1, complete=False, now=12)   # a whole bitfield replaces (a pruned chunk)
+    assert held(t, A) == {"h1": 1} and t.peers("blake3:" + "b" * 64, "me", C1) == []
 
 
 def test_a_host_that_moved_to_another_artifact_leaves_the_old_swarm_and_empty_swarms_go():
     t, B = tracker(), "blake3:" + "b" * 64
     for now in range(0, 30, 5):   # h1 keeps reporting, about B from t=10 on
-        t.announce(A if now < 10 else B, "h1", "a1", {"c1"}, complete=True, now=now)
+        t.announce(A if now < 10 else B, "h1", "a1", C1, complete=True, now=now)
         t.expire(now, ttl=10)
     assert set(t.swarms) == {B} and held(t, B) == {"h1": 1}
     t.forget("h1")
     assert t.swarms == {}
 
 
-def test_peer_map_says_who_holds_which_chunk():
-    t = tracker(max_peers=8)
-    t.announce(A, "seed", "s:1", {"c1", "c2"}, complete=True, now=0)
-    t.announce(A, "p1", "p:1", {"c2"}, complete=False, now=0)
-    m = t.peer_map(A, "me", {"c1", "c2", "c3"})
-    assert sorted(m["c2"]) == ["p:1", "s:1"] and m["c1"] == ["s:1"] and m["c3"] == ["s:1"]
+def test_the_origin_sends_each_chunk_once_a_few_at_a_time():
+    n = 40
+    t = tracker(origin_slots=4)
+    for h in range(8):
+        t.announce(A, f"h{h}", f"a{h}", 0, complete=False, now=0)
+    given = [t.assign_origin(A, f"h{h}", bitfield.full(n), now=0, limit=2) for h in range(8)]
+    assert sum(bin(g).count("1") for g in given) == 4        # the origin's slots
+    union = 0
+    for g in given:
+        assert not union & g    # nobody is handed a chunk someone else fetches
+        union |= g
+    # a chunk that landed frees its slot; a chunk someone holds is never handed out
+    first = next(h for h, g in enumerate(given) if g)
+    t.add(A, f"h{first}", given[first], complete=False, now=1)
+    again = t.assign_origin(A, "h7", bitfield.full(n), now=1, limit=4)
+    assert again and not again & given[first] and not again & union
+    # an assignment that did not land in time goes to the next asker
+    late = t.assign_origin(A, "h6", bitfield.full(n) & ~t.swarms[A].held, now=100, limit=4)
+    assert bin(late).count("1") == 4
+
+
+def test_bitfields_round_trip_and_refuse_chunks_beyond_the_artifact():
+    import pytest
+    bits = bitfield.of([0, 5, 4999])
+    assert bitfield.decode(bitfield.encode(bits), 5000) == bits and bitfield.indexes(bits) == [0, 5, 4999]
+    assert len(bitfield.encode(bitfield.full(5000))) < 900   # 1 bit a chunk
+    with pytest.raises(bitfield.BadBitfield):
+        bitfield.decode(bitfield.encode(bits), 4999)
+    with pytest.raises(bitfield.BadBitfield):
+        bitfield.decode("not base64!")

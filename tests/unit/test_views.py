@@ -4,8 +4,13 @@ from gantry.serve_app.views import build_summary, host_counts, public_record
 def test_host_counts_count_a_host_only_for_the_build_it_is_on():
     hosts = [{"state": "lost"}, {"state": "failed", "targetBuildID": "b"}, {"state": "failed", "targetBuildID": "x"},
              {"state": "active", "activeBuildID": "b"}, {"state": "active", "activeBuildID": "x", "targetBuildID": "b"},
-             {"state": "downloading", "targetBuildID": "b"}, {"state": "idle"}, {}]
-    assert host_counts(hosts, "b") == {"total": 8, "pending": 4, "downloading": 1, "active": 1, "failed": 1, "lost": 1}
+             {"state": "downloading", "targetBuildID": "b"}, {"state": "idle"}, {},
+             # staged: its report is about b (it runs x); one staging b while told x; one staged on another build
+             {"state": "staged", "activeBuildID": "x", "targetBuildID": "x", "ackedTargetBuildID": "b"},
+             {"state": "downloading", "activeBuildID": "x", "targetBuildID": "x", "ackedTargetBuildID": "b"},
+             {"state": "staged", "activeBuildID": "x", "ackedTargetBuildID": "y"}]
+    assert host_counts(hosts, "b") == {"total": 11, "pending": 5, "downloading": 2, "staged": 1, "active": 1,
+                                       "failed": 1, "lost": 1}
 
 
 def test_records_show_times_as_rfc3339_and_absent_values_as_null():

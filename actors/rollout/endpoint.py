@@ -1,0 +1,152 @@
+"""A coordinator's own HTTP endpoint for the hosts of its datacenter.
+
+It runs inside the coordinator actor, on the coordinator's Ray node (its region's), so a host's
+reports, peer queries and long-polls go to its region and never through the head node. The head
+node's API only tells a host where this endpoint is (`GET /dc/{dc}/endpoint`). Routes:
+
+    POST /heartbeat   a report; the answer carries targets, the next report interval, a version
+    POST /watch       wait until the host's targets change from a version (long-poll)
+    POST /peers       peers for the chunks it wants, and which it should fetch from the origin
+    POST /origin      presigned URLs in the region's store for chunks of its target builds
+    POST /repair      the store served a bad chunk: have it copied again from the primary
+
+Every request needs a host token for this datacenter naming the host the body speaks for;
+bodies are capped (`max_body`); errors are JSON `{"error", "detail"}` like the API's.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import redis
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gantry import auth
+from gantry.actors.rollout.coordinator import Coordinator
+from gantry.models import HeartbeatIn, OriginIn, PeersIn, RepairIn, WatchIn
+
+log = logging.getLogger("gantry.endpoint")
+MAX_BODY = 1 << 20     # a 10 GB artifact's bitfield is under 1 KB; a report of 32 of them far under this
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error: str, detail=None):
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+class HostEndpoint:
+    def __init__(self, coordinator: Coordinator, secret: str, dc: str, host: str = "127.0.0.1",
+                 port: int = 0, max_body: int = MAX_BODY, threads: int = 32):
+        self.coordinator, self.secret, self.dc = coordinator, secret, dc
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"endpoint-{dc}")
+        self.loop = asyncio.new_event_loop()
+        self.waiters: dict[str, set[asyncio.Future]] = {}
+        self.served = 0   # requests answered, for the record of where hosts are served
+        coordinator.memory.on_change = lambda host_id, version: self.loop.call_soon_threadsafe(self._wake, host_id)
+        app = web.Application(client_max_size=max_body)
+        for path, model, call in (("/heartbeat", HeartbeatIn, self._heartbeat), ("/watch", WatchIn, self._watch),
+                                  ("/peers", PeersIn, self._peers), ("/origin", OriginIn, self._origin),
+                                  ("/repair", RepairIn, self._repair)):
+            app.router.add_post(path, self._route(model, call))
+        self.runner = web.AppRunner(app, access_log=None)
+        ready = threading.Event()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.runner.setup())
+            site = web.TCPSite(self.runner, host, port)
+            self.loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=serve, daemon=True, name=f"endpoint-{dc}").start()
+        if not ready.wait(30):
+            raise RuntimeError("the host endpoint did not start")
+        self.url = f"http://{host}:{self.port}"
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _route(self, model: type[BaseModel], call: Callable):
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                try:
+                    who = auth.verify(self.secret, request.headers.get("Authorization"))
+                except ValueError as e:
+                    raise Refused(401, "unauthorized", str(e))
+                if not who.host or who.dc != self.dc:
+                    raise Refused(403, "forbidden", f"a host token for {self.dc} is required")
+                try:
+                    body = model.model_validate_json(await request.read())
+                except web.HTTPRequestEntityTooLarge:
+                    raise Refused(413, "request body too large", f"at most {request.app._client_max_size} bytes")
+                except ValidationError as e:
+                    raise Refused(422, "invalid request", [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()])
+                if body.hostID != who.host_id:
+                    raise Refused(403, "forbidden", f"this token speaks for host {who.host_id} only")
+                result = await call(body)
+                self.served += 1
+                return web.json_response(result)
+            except Refused as e:
+                return web.json_response({"error": e.error, "detail": e.detail}, status=e.status)
+            except ValueError as e:   # a bitfield that does not fit its artifact, say
+                return web.json_response({"error": "invalid request", "detail": str(e)}, status=400)
+            except (redis.ConnectionError, redis.TimeoutError):
+                return web.json_response({"error": "unavailable", "detail": "state store unreachable"}, status=503,
+                                         headers={"Retry-After": "2"})
+            except Exception as e:
+                log.exception("host endpoint error")
+                return web.json_response({"error": "internal error", "detail": type(e).__name__}, status=500)
+        return handle
+
+    async def _run(self, fn, *args):
+        return await self.loop.run_in_executor(self.pool, fn, *args)
+
+    def _wake(self, host_id: str) -> None:
+        for f in self.waiters.pop(host_id, ()):
+            if not f.done():
+                f.set_result(None)
+
+    # --- routes -------------------------------------------------------------------------------
+
+    async def _heartbeat(self, b: HeartbeatIn) -> dict:
+        c = self.coordinator
+        return await self._run(lambda: c.heartbeat(
+            b.hostID, b.address, {p: r.model_dump() for p, r in b.projects.items()},
+            [a.model_dump() for a in b.artifacts], b.serves, b.download, b.rack))
+
+    async def _watch(self, b: WatchIn) -> dict:
+        """Answers as soon as the host's targets change from `version`, or after `waitS`."""
+        if self.coordinator.watch_version(b.hostID) == b.version and b.waitS > 0:
+            f = self.loop.create_future()
+            self.waiters.setdefault(b.hostID, set()).add(f)
+            try:
+                await asyncio.wait_for(f, b.waitS)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.waiters.get(b.hostID, set()).discard(f)
+        return {"version": self.coordinator.watch_version(b.hostID)}
+
+    async def _peers(self, b: PeersIn) -> dict:
+        return await self._run(self.coordinator.peers, b.hostID, b.address, b.artifact, b.chunks, b.wanted,
+                               b.have, b.rack)
+
+    async def _origin(self, b: OriginIn) -> dict:
+        urls = await self._run(self.coordinator.origin_urls, b.hostID, b.artifact, b.digests)
+        if urls is None:
+            raise Refused(403, "forbidden", "only chunks of the builds this host is told to run or stage")
+        return {"urls": urls}
+
+    async def _repair(self, b: RepairIn) -> dict:
+        return {"repaired": await self._run(self.coordinator.repair, b.hostID, b.digest)}
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
