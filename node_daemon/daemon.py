@@ -402,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
                    use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
                    advertise=a.advertise, projects=a.projects, rack=a.rack)
-    signal.signal(signal.SIGTERM, lambda *_: d.stop.set())
+    def terminate(*_):
+        d.stop.set()
+        raise SystemExit(0)   # now, even in the middle of a long-poll; what is on disk survives a stop anywhere
+    signal.signal(signal.SIGTERM, terminate)
     d.run()
     return 0
 

@@ -6,12 +6,15 @@ no peer has a chunk, every chunk verified before it is kept.
   the origin sends each chunk about once); otherwise it waits for a peer to get it, and goes to
   the origin anyway after `origin_after_s`. When the tracker says nothing about the origin
   (unreachable), such a chunk is put back once, then fetched from the origin.
-- Concurrency: `workers` chunks at once, each from a randomly chosen peer the tracker offered.
+- Concurrency: `workers` chunks at once, each from a randomly chosen peer the tracker offered. A
+  peer uploads a few chunks at once and answers 503 beyond that; the downloader then tries
+  another holder, or the chunk a little later (a busy peer is no failure). Each chunk thus moves
+  at a good share of its uploader's bandwidth and is whole, and shareable, sooner.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
   (refused, 404, timeout) is skipped for that chunk. A bad copy from the origin is reported
   (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
-  longer than `endgame_s` from another source; the first verified copy wins.
+  longer than `endgame_s` from another peer (never the origin); the first verified copy wins.
 - The download cap is a token bucket shared by all workers.
 - Resumable: chunks already in the cache are never fetched again.
 """
@@ -34,6 +37,7 @@ from gantry.node_daemon.tokenbucket import TokenBucket
 
 ORIGIN = "origin"
 ORIGIN_TRIES = 2   # after the peers fail: the regional store, then once more after a repair
+BUSY_RETRY_S = 0.05   # a chunk whose holders are all busy is tried again this much later
 
 
 @dataclass
@@ -49,12 +53,16 @@ class DownloadFailed(Exception):
     pass
 
 
+class PeerBusy(Exception):
+    """The peer serves as many chunks as its upload slots allow; another one, or later."""
+
+
 class Downloader:
     def __init__(self, cache: ChunkCache, origin_get: Callable[[str], bytes],
                  peers_for: Callable[[set[str]], tuple[dict[str, list[str]], set[str] | None]],
                  download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
-                 rng: random.Random | None = None, peer_refresh_s: float = 0.5,
+                 rng: random.Random | None = None, peer_refresh_s: float = 0.25,
                  credential: Callable[[], str] = lambda: "",
                  origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None,
                  origin_after_s: float = 60.0):
@@ -130,46 +138,68 @@ class Downloader:
                         parked[ref.digest] = (ref, time.monotonic() + max(self.peer_refresh_s, 0.05))
                     continue
                 try:
-                    self._fetch_one(ref, stats, lock, inflight, endgame)
+                    done = self._fetch_one(ref, stats, lock, inflight, endgame)
                 except DownloadFailed as e:
                     with lock:
                         errors.append(str(e))
                     return
+                if not done:   # its holders are all busy uploading: come back to it shortly
+                    with lock:
+                        if inflight.pop(ref.digest, None) is not None:
+                            parked[ref.digest] = (ref, time.monotonic() + BUSY_RETRY_S)
+                    continue
                 with lock:
-                    if inflight.pop(ref.digest, None) is not None:
+                    if self.cache.has(ref.digest) and inflight.pop(ref.digest, None) is not None:
                         stats.chunks += 1
                         progress(stats.chunks)
+                if endgame and not self.cache.has(ref.digest):
+                    time.sleep(0.05)   # no other peer for a slow chunk: let its first request finish
 
+        total = len(todo)
         threads = [threading.Thread(target=worker, daemon=True) for _ in range(self.workers)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        while any(t.is_alive() for t in threads) and not errors:
+            with lock:
+                if stats.chunks >= total:   # every chunk is in; a superseded endgame request may still run
+                    break
+            threads[0].join(0.05) if threads[0].is_alive() else time.sleep(0.05)
         if errors:
             raise DownloadFailed(errors[0])
         return stats
 
     def _fetch_one(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, inflight: dict,
-                   endgame: bool) -> None:
-        for attempt in range(self.attempts + ORIGIN_TRIES):
+                   endgame: bool) -> bool:
+        """Fetch one chunk; False if every peer that holds it is busy (try again a little later).
+        A busy peer is no failure; an endgame copy never goes to the origin."""
+        failures, busy = 0, set()
+        while failures < self.attempts + ORIGIN_TRIES:
             if self.cache.has(ref.digest):
                 if endgame:
                     with lock:
                         stats.duplicates += 1
-                return
-            # peers for the first `attempts` tries; the origin always gets the last ones
-            candidates = self._peers(ref, stats, lock, inflight) if attempt < self.attempts else []
+                return True
+            # peers for the first `attempts` failures; the origin always gets the last ones
+            candidates = [p for p in self._peers(ref, stats, lock, inflight) if p not in busy] \
+                if failures < self.attempts else []
+            if not candidates and failures < self.attempts and (busy or endgame):
+                return not busy
             source = self.rng.choice(candidates) if candidates else ORIGIN
+            tried = self._tried(ref, lock, inflight)
             with lock:
-                tried = inflight.get(ref.digest, (None, 0, set()))[2]
-            with lock:
-                tried.add(source)
+                tried.add(source)   # an endgame copy goes elsewhere
             try:
                 if source == ORIGIN:
                     self.cache.put(ref.digest, self._from_origin(ref))   # verifies
                 else:
                     self._from_peer(source, ref)
+            except PeerBusy:
+                with lock:
+                    tried.discard(source)
+                busy.add(source)
+                continue
             except ChunkCorrupt:
+                failures += 1
                 if source == ORIGIN:   # the store's copy is bad: have it healed, then try again
                     try:
                         self.origin_corrupt(ref.digest)
@@ -180,15 +210,22 @@ class Downloader:
                     stats.blacklisted.add(source)
                 continue
             except Exception:                       # refused, 404, timeout, S3 error: another source
+                failures += 1
                 continue
             with lock:
                 if source == ORIGIN:
                     stats.bytes_from_origin += ref.size
                 else:
                     stats.bytes_from_peers += ref.size
-            return
+            return True
         if not self.cache.has(ref.digest):
             raise DownloadFailed(f"chunk {ref.digest} could not be fetched from any source")
+        return True
+
+    @staticmethod
+    def _tried(ref: ChunkRef, lock: threading.Lock, inflight: dict) -> set[str]:
+        with lock:
+            return inflight.get(ref.digest, (None, 0, set()))[2]
 
     def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, inflight: dict) -> list[str]:
         """Peers holding this chunk, less blacklisted ones and those already tried for it."""
@@ -212,6 +249,8 @@ class Downloader:
         than its size: a longer body is a bad peer."""
         with self.http.stream("GET", f"http://{address}/chunks/{ref.digest}",
                               headers={HEADER: self.credential()}, timeout=self.timeout_s) as r:
+            if r.status_code == 503:
+                raise PeerBusy(address)
             r.raise_for_status()
             length = r.headers.get("Content-Length")
             if length is not None and length.strip() != str(ref.size):

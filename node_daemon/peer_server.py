@@ -15,9 +15,12 @@ SLICE = 64 << 10
 
 class PeerServer:
     def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
-                 upload: TokenBucket | None = None, auth: PeerAuth | None = None, advertise: str | None = None):
+                 upload: TokenBucket | None = None, auth: PeerAuth | None = None, advertise: str | None = None,
+                 max_uploads: int = 2):
         """Listens on host:port; `advertise` is the address other hosts reach it at (default: the
-        one it listens on)."""
+        one it listens on). At most `max_uploads` chunks go out at once; a request beyond that
+        gets 503 at once, so downloaders spread over the holders and each chunk arrives whole soon."""
+        self.slots = threading.BoundedSemaphore(max_uploads)
         self.cache, self.upload = cache, upload or TokenBucket(0)
         self.auth = auth or PeerAuth()   # with no key, every chunk request is refused
         self.bytes_served = 0
@@ -46,16 +49,22 @@ class PeerServer:
                     return self._send(400, b"bad digest")
                 except OSError:
                     return self._send(404, b"not held")
+                if not outer.slots.acquire(blocking=False):
+                    f.close()
+                    return self._send(503, b"busy")
                 with f:   # straight from the cache file to the socket (sendfile), a slice per upload token
                     size = os.fstat(f.fileno()).st_size
                     self.send_response(200)
                     self.send_header("Content-Length", str(size))
                     self.send_header("Content-Type", "application/octet-stream")
                     self.end_headers()
-                    for offset in range(0, size, SLICE):
-                        n = min(SLICE, size - offset)
-                        outer.upload.take(n)
-                        self.connection.sendfile(f, offset, n)
+                    try:
+                        for offset in range(0, size, SLICE):
+                            n = min(SLICE, size - offset)
+                            outer.upload.take(n)
+                            self.connection.sendfile(f, offset, n)
+                    finally:
+                        outer.slots.release()
                 with outer.lock:
                     outer.bytes_served += size
 

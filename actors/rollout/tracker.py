@@ -26,16 +26,52 @@ class PeerState:
     rack: str = ""
 
 
+class Bag:
+    """A set with O(1) add, discard and random sample: a query samples peers rather than scan
+    a swarm of 10,000."""
+
+    def __init__(self):
+        self.items: list[str] = []
+        self.at: dict[str, int] = {}
+
+    def add(self, x: str) -> None:
+        if x not in self.at:
+            self.at[x] = len(self.items)
+            self.items.append(x)
+
+    def discard(self, x: str) -> None:
+        i = self.at.pop(x, None)
+        if i is not None:
+            last = self.items.pop()
+            if i < len(self.items):
+                self.items[i], self.at[last] = last, i
+
+    def sample(self, rng: random.Random, k: int) -> list[str]:
+        return rng.sample(self.items, k) if k < len(self.items) else list(self.items)
+
+
 @dataclass
 class Swarm:
     peers: dict[str, PeerState] = field(default_factory=dict)   # host -> its state
+    seeds: Bag = field(default_factory=Bag)                      # complete peers
+    partial: Bag = field(default_factory=Bag)                    # peers that hold some chunks, not all
     held: int = 0                                               # union of every peer's bits (may be stale high after a peer leaves)
     assigned: dict[int, tuple[str, float]] = field(default_factory=dict)   # chunk index -> (host, until)
+
+    def sort(self, peer: PeerState) -> None:
+        """File the peer as a seed, a partial peer or neither, by what it holds now."""
+        (self.seeds.add if peer.complete else self.seeds.discard)(peer.host)
+        (self.partial.add if peer.bits and not peer.complete else self.partial.discard)(peer.host)
+
+    def drop(self, host: str) -> bool:
+        self.seeds.discard(host)
+        self.partial.discard(host)
+        return self.peers.pop(host, None) is not None
 
 
 class Tracker:
     def __init__(self, max_peers: int = 8, seed_share: float = 0.5, rng: random.Random | None = None,
-                 origin_slots: int = 4, assign_s: float = 20.0):
+                 origin_slots: int = 2, assign_s: float = 20.0):
         self.max_peers, self.seed_share = max_peers, seed_share
         self.origin_slots, self.assign_s = origin_slots, assign_s
         self.rng = rng or random.Random()
@@ -50,6 +86,7 @@ class Tracker:
         peer = swarm.peers.setdefault(host, PeerState(host, address))
         peer.address, peer.complete, peer.last_seen, peer.rack = address, complete, now, rack
         peer.bits = bits
+        swarm.sort(peer)
         self._landed(swarm, bits)
 
     def add(self, artifact: str, host: str, bits: int, complete: bool, now: float) -> bool:
@@ -60,6 +97,7 @@ class Tracker:
             return False
         peer.bits |= bits
         peer.complete, peer.last_seen = complete, now
+        self.swarms[artifact].sort(peer)
         self._landed(self.swarms[artifact], bits)
         return True
 
@@ -71,7 +109,7 @@ class Tracker:
 
     def forget(self, host: str) -> None:
         for swarm in self.swarms.values():
-            if swarm.peers.pop(host, None):
+            if swarm.drop(host):
                 self._recount(swarm)
         self._drop_empty()
 
@@ -88,7 +126,7 @@ class Tracker:
         for swarm in self.swarms.values():
             gone = [h for h, p in swarm.peers.items() if now - p.last_seen > ttl]
             for host in gone:
-                del swarm.peers[host]
+                swarm.drop(host)
             if gone:
                 self._recount(swarm)
             dropped += len(gone)
@@ -103,12 +141,14 @@ class Tracker:
     def peers(self, artifact: str, host: str, wanted: int) -> list[PeerState]:
         """At most `max_peers` peers holding any of `wanted`, never `host` itself: seeds first
         (up to seed_share of the answer, more if partial peers are few), then partial peers;
-        within each, those in the asker's rack first."""
+        within each, those in the asker's rack first. Candidates are a random sample of a few
+        times `max_peers` of each kind, so a query costs the same in a swarm of any size."""
         swarm = self.swarms.get(artifact) or Swarm()
         me = swarm.peers.get(host)
         rack = me.rack if me else ""
-        seeds = [p for p in swarm.peers.values() if p.host != host and p.complete]
-        partial = [p for p in swarm.peers.values() if p.host != host and not p.complete and p.bits & wanted]
+        k = 4 * self.max_peers
+        seeds = [swarm.peers[h] for h in swarm.seeds.sample(self.rng, k) if h != host]
+        partial = [p for h in swarm.partial.sample(self.rng, 2 * k) if h != host and (p := swarm.peers[h]).bits & wanted]
         for group in (seeds, partial):
             self.rng.shuffle(group)
             if rack:
@@ -123,7 +163,7 @@ class Tracker:
         """(address, which of `wanted` it holds) for each chosen peer."""
         return [(p.address, wanted if p.complete else p.bits & wanted) for p in self.peers(artifact, host, wanted)]
 
-    def assign_origin(self, artifact: str, host: str, wanted: int, now: float, limit: int = 2) -> int:
+    def assign_origin(self, artifact: str, host: str, wanted: int, now: float, limit: int = 1) -> int:
         """Chunks of `wanted` that `host` should fetch from the origin: ones no peer holds and
         nobody else is fetching, while fewer than `origin_slots` are on their way. An
         assignment that did not land within `assign_s` goes to the next asker."""

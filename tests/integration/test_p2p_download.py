@@ -12,7 +12,7 @@ from gantry.node_daemon.downloader import Downloader, DownloadFailed
 from gantry.node_daemon.peer_server import PeerServer
 from gantry.node_daemon.tokenbucket import TokenBucket
 from gantry.peerauth import PeerAuth
-from helpers import RoguePeer
+from helpers import RoguePeer, wait_until
 
 
 AUTH = PeerAuth("ab" * 32)   # the datacenter's key, as a coordinator hands it out
@@ -95,21 +95,23 @@ def test_falls_back_to_origin_and_resumes_without_refetching(tmp_path, artifact)
 def test_endgame_rerequests_a_stalled_chunk_elsewhere(tmp_path, artifact, endgame):
     manifest, store = artifact
     good = seeded_peer(tmp_path, "good", manifest, store)
-    slow = seeded_peer(tmp_path, "slow", manifest, store, upload=TokenBucket(50_000, burst=1))
+    # with endgame the slow peer all but stalls (1 KB/s): the chunk can only come from elsewhere
+    slow = seeded_peer(tmp_path, "slow", manifest, store, upload=TokenBucket(1_000 if endgame else 50_000, burst=1))
     cache = ChunkCache(tmp_path / "me")
-    stalled = []
+    stalled, t0 = [], time.monotonic()
 
-    def pick(wanted):   # one chunk is offered only by the slow peer
+    def pick(wanted):   # one chunk is offered only by the slow peer (with endgame: at first, by both later)
         stalled[:] = stalled or [sorted(wanted)[0]]
-        return {d: [slow.address] if d == stalled[0] else [good.address] for d in wanted}
+        later = [good.address] if endgame and time.monotonic() - t0 > 0.2 else []
+        return {d: [slow.address, *later] if d == stalled[0] else [good.address] for d in wanted}
     origin = Origin(store)
     downloader(cache, origin.get, pick, workers=2, endgame_s=0.3 if endgame else 1e9,
                timeout_s=60, peer_refresh_s=0).fetch(manifest)
-    assert cache.missing(manifest) == []
-    if endgame:   # re-requested from another source (the origin: no other peer has it)
-        assert origin.calls == 1
-    else:         # it came only from the slow peer
-        assert origin.calls == 0 and slow.bytes_served > 0
+    assert cache.missing(manifest) == [] and origin.calls == 0   # an endgame copy never comes from the origin
+    if endgame:   # re-requested from the other peer once it could be: the slow one did not finish it
+        assert slow.bytes_served == 0
+    else:         # it came only from the slow peer (which counts it once its last byte is out)
+        wait_until(lambda: slow.bytes_served > 0, 10, "the slow peer to count what it sent")
     good.stop()
     slow.stop()
 
@@ -164,3 +166,16 @@ def test_a_chunk_is_hashed_as_it_streams_and_a_bad_one_never_lands(tmp_path, art
         for i in range(0, len(data), 1000):
             write(data[i:i + 1000])
     assert cache.get(c.digest) == data
+
+
+def test_a_busy_peer_answers_503_and_the_downloader_goes_elsewhere_without_counting_a_failure(tmp_path, artifact):
+    manifest, store = artifact
+    one = seeded_peer(tmp_path, "one", manifest, store, upload=TokenBucket(2_000_000, burst=1))
+    two = seeded_peer(tmp_path, "two", manifest, store, upload=TokenBucket(2_000_000, burst=1))
+    origin = Origin(store)
+    stats = downloader(ChunkCache(tmp_path / "me"), origin.get, lambda wanted: {d: [one.address, two.address] for d in wanted},
+                       workers=8, attempts=1).fetch(manifest)   # 8 at once, 2 peers with 2 upload slots each
+    assert origin.calls == 0 and stats.bytes_from_peers == sum(c.size for c in manifest.unique_chunks())
+    assert one.bytes_served and two.bytes_served
+    one.stop()
+    two.stop()
