@@ -61,10 +61,13 @@ def build_summary(s: dict) -> dict:
 def host_counts(hosts: list[dict], build_id: str) -> dict:
     """Where the hosts are for one build: downloading, staged, active or failed count only for
     this build (a lost host always counts); anything else (idle, busy with another build) is
-    pending. A host's state is about the build its report names (ackedTargetBuildID)."""
+    pending. A host's state is about the build its report names (ackedTargetBuildID); a host
+    that staged another build still runs, and counts active for, the one it runs."""
     c = {"total": len(hosts), "pending": 0, **{s.value: 0 for s in COUNTED}}
     for h in hosts:
         state = h.get("state")
+        if state == HostState.STAGED and h.get("activeBuildID") == build_id:
+            state = HostState.ACTIVE
         about = h.get("ackedTargetBuildID") or h.get("targetBuildID")
         mine = (h.get("activeBuildID") if state == HostState.ACTIVE else about) == build_id
         if state == HostState.LOST or (state in COUNTED and mine):

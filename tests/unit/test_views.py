@@ -8,8 +8,9 @@ def test_host_counts_count_a_host_only_for_the_build_it_is_on():
              # staged: its report is about b (it runs x); one staging b while told x; one staged on another build
              {"state": "staged", "activeBuildID": "x", "targetBuildID": "x", "ackedTargetBuildID": "b"},
              {"state": "downloading", "activeBuildID": "x", "targetBuildID": "x", "ackedTargetBuildID": "b"},
-             {"state": "staged", "activeBuildID": "x", "ackedTargetBuildID": "y"}]
-    assert host_counts(hosts, "b") == {"total": 11, "pending": 5, "downloading": 2, "staged": 1, "active": 1,
+             {"state": "staged", "activeBuildID": "x", "ackedTargetBuildID": "y"},
+             {"state": "staged", "activeBuildID": "b", "ackedTargetBuildID": "y"}]   # runs b, staged y
+    assert host_counts(hosts, "b") == {"total": 12, "pending": 5, "downloading": 2, "staged": 1, "active": 2,
                                        "failed": 1, "lost": 1}
 
 
