@@ -102,7 +102,8 @@ def main() -> int:
     if gantry("build", "hello", sha, "--wait", env=env).returncode != 0:
         return 1
     first = gantry_json("builds", "hello", "--limit", "1", env=env)["builds"][0]["buildID"]
-    print("== deploy it to every host (canary, then 10%, 50%, 100% of each datacenter; regions in turn)")
+    print("== deploy it to every host: staged everywhere first, then activated with a canary, 10%, 50%, 100%"
+          " of each datacenter, the first region alone, then the others together")
     if gantry("deploy", "hello", first, "--steps", "1,0.1,0.5,1.0", "--bake", "1", "--wait", env=env).returncode:
         return 1
     show_hosts(home)

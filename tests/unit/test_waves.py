@@ -26,3 +26,22 @@ def test_health_gate_arithmetic():
     assert gate_passes(0, 0, 0, 0.9)
     assert not gate_failed_already(1, 10, 0.9) and gate_failed_already(2, 10, 0.9)
     assert gate_failed_already(1, 1, 0.9)
+
+
+def test_region_waves_default_to_the_first_region_then_the_rest_and_keep_left_out_regions_last():
+    from gantry.actors.rollout.waves import earlier_regions, region_waves
+    regions = ["us-east", "eu-west", "ap-south"]
+    assert region_waves(regions) == [["us-east"], ["eu-west", "ap-south"]]
+    assert region_waves(["us-east"]) == [["us-east"]]
+    assert region_waves(regions, [["eu-west"]]) == [["eu-west"], ["us-east", "ap-south"]]
+    waves = region_waves(regions, [["ap-south", "us-east"], ["eu-west"]])
+    assert earlier_regions(waves, "us-east") == [] and earlier_regions(waves, "eu-west") == ["ap-south", "us-east"]
+    assert earlier_regions(waves, "mars") is None
+
+
+def test_the_cli_reads_region_waves_and_stage():
+    import argparse
+    from gantry.cluster.commands import _strategy
+    a = argparse.Namespace(steps="1,1.0", bake=0.0, min_healthy=None, stage="wave", region_waves="us-east; eu-west, ap-south")
+    assert _strategy(a) == {"steps": [1, 1.0], "bakeS": 0.0, "stage": "wave",
+                            "regionWaves": [["us-east"], ["eu-west", "ap-south"]]}
