@@ -40,13 +40,9 @@ def of(indexes) -> int:
 
 
 def indexes(bits: int) -> list[int]:
-    out, i = [], 0
-    while bits:
-        low = bits & -bits          # the lowest set bit
-        i = low.bit_length() - 1
-        out.append(i)
-        bits ^= low
-    return out
+    """The set bits, lowest first (one pass over the bytes)."""
+    raw = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+    return [8 * k + j for k, byte in enumerate(raw) if byte for j in range(8) if byte >> j & 1]
 
 
 def full(n_chunks: int) -> int:

@@ -186,12 +186,12 @@ class NodeDaemon:
             return {}, None
         manifest = self.moving.manifest
         chunks = manifest.unique_chunks()
-        try:
+        want = bitfield.of(i for i, c in enumerate(chunks) if c.digest in wanted)
+        try:   # `wanted` is what the cache lacks (the downloader just checked): the rest is held
             got = self._post("/peers", {
                 "hostID": self.host_id, "address": self.server.address, "rack": self.rack,
-                "artifact": manifest.manifest_digest, "chunks": len(chunks),
-                "wanted": bitfield.encode(bitfield.of(i for i, c in enumerate(chunks) if c.digest in wanted)),
-                "have": bitfield.encode(self._held(manifest))})
+                "artifact": manifest.manifest_digest, "chunks": len(chunks), "wanted": bitfield.encode(want),
+                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want)})
             peers: dict[str, list[str]] = {}
             for p in got["peers"]:
                 for i in bitfield.indexes(bitfield.decode(p["bits"], len(chunks))):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from gantry.artifacts import bitfield
+
 
 @dataclass
 class PeerState:
@@ -167,23 +169,16 @@ class Tracker:
         """Chunks of `wanted` that `host` should fetch from the origin: ones no peer holds and
         nobody else is fetching, while fewer than `origin_slots` are on their way. An
         assignment that did not land within `assign_s` goes to the next asker."""
-        swarm = self.swarms.get(artifact)
-        if swarm is None:
-            swarm = self.swarms.setdefault(artifact, Swarm())
+        swarm = self.swarms.setdefault(artifact, Swarm())
         for i, (owner, until) in list(swarm.assigned.items()):
             if until < now or owner not in swarm.peers:
                 del swarm.assigned[i]
-        mine = sum(1 << i for i, (owner, _) in swarm.assigned.items() if owner == host) & wanted
-        free = wanted & ~swarm.held & ~sum(1 << i for i in swarm.assigned)
+        mine = bitfield.of(i for i, (owner, _) in swarm.assigned.items() if owner == host) & wanted
         room = min(limit - bin(mine).count("1"), self.origin_slots - len(swarm.assigned))
-        while free and room > 0:
-            low = free & -free
-            if self.rng.random() < 0.5 and free != low:   # not always the lowest: hosts spread over the artifact
-                candidates = [i for i in range(free.bit_length()) if free >> i & 1]
-                low = 1 << self.rng.choice(candidates)
-            i = low.bit_length() - 1
+        if room <= 0:
+            return mine
+        free = bitfield.indexes(wanted & ~swarm.held & ~bitfield.of(swarm.assigned))
+        for i in self.rng.sample(free, min(room, len(free))):   # random: hosts spread over the artifact
             swarm.assigned[i] = (host, now + self.assign_s)
-            mine |= low
-            free &= ~low
-            room -= 1
+            mine |= 1 << i
         return mine
