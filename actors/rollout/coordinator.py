@@ -155,7 +155,7 @@ class Coordinator:
               rack: str = "") -> dict:
         """For the chunks a host still wants (a bitfield), the peers that hold some of them
         ({address, bits}) and the ones it should fetch from the origin itself (`origin`). `have`
-        is its whole bitfield: asked every half second while it downloads, this keeps the
+        is its whole bitfield: asked several times a second while it downloads, this keeps the
         tracker's view of it fresh between reports."""
         want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
