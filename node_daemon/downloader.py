@@ -1,7 +1,8 @@
 """Download an artifact's missing chunks: from peers first, the regional blob store (origin) when
 no peer has a chunk, every chunk verified before it is kept.
 
-- Order: each host takes the chunks in its own random order. A chunk no peer holds yet comes
+- Order (`chunkplan.ChunkPlan`, which the fleet simulator runs too): each host takes the chunks
+  in its own random order. A chunk no peer holds yet comes
   from the origin only if the tracker handed it to this host (Owl's central choice of sources:
   the origin sends each chunk about once); otherwise it waits for a peer to get it, and goes to
   the origin anyway after `origin_after_s`. When the tracker says nothing about the origin
@@ -32,6 +33,7 @@ from gantry.artifacts.chunking import ChunkRef
 from gantry.artifacts.manifest import Manifest
 from gantry.artifacts.chunking import ChunkCorrupt
 from gantry.node_daemon.chunkcache import ChunkCache
+from gantry.node_daemon.chunkplan import ChunkPlan
 from gantry.peerauth import HEADER
 from gantry.node_daemon.tokenbucket import TokenBucket
 
@@ -87,88 +89,58 @@ class Downloader:
 
     def fetch(self, manifest: Manifest, progress: Callable[[int], None] = lambda n: None) -> DownloadStats:
         stats = DownloadStats()
-        todo = list(self.cache.missing(manifest))
-        self.rng.shuffle(todo)
-        self._wanted = {c.digest for c in todo}
-        deferred: set[str] = set()
-        waiting: dict[str, float] = {}   # digest -> since when it has had no source
-        parked: dict[str, tuple[ChunkRef, float]] = {}   # waiting for a peer: digest -> (ref, look again at)
+        refs = {c.digest: c for c in self.cache.missing(manifest)}
+        plan = ChunkPlan(refs, self.rng, self.endgame_s, self.origin_after_s)
+        self._wanted = set(refs)
         lock = threading.Lock()
-        inflight: dict[str, tuple[ChunkRef, float, set[str]]] = {}  # digest -> (ref, started, sources)
         errors: list[str] = []
-
-        def next_job():
-            with lock:
-                now = time.monotonic()
-                if not todo:
-                    todo.extend(ref for ref, at in list(parked.values()) if at <= now)
-                    for ref in todo:
-                        del parked[ref.digest]
-                if todo:
-                    ref = todo.pop(0)
-                    inflight[ref.digest] = (ref, now, set())
-                    return ref, False
-                slow = [v for v in inflight.values() if now - v[1] > self.endgame_s]
-                if slow:
-                    ref = min(slow, key=lambda v: v[1])[0]
-                    return ref, True
-                return None, bool(inflight or parked)
-
-        def origin_now(digest: str) -> bool:
-            """No peer holds it: may it come from the origin now?"""
-            with lock:
-                since = waiting.setdefault(digest, time.monotonic())
-                if self._origin is None:   # the tracker did not say: put it back once
-                    first = digest not in deferred
-                    deferred.add(digest)
-                    return not first
-                return digest in self._origin or time.monotonic() - since > self.origin_after_s
 
         def worker():
             while not errors:
-                ref, endgame = next_job()
-                if ref is None:
+                with lock:
+                    digest, endgame = plan.next(time.monotonic())
+                if digest is None:
                     if not endgame:
                         return
                     time.sleep(0.05)
                     continue
-                if not endgame and not self._peers(ref, stats, lock, inflight) and not origin_now(ref.digest):
-                    with lock:   # nobody has it yet: look again once the tracker may know more
-                        inflight.pop(ref.digest, None)
-                        parked[ref.digest] = (ref, time.monotonic() + max(self.peer_refresh_s, 0.05))
-                    continue
+                ref = refs[digest]
+                if not endgame and not self._peers(ref, stats, lock, plan):
+                    with lock:
+                        now = time.monotonic()
+                        if not plan.origin_now(digest, now, self._origin):   # look again once the tracker may know more
+                            plan.park(digest, now + max(self.peer_refresh_s, 0.05))
+                            continue
                 try:
-                    done = self._fetch_one(ref, stats, lock, inflight, endgame)
+                    done = self._fetch_one(ref, stats, lock, plan, endgame)
                 except DownloadFailed as e:
                     with lock:
                         errors.append(str(e))
                     return
                 if not done:   # its holders are all busy uploading: come back to it shortly
                     with lock:
-                        if inflight.pop(ref.digest, None) is not None:
-                            parked[ref.digest] = (ref, time.monotonic() + BUSY_RETRY_S)
+                        plan.park(digest, time.monotonic() + BUSY_RETRY_S)
                     continue
                 with lock:
-                    if self.cache.has(ref.digest) and inflight.pop(ref.digest, None) is not None:
+                    if self.cache.has(digest) and plan.land(digest):
                         stats.chunks += 1
                         progress(stats.chunks)
-                if endgame and not self.cache.has(ref.digest):
+                if endgame and not self.cache.has(digest):
                     time.sleep(0.05)   # no other peer for a slow chunk: let its first request finish
 
-        total = len(todo)
         threads = [threading.Thread(target=worker, daemon=True) for _ in range(self.workers)]
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads) and not errors:
             with lock:
-                if stats.chunks >= total:   # every chunk is in; a superseded endgame request may still run
+                if plan.done:   # every chunk is in; a superseded endgame request may still run
                     break
             threads[0].join(0.05) if threads[0].is_alive() else time.sleep(0.05)
         if errors:
             raise DownloadFailed(errors[0])
         return stats
 
-    def _fetch_one(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, inflight: dict,
+    def _fetch_one(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, plan: ChunkPlan,
                    endgame: bool) -> bool:
         """Fetch one chunk; False if every peer that holds it is busy (try again a little later).
         A busy peer is no failure; an endgame copy never goes to the origin."""
@@ -180,13 +152,13 @@ class Downloader:
                         stats.duplicates += 1
                 return True
             # peers for the first `attempts` failures; the origin always gets the last ones
-            candidates = [p for p in self._peers(ref, stats, lock, inflight) if p not in busy] \
+            candidates = [p for p in self._peers(ref, stats, lock, plan) if p not in busy] \
                 if failures < self.attempts else []
             if not candidates and failures < self.attempts and (busy or endgame):
                 return not busy
             source = self.rng.choice(candidates) if candidates else ORIGIN
-            tried = self._tried(ref, lock, inflight)
             with lock:
+                tried = plan.tried(ref.digest)
                 tried.add(source)   # an endgame copy goes elsewhere
             try:
                 if source == ORIGIN:
@@ -222,21 +194,20 @@ class Downloader:
             raise DownloadFailed(f"chunk {ref.digest} could not be fetched from any source")
         return True
 
-    @staticmethod
-    def _tried(ref: ChunkRef, lock: threading.Lock, inflight: dict) -> set[str]:
-        with lock:
-            return inflight.get(ref.digest, (None, 0, set()))[2]
-
-    def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, inflight: dict) -> list[str]:
+    def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, plan: ChunkPlan) -> list[str]:
         """Peers holding this chunk, less blacklisted ones and those already tried for it."""
+        handed = None
         with self._peer_lock:
             if time.monotonic() - self._peer_map_at > self.peer_refresh_s:
                 self._wanted = {d for d in self._wanted if not self.cache.has(d)}
                 self._peer_map, self._origin = self.peers_for(self._wanted) if self._wanted else ({}, None)
                 self._peer_map_at = time.monotonic()
+                handed = self._origin
             offered = self._peer_map.get(ref.digest, [])
         with lock:
-            tried = inflight.get(ref.digest, (None, 0, set()))[2]
+            if handed:
+                plan.first(handed - {ref.digest})
+            tried = plan.tried(ref.digest)
             return [p for p in offered if p not in stats.blacklisted and p not in tried]
 
     def _from_origin(self, ref: ChunkRef) -> bytes:

@@ -23,7 +23,8 @@ from gantry.actors import metrics
 from gantry.actors.rollout.dc_rollout import DcRollout, HostView
 from gantry.actors.rollout.hostmemory import HostMemory
 from gantry.actors.rollout.tracker import Tracker
-from gantry.actors.rollout.waves import Strategy, earlier_regions
+from gantry.actors.rollout.activation import may_activate, staging, to_unstage
+from gantry.actors.rollout.waves import Strategy
 from gantry.artifacts import bitfield
 from gantry.artifacts.blobstore import chunk_key, manifest_key
 from gantry.state import State
@@ -160,9 +161,8 @@ class Coordinator:
         want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
         with self.lock:
-            self.tracker.announce(artifact, host_id, address, held, held == bitfield.full(chunks), now, rack)
-            peers = self.tracker.peer_bits(artifact, host_id, want)
-            origin = self.tracker.assign_origin(artifact, host_id, want, now)
+            peers, origin = self.tracker.ask(artifact, host_id, address, held, held == bitfield.full(chunks), want,
+                                             now, rack)
         return {"peers": [{"address": a, "bits": bitfield.encode(b)} for a, b in peers if b],
                 "origin": bitfield.encode(origin)}
 
@@ -224,41 +224,26 @@ class Coordinator:
         """Region waves go in order; an earlier region still waiting for its replica does not
         hold up the ones after it. Staging everywhere comes first."""
         waves = strategy.get("regionWaves") or [[r] for r in json.loads(dep["regions"])]   # older deployments
-        earlier = earlier_regions(waves, self.region)
-        if earlier is None:
-            return False
-        if strategy.get("stage") == "all":
-            staged = self.state.deployments.staged_dcs(dep["deploymentID"])
-            if not all(dc in staged for r, dcs in self.dcs_by_region.items() if self._holds(dep["buildID"], r)
-                       for dc in dcs):
-                return False
-        outcomes = self.state.deployments.dc_outcomes(dep["deploymentID"])
-        return all(outcomes.get(dc) == DcPhase.DONE for r in earlier if self._holds(dep["buildID"], r)
-                   for dc in self.dcs_by_region.get(r, []))
+        dep_id = dep["deploymentID"]
+        return may_activate(self.region, waves, self.dcs_by_region, lambda r: self._holds(dep["buildID"], r),
+                            strategy.get("stage") == "all", lambda: self.state.deployments.staged_dcs(dep_id),
+                            lambda: self.state.deployments.dc_outcomes(dep_id))
 
     def _stage(self, project: str, build: str, views: list[dict]) -> bool:
         """Tell every live host of the project here to stage `build` (once the region holds its
         replica); True when each has staged it, failed to, runs it already, or is lost."""
         if not self._holds(build, self.region):
             return False
-        done = True
-        for h in views:
-            if h["state"] == HostState.LOST:
-                continue
-            if h.get("activeBuildID") == build:
-                self._unstage(project, build, [h])   # it runs the build: an older staged one is not coming
-                continue
-            if build not in (h.get("stageBuildID"), h.get("targetBuildID")):
-                self._set(h["hostID"], project, stage=build)
-            if not (h.get("ackedTargetBuildID") == build and h["state"] in (HostState.STAGED, HostState.FAILED)):
-                done = False
+        tell, running, done = staging(build, views)
+        self._unstage(project, build, running)   # they run the build: an older staged one is not coming
+        for host in tell:
+            self._set(host, project, stage=build)
         return done
 
     def _unstage(self, project: str, keep: str, views: list[dict]) -> None:
-        """Take back every build to stage but `keep` (a host shows `staged` only for a build still coming)."""
-        for h in views:
-            if h.get("stageBuildID") not in (None, "", keep) and h["state"] != HostState.LOST:
-                self._set(h["hostID"], project, stage="")
+        """Take back every build to stage but `keep`."""
+        for host in to_unstage(keep, views):
+            self._set(host, project, stage="")
 
     def _prestage(self, project: str, dep: dict | None, hosts: list[dict]) -> None:
         """Stage the project's newest successful build if it is newer than its desired one (and

@@ -49,7 +49,17 @@ class Bag:
                 self.items[i], self.at[last] = last, i
 
     def sample(self, rng: random.Random, k: int) -> list[str]:
-        return rng.sample(self.items, k) if k < len(self.items) else list(self.items)
+        """Up to k items in a random order. From a large bag, k draws with the repeats dropped:
+        a fraction of random.sample's cost, and hardly ever fewer than k."""
+        items, n = self.items, len(self.items)
+        if n > 4 * k:
+            rnd = rng.random
+            return list(dict.fromkeys([items[int(rnd() * n)] for _ in range(k)]))
+        if k < n:
+            return rng.sample(items, k)
+        items = list(items)
+        rng.shuffle(items)
+        return items
 
 
 @dataclass
@@ -151,10 +161,9 @@ class Tracker:
         k = 4 * self.max_peers
         seeds = [swarm.peers[h] for h in swarm.seeds.sample(self.rng, k) if h != host]
         partial = [p for h in swarm.partial.sample(self.rng, 2 * k) if h != host and (p := swarm.peers[h]).bits & wanted]
-        for group in (seeds, partial):
-            self.rng.shuffle(group)
-            if rack:
-                group.sort(key=lambda p: p.rack != rack)   # stable: random within each rack group
+        if rack:   # samples come in a random order; keeping it within each rack group
+            seeds = [p for p in seeds if p.rack == rack] + [p for p in seeds if p.rack != rack]
+            partial = [p for p in partial if p.rack == rack] + [p for p in partial if p.rack != rack]
         n_seeds = min(len(seeds), max(1, int(self.max_peers * self.seed_share)))
         chosen = seeds[:n_seeds] + partial[: self.max_peers - n_seeds]
         if len(chosen) < self.max_peers:  # fill from whichever kind has more to give
@@ -164,6 +173,13 @@ class Tracker:
     def peer_bits(self, artifact: str, host: str, wanted: int) -> list[tuple[str, int]]:
         """(address, which of `wanted` it holds) for each chosen peer."""
         return [(p.address, wanted if p.complete else p.bits & wanted) for p in self.peers(artifact, host, wanted)]
+
+    def ask(self, artifact: str, host: str, address: str, held: int, complete: bool, wanted: int, now: float,
+            rack: str = "") -> tuple[list[tuple[str, int]], int]:
+        """A downloading host's query: what it holds now (its whole bitfield), and for the chunks
+        it wants, the peers that hold some of them and the ones it should fetch from the origin."""
+        self.announce(artifact, host, address, held, complete, now, rack)
+        return self.peer_bits(artifact, host, wanted), self.assign_origin(artifact, host, wanted, now)
 
     def assign_origin(self, artifact: str, host: str, wanted: int, now: float, limit: int = 1) -> int:
         """Chunks of `wanted` that `host` should fetch from the origin: ones no peer holds and
