@@ -16,6 +16,7 @@ from gantry.client import GantryError
 from gantry.cluster import commands
 from gantry.cluster.commands import EXIT_API, UsageError
 from gantry.cluster.stack import DEFAULT_REGIONS, Stack
+from gantry.sim import cli as sim_cli
 
 
 def default_home() -> str:
@@ -68,6 +69,10 @@ def _stack_commands(sub) -> None:
     srv.add_argument("--api-host", default="0.0.0.0")
     srv.add_argument("--api-port", type=int, default=8000)
     srv.set_defaults(func=serve)
+
+    sim = sub.add_parser("simulate", help="simulate a deployment over a fleet with gantry's own policies (no I/O)")
+    sim_cli.add_arguments(sim)
+    sim.set_defaults(func=sim_cli.run)
 
 
 def _api_commands(sub) -> None:
@@ -135,6 +140,7 @@ def _api_commands(sub) -> None:
     d.add_argument("--region-waves", metavar="R1;R2,R3",
                    help="regions that activate together, wave after wave (default: the first region, then the rest)")
     d.add_argument("--wait", action="store_true", help="follow it live; exit 0 only if it COMPLETED")
+    d.add_argument("--dry-run", action="store_true", help="predict how long it would take (simulated); deploy nothing")
 
     ds = cmd("deployments", "list a project's deployments, or show one", commands.deployments, json_out=True)
     ds.add_argument("project")
