@@ -160,10 +160,26 @@ def replicate(a) -> int:
 def deploy(a) -> int:
     from gantry.cluster import progress
     c = client_for(a)
+    if getattr(a, "dry_run", False):
+        p = c.predict(a.project, a.build, _strategy(a))
+        _print(a, p, prediction_text(p))
+        return 0
     acc = c.deploy(a.project, a.build, _strategy(a)) if a.cmd == "deploy" else c.rollback(a.project, a.build)
     return _maybe_wait(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}",
                        lambda: progress.watch_deployment(c, a.project, acc.deploymentID, _console()),
                        lambda d: d.status == DeploymentStatus.COMPLETED)
+
+
+def prediction_text(p) -> str:
+    h = p.assumptions
+    lines = [f"predicted: {p.predictedSeconds} s to {p.status} over {h.get('hosts', 0)} hosts "
+             f"({h.get('hostsWithMeasuredThroughput', 0)} at the throughput of their last download, the rest at "
+             f"{h.get('defaultHostBytesPerS', 0) / 1e6:g} MB/s)"]
+    for r in p.perRegion:
+        lines.append(f"  {r.region:>12}: staged at {r.stagedSeconds} s, active at {r.activeSeconds} s")
+    lines.append("assumptions: " + ", ".join(f"{k}={v}" for k, v in h.items() if k not in ("hosts", "hostsWithMeasuredThroughput")))
+    lines.append("nothing was created: run it again without --dry-run to deploy")
+    return "\n".join(lines)
 
 
 def deployments(a) -> int:

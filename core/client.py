@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
-                           DeploymentAccepted, DeploymentPage, Host, Project)
+                           DeploymentAccepted, DeploymentPage, Host, Prediction, Project)
 from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL
 
 TERMINAL_BUILD = BUILD_TERMINAL
@@ -146,6 +146,11 @@ class _Client(ABC):
     def deploy(self, project: str, build_id: str, strategy: dict | None = None) -> DeploymentAccepted:
         body = {"buildID": build_id, **({"strategy": strategy} if strategy else {})}
         return DeploymentAccepted.model_validate(self._call("create_deployment", projectName=project, body=body))
+
+    def predict(self, project: str, build_id: str, strategy: dict | None = None) -> Prediction:
+        """A dry run of `deploy`: how long it would take; creates nothing."""
+        body = {"buildID": build_id, **({"strategy": strategy} if strategy else {})}
+        return Prediction.model_validate(self._call("create_deployment", projectName=project, body=body, dryRun=True))
 
     def deployments(self, project: str, limit: int = 20, cursor: str | None = None) -> DeploymentPage:
         return DeploymentPage.model_validate(

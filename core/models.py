@@ -251,6 +251,22 @@ class Deployment(BaseModel):
     currentRegion: str | None
     regions: list[RegionProgress]
     hosts: HostCounts
+    prediction: dict | None = None     # what the simulator predicted when it was created (see Prediction)
+
+
+class RegionPrediction(BaseModel):
+    region: str
+    stagedSeconds: float | None
+    activeSeconds: float | None
+
+
+class Prediction(BaseModel):
+    """A dry run: how long the deployment would take, and what that rests on."""
+    predictedSeconds: float | None
+    perRegion: list[RegionPrediction]
+    assumptions: dict
+    status: str                        # how the simulated deployment ended (COMPLETED when healthy)
+    timeline: list                     # [seconds, region, staged hosts, active hosts]
 
 
 class Host(BaseModel):

@@ -16,7 +16,7 @@ from ray import serve
 from gantry.actors.build.archive import ArchiveReader
 from gantry.artifacts.blobstore import s3_for
 from gantry.constants import HEAD, MONITOR, NAMESPACE, SCHEDULER
-from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
+from gantry.models import (ArchiveResult, Prediction, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
                            Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Host, Project, ProjectIn,
                            RollbackIn, WebhookResult)
 from gantry import auth
@@ -150,9 +150,13 @@ class GantryAPI(HostGateway):
         out, status = await asyncio.to_thread(self.service.github_push, projectName, dict(request.headers), body)
         return JSONResponse(out, status_code=status)
 
-    @app.post("/projects/{projectName}/deployments", status_code=202, response_model=DeploymentAccepted)
-    def post_deployment(self, projectName: str, body: DeploymentIn, request: Request):
-        return self.service.op_create_deployment(self._principal(request), projectName, body)
+    @app.post("/projects/{projectName}/deployments", status_code=202, response_model=DeploymentAccepted,
+              responses={200: {"model": Prediction, "description": "dryRun=true: the predicted rollout; nothing is created"}})
+    def post_deployment(self, projectName: str, body: DeploymentIn, request: Request, dryRun: bool = False):
+        """Deploy a build; with `dryRun=true`, predict how long the deployment would take (the
+        fleet simulator over the project's hosts) and create nothing."""
+        out = self.service.op_create_deployment(self._principal(request), projectName, body, dryRun)
+        return JSONResponse(out, status_code=200) if dryRun else out
 
     @app.get("/projects/{projectName}/deployments", response_model=DeploymentPage, responses=CACHED)
     def list_deployments(self, projectName: str, request: Request, nextCursor: str | None = None,

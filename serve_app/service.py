@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 from typing import Callable
 
 from pydantic import BaseModel, ValidationError
@@ -19,13 +20,14 @@ from gantry.actors.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
 from gantry import auth
-from gantry.serve_app import views
+from gantry.serve_app import prediction, views
 from gantry.serve_app.errors import ApiError, problems
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
 from gantry.statuses import DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus
 from gantry.topology import StackConfig
 
+log = logging.getLogger("gantry.api")
 WEBHOOK_USER = "github-webhook"
 MAX_AGE_S = 100 * 365 * 24 * 3600
 
@@ -304,17 +306,29 @@ class Service:
             raise ApiError(409, "build is archived", "archived builds are not deployed; build the commit again")
         return rec
 
-    def _deploy(self, who: auth.Principal, project: str, build_id: str, strategy: StrategyIn, action: str) -> dict:
+    def _strategy(self, strategy: StrategyIn) -> StrategyIn:
+        """The strategy with its region waves checked against the stack's regions and completed."""
         regions = [r.name for r in self.stack.regions]
         unknown = [r for wave in strategy.regionWaves or [] for r in wave if r not in regions]
         if unknown:
             raise ApiError(400, "unknown region in regionWaves", f"{', '.join(unknown)}; regions: {', '.join(regions)}")
-        strategy = strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
+        return strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
+
+    def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str) -> dict:
+        """Create the deployment (its predicted timeline stored with it, for the dashboard)."""
+        regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
+        try:
+            predicted = prediction.predict(self.state, self.stack, project, build, strategy.model_dump())
+        except Exception:   # a prediction is a nicety: never a reason not to deploy
+            log.exception("predicting deployment of %s failed", build_id)
+            predicted = None
         previous = self.state.deployments.last_completed_build(project)
         previous = previous if previous != build_id else None
         dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                   who.user, audit=lambda dep_id: audit.prepare(
                                       who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
+        if predicted is not None:
+            self.state.deployments.set_prediction(dep["deploymentID"], predicted)
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
                 "status": dep["status"]}
 
@@ -325,12 +339,16 @@ class Service:
             raise ApiError(404, "deployment not found", dep_id)
         return dep
 
-    def op_create_deployment(self, who: auth.Principal, projectName: str, body) -> dict:
+    def op_create_deployment(self, who: auth.Principal, projectName: str, body, dryRun: bool = False) -> dict:
         project = self._project(who, projectName)
         body = _parse(DeploymentIn, body)
-        self._deployable(projectName, body.buildID)
+        rec = self._deployable(projectName, body.buildID)
         self._write_allowed(projectName, project)
-        return self._deploy(who, projectName, body.buildID, body.strategy or StrategyIn(), "deployment.create")
+        strategy = self._strategy(body.strategy or StrategyIn())
+        if dryRun:
+            out = prediction.predict(self.state, self.stack, projectName, rec, strategy.model_dump())
+            return {k: v for k, v in out.items() if k != "marks"}
+        return self._deploy(who, projectName, rec, strategy, "deployment.create")
 
     def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                             limit: str | int | None = None) -> dict:
@@ -371,12 +389,13 @@ class Service:
         project = self._project(who, projectName)
         body = _parse(RollbackIn, body)
         if body.buildID:
-            target = self._deployable(projectName, body.buildID)["buildID"]
+            target = self._deployable(projectName, body.buildID)
         else:
             current = self.state.deployments.desired(projectName).get("buildID")
             target = next((b for b in self.state.deployments.completed_builds(projectName) if b != current), None)
             if target is None:
                 raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of this project")
+            target = self.state.builds.get(target) or {"buildID": target}
         self._write_allowed(projectName, project)
         everywhere = [[r.name for r in self.stack.regions]]   # a rollback moves every region at once
         return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0, regionWaves=everywhere),

@@ -120,4 +120,5 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
     return {**deployment_summary(dep), "projectName": dep["projectName"],
             "previousBuildID": dep.get("previousBuildID") or None, "strategy": json.loads(dep["strategy"]),
             "currentRegion": current if dep["status"] in DEPLOYMENT_ACTIVE else None,
-            "regions": regions, "hosts": host_counts(everyone, dep["buildID"])}
+            "regions": regions, "hosts": host_counts(everyone, dep["buildID"]),
+            "prediction": json.loads(dep["prediction"]) if dep.get("prediction") else None}

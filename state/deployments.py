@@ -41,6 +41,10 @@ class Deployments:
             if version != -1:
                 return fields
 
+    def set_prediction(self, dep_id: str, prediction: dict) -> None:
+        """What the simulator predicted for it when it was created (shown beside its progress)."""
+        self.r.hset(keys.deploy(dep_id), "prediction", json.dumps(prediction))
+
     def get(self, dep_id: str) -> dict | None:
         return self.r.hgetall(keys.deploy(dep_id)) or None
 
