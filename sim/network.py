@@ -7,7 +7,9 @@ leave the rest to the others, and its rate is the smallest of those shares. (TCP
 daemon's token buckets behaves so: one slow flow of four does not idle the rest of a NIC.) When a
 flow starts or ends, the flows of its small resources (the two NICs, a store) are re-rated; a big
 shared link (a rack uplink, a region link) gives each flow its equal share when the flow is rated,
-and re-rates no one when it changes; and a flow whose share moves by less than 10% keeps its rate.
+and re-rates no one when it changes. A resource that more than 256 flows cross (a store that many
+hosts fetch from at once) gives a newcomer its equal share and re-rates them all only when their
+number has moved by a tenth; and a flow whose share moves by less than 10% keeps its rate.
 That bounds an event's cost, and the events, at 100,000 hosts.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable
 from gantry.sim.events import Events
 
 INF = float("inf")
+CROWD = 256              # past this many flows, a resource re-rates its flows only in steps of a tenth
 RERATE_TOLERANCE = 0.1   # a flow keeps its rate until its share moves more than this (bounds the events)
 
 
@@ -28,6 +31,7 @@ class Resource:
     shared: bool = False            # a big link: others' flows are not re-rated on every change
     flows: dict = field(default_factory=dict)   # flow -> None, in the order they came (deterministic)
     up: bool = True                 # a store can go down for a while
+    rated_n: int = 0                # how many flows crossed it when they were last all re-rated
 
     def share(self) -> float:
         if not self.up:
@@ -112,7 +116,7 @@ class Network:
         fills = {} if fills is None else fills
         rate = INF
         for r in flow.resources:
-            if r.shared:
+            if r.shared or len(r.flows) > CROWD:
                 rate = min(rate, r.share())
             else:
                 if r not in fills:
@@ -126,8 +130,20 @@ class Network:
         elif rate > 0:
             self.events.at(flow.since + flow.left / rate, self._arrived, flow, flow.version)
 
+    @staticmethod
+    def _due(r: Resource) -> bool:
+        """Whether a change on `r` re-rates its flows: always while few cross it; once their
+        number moved by a tenth since the last time, while many do."""
+        n = len(r.flows)
+        if n <= CROWD:
+            return True
+        if abs(n - r.rated_n) > 0.1 * r.rated_n:
+            r.rated_n = n
+            return True
+        return False
+
     def _rerate_around(self, flow: Flow, include_self: bool = True) -> None:
-        others = dict.fromkeys(f for r in flow.resources if not r.shared for f in r.flows)
+        others = dict.fromkeys(f for r in flow.resources if not r.shared and self._due(r) for f in r.flows)
         others.pop(flow, None)
         fills: dict = {}
         if include_self:
