@@ -47,6 +47,7 @@ class Host:
         self._busy = False           # one move at a time, as the daemon
         self.staged = False
         self.last_report = 0.0
+        self.state, self.about = HostState.ACTIVE, OLD   # its own; `view` is what its coordinator last heard
         self.view = {"hostID": host_id, "state": HostState.ACTIVE, "activeBuildID": OLD, "targetBuildID": OLD,
                      "stageBuildID": "", "ackedTargetBuildID": OLD}
         self.hv = HostView(host_id, OLD, HostState.ACTIVE, OLD, OLD, OLD)
@@ -68,13 +69,13 @@ class Host:
         if not self.alive:
             return
         if self.busy:   # its step reports first: the answer to that settles what it was told
-            self.report(self.view["state"], self.view["ackedTargetBuildID"])
+            self.report(self.state, self.about)
             return
         target, stage = self.view["targetBuildID"], self.view["stageBuildID"]
-        if target == self.active and self.view["state"] == HostState.ACTIVE or target == self.failed_on():
-            self.report(self.view["state"], self.view["ackedTargetBuildID"])
-        if target == self.active and self.view["state"] != HostState.ACTIVE:
-            self.report(HostState.ACTIVE, self.active)       # back on what it runs
+        if target == self.active and self.state == HostState.ACTIVE or target == self.failed_on():
+            self.report(self.state, self.about)
+        if target == self.active and self.state in (HostState.STAGED, HostState.FAILED) and self.about != stage:
+            self.report(HostState.ACTIVE, self.active)       # back on what it runs (the daemon's Slot.back_on)
         elif target and target != self.active and target != self.failed_on():
             self.busy = True
             if target in self.installed:
@@ -86,7 +87,7 @@ class Host:
             self.fetch(stage, then_activate=False)
 
     def failed_on(self) -> str | None:
-        return self.view["ackedTargetBuildID"] if self.view["state"] == HostState.FAILED else None
+        return self.about if self.state == HostState.FAILED else None
 
     def fetch(self, build: str, then_activate: bool) -> None:
         self.then_activate = then_activate
@@ -106,6 +107,7 @@ class Host:
         else:
             self.busy = False
             self.report(HostState.STAGED, NEW)
+            self.answered()
 
     def activated(self, build: str) -> None:
         if not self.alive:
@@ -113,6 +115,7 @@ class Host:
         self.busy = False
         if build == NEW and self.fails_health:
             self.report(HostState.FAILED, NEW)
+            self.answered()
             return
         if self.active == NEW:
             self.sim.count(self, "active", -1)
@@ -120,13 +123,21 @@ class Host:
         if build == NEW:
             self.sim.count(self, "active", +1)
         self.report(HostState.ACTIVE, build)
+        self.answered()
 
     def download_failed(self) -> None:
         self.busy = False
         self.report(HostState.FAILED, NEW)
+        self.answered()
+
+    def answered(self) -> None:
+        """A move ended: the daemon reports at once, and acts on the answer (a target set while
+        it was busy)."""
+        self.sim.events.after(2 * self.dc.latency(), self.news)
 
     def report(self, state: str, about: str) -> None:
         """It reports at once; the coordinator sees it after its answer time."""
+        self.state, self.about = state, about
         self.sim.events.after(self.dc.latency(), self.dc.reported, self, state, about, self.active)
 
     def die(self) -> None:

@@ -162,3 +162,12 @@ def test_the_simulate_command_prints_json_last(capsys):
     assert {"hosts", "regions", "sizeBytes", "status", "totalSeconds", "stageSeconds", "perRegion", "originBytes",
             "peerBytes", "crossRegionBytes", "peakControlMsgsPerS", "events", "wallSeconds"} <= set(last)
     assert last["status"] == "COMPLETED" and last["hosts"] == 40 and len(last["perRegion"]) == 2
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_target_set_while_a_host_moves_is_acted_on_when_the_move_ends(seed):
+    """With a few failing and lost hosts a rollback can start while hosts still switch; each
+    acts on the new target once its move ends (as the daemon does on its next report's answer)."""
+    r = simulate(Scenario(hosts=2000, regions=10, dcs_per_region=2, size_bytes=1e9, bake_s=0, fail_health=0.01,
+                          lose=0.005, max_s=3000, seed=seed))
+    assert r["status"] in ("COMPLETED", "ROLLED_BACK") and r["totalSeconds"] < 3000
