@@ -72,15 +72,27 @@ def rollout(stack: Stack, api: httpx.Client, build_id: str, n: int, cap: float, 
             "downloadedSeconds": max(d["startedAt"] + d["seconds"] for d in timed) - posted}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--hosts", default="8,16,32", help="comma-separated host counts")
     ap.add_argument("--size-mb", type=float, default=32)
     ap.add_argument("--cap-mbps", type=float, default=5)
     ap.add_argument("--chunk-kb", type=int, default=512, help="FastCDC average (chunks average ~1.25x this)")
     ap.add_argument("--skip-origin-only", action="store_true")
     ap.add_argument("--json", action="store_true")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    arguments(ap)
     a = ap.parse_args()
+    results = measure(a)
+    if a.json and results:
+        print(json.dumps(results[-1]))
+    return 0
+
+
+def measure(a, probe=None) -> list[dict]:
+    """Each host count's rollout; `probe(stack, cfg)` is called once the stack is up."""
     size = int(a.size_mb * 1e6)
     counts = [int(x) for x in a.hosts.split(",")]
 
@@ -92,6 +104,8 @@ def main() -> int:
                    s3_bwlimit_mbps=a.cap_mbps, say=lambda *_: None)
     results = []
     try:
+        if probe:
+            probe(stack, cfg)
         token = issue(cfg.jwt_secret(), "bench", admin=True)
         with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
@@ -126,9 +140,7 @@ def main() -> int:
     finally:
         stack.down(say=lambda *_: None)
         shutil.rmtree(work, ignore_errors=True)
-    if a.json and results:
-        print(json.dumps(results[-1]))
-    return 0
+    return results
 
 
 if __name__ == "__main__":

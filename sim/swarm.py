@@ -130,7 +130,7 @@ class Swarm:
         d.free -= 1
         d.plan.tried(key).add(source)
         if source == ORIGIN:
-            resources = [self.store, host.rack_down, host.down]
+            resources = [self.store, host.rack_down]   # the daemon charges its download cap only once it is in
         else:
             peer = self.hosts[source]
             peer.uploads += 1
