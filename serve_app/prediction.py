@@ -18,7 +18,7 @@ DEFAULT_STORE_BPS = 125e6      # a region's store egress
 DEFAULT_LINK_BPS = 125e6       # between regions, for a replica still to come
 ACTIVATE_S = 1.0               # switch, start and health check
 UNPACK_BPS = 200e6
-MIN_MEASURED_BYTES = 1 << 20   # a download smaller than this says little about a host's throughput
+MIN_MEASURED_BYTES = 64 << 20  # a smaller download measures waits (ticks, peers, the origin) more than bandwidth
 MAX_POINTS = 240               # per region, in the stored timeline
 
 
