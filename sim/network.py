@@ -60,7 +60,6 @@ class Network:
     def __init__(self, events: Events, latency: Callable[[Flow], float] = lambda f: 0.0):
         self.events = events
         self.latency = latency      # a flow's first byte waits a round trip
-        self.bytes_moved = 0.0
         self._seq = 0
 
     def start(self, size: float, resources: list, done: Callable, tag=None) -> Flow:
@@ -74,8 +73,6 @@ class Network:
 
     def cancel(self, flow: Flow) -> None:
         if flow.live:
-            self._advance(flow)
-            self.bytes_moved += flow.size - flow.left
             self._end(flow)
 
     def _end(self, flow: Flow) -> None:
@@ -160,7 +157,6 @@ class Network:
     def _arrived(self, flow: Flow, version: int) -> None:
         if not flow.live or version != flow.version:
             return
-        self.bytes_moved += flow.size
         flow.left = 0.0
         self._end(flow)
         flow.done(flow)

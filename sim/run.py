@@ -32,8 +32,8 @@ OLD, NEW = "b0", "b1"
 
 
 class Host:
-    def __init__(self, sim: "Simulation", idx: int, host_id: str, dc: "Dc", rack: str, up: float, down: float):
-        self.sim, self.idx, self.id, self.dc, self.rack = sim, idx, host_id, dc, rack
+    def __init__(self, sim: "Simulation", host_id: str, dc: "Dc", rack: str, up: float, down: float):
+        self.sim, self.id, self.dc, self.rack = sim, host_id, dc, rack
         self.up = Resource(f"{host_id}/up", up)
         self.down = Resource(f"{host_id}/down", down)
         self.rack_up = self.rack_down = None
@@ -46,7 +46,6 @@ class Host:
         self.active = OLD
         self._busy = False           # one move at a time, as the daemon
         self.staged = False
-        self.last_report = 0.0
         self.state, self.about = HostState.ACTIVE, OLD   # its own; `view` is what its coordinator last heard
         self.view = {"hostID": host_id, "state": HostState.ACTIVE, "activeBuildID": OLD, "targetBuildID": OLD,
                      "stageBuildID": "", "ackedTargetBuildID": OLD}
@@ -166,7 +165,6 @@ class Dc:
     def reported(self, host: Host, state: str, about: str, active: str) -> None:
         if not host.alive and state != HostState.LOST:
             return
-        host.last_report = self.sim.events.now
         v = host.view
         v["state"], v["activeBuildID"], v["ackedTargetBuildID"] = state, active, about
         host.hv.state, host.hv.active_build, host.hv.acked_target = state, active, about
@@ -222,7 +220,6 @@ class Dc:
         if self.rollout is None:
             live = [h.id for h in self.hosts if h.view["state"] != HostState.LOST]
             self.rollout = DcRollout.start(NEW, OLD, live, sim.strategy)
-            sim.started.setdefault(self.region, now)
         wave, phase = self.rollout.wave, self.rollout.phase
         for hid, build in self.rollout.step(hosts, now).items():
             self.set(sim.by_id[hid], target=build)
@@ -267,12 +264,11 @@ class Simulation:
         self.holding = holding
         self.rng = random.Random(sc.seed)
         self.events = Events()
-        self.net = Network(self.events, latency=self._first_byte)
+        self.net = Network(self.events, latency=lambda flow: sc.rtt_dc_s)   # a flow's first byte
         self.strategy = Strategy(steps=tuple(sc.steps), min_healthy=sc.min_healthy, bake_s=sc.bake_s)
         self.status, self.reason, self.ended_at, self.rolled_back_at = "IN_PROGRESS", "", None, None
         self.staged_dcs: dict[str, float] = {}
         self.outcomes: dict[str, str] = {}
-        self.started: dict[str, float] = {}
         self.marks: list = []
         self.samples: list = []
         self.counts = defaultdict(lambda: {"staged": 0, "active": 0})
@@ -313,7 +309,7 @@ class Simulation:
         for i, f in enumerate(fleet):
             dc = by_name[f["dc"]]
             slow = sc.slow_factor if self.rng.random() < sc.slow else 1.0
-            h = Host(self, i, f["hostID"], dc, f.get("rack") or f"{dc.name}-rack{i // sc.rack_size}",
+            h = Host(self, f["hostID"], dc, f.get("rack") or f"{dc.name}-rack{i // sc.rack_size}",
                      (f.get("up") or sc.nic_bps) / slow, (f.get("down") or sc.nic_bps) / slow)
             if rack_bps != INF:
                 h.rack_up, h.rack_down = racks.setdefault(h.rack, (
@@ -327,9 +323,6 @@ class Simulation:
         for h in self.rng.sample(hosts, round(sc.lose * len(hosts))):
             h.lose_after = self.rng.randrange(pieces)
         self.region_links = {r: Resource(f"{r}/link", sc.region_link_bps, shared=True) for r in self.regions}
-
-    def _first_byte(self, flow) -> float:
-        return self.sc.rtt_dc_s
 
     def count(self, host: Host, what: str, delta: int) -> None:
         self.counts[host.dc.region][what] += delta

@@ -38,7 +38,6 @@ class Download:
         self.asked_at = -INF
         self.flows: dict[int, list[Flow]] = {}
         self.wake_at = INF
-        self.started = 0.0
 
 
 class Swarm:
@@ -62,7 +61,6 @@ class Swarm:
 
     def begin(self, host) -> None:
         host.download = d = Download(self.pieces, self.rng, self.sc)
-        d.started = self.events.now
         self.hosts[host.id] = host
         self.downloading += 1
         self.pump(host)
