@@ -46,20 +46,21 @@ def wait(predicate, timeout_s: float, what: str):
         time.sleep(0.2)
 
 
-def rollout(stack: Stack, api: httpx.Client, build_id: str, n: int, cap: float, peers: bool, tag: str) -> dict:
+def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int, cap: float, peers: bool,
+            tag: str) -> dict:
     hosts = [f"{DC}-{tag}-{i}" for i in range(n)]
     for h in hosts:
-        stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers)
-    wait(lambda: sum(1 for h in api.get("/projects/bench/hosts").json()
+        stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers, projects=[project])
+    wait(lambda: sum(1 for h in api.get(f"/projects/{project}/hosts").json()
                      if h["hostID"] in hosts and h["state"] != "lost") == n, 120, f"{n} hosts to register")
     t0, posted = time.monotonic(), time.time()
-    dep = api.post("/projects/bench/deployments", json={
+    dep = api.post(f"/projects/{project}/deployments", json={
         "buildID": build_id, "strategy": {"steps": [1.0], "minHealthy": 1.0, "bakeS": 0}}).json()["deploymentID"]
     d = wait(lambda: (lambda d: d if d["status"] not in ("IN_PROGRESS", "PENDING") else None)(
-        api.get(f"/projects/bench/deployments/{dep}").json()), 3600, "the rollout")
+        api.get(f"/projects/{project}/deployments/{dep}").json()), 3600, "the rollout")
     seconds = time.monotonic() - t0
     if d["status"] != "COMPLETED":
-        errors = {h["hostID"]: h["error"] for h in api.get("/projects/bench/hosts").json() if h["error"]}
+        errors = {h["hostID"]: h["error"] for h in api.get(f"/projects/{project}/hosts").json() if h["error"]}
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")
     state = State(stack.config().redis_url)
     downloads = [json.loads(state.hosts.get(h).get("lastDownload") or "{}") for h in hosts]
@@ -108,21 +109,28 @@ def measure(a, probe=None) -> list[dict]:
             probe(stack, cfg)
         token = issue(cfg.jwt_secret(), "bench", admin=True)
         with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
-            api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
             sha = commit_build(work / "repo", f"mkdir -p dist && head -c {size} /dev/urandom > dist/blob")
-            b = api.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
-            rec = wait(lambda: (lambda r: r if r["buildStatus"] in ("SUCCEEDED", "FAILED", "DEAD") else None)(
-                api.get(f"/projects/bench/builds/{b}").json()), 1800, "the build")
-            if rec["buildStatus"] != "SUCCEEDED":
-                raise SystemExit(f"build failed: {rec['error']}")
-            manifest = Manifest.from_bytes(s3_for(cfg.primary, cfg.s3_access_key, cfg.s3_secret_key)
-                                           .get(manifest_key(rec["artifact"]["digest"])))
-            chunk = manifest.size / len(manifest.chunks)
             cap = a.cap_mbps * 1e6
+
+            def build(project: str) -> tuple[str, Manifest]:
+                """Each rollout has its own project, build (random data) and hosts: a host that
+                registers where the desired build is already set would start on it at once."""
+                api.put(f"/projects/{project}", json={"repoURL": str(work / "repo")}).raise_for_status()
+                b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
+                rec = wait(lambda: (lambda r: r if r["buildStatus"] in ("SUCCEEDED", "FAILED", "DEAD") else None)(
+                    api.get(f"/projects/{project}/builds/{b}").json()), 1800, "the build")
+                if rec["buildStatus"] != "SUCCEEDED":
+                    raise SystemExit(f"build failed: {rec['error']}")
+                return b, Manifest.from_bytes(s3_for(cfg.primary, cfg.s3_access_key, cfg.s3_secret_key)
+                                              .get(manifest_key(rec["artifact"]["digest"])))
+
             for n in counts:
+                b, manifest = build(f"bench-p{n}")
+                chunk = manifest.size / len(manifest.chunks)
                 bound = manifest.size / cap + (math.ceil(math.log2(n)) - 1) * chunk / cap
-                p2p = rollout(stack, api, b, n, a.cap_mbps, True, f"p{n}")
-                origin = None if a.skip_origin_only else rollout(stack, api, b, n, a.cap_mbps, False, f"o{n}")["seconds"]
+                p2p = rollout(stack, api, f"bench-p{n}", b, n, a.cap_mbps, True, f"p{n}")
+                origin = None if a.skip_origin_only else rollout(
+                    stack, api, f"bench-o{n}", build(f"bench-o{n}")[0], n, a.cap_mbps, False, f"o{n}")["seconds"]
                 r = {"hosts": n, "sizeBytes": manifest.size, "capBytesPerS": cap, "chunkBytes": round(chunk),
                      "p2pSeconds": round(p2p["seconds"], 2),
                      "originOnlySeconds": round(origin, 2) if origin is not None else None,

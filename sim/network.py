@@ -11,6 +11,11 @@ and re-rates no one when it changes. A resource that more than 256 flows cross (
 hosts fetch from at once) gives a newcomer its equal share and re-rates them all only when their
 number has moved by a tenth; and a flow whose share moves by less than 10% keeps its rate.
 That bounds an event's cost, and the events, at 100,000 hosts.
+
+A resource marked `ps` (a host's NIC, which only carries flows that cross nothing else: one leg
+of a peer transfer, see `swarm.Transfer`) is a processor-sharing queue: its flows split it
+equally, so they advance together, and one event (its next finish) serves them all. A flow
+starting or ending there costs one event, not a re-rating of every other flow on it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from gantry.sim.events import Events
 INF = float("inf")
 CROWD = 256              # past this many flows, a resource re-rates its flows only in steps of a tenth
 RERATE_TOLERANCE = 0.1   # a flow keeps its rate until its share moves more than this (bounds the events)
+PS_SLACK = 1.0           # bytes: a processor-sharing flow this close to its finish is done (rounding)
 
 
 @dataclass(eq=False)
@@ -32,6 +38,10 @@ class Resource:
     flows: dict = field(default_factory=dict)   # flow -> None, in the order they came (deterministic)
     up: bool = True                 # a store can go down for a while
     rated_n: int = 0                # how many flows crossed it when they were last all re-rated
+    ps: bool = False                # processor sharing: only flows that cross nothing else
+    given: float = 0.0              # ps: bytes each of its flows has been given so far
+    given_at: float = 0.0
+    version: int = 0                # ps: its scheduled finish
 
     def share(self) -> float:
         if not self.up:
@@ -51,6 +61,7 @@ class Flow:
     live: bool = True
     tag: object = None              # the caller's (which piece, from whom)
     seq: int = 0
+    finish: float = 0.0             # on a ps resource: done when the resource has given this much
 
     def __post_init__(self):
         self.left = self.size
@@ -65,6 +76,14 @@ class Network:
     def start(self, size: float, resources: list, done: Callable, tag=None) -> Flow:
         self._seq += 1
         flow = Flow(size, [r for r in resources if r is not None and r.capacity != INF], done, tag=tag, seq=self._seq)
+        if any(r.ps for r in flow.resources):
+            assert len(flow.resources) == 1, "a processor-sharing resource carries only flows that cross nothing else"
+            r = flow.resources[0]
+            self._give(r)
+            r.flows[flow] = None
+            flow.finish = r.given + size + self.latency(flow) * r.share()   # the first byte's wait, in bytes
+            self._next_finish(r)
+            return flow
         flow.since = self.events.now + self.latency(flow)
         for r in flow.resources:
             r.flows[flow] = None
@@ -77,9 +96,42 @@ class Network:
 
     def _end(self, flow: Flow) -> None:
         flow.live = False
+        if flow.resources and flow.resources[0].ps:
+            r = flow.resources[0]
+            self._give(r)
+            r.flows.pop(flow, None)
+            self._next_finish(r)
+            return
         for r in flow.resources:
             r.flows.pop(flow, None)
         self._rerate_around(flow, include_self=False)
+
+    # --- processor sharing ----------------------------------------------------------------------
+
+    def _give(self, r: Resource) -> None:
+        now = self.events.now
+        if r.flows:
+            r.given += (now - r.given_at) * r.share()
+        r.given_at = now
+
+    def _next_finish(self, r: Resource) -> None:
+        r.version += 1
+        share = r.share()
+        if r.flows and share > 0:
+            left = min(f.finish for f in r.flows) - r.given
+            self.events.at(self.events.now + (left / share if left > PS_SLACK else 0.0), self._finished, r, r.version)
+
+    def _finished(self, r: Resource, version: int) -> None:
+        if version != r.version:
+            return
+        self._give(r)
+        done = [f for f in r.flows if f.finish <= r.given + PS_SLACK]
+        for f in done:
+            del r.flows[f]
+            f.live, f.left = False, 0.0
+        self._next_finish(r)
+        for f in done:
+            f.done(f)
 
     def _advance(self, flow: Flow) -> None:
         now = self.events.now
@@ -150,6 +202,8 @@ class Network:
 
     def rerate(self, resource: Resource) -> None:
         """The resource's capacity changed (a store went down or came back)."""
+        if resource.ps:
+            raise ValueError("a processor-sharing resource keeps its capacity")
         fills: dict = {}
         for f in list(resource.flows):
             self._rerate(f, fills)

@@ -25,7 +25,7 @@ from gantry.actors.rollout.waves import Strategy, region_waves
 from gantry.sim.events import Events
 from gantry.sim.network import INF, Network, Resource
 from gantry.sim.scenario import Scenario
-from gantry.sim.swarm import ORIGIN, Swarm
+from gantry.sim.swarm import Swarm, Transfer
 from gantry.statuses import DcPhase, HostState
 
 OLD, NEW = "b0", "b1"
@@ -311,6 +311,8 @@ class Simulation:
             slow = sc.slow_factor if self.rng.random() < sc.slow else 1.0
             h = Host(self, f["hostID"], dc, f.get("rack") or f"{dc.name}-rack{i // sc.rack_size}",
                      (f.get("up") or sc.nic_bps) / slow, (f.get("down") or sc.nic_bps) / slow)
+            h.down.ps = True                  # only the reading leg of a peer transfer crosses it
+            h.up.ps = rack_bps == INF         # the sending leg crosses rack links too, if any
             if rack_bps != INF:
                 h.rack_up, h.rack_down = racks.setdefault(h.rack, (
                     Resource(f"{h.rack}/up", rack_bps, shared=True), Resource(f"{h.rack}/down", rack_bps, shared=True)))
@@ -392,8 +394,8 @@ class Simulation:
         def flip(up: bool):
             store.up = up
             if not up:   # downloads fetching from it fail, as the daemon's do on a store error
-                for f in [f for f in store.flows if f.tag and f.tag[2] == ORIGIN]:
-                    f.tag[0].dc.swarm.fail(f.tag[0])
+                for f in [f for f in store.flows if isinstance(f.tag, Transfer)]:
+                    f.tag.host.dc.swarm.fail(f.tag.host)
             self.net.rerate(store)
         self.events.at(start, flip, False)
         self.events.at(start + length, flip, True)

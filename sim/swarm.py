@@ -26,6 +26,23 @@ IDLE_SLEEP_S = 0.05
 INF = float("inf")
 
 
+class Transfer:
+    """One piece on its way to a host. From a peer it is two legs, as over TCP: the peer sends at
+    its upload share (holding one of its upload slots) into the socket buffers, and the host reads
+    at its download share. Neither waits on the other's share (a chunk fits in loopback's and a
+    datacenter's buffers), so a slow reader never holds an uploader back; the piece is in when
+    both legs are done. From the origin it is one leg (the store's egress)."""
+
+    def __init__(self, host, key: int, source: str):
+        self.host, self.key, self.source = host, key, source
+        self.legs: list[Flow] = []
+        self.sending = source != ORIGIN   # holds an upload slot at the peer
+
+    @property
+    def done(self) -> bool:
+        return not any(f.live for f in self.legs)
+
+
 class Download:
     """One host's download of the build: the daemon's plan, its workers, what it holds."""
 
@@ -36,7 +53,7 @@ class Download:
         self.peers: list[tuple[str, int]] = []
         self.origin: set | None = None
         self.asked_at = -INF
-        self.flows: dict[int, list[Flow]] = {}
+        self.transfers: dict[int, list[Transfer]] = {}
         self.wake_at = INF
 
 
@@ -127,34 +144,52 @@ class Swarm:
         d = host.download
         d.free -= 1
         d.plan.tried(key).add(source)
+        t = Transfer(host, key, source)
         if source == ORIGIN:
-            resources = [self.store, host.rack_down]   # the daemon charges its download cap only once it is in
+            # the daemon charges its download cap only once the chunk is in
+            t.legs.append(self.net.start(self.piece_bytes, [self.store, host.rack_down], self._leg_done, tag=t))
         else:
             peer = self.hosts[source]
             peer.uploads += 1
             cross = peer.rack != host.rack
-            resources = [peer.up, peer.rack_up if cross else None, host.rack_down if cross else None, host.down]
-        flow = self.net.start(self.piece_bytes, resources, self._arrived, tag=(host, key, source))
-        d.flows.setdefault(key, []).append(flow)
+            t.legs.append(self.net.start(self.piece_bytes, [peer.up, peer.rack_up if cross else None,
+                                                            host.rack_down if cross else None], self._leg_done, tag=t))
+            t.legs.append(self.net.start(self.piece_bytes, [host.down], self._leg_done, tag=t))
+        d.transfers.setdefault(key, []).append(t)
 
-    def _arrived(self, flow: Flow) -> None:
-        host, key, source = flow.tag
-        self._release(source)
+    def _leg_done(self, flow: Flow) -> None:
+        t: Transfer = flow.tag
+        if t.sending and flow is t.legs[0]:
+            t.sending = False
+            self._release(t.source)
+        if t.done:
+            self._arrived(t)
+
+    def _cancel(self, t: Transfer) -> None:
+        for f in t.legs:
+            self.net.cancel(f)
+        if t.sending:
+            t.sending = False
+            self._release(t.source)
+
+    def _arrived(self, t: Transfer) -> None:
+        host, key, source = t.host, t.key, t.source
+        if source == ORIGIN:
+            self._release(source)
         d = host.download
         if d is None or not host.alive:
             return
-        d.flows[key].remove(flow)
+        d.transfers[key].remove(t)
         d.free += 1
         if source == ORIGIN:
-            self.origin_bytes += flow.size
+            self.origin_bytes += self.piece_bytes
         else:
-            self.peer_bytes += flow.size
+            self.peer_bytes += self.piece_bytes
         if not d.held >> key & 1:
             d.held |= 1 << key
             d.plan.land(key)
-            for other in d.flows.pop(key, []):   # an endgame copy that lost the race
-                self.net.cancel(other)
-                self._release(other.tag[2])
+            for other in d.transfers.pop(key, []):   # an endgame copy that lost the race
+                self._cancel(other)
                 d.free += 1
             self.tracker.add("b", host.id, 1 << key, d.held == self.full, self.events.now)
             self._wake_some(self.sc.upload_slots)   # a new holder: its slots are free
@@ -246,23 +281,26 @@ class Swarm:
         self._unwait(host)
         if d is not None:
             self.downloading -= 1
-            for flows in d.flows.values():
-                for f in flows:
-                    self.net.cancel(f)
-                    self._release(f.tag[2])
+            for transfers in d.transfers.values():
+                for t in transfers:
+                    self._cancel(t)
+                    if t.source == ORIGIN:
+                        self._release(ORIGIN)
 
     def gone(self, host) -> None:
         """The host died: its downloads stop, and those it served try another source."""
         self._stop(host)
-        for f in [f for f in host.up.flows if f.live]:
-            self.net.cancel(f)
-            other, key, source = f.tag
+        for t in [f.tag for f in host.up.flows if f.live]:
+            for f in t.legs:
+                self.net.cancel(f)
+            t.sending = False
             host.uploads -= 1
+            other, key = t.host, t.key
             od = other.download
             if od is not None and other.alive:
-                od.flows[key].remove(f)
+                od.transfers[key].remove(t)
                 od.free += 1
-                if not od.flows[key]:
+                if not od.transfers[key]:
                     od.plan.park(key, self.events.now)
                 self.pump(other)
 

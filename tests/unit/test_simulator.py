@@ -1,10 +1,15 @@
 """The fleet simulator against closed forms, and its faults and policies on small fleets."""
 import math
+import random
+from types import SimpleNamespace
 
 import pytest
 
 from gantry.actors.rollout.activation import may_activate, staging
+from gantry.sim.events import Events
+from gantry.sim.network import Network, Resource
 from gantry.sim.run import simulate
+from gantry.sim.swarm import Download, Swarm
 from gantry.sim.scenario import Scenario
 from gantry.statuses import DcPhase
 
@@ -29,11 +34,11 @@ def test_origin_only_takes_n_s_over_b(n):
 @pytest.mark.parametrize("n", [2, 4, 8, 16, 32, 64])
 def test_one_seed_to_n_hosts_against_the_broadcast_bound(n):
     """No schedule beats S/B + (ceil(log2 N) - 1) c/B; gantry's policy (random order, two upload
-    slots, four download workers, polls every 0.25 s) stays within 2.5x of it here, and the origin
-    sends the artifact about once."""
+    slots, four download workers, polls every 0.25 s) stays within 2x of it here (1.2x at 2 hosts,
+    1.7x at 64), and the origin sends the artifact about once."""
     bound = S / B + (math.ceil(math.log2(n)) - 1) * C / B
     r = simulate(flat(n))
-    assert bound <= r["downloadSeconds"] <= 2.5 * bound
+    assert bound <= r["downloadSeconds"] <= 2 * bound
     assert r["originBytes"] <= 1.2 * S
     assert r["status"] == "COMPLETED"
 
@@ -171,3 +176,33 @@ def test_a_target_set_while_a_host_moves_is_acted_on_when_the_move_ends(seed):
     r = simulate(Scenario(hosts=2000, regions=10, dcs_per_region=2, size_bytes=1e9, bake_s=0, fail_health=0.01,
                           lose=0.005, max_s=3000, seed=seed))
     assert r["status"] in ("COMPLETED", "ROLLED_BACK") and r["totalSeconds"] < 3000
+
+
+
+def test_a_slow_reader_does_not_hold_its_uploader_back():
+    """A peer sends into the socket buffers at its upload share and frees its slot; the reader
+    drains them at its own pace. One piece from a seed to a fast and a slow reader at once."""
+    sc = flat(3, size_bytes=C)
+    events = Events()
+    net = Network(events)
+    landed = {}
+    swarm = Swarm(sc, events, net, Resource("store", B), random.Random(1), lambda: 0.0,
+                  landed=lambda h: landed.setdefault(h.id, events.now), failed=lambda h: None)
+
+    def host(hid, down):
+        return SimpleNamespace(id=hid, rack="r", alive=True, up=Resource(f"{hid}/up", B),
+                               down=Resource(f"{hid}/down", down), rack_up=None, rack_down=None,
+                               uploads=0, download=None, lose_after=None)
+    seed, fast, slow = host("seed", B), host("fast", B), host("slow", B / 8)
+    for h in (seed, fast, slow):
+        swarm.hosts[h.id] = h
+    for h in (fast, slow):
+        h.download = Download(1, random.Random(1), sc)
+        h.download.plan.next(0.0)
+        swarm._fetch(h, 0, "seed")
+    freed = []
+    events.at(2 * C / B + 1e-9, lambda: freed.append(seed.uploads))
+    events.run(until=100)
+    assert landed["fast"] == pytest.approx(2 * C / B)   # half the seed's upload
+    assert freed == [0]                                  # both sent by then
+    assert landed["slow"] == pytest.approx(8 * C / B)   # its own read rate
