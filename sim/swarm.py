@@ -36,7 +36,7 @@ class Transfer:
     def __init__(self, host, key: int, source: str):
         self.host, self.key, self.source = host, key, source
         self.legs: list[Flow] = []
-        self.sending = source != ORIGIN   # holds an upload slot at the peer
+        self.sending = True   # holds an upload slot at the peer, or one of the origin's
 
     @property
     def done(self) -> bool:
@@ -174,8 +174,6 @@ class Swarm:
 
     def _arrived(self, t: Transfer) -> None:
         host, key, source = t.host, t.key, t.source
-        if source == ORIGIN:
-            self._release(source)
         d = host.download
         if d is None or not host.alive:
             return
@@ -284,17 +282,12 @@ class Swarm:
             for transfers in d.transfers.values():
                 for t in transfers:
                     self._cancel(t)
-                    if t.source == ORIGIN:
-                        self._release(ORIGIN)
 
     def gone(self, host) -> None:
         """The host died: its downloads stop, and those it served try another source."""
         self._stop(host)
         for t in [f.tag for f in host.up.flows if f.live]:
-            for f in t.legs:
-                self.net.cancel(f)
-            t.sending = False
-            host.uploads -= 1
+            self._cancel(t)
             other, key = t.host, t.key
             od = other.download
             if od is not None and other.alive:
