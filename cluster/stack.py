@@ -24,6 +24,7 @@ from pathlib import Path
 from gantry.constants import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 from gantry.topology import Region, StackConfig, write_private
 
+PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
 HOST = "127.0.0.1"
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
@@ -135,7 +136,8 @@ class Stack:
     def ray_env(self) -> dict[str, str]:
         return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.home / "ray.token"),
-                "GANTRY_STACK_FILE": str(self.stack_file), "GANTRY_HOME": str(self.home)}
+                "GANTRY_STACK_FILE": str(self.stack_file), "GANTRY_HOME": str(self.home),
+                "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_MIDDLEWARES}
 
     def api_healthy(self, url: str | None = None) -> bool:
         url = url or self.config().api_url

@@ -12,11 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gantry.actors import metrics
 from gantry.models import Error
+from gantry.serve_app.body_limit import BodyLimit
 from gantry.serve_app.errors import ApiError, problems
-from gantry.settings import Settings
 
 log = logging.getLogger("gantry.api")
 ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
@@ -55,63 +56,15 @@ async def _unexpected(_: Request, e: Exception):
     return JSONResponse({"error": "internal error", "detail": type(e).__name__}, status_code=500)
 
 
+@app.exception_handler(ClientDisconnect)
+async def _gone(_: Request, e: ClientDisconnect):
+    """The client went (or BodyLimit refused its body): nobody reads this answer."""
+    return Response(status_code=499)
+
+
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, e: StarletteHTTPException):
     return JSONResponse({"error": str(e.detail), "detail": None}, status_code=e.status_code)
-
-
-_SETTINGS = Settings()
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuses a request body over the limit as it streams in, before any route reads it: a
-    Content-Length over the limit at once, a chunked body when its bytes pass the limit. Either
-    way the answer is 413 and nothing beyond the limit is held in memory."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        s = _SETTINGS
-        limit = s.max_host_report_bytes if scope["path"].startswith("/dc/") else s.max_body_bytes
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return await self._refuse(send, limit)
-        seen, started = 0, False
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge()
-            return message
-
-        async def tracked_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, limit)
-
-    @staticmethod
-    async def _refuse(send, limit: int) -> None:
-        body = json.dumps({"error": "request body too large", "detail": {"maxBytes": limit}}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
 
 
 app.add_middleware(BodyLimit)   # added first, so it sits inside the measuring middleware below
