@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver
+APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver socat ccache
 
 .PHONY: setup apt venv test unit integration chaos demo down clean
 

@@ -24,6 +24,26 @@ class RateLimit(BaseModel):
     burst: int = Field(ge=1, le=100_000)
 
 
+class BuildSettings(BaseModel):
+    """How to build a commit that has no gantry.toml (where it has one, the file wins field by field)."""
+    model_config = ConfigDict(extra="forbid")
+    command: str | None = Field(default=None, max_length=65536, description="run with sh -c in the checkout")
+    output: str | None = Field(default=None, max_length=4096, description="directory that becomes the artifact")
+    timeout: float | None = Field(default=None, description="seconds")
+    fetch: str | None = Field(default=None, max_length=65536, description="runs first, with network only to "
+                                                                     "egressAllow, through gantry's proxy")
+    cache: list[str] | None = Field(default=None, description="paths kept between builds: in the checkout, or ~/...")
+    cpus: float | None = Field(default=None, description="reserved on a builder; its cgroup's CPU limit")
+    memoryMB: int | None = Field(default=None, description="reserved on a builder; its cgroup's memory limit")
+    submodules: bool | None = None
+
+
+class DeploySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: str | None = Field(default=None, max_length=65536)
+    health: str | None = Field(default=None, max_length=65536)
+
+
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     repoURL: str = Field(min_length=1, max_length=2048)
@@ -35,6 +55,11 @@ class ProjectIn(BaseModel):
     rateLimit: RateLimit | None = Field(default=None, description="writes per second for this project")
     prestage: bool | None = Field(default=None, description="stage each build on the project's hosts as soon "
                                                             "as it SUCCEEDS, before anyone deploys it")
+    build: BuildSettings | None = Field(default=None, description="replaces the project's build settings")
+    deploy: DeploySettings | None = Field(default=None, description="replaces the project's deploy hooks")
+    egressAllow: list[str] | None = Field(default=None, max_length=64,
+                                          description="host or host:port the fetch step may reach (80 and 443 "
+                                                      "when no port is given)")
 
     @field_validator("repoURL")
     @classmethod
@@ -56,6 +81,9 @@ class Project(BaseModel):
     webhookPath: str
     rateLimit: RateLimit
     prestage: bool = False
+    build: dict = Field(default_factory=dict)
+    deploy: dict = Field(default_factory=dict)
+    egressAllow: list[str] = Field(default_factory=list)
 
 
 class BuildDetails(BaseModel):
@@ -125,6 +153,18 @@ class Replication(BaseModel):
     updatedAt: str | None
 
 
+class BuildCache(BaseModel):
+    restoredBytes: int
+    savedBytes: int        # uploaded: what the store did not hold yet
+    hit: bool
+    branch: str | None     # whose cache was restored
+
+
+class BuildResources(BaseModel):
+    cpus: float
+    memoryMB: int
+
+
 class Build(BaseModel):
     buildID: str
     projectName: str
@@ -143,6 +183,11 @@ class Build(BaseModel):
     supersededBy: str | None = None    # set when a newer build of the branch cancelled this one
     artifact: Artifact | None
     replication: list[Replication] = []
+    configSource: Literal["gantry.toml", "project", "both"] | None = None
+    fetchSeconds: float | None = None   # the fetch step, in the sandbox (None: no fetch step ran)
+    buildSeconds: float | None = None   # the build step
+    cache: BuildCache | None = None
+    resources: BuildResources | None = None
 
 
 class BuildLog(BaseModel):

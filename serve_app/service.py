@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 from typing import Callable
 
@@ -15,7 +16,9 @@ from pydantic import BaseModel, ValidationError
 from gantry import builds as rules
 from gantry import cursor as listing
 from gantry import webhook
+from gantry.actors.build import buildconfig
 from gantry.actors.build.archive import ArchiveReader, list_page
+from gantry.actors.build.sandbox import egress
 from gantry.actors.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
@@ -169,10 +172,32 @@ class Service:
             options.update(ratePerS=body.rateLimit.perSecond, rateBurst=body.rateLimit.burst)
         if body.prestage is not None:
             options["prestage"] = "1" if body.prestage else "0"
+        options.update(self._build_settings(body))
         created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
             who.user, "project.register", projectName, None,
             {"repoURL": body.repoURL, "changed": sorted(body.model_fields_set)}))
         return {"created": created, "project": self.op_get_project(who, projectName)}
+
+    def _build_settings(self, body: ProjectIn) -> dict:
+        """The project fields for `build`, `deploy` and `egressAllow`, checked by the rules a
+        gantry.toml is checked by; a 422 naming the wrong one."""
+        out = {}
+        try:
+            if body.build is not None:
+                build = buildconfig.check_build(body.build.model_dump(exclude_none=True), "build",
+                                                buildconfig.Bounds.of(self.settings))
+                out["buildSettings"] = json.dumps(build)
+            if body.deploy is not None:
+                out["deploySettings"] = json.dumps(buildconfig.check_deploy(body.deploy.model_dump(exclude_none=True), "deploy"))
+        except buildconfig.ConfigError as e:
+            raise ApiError(422, "invalid build settings", str(e))
+        if body.egressAllow is not None:
+            try:
+                egress.parse(body.egressAllow)
+            except egress.BadEntry as e:
+                raise ApiError(422, "invalid egressAllow", str(e))
+            out["egressAllow"] = json.dumps([e.strip() for e in body.egressAllow])
+        return out
     def _find(self, project: str, build_id: str) -> tuple[dict, tuple[list[dict], bytes] | None]:
         """The build's record, and for an archived build its (replication rows, log) from the archive."""
         _check_id(build_id, "buildID")

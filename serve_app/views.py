@@ -29,6 +29,10 @@ def public_record(h: dict[str, str], replication: list[dict] | None = None) -> d
         v = h.get(key)
         return int(v) if v not in (None, "") else None
 
+    def secs(key):
+        v = h.get(key)
+        return float(v) if v not in (None, "") else None
+
     artifact = None
     if h.get("artifactDigest"):
         artifact = {"digest": h["artifactDigest"], "size": num("artifactSize"), "chunks": num("artifactChunks")}
@@ -50,6 +54,11 @@ def public_record(h: dict[str, str], replication: list[dict] | None = None) -> d
         "supersededBy": h.get("supersededBy") or None,
         "artifact": artifact,
         "replication": [public_replication(r) for r in replication or []],
+        "configSource": h.get("configSource") or None,
+        "fetchSeconds": secs("fetchSeconds"),
+        "buildSeconds": secs("buildSeconds"),
+        "cache": json.loads(h["cache"]) if h.get("cache") else None,
+        "resources": json.loads(h["resources"]) if h.get("resources") else None,
     }
 
 
@@ -83,7 +92,9 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
     return {"projectName": name, "repoURL": p["repoURL"], "createdAt": iso_ms(int(p["createdAt"])),
             "defaultBranch": p.get("defaultBranch") or "main", "coalesce": p.get("coalesce") == "1",
             "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
-            "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1"}
+            "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1",
+            "build": json.loads(p.get("buildSettings") or "{}"), "deploy": json.loads(p.get("deploySettings") or "{}"),
+            "egressAllow": json.loads(p.get("egressAllow") or "[]")}
 
 
 def deployment_summary(dep: dict) -> dict:

@@ -8,6 +8,7 @@ from gantry.clock import now_ms
 from gantry.state.archive import ArchivePointers
 from gantry.state.audit import AuditLog
 from gantry.state.builds import Builds, DuplicateBuild, TransitionRefused
+from gantry.state.caches import Caches
 from gantry.state.connection import connect
 from gantry.state.deployments import Deployments
 from gantry.state.hosts import Hosts
@@ -26,6 +27,7 @@ class State:
         self.audit = AuditLog(self.r)
         self.projects = Projects(self.r, clock, self.audit)
         self.builds = Builds(self.r, clock)
+        self.caches = Caches(self.r, clock)
         self.replication = Replication(self.r, clock)
         self.logs = Logs(self.r, connect(url, decode=False, ride_out_s=ride_out_s))
         self.archive = ArchivePointers(self.r)

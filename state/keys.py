@@ -3,7 +3,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 
 | key                          | type   | holds                                                           |
 | ---------------------------- | ------ | --------------------------------------------------------------- |
-| project:{name}               | hash   | name, repoURL, createdAt, webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst, prestage |
+| project:{name}               | hash   | name, repoURL, createdAt, webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst, prestage, buildSettings, deploySettings, egressAllow (JSON) |
 | projects                     | set    | project names                                                   |
 | prestaged                    | set    | projects whose builds are staged on their hosts once they SUCCEED |
 | build:{id}                   | hash   | the build record (buildStatus, leaseOwner, artifact*, ...)      |
@@ -38,6 +38,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | audit:entries                | hash   | auditID -> the entry as JSON                                    |
 | audit:seq                    | string | counter that orders entries of the same millisecond            |
 | rate:{scope}                 | hash   | a token bucket: tokens, at (expires when full)                  |
+| cache:{project}              | hash   | branch -> its build cache as JSON: {paths: {path: manifest digest}, buildID, savedAt} |
 
 Pub/sub channel `desired` (prefixed like a key): a project's name, each time its desired build changes.
 """
@@ -54,6 +55,7 @@ def _k(*parts: str) -> str:
 def project(name: str) -> str: return _k("project", name)
 def projects() -> str: return _k("projects")
 def prestaged() -> str: return _k("prestaged")
+def build_cache(name: str) -> str: return _k("cache", name)
 
 
 # builds and their queue

@@ -16,13 +16,19 @@ import stat
 import tempfile
 import threading
 import time
+import uuid
+from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import redis
 
 from gantry.actors import metrics
 from gantry.actors.build import buildconfig, source
+from gantry.actors.build.cache import BuildCache, CacheReport, Roots
 from gantry.actors.build.sandbox.bwrap import Sandbox
+from gantry.actors.build.sandbox.egress import Allow
+from gantry.actors.build.sandbox.proxy import EgressProxy
 from gantry.actors.build.sandbox.limits import Limits
 from gantry.state import State, TransitionRefused
 from gantry.artifacts.blobstore import s3_for
@@ -103,11 +109,13 @@ class BuildRunner:
         try:
             workdir = self._workdir(build_id)
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
-            output = self._build(rec, project, workdir, checkin)
+            output, save_cache = self._build(rec, project, workdir, checkin)
             try:
                 outcome = self._publish(build_id, owner, output, checkin)
             finally:
                 os.close(output)
+            if outcome in (BuildStatus.DEPLOYING.value, BuildStatus.SUCCEEDED.value):
+                self._keep_cache(build_id, save_cache)
         except BuildFailed as e:
             self._log(build_id, f"FAILED: {e}")
             outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
@@ -140,36 +148,109 @@ class BuildRunner:
         os.chmod(workdir, 0o711)   # the sandbox user passes through to its workspace, lists nothing
         return workdir
 
-    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> int:
+    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> tuple[int, Callable[[], None]]:
+        """Check out, restore the cache, fetch, build. Returns the output directory's fd and what
+        saves the cache (to call once the build SUCCEEDED)."""
         s, build_id = self.settings, rec["buildID"]
-        checkout = workdir / "src"
+        checkout, home = workdir / "src", workdir / "home"
+        os.mkdir(home, 0o700)
+        settings = (json.loads(project.get("buildSettings") or "{}"), json.loads(project.get("deploySettings") or "{}"))
+        found: list[buildconfig.BuildConfig] = []
+
+        def config_of(tree: Path) -> bool:
+            found.append(buildconfig.load(tree, buildconfig.Bounds.of(s), settings))
+            return found[0].submodules
         try:
-            source.fetch_commit(project.get("repoURL", ""), rec["commitSHA"], checkout,
-                                s.git_timeout_s, s.max_source_bytes)
+            source.fetch_commit(project.get("repoURL", ""), rec["commitSHA"], checkout, s.git_timeout_s,
+                                s.max_source_bytes, mirrors=workdir.parent / ".mirrors", want_submodules=config_of,
+                                log=lambda line: self._log(build_id, line))
         except source.SourceError as e:
             raise (BuildFailed(str(e)) if e.permanent else InfraFault(str(e)))
-        try:
-            cfg = buildconfig.load(checkout, s.build_timeout_s, s.build_timeout_max_s)
         except buildconfig.ConfigError as e:
             raise BuildFailed(str(e))
-        self._log(build_id, f"running `{cfg.command}` (timeout {cfg.timeout_s:g}s)")
-        limits = Limits(memory_bytes=s.build_memory_bytes, pids=s.build_pids, cpus=s.build_cpus,
+        cfg = found[0]
+        reserved = json.loads(rec.get("resources") or "{}")
+        cpus, memory_mb = self._size(build_id, cfg, reserved)
+        self.state.builds.set_fields(build_id, {"configSource": cfg.source})
+        self._log(build_id, f"settings from {cfg.source}; {cpus:g} cpus, {memory_mb} MB")
+        limits = Limits(memory_bytes=memory_mb << 20, pids=s.build_pids, cpus=cpus,
                         timeout_s=cfg.timeout_s, file_bytes=s.build_file_bytes)
-        sandbox = Sandbox(f"{build_id}-{rec.get('leaseOwner', '')[-8:]}", checkout, limits, s.sandbox_uid)
-        result = sandbox.run(cfg.command, self._sandbox_env(rec),
-                             on_output=lambda b: self._append(build_id, b),
-                             should_cancel=checkin.stop_requested.is_set, poll_s=0.2)
+        sandbox = Sandbox(f"{build_id}-{rec.get('leaseOwner', '')[-8:]}", checkout, limits, s.sandbox_uid, home=home)
+        roots = Roots(checkout, home)
+        report = CacheReport()
+        cache = self._cache(build_id)
+        branch = self._branch(rec, project)
+        if cfg.cache:
+            cache.restore(rec["projectName"], [branch, project.get("defaultBranch") or "main"], cfg.cache, roots,
+                          workdir, report)
+            self.state.builds.set_fields(build_id, {"cache": json.dumps(asdict(report))})
+        deadline = time.monotonic() + cfg.timeout_s
+        if cfg.fetch:
+            allow = Allow(json.loads(project.get("egressAllow") or "[]"))
+            proxy = EgressProxy(allow, lambda line: self._log(build_id, line))
+            sock = workdir / f"proxy-{uuid.uuid4().hex}.sock"   # unlisted: workdir is 0711
+            proxy.start(str(sock))
+            try:
+                self._step(build_id, "fetch", cfg.fetch, sandbox, rec, checkin, deadline, cfg.timeout_s,
+                           f"network only through gantry's proxy, to: {allow}", proxy_socket=sock)
+            finally:
+                proxy.stop()
+                sock.unlink(missing_ok=True)
+        self._step(build_id, "build", cfg.command, sandbox, rec, checkin, deadline, cfg.timeout_s, "no network")
+        output = open_output(checkout, cfg.output)
+        # hosts run these after switching to the release
+        self.state.builds.set_fields(build_id, {"deployStart": cfg.deploy_start, "deployHealth": cfg.deploy_health})
+
+        def save_cache() -> None:
+            if cfg.cache:
+                cache.save(rec["projectName"], branch, cfg.cache, roots, build_id, report)
+                self.state.builds.set_fields(build_id, {"cache": json.dumps(asdict(report))})
+        return output, save_cache
+
+    def _step(self, build_id: str, step: str, command: str, sandbox: Sandbox, rec: dict, checkin: CheckIn,
+              deadline: float, timeout_s: float, network: str, proxy_socket: Path | None = None) -> None:
+        """One sandboxed step: the fetch or the build. Both share the build's timeout."""
+        self._log(build_id, f"{step} step: `{command}` ({network})")
+        sandbox.limits.timeout_s = max(0.0, deadline - time.monotonic())
+        started = time.monotonic()
+        result = sandbox.run(command, self._sandbox_env(rec), on_output=lambda b: self._append(build_id, b),
+                             should_cancel=checkin.stop_requested.is_set, poll_s=0.2, proxy_socket=proxy_socket)
+        took = time.monotonic() - started
+        self.state.builds.set_fields(build_id, {f"{step}Seconds": f"{took:.3f}"})
+        self._log(build_id, f"{step} step ended after {took:.1f}s")
         if result.cancelled:
             self._log(build_id, f"stopped: {checkin.why}")
             raise _Stopped()
         if result.sandbox_failed:
-            raise InfraFault(result.reason(cfg.timeout_s))
+            raise InfraFault(result.reason(timeout_s))
         if result.timed_out or result.oom_killed or result.exit_code != 0:
-            raise BuildFailed(result.reason(cfg.timeout_s), result.exit_code)
-        output = open_output(checkout, cfg.output)
-        # hosts run these after switching to the release
-        self.state.builds.set_fields(build_id, {"deployStart": cfg.deploy_start, "deployHealth": cfg.deploy_health})
-        return output
+            reason = result.reason(timeout_s)
+            if step == "fetch":
+                reason = "fetch step: " + reason.replace("build command", "fetch command")
+            raise BuildFailed(reason, result.exit_code)
+
+    def _size(self, build_id: str, cfg: buildconfig.BuildConfig, reserved: dict) -> tuple[float, int]:
+        """The cgroup limits: what the settings ask, within what the scheduler reserved for the
+        attempt (from the project's settings; a gantry.toml is only read once the build runs)."""
+        s = self.settings
+        cpus = cfg.cpus or reserved.get("cpus") or s.build_cpus
+        memory_mb = cfg.memory_mb or reserved.get("memoryMB") or s.build_memory_bytes >> 20
+        if reserved and (cpus > reserved["cpus"] or memory_mb > reserved["memoryMB"]):
+            self._log(build_id, f"gantry.toml asks for {cpus:g} cpus and {memory_mb} MB; the project's settings "
+                                f"reserved {reserved['cpus']:g} and {reserved['memoryMB']} on the builder: set "
+                                f"build.cpus and build.memoryMB on the project to reserve more")
+            cpus, memory_mb = min(cpus, reserved["cpus"]), min(memory_mb, reserved["memoryMB"])
+        return cpus, memory_mb
+
+    def _cache(self, build_id: str) -> BuildCache:
+        s, stack = self.settings, self.stack
+        return BuildCache(self.state.caches, s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
+                          s.chunk_avg_bytes, OutputLimits(s.max_artifact_bytes, s.max_artifact_files),
+                          lambda line: self._log(build_id, line), s.upload_concurrency)
+
+    @staticmethod
+    def _branch(rec: dict, project: dict) -> str:
+        return json.loads(rec.get("buildDetails") or "{}").get("branch") or project.get("defaultBranch") or "main"
 
     def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn) -> str:
         """Chunk and upload the output to the primary store, then BUILDING -> DEPLOYING with the
@@ -204,6 +285,14 @@ class BuildRunner:
             return e.current or "UNKNOWN"
         self._log(build_id, f"stored; replicating to {', '.join(others)}" if others else "stored")
         return status.value
+
+    def _keep_cache(self, build_id: str, save_cache: Callable[[], None]) -> None:
+        """The build is stored: a cache that cannot be saved costs the next build time, not this one."""
+        try:
+            save_cache()
+        except Exception as e:
+            log.warning("build %s: cache not saved: %s", build_id, e)
+            self._log(build_id, f"cache: not saved: {e}")
 
     def _finish(self, build_id: str, owner: str, to: BuildStatus, fields: dict) -> str:
         try:

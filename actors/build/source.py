@@ -1,11 +1,27 @@
-"""Fetch exactly one commit of a repository into a directory, outside the sandbox."""
+"""Fetch exactly one commit of a repository into a directory, outside the sandbox.
+
+Each builder keeps a bare mirror of every repository it has built (`<builds dir>/.mirrors`), so
+a build fetches only the objects its mirror lacks, and none when it holds the commit already.
+A mirror is updated under an exclusive lock (two builds of one repository fetch one at a time);
+checkouts read it at the same time, which git allows, and it is never garbage-collected, so no
+object a checkout reads goes away under it.
+"""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import posixpath
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
+
+from gantry.artifacts.safepath import DIR_FLAGS, FILE_FLAGS, UnsafePath, open_beneath
+
+MAX_GITMODULES = 64 << 10
 
 
 class SourceError(Exception):
@@ -19,7 +35,7 @@ class SourceError(Exception):
 class _Git:
     """git as root with nothing of the machine's configuration: a private empty HOME, no global
     or system config, no hooks and no templates (a planted ~/.gitconfig or template would run
-    its hooks as root)."""
+    its hooks as root). Of the transports only https and local paths, which gantry checks."""
 
     def __init__(self, home: Path, timeout_s: float):
         self.timeout_s = timeout_s
@@ -27,19 +43,91 @@ class _Git:
                     "HOME": str(home), "XDG_CONFIG_HOME": str(home), "GIT_CONFIG_GLOBAL": "/dev/null",
                     "GIT_CONFIG_NOSYSTEM": "1", "GIT_ATTR_NOSYSTEM": "1", "LANG": "C"}
 
-    def __call__(self, args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-c", "protocol.file.allow=always", "-c", "core.hooksPath=/dev/null",
+    def __call__(self, args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+                               "-c", "protocol.file.allow=always", "-c", "core.hooksPath=/dev/null",
                                "-c", "init.templateDir=", *args], cwd=cwd, env=self.env,
                               capture_output=True, text=True, timeout=self.timeout_s)
 
+    def ok(self, args: list[str], what: str, cwd: Path | None = None) -> str:
+        r = self(args, cwd)
+        if r.returncode != 0:
+            raise SourceError(f"{what} failed: {r.stderr.strip()[-500:]}", permanent=False)
+        return r.stdout
 
-def fetch_commit(repo_url: str, sha: str, dest: Path, timeout_s: float, max_bytes: int) -> None:
-    """Check out `sha` of `repo_url` into `dest` (without .git). Shallow where the server allows.
-    The tree's size is checked before anything is checked out."""
+
+def fetch_commit(repo_url: str, sha: str, dest: Path, timeout_s: float, max_bytes: int,
+                 mirrors: Path | None = None, want_submodules: Callable[[Path], bool] = lambda dest: False,
+                 log: Callable[[str], None] = lambda line: None) -> int:
+    """Check out `sha` of `repo_url` into `dest` (without .git), through the builder's mirror
+    (a throwaway one when `mirrors` is None). The tree's size is checked before anything is
+    checked out. `want_submodules(dest)` is asked once the commit is out (its settings may be in
+    it). Returns how many git objects came over the network."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".git-home-", dir=dest.parent) as home:
-        _fetch(_Git(Path(home), timeout_s), repo_url, sha, dest, timeout_s, max_bytes)
+        git = _Git(Path(home), timeout_s)
+        try:
+            if mirrors is None:
+                fetched = _mirror_and_checkout(git, Path(home) / "mirror.git", repo_url, sha, dest, max_bytes)
+            else:
+                os.makedirs(mirrors, mode=0o700, exist_ok=True)
+                fetched = _mirror_and_checkout(git, mirrors / _mirror_name(repo_url), repo_url, sha, dest, max_bytes)
+            log(f"git: {fetched} new objects fetched" if fetched else "git: the commit was in the builder's mirror")
+            if want_submodules(dest):
+                _submodules(git, repo_url, dest, log)
+        except subprocess.TimeoutExpired:
+            raise SourceError(f"git timed out after {timeout_s:g}s fetching {repo_url}", permanent=False)
     shutil.rmtree(dest / ".git", ignore_errors=True)
+    return fetched
+
+
+def _mirror_name(repo_url: str) -> str:
+    return hashlib.blake2b(repo_url.encode(), digest_size=16).hexdigest() + ".git"
+
+
+@contextmanager
+def _locked(path: Path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _objects(git: _Git, mirror: Path) -> int:
+    counts = dict(line.split(": ", 1) for line in git.ok(["count-objects", "-v"], "git count-objects", mirror).splitlines())
+    return int(counts.get("count", 0)) + int(counts.get("in-pack", 0))
+
+
+def _has(git: _Git, mirror: Path, sha: str) -> bool:
+    return git(["cat-file", "-e", f"{sha}^{{commit}}"], mirror).returncode == 0
+
+
+def _mirror_and_checkout(git: _Git, mirror: Path, repo_url: str, sha: str, dest: Path, max_bytes: int) -> int:
+    with _locked(mirror.with_suffix(".lock")):
+        if not (mirror / "HEAD").exists():
+            shutil.rmtree(mirror, ignore_errors=True)   # a mirror whose creation was cut short
+            git.ok(["init", "-q", "--bare", str(mirror)], "git init")
+            git.ok(["config", "gc.auto", "0"], "git config", mirror)
+        fetched = 0
+        if not _has(git, mirror, sha):
+            before = _objects(git, mirror)
+            branches = git(["fetch", "-q", "--no-tags", "--prune", repo_url, "+refs/heads/*:refs/heads/*"], mirror)
+            if not _has(git, mirror, sha):   # not on a branch: ask for it by name, where the server allows
+                one = git(["fetch", "-q", "--no-tags", repo_url, f"+{sha}:refs/gantry/{sha}"], mirror)
+                if branches.returncode != 0 and one.returncode != 0:
+                    raise SourceError(f"git fetch from {repo_url} failed: {branches.stderr.strip()[-500:]}",
+                                      permanent=False)
+            fetched = _objects(git, mirror) - before
+        if not _has(git, mirror, sha):
+            raise SourceError(f"commit {sha} not found in {repo_url}", permanent=True)
+    size = tree_bytes(git.ok(["ls-tree", "-r", "-l", "--full-tree", sha], f"git ls-tree {sha}", mirror))
+    if size > max_bytes:
+        raise SourceError(f"source is {size} bytes, over the limit of {max_bytes}", permanent=True)
+    git.ok(["clone", "-q", "--shared", "--no-checkout", str(mirror), str(dest)], "git clone from the mirror")
+    git.ok(["checkout", "-q", "--detach", sha], f"git checkout {sha}", dest)
+    return fetched
 
 
 def tree_bytes(listing: str) -> int:
@@ -52,25 +140,52 @@ def tree_bytes(listing: str) -> int:
     return total
 
 
-def _fetch(_git: _Git, repo_url: str, sha: str, dest: Path, timeout_s: float, max_bytes: int) -> None:
+def submodule_url(repo_url: str, url: str) -> str:
+    """Where a submodule may come from: https, or a path relative to the repository that stays
+    beside it (a commit may not point gantry at other repositories on the builder)."""
+    if url.startswith("https://"):
+        return url
+    if not url.startswith(("./", "../")):
+        raise SourceError(f"submodule url {url!r} is not allowed: use https:// or a path relative to the "
+                          "repository", permanent=True)
+    if repo_url.startswith("https://"):
+        return repo_url.rstrip("/") + "/" + url
+    base = repo_url.removeprefix("file://").rstrip("/")
+    resolved = posixpath.normpath(posixpath.join(base, url))
+    if not resolved.startswith(posixpath.dirname(base) + "/"):
+        raise SourceError(f"submodule url {url!r} leaves the repository's directory", permanent=True)
+    return resolved
+
+
+def _submodules(git: _Git, repo_url: str, dest: Path, log: Callable[[str], None]) -> None:
+    """One level of submodules, each from a checked url. .gitmodules is the commit's: read beneath
+    the checkout without following links, and parsed by git from a private copy."""
+    root = os.open(dest, DIR_FLAGS)
     try:
-        _git(["init", "-q", str(dest)], None)
-        shallow = _git(["fetch", "-q", "--depth", "1", "--no-tags", repo_url, sha], dest)
-        if shallow.returncode != 0:  # servers that refuse a SHA want: fetch the branches instead
-            full = _git(["fetch", "-q", "--no-tags", repo_url, "+refs/heads/*:refs/remotes/src/*"], dest)
-            if full.returncode != 0:
-                raise SourceError(f"git fetch from {repo_url} failed: {full.stderr.strip()[-500:]}",
-                                  permanent=False)
-        if _git(["cat-file", "-e", f"{sha}^{{commit}}"], dest).returncode != 0:
-            raise SourceError(f"commit {sha} not found in {repo_url}", permanent=True)
-        tree = _git(["ls-tree", "-r", "-l", "--full-tree", sha], dest)
-        if tree.returncode != 0:
-            raise SourceError(f"git ls-tree {sha} failed: {tree.stderr.strip()[-500:]}", permanent=False)
-        size = tree_bytes(tree.stdout)
-        if size > max_bytes:
-            raise SourceError(f"source is {size} bytes, over the limit of {max_bytes}", permanent=True)
-        co = _git(["checkout", "-q", "--detach", sha], dest)
-        if co.returncode != 0:
-            raise SourceError(f"git checkout {sha} failed: {co.stderr.strip()[-500:]}", permanent=False)
-    except subprocess.TimeoutExpired:
-        raise SourceError(f"git timed out after {timeout_s:g}s fetching {repo_url}", permanent=False)
+        fd = open_beneath(root, ".gitmodules", FILE_FLAGS)
+    except FileNotFoundError:
+        return
+    except UnsafePath as e:
+        raise SourceError(f".gitmodules: {e}", permanent=True)
+    finally:
+        os.close(root)
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(MAX_GITMODULES + 1)
+    if len(text) > MAX_GITMODULES:
+        raise SourceError(".gitmodules is too large", permanent=True)
+    private = Path(git.env["HOME"]) / "gitmodules"
+    private.write_bytes(text)
+    found = git(["config", "-f", str(private), "--get-regexp", r"^submodule\..*\.(url|path)$"])
+    subs: dict[str, dict[str, str]] = {}
+    for line in found.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        name, _, field = key[len("submodule."):].rpartition(".")
+        subs.setdefault(name, {})[field] = value
+    for name, sub in sorted(subs.items()):
+        if "url" not in sub or "path" not in sub:
+            continue
+        url = submodule_url(repo_url, sub["url"])
+        git.ok(["config", f"submodule.{name}.url", url], "git config", dest)
+        git.ok(["-c", "protocol.file.allow=always", "submodule", "update", "--init", "--", sub["path"]],
+               f"submodule {sub['path']}", dest)
+        log(f"git: submodule {sub['path']} from {url}")

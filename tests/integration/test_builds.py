@@ -49,7 +49,7 @@ def test_missing_gantry_toml_and_unknown_commit_fail_with_a_reason(api, new_proj
     b1 = api.post(f"/projects/{project}/builds", json={"commitSHA": no_config}).json()["buildID"]
     b2 = api.post(f"/projects/{project}/builds", json={"commitSHA": "0" * 40}).json()["buildID"]
     r1, r2 = wait_build(api, project, b1), wait_build(api, project, b2)
-    assert r1["buildStatus"] == "FAILED" and "gantry.toml not found" in r1["error"]
+    assert r1["buildStatus"] == "FAILED" and "has no gantry.toml and the project sets no `build`" in r1["error"]
     assert r2["buildStatus"] == "FAILED" and "not found" in r2["error"] and r2["retries"] == 0
 
 

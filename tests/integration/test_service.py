@@ -89,6 +89,26 @@ def test_bad_input_is_refused_and_changes_nothing(svc):
     assert svc.state.builds.status_counts()["QUEUED"] == 0
 
 
+def test_project_build_settings_are_checked_stored_and_shown(svc):
+    root = svc.who("Bearer " + auth.issue(SECRET, "root", admin=True))
+    settings = {"repoURL": "/src/web", "build": {"command": "make", "output": "out", "fetch": "pip download x",
+                                                 "cache": ["~/.ccache", "wheels"], "cpus": 2, "memoryMB": 2048},
+                "deploy": {"health": "./ok"}, "egressAllow": ["127.0.0.1:8080", "pypi.org", "[::1]:99"]}
+    project = svc.op_put_project(root, "web", settings)["project"]
+    assert project["build"] == {**settings["build"], "cpus": 2.0} and project["deploy"] == {"health": "./ok"}
+    assert project["egressAllow"] == settings["egressAllow"]
+    for body, error in (({"build": {"output": "../x"}}, "invalid build settings"),
+                        ({"build": {"cache": ["/root"]}}, "invalid build settings"),
+                        ({"build": {"cpus": 0}}, "invalid build settings"),
+                        ({"egressAllow": ["http://evil.example/"]}, "invalid egressAllow"),
+                        ({"egressAllow": ["*.example.com"]}, "invalid egressAllow"),
+                        ({"egressAllow": ["host:0"]}, "invalid egressAllow")):
+        e = error_of(svc.op_put_project, root, "web", {"repoURL": "/src/web", **body})
+        assert (e.status, e.error) == (422, error), (body, e.detail)
+    assert error_of(svc.op_put_project, root, "web", {"repoURL": "/src/web", "build": {"nope": 1}}).status == 422
+    assert svc.op_get_project(root, "web") == project, "a refused change changes nothing"
+
+
 def test_only_a_built_build_deploys_and_a_rollback_needs_an_earlier_one(svc):
     dana = who(svc)
     b = svc.op_create_build(dana, "web", {"commitSHA": SHA})["buildID"]

@@ -1,7 +1,8 @@
 """Run one build command in a bubblewrap sandbox.
 
 Isolation: read-only system directories and nothing else of the host (no /root, /home, /var,
-no gantry home), a writable workspace and private /tmp, no network (own empty netns), own
+no gantry home), a writable workspace, $HOME and private /tmp, no network (own netns with only
+loopback; a fetch step also gets gantry's egress proxy there, see `proxy.py`), own
 PID/IPC/UTS/user namespaces, an unprivileged uid, a clean environment, a seccomp deny list, and
 it dies with its parent. Limits: memory, pids and CPU through cgroups where the host lets us
 write them (v1 or v2), rlimits otherwise; a wall-clock timeout; a cap on any one file's size.
@@ -26,9 +27,22 @@ ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "passw
              "nsswitch.conf", "localtime", "ssl", "ca-certificates", "os-release", "mime.types"]
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+HOME = "/home/build"
+PROXY_SOCKET = "/run/gantry/proxy.sock"
+PROXY_PORT = 3128
+# A fetch step: socat relays 127.0.0.1:3128 in the sandbox's network namespace to the proxy's
+# socket, the only way out. The step starts once the relay accepts a connection.
+RELAY = (f"socat TCP-LISTEN:{PROXY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{PROXY_SOCKET} &\n"
+         "n=0\n"
+         f"until socat -u /dev/null TCP:127.0.0.1:{PROXY_PORT} 2>/dev/null; do\n"
+         "  n=$((n+1)); if [ $n -ge 200 ]; then echo 'gantry: the proxy relay did not start' >&2; exit 125; fi\n"
+         "  sleep 0.05\n"
+         "done\n"
+         'exec sh -c "$1"\n')
+PROXY_ENV = {k: f"http://127.0.0.1:{PROXY_PORT}" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
 
 
-def _bwrap_args(workspace: Path, status_fd: int) -> list[str]:
+def _bwrap_args(workspace: Path, status_fd: int, home: Path | None, proxy_socket: Path | None) -> list[str]:
     # --disable-userns: no nested user namespace, where a build would hold every capability
     args = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
             "--new-session", "--cap-drop", "ALL", "--hostname", "gantry-build", "--json-status-fd", str(status_fd)]
@@ -41,7 +55,12 @@ def _bwrap_args(workspace: Path, status_fd: int) -> list[str]:
     for name in ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--bind", str(workspace), "/workspace", "--remount-ro", "/",
+             "--bind", str(workspace), "/workspace"]
+    if home is not None:
+        args += ["--bind", str(home), HOME]
+    if proxy_socket is not None:
+        args += ["--ro-bind", str(proxy_socket), PROXY_SOCKET]
+    args += ["--remount-ro", "/",
              "--chdir", "/workspace"]
     return args
 
@@ -58,16 +77,21 @@ def _env_args(env: dict[str, str]) -> bytes:
 
 
 class Sandbox:
-    def __init__(self, name: str, workspace: Path, limits: Limits, uid: int = 65534):
-        self.name, self.workspace, self.limits, self.uid = name, workspace, limits, uid
+    def __init__(self, name: str, workspace: Path, limits: Limits, uid: int = 65534, home: Path | None = None):
+        self.name, self.workspace, self.limits, self.uid, self.home = name, workspace, limits, uid, home
         self._proc: subprocess.Popen | None = None
         self._cgroup: Cgroup | None = None
 
     def run(self, command: str, env: dict[str, str], on_output: Callable[[bytes], None],
-            should_cancel: Callable[[], bool] = lambda: False, poll_s: float = 0.5) -> Result:
-        """Run `sh -c command` in /workspace; blocks until it ends, is cancelled or times out."""
-        self._chown_workspace()
-        env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", **env}
+            should_cancel: Callable[[], bool] = lambda: False, poll_s: float = 0.5,
+            proxy_socket: Path | None = None) -> Result:
+        """Run `sh -c command` in /workspace; blocks until it ends, is cancelled or times out.
+        With `proxy_socket`, the command reaches the network through that proxy alone."""
+        self._chown(self.workspace)
+        if self.home is not None:
+            self._chown(self.home)
+        env = {"PATH": SANDBOX_PATH, "HOME": HOME if self.home else "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+               **env, **(PROXY_ENV if proxy_socket else {})}
         cg = self._cgroup = Cgroup(self.name, self.limits)
         rlimits = ["core=0", f"fsize={self.limits.file_bytes}", "nofile=4096"]
         if not cg.has("memory"):
@@ -85,7 +109,8 @@ class Sandbox:
             launcher += ["--cgroup-procs", f]
         for r in rlimits:
             launcher += ["--rlimit", r]
-        argv = launcher + ["--"] + _bwrap_args(self.workspace, status_w) + ["sh", "-c", command]
+        shell = ["sh", "-c", RELAY, "fetch", command] if proxy_socket else ["sh", "-c", command]
+        argv = launcher + ["--"] + _bwrap_args(self.workspace, status_w, self.home, proxy_socket) + shell
         result = Result()
         try:
             try:
@@ -141,11 +166,11 @@ class Sandbox:
         if self._cgroup is not None:
             self._cgroup.kill_all()
 
-    def _chown_workspace(self) -> None:
-        for root, dirs, files in os.walk(self.workspace):
+    def _chown(self, top: Path) -> None:
+        for root, dirs, files in os.walk(top):
             for n in dirs + files:
                 os.lchown(os.path.join(root, n), self.uid, self.uid)
-        os.lchown(self.workspace, self.uid, self.uid)
+        os.lchown(top, self.uid, self.uid)
 
 
 def _write_private(path: Path, data: bytes) -> None:
