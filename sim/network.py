@@ -75,10 +75,11 @@ class Network:
 
     def start(self, size: float, resources: list, done: Callable, tag=None) -> Flow:
         self._seq += 1
-        flow = Flow(size, [r for r in resources if r is not None and r.capacity != INF], done, tag=tag, seq=self._seq)
-        if any(r.ps for r in flow.resources):
-            assert len(flow.resources) == 1, "a processor-sharing resource carries only flows that cross nothing else"
-            r = flow.resources[0]
+        rs = [r for r in resources if r is not None and r.capacity != INF]
+        flow = Flow(size, rs, done, tag=tag, seq=self._seq)
+        if rs and rs[0].ps:   # a processor-sharing resource carries only flows that cross nothing else
+            assert len(rs) == 1, rs
+            r = rs[0]
             self._give(r)
             r.flows[flow] = None
             flow.finish = r.given + size + self.latency(flow) * r.share()   # the first byte's wait, in bytes

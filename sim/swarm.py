@@ -77,7 +77,7 @@ class Swarm:
     # --- a host's download ------------------------------------------------------------------
 
     def begin(self, host) -> None:
-        host.download = d = Download(self.pieces, self.rng, self.sc)
+        host.download = Download(self.pieces, self.rng, self.sc)
         self.hosts[host.id] = host
         self.downloading += 1
         self.pump(host)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from gantry.artifacts import bitfield
 
 
-@dataclass
+@dataclass(eq=False)   # hashed by identity: a Bag holds the states themselves
 class PeerState:
     host: str
     address: str                      # host:port of its peer server
@@ -33,22 +33,22 @@ class Bag:
     a swarm of 10,000."""
 
     def __init__(self):
-        self.items: list[str] = []
-        self.at: dict[str, int] = {}
+        self.items: list = []
+        self.at: dict = {}
 
-    def add(self, x: str) -> None:
+    def add(self, x) -> None:
         if x not in self.at:
             self.at[x] = len(self.items)
             self.items.append(x)
 
-    def discard(self, x: str) -> None:
+    def discard(self, x) -> None:
         i = self.at.pop(x, None)
         if i is not None:
             last = self.items.pop()
             if i < len(self.items):
                 self.items[i], self.at[last] = last, i
 
-    def sample(self, rng: random.Random, k: int) -> list[str]:
+    def sample(self, rng: random.Random, k: int) -> list:
         """Up to k items in a random order. From a large bag, k draws with the repeats dropped:
         a fraction of random.sample's cost, and hardly ever fewer than k."""
         items, n = self.items, len(self.items)
@@ -65,20 +65,23 @@ class Bag:
 @dataclass
 class Swarm:
     peers: dict[str, PeerState] = field(default_factory=dict)   # host -> its state
-    seeds: Bag = field(default_factory=Bag)                      # complete peers
+    seeds: Bag = field(default_factory=Bag)                      # complete peers (their PeerStates)
     partial: Bag = field(default_factory=Bag)                    # peers that hold some chunks, not all
     held: int = 0                                               # union of every peer's bits (may be stale high after a peer leaves)
     assigned: dict[int, tuple[str, float]] = field(default_factory=dict)   # chunk index -> (host, until)
 
     def sort(self, peer: PeerState) -> None:
         """File the peer as a seed, a partial peer or neither, by what it holds now."""
-        (self.seeds.add if peer.complete else self.seeds.discard)(peer.host)
-        (self.partial.add if peer.bits and not peer.complete else self.partial.discard)(peer.host)
+        (self.seeds.add if peer.complete else self.seeds.discard)(peer)
+        (self.partial.add if peer.bits and not peer.complete else self.partial.discard)(peer)
 
     def drop(self, host: str) -> bool:
-        self.seeds.discard(host)
-        self.partial.discard(host)
-        return self.peers.pop(host, None) is not None
+        peer = self.peers.pop(host, None)
+        if peer is None:
+            return False
+        self.seeds.discard(peer)
+        self.partial.discard(peer)
+        return True
 
 
 class Tracker:
@@ -159,8 +162,8 @@ class Tracker:
         me = swarm.peers.get(host)
         rack = me.rack if me else ""
         k = 4 * self.max_peers
-        seeds = [swarm.peers[h] for h in swarm.seeds.sample(self.rng, k) if h != host]
-        partial = [p for h in swarm.partial.sample(self.rng, 2 * k) if h != host and (p := swarm.peers[h]).bits & wanted]
+        seeds = [p for p in swarm.seeds.sample(self.rng, k) if p.host != host]
+        partial = [p for p in swarm.partial.sample(self.rng, 2 * k) if p.bits & wanted and p.host != host]
         if rack:   # samples come in a random order; keeping it within each rack group
             seeds = [p for p in seeds if p.rack == rack] + [p for p in seeds if p.rack != rack]
             partial = [p for p in partial if p.rack == rack] + [p for p in partial if p.rack != rack]
