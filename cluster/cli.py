@@ -29,7 +29,11 @@ def _stack_commands(sub) -> None:
     up.add_argument("--api-port", type=int, default=8000)
     up.add_argument("--regions", default=",".join(DEFAULT_REGIONS),
                     help="comma-separated; the first is the primary region")
-    up.add_argument("--builders", type=int, default=1)
+    up.add_argument("--builders", type=int, default=1, help="builder nodes")
+    up.add_argument("--builder-cpus", type=float, default=1.0,
+                    help="cpus each builder offers builds: it runs as many at once as their cpus and memory fit")
+    up.add_argument("--builder-memory-mb", type=int, default=0,
+                    help="memory each builder offers builds (default: the cpus times a default build's memory)")
     up.add_argument("--hosts-per-dc", type=int, default=4, help="node daemons per datacenter (one per region)")
     up.set_defaults(func=up_stack)
 
@@ -101,6 +105,19 @@ def _api_commands(sub) -> None:
     proj.add_argument("--burst", type=int, help="with --rate")
     proj.add_argument("--prestage", action=argparse.BooleanOptionalAction, default=None,
                       help="stage each build on the project's hosts as soon as it succeeds")
+    bs = proj.add_argument_group("build settings, for commits without a gantry.toml (any of them replaces "
+                                 "the project's build settings; the file's keys win where it has one)")
+    bs.add_argument("--build-command", help="sh -c, in the checkout, with no network")
+    bs.add_argument("--output", help="the directory that becomes the artifact")
+    bs.add_argument("--timeout", type=float, help="seconds, fetch and build together")
+    bs.add_argument("--fetch", help="runs before the build, with network only to --egress-allow hosts")
+    bs.add_argument("--cache", action="append", help="a path kept between builds (in the checkout, or ~/...)")
+    bs.add_argument("--cpus", type=float)
+    bs.add_argument("--memory-mb", type=int)
+    bs.add_argument("--submodules", action=argparse.BooleanOptionalAction, default=None)
+    bs.add_argument("--start", help="deploy hook: run on a host after it switches to the release")
+    bs.add_argument("--health", help="deploy hook: the host's health check")
+    bs.add_argument("--egress-allow", action="append", help="host or host:port the fetch step may reach")
 
     b = cmd("build", "queue a build of a commit", commands.build, json_out=True)
     b.add_argument("project")
@@ -174,10 +191,11 @@ def _api_commands(sub) -> None:
 
 def up_stack(a) -> int:
     regions = tuple(r.strip() for r in a.regions.split(",") if r.strip())
-    if not regions or a.builders < 1:
-        raise UsageError("need at least one region and one builder")
+    if not regions or a.builders < 1 or a.builder_cpus <= 0 or a.builder_memory_mb < 0:
+        raise UsageError("need at least one region and one builder, with cpus above 0")
     stack = Stack(a.home)
-    stack.up(api_port=a.api_port, regions=regions, builders=a.builders, hosts_per_dc=a.hosts_per_dc)
+    stack.up(api_port=a.api_port, regions=regions, builders=a.builders, hosts_per_dc=a.hosts_per_dc,
+             builder_cpus=a.builder_cpus, builder_memory_mb=a.builder_memory_mb)
     print(f"stop it with: gantry down --home {stack.home}")
     return 0
 

@@ -100,12 +100,24 @@ def project(a) -> int:
     elif not a.name or (a.action == "add" and not a.repo):
         raise UsageError("usage: gantry project add NAME REPO | gantry project show NAME")
     elif a.action == "show":
-        _print(a, c.project(a.name))
+        p = c.project(a.name)
+        build = json.dumps(p.build) if p.build else "none (each commit's gantry.toml)"
+        _print(a, p, "\n".join([f"{p.projectName}: {p.repoURL} (default branch {p.defaultBranch})",
+                                 f"build:  {build}",
+                                 f"deploy: {json.dumps(p.deploy) if p.deploy else '-'}",
+                                 f"egressAllow: {', '.join(p.egressAllow) or 'nothing'}",
+                                 f"webhook: {'configured' if p.webhookConfigured else 'none'} ({p.webhookPath}), "
+                                 f"prestage: {p.prestage}, coalesce: {p.coalesce}"]))
     else:
         if (a.rate is None) != (a.burst is None):
             raise UsageError("--rate and --burst go together")
+        build = {k: v for k, v in {"command": a.build_command, "output": a.output, "timeout": a.timeout,
+                                   "fetch": a.fetch, "cache": a.cache, "cpus": a.cpus, "memoryMB": a.memory_mb,
+                                   "submodules": a.submodules}.items() if v is not None}
+        deploy = {k: v for k, v in {"start": a.start, "health": a.health}.items() if v is not None}
         p = c.register(a.name, a.repo, webhook_secret=a.webhook_secret, default_branch=a.default_branch,
-                       coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None, prestage=a.prestage)
+                       coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None, prestage=a.prestage,
+                       build=build or None, deploy=deploy or None, egress_allow=a.egress_allow)
         _print(a, p, f"project {p.projectName} registered; GitHub webhook URL path: {p.webhookPath}")
     return 0
 

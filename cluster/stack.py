@@ -21,7 +21,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gantry.constants import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
+from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
+from gantry.settings import Settings
 from gantry.topology import Region, StackConfig, write_private
 
 PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
@@ -150,7 +151,10 @@ class Stack:
     # --- up -------------------------------------------------------------------------------
 
     def up(self, api_port: int = 8000, regions: tuple[str, ...] = DEFAULT_REGIONS, builders: int = 1,
-           hosts_per_dc: int = 4, s3_bwlimit_mbps: float = 0, say=print) -> StackConfig:
+           hosts_per_dc: int = 4, s3_bwlimit_mbps: float = 0, say=print, builder_cpus: float = 1.0,
+           builder_memory_mb: int = 0) -> StackConfig:
+        """`builders` nodes, each offering builds `builder_cpus` and `builder_memory_mb` (by default
+        as much memory as that many default-sized builds hold)."""
         if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
             say(f"already running: {self.config().api_url} (home {self.home})")
             return self.config()
@@ -174,7 +178,8 @@ class Stack:
                 s3_access_key=access_key, s3_secret_key=secret_key,
                 jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"http://{HOST}:{api_port}",
                 ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
-                builds_dir=self._builds_dir())
+                builds_dir=self._builds_dir(), builder_cpus=builder_cpus,
+                builder_memory_mb=builder_memory_mb or int(builder_cpus * (Settings().build_memory_bytes >> 20)))
             cfg.save(self.stack_file)
             self._start_ray_head(gcs_port, dashboard_port)
             self._wait_nodes(1)
@@ -281,9 +286,14 @@ class Stack:
                 "--object-store-memory", str(256 << 20), "--disable-usage-stats"]
         self._spawn(name, argv, self.ray_env(), resources=resources, metrics_port=metrics_port)
 
-    def add_builder(self, index: int) -> None:
-        gcs_port = int(self.config().ray_address.rsplit(":", 1)[1])
-        self._start_ray_node(f"ray-builder-{index}", {BUILDER_RESOURCE: 1}, gcs_port)
+    def add_builder(self, index: int, cpus: float | None = None, memory_mb: int | None = None) -> str:
+        """A builder node (the stack's size unless told); returns its name."""
+        cfg = self.config()
+        gcs_port = int(cfg.ray_address.rsplit(":", 1)[1])
+        name = f"ray-builder-{index}"
+        self._start_ray_node(name, {BUILDER_RESOURCE: 1, BUILD_CPU: cpus or cfg.builder_cpus,
+                                    BUILD_MEMORY: memory_mb or cfg.builder_memory_mb}, gcs_port)
+        return name
 
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
                    max_down_mbps: float = 0, peers: bool = True, projects: list[str] = ()) -> None:

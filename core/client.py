@@ -82,9 +82,12 @@ class _Client(ABC):
 
     def register(self, name: str, repo_url: str, *, webhook_secret: str | None = None,
                  default_branch: str | None = None, coalesce: bool | None = None,
-                 rate_limit: tuple[float, int] | None = None, prestage: bool | None = None) -> Project:
+                 rate_limit: tuple[float, int] | None = None, prestage: bool | None = None,
+                 build: dict | None = None, deploy: dict | None = None, egress_allow: list[str] | None = None) -> Project:
+        """Register or update a project. `build`, `deploy` and `egress_allow`, when given, replace
+        the project's build settings (used where a commit has no gantry.toml)."""
         body = {"repoURL": repo_url, "webhookSecret": webhook_secret, "defaultBranch": default_branch,
-                "coalesce": coalesce, "prestage": prestage,
+                "coalesce": coalesce, "prestage": prestage, "build": build, "deploy": deploy, "egressAllow": egress_allow,
                 "rateLimit": {"perSecond": rate_limit[0], "burst": rate_limit[1]} if rate_limit else None}
         out = self._call("put_project", projectName=name, body={k: v for k, v in body.items() if v is not None})
         return Project.model_validate(out.get("project", out))  # in-cluster answers {created, project}

@@ -28,7 +28,9 @@ def coordinator_name(dc: str) -> str:
 
 # Ray custom resources.
 HEAD_RESOURCE = "gantry-head"   # control actors and the API live on the head node
-BUILDER_RESOURCE = "builder"    # one unit per concurrent build
+BUILDER_RESOURCE = "builder"    # marks a builder node
+BUILD_CPU = "build-cpu"         # a builder's cpus for builds: each attempt holds its build's cpus...
+BUILD_MEMORY = "build-memory-mb"   # ...and its memory, in MB
 
 
 def region_resource(region: str) -> str:

@@ -34,6 +34,8 @@ class StackConfig:
     ray_address: str = ""
     dashboard_url: str = ""
     builds_dir: str = ""  # build workspaces (root-owned, 0711); the sandbox uid must be able to pass through
+    builder_cpus: float = 1.0       # what each local builder node offers builds
+    builder_memory_mb: int = 4096
 
     @property
     def primary(self) -> Region:

@@ -178,9 +178,19 @@ class Builds:
             head = self.r.zrange(keys.queue(), 0, 0)
             if not head:
                 return None
-            if self._claim(keys=[keys.queue(), keys.building(), keys.build(head[0]), keys.statuscount()],
-                           args=[head[0], self.clock(), lease_owner]) == 1:
+            if self.claim(head[0], lease_owner):
                 return head[0]
+
+    def claim(self, build_id: str, lease_owner: str) -> bool:
+        """Lease this queued build to `lease_owner` and mark it BUILDING; False if it is not
+        queued any more."""
+        return self._claim(keys=[keys.queue(), keys.building(), keys.build(build_id), keys.statuscount()],
+                           args=[build_id, self.clock(), lease_owner]) == 1
+
+    def queued(self, limit: int) -> list[dict]:
+        """The first `limit` queued builds' records, in queue order (priority, then arrival)."""
+        ids = self.r.zrange(keys.queue(), 0, limit - 1)
+        return [h for h in read_hashes(self.r, [keys.build(i) for i in ids]) if h]
 
     def promote_due(self) -> int:
         """Put retried builds whose backoff has passed back onto the queue."""

@@ -5,10 +5,10 @@ Ray and runs its loop. The actors pin to the head node (`gantry-head`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections import Counter
 
 import ray
 import redis
@@ -18,20 +18,21 @@ from gantry.actors import metrics
 from gantry.actors.build.archive import Archiver
 from gantry.actors.build.attempt import BuildRunner
 from gantry.actors.build.monitor import HeartbeatMonitor
-from gantry.actors.build.scheduler import Scheduler
+from gantry.actors.build.scheduler import Scheduler, Size
 from gantry.actors.loop import start_loop
 from gantry.state import State, audit
 from gantry.artifacts.blobstore import s3_for
-from gantry.constants import BUILDER_RESOURCE, HEAD, NAMESPACE, WORKER_PREFIX, worker_name
+from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD, NAMESPACE, WORKER_PREFIX, worker_name
 from gantry.settings import Settings
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.actors.build")
 
 
-@ray.remote(num_cpus=0, resources={BUILDER_RESOURCE: 1}, max_restarts=0, max_concurrency=2)
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2)
 class BuildWorker:
-    """One build attempt on a builder node, started on creation.
+    """One build attempt on a builder node, started on creation. Placed with its build's size as
+    resources (`BUILD_CPU`, `BUILD_MEMORY`), so Ray holds a builder to what it has.
 
     A detached actor rather than a plain task: a task dies with its owner, and a running build
     must outlive a scheduler restart. Named after its lease so a restarted scheduler finds it.
@@ -65,12 +66,12 @@ class BuildSchedulerActor:
         self.stack_file = stack_file
         self.settings = Settings()
         self.state = State(StackConfig.load(stack_file).redis_url)
-        self.inflight: dict[ray.ObjectRef, tuple] = {}  # result ref -> (buildID, owner, worker)
+        self.inflight: dict[ray.ObjectRef, tuple] = {}  # result ref -> (buildID, owner, worker, node, size)
         self._doomed: set = set()      # attempt actors to kill that could not be killed yet
         self._suspect: dict[str, float] = {}   # node ID -> until when no attempt goes there
         self._next_reconcile = 0.0     # at start-up, then every `reconcile_s`
         self.lock = threading.Lock()
-        self.scheduler = Scheduler(self.state.builds, self.settings, self._capacity, self._dispatch)
+        self.scheduler = Scheduler(self.state.builds, self.settings, self._nodes, self._dispatch, self._size_of)
         try:
             self._reattach()
         except Exception:
@@ -78,32 +79,48 @@ class BuildSchedulerActor:
         self.wakeup = threading.Event()
         start_loop(self._step, lambda: self.settings.scheduler_poll_s, self.wakeup)
 
-    def _builder_nodes(self) -> dict[str, int]:
-        """Builder nodes to place attempts on (node ID -> slots): alive in Ray's view, and not
+    def _builder_nodes(self) -> dict[str, Size]:
+        """Builder nodes to place attempts on (node ID -> its size): alive in Ray's view, and not
         one an attempt just died on. Ray lists a dead node's capacity for some seconds; an
         attempt placed there would be lost too, and charged to its build a second time."""
         now = time.monotonic()
         self._suspect = {n: until for n, until in self._suspect.items() if until > now}
-        return {n["NodeID"]: int(n["Resources"].get(BUILDER_RESOURCE, 0)) for n in ray.nodes()
+        return {n["NodeID"]: Size(float(n["Resources"].get(BUILD_CPU, 0)), int(n["Resources"].get(BUILD_MEMORY, 0)))
+                for n in ray.nodes()
                 if n["Alive"] and n["Resources"].get(BUILDER_RESOURCE) and n["NodeID"] not in self._suspect}
 
-    def _capacity(self) -> int:
-        return sum(self._builder_nodes().values())
-
-    def _dispatch(self, build_id: str, owner: str) -> None:
+    def _nodes(self) -> dict[str, tuple[Size, Size]]:
+        """Each builder's size and its room now: what the attempts in flight there do not hold."""
+        with self.lock:
+            held = [(node, size) for (_, _, _, node, size) in self.inflight.values()]
         nodes = self._builder_nodes()
-        with self.lock:
-            busy = Counter(node for (_, _, _, node) in self.inflight.values())
-        node = min(nodes, key=lambda n: busy[n] / nodes[n]) if nodes else None
-        options = {"name": worker_name(owner), "namespace": NAMESPACE, "lifetime": "detached"}
-        if node:   # pinned: Ray alone might still pick a node that is already gone
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
-        worker = BuildWorker.options(**options).remote(build_id, owner, self.stack_file)
-        self._track(build_id, owner, worker, node)
+        room = dict(nodes)
+        for node, size in held:
+            if node in room:
+                room[node] = room[node] - size
+        return {n: (nodes[n], room[n]) for n in nodes}
 
-    def _track(self, build_id: str, owner: str, worker, node: str | None) -> None:
+    def _capacity(self) -> float:
+        return sum(size.cpus for size in self._builder_nodes().values())
+
+    def _size_of(self, rec: dict) -> Size:
+        """What a build reserves: its project's cpus and memoryMB, or the defaults."""
+        build = json.loads((self.state.projects.get(rec["projectName"]) or {}).get("buildSettings") or "{}")
+        s = self.settings
+        return Size(float(build.get("cpus") or s.build_cpus), int(build.get("memoryMB") or s.build_memory_bytes >> 20))
+
+    def _dispatch(self, build_id: str, owner: str, node: str, size: Size) -> None:
+        self.state.builds.set_fields(build_id, {"resources": json.dumps({"cpus": size.cpus, "memoryMB": size.memory_mb})})
+        # pinned: Ray alone might still pick a node that is already gone
+        worker = BuildWorker.options(name=worker_name(owner), namespace=NAMESPACE, lifetime="detached",
+                                     resources={BUILD_CPU: size.cpus, BUILD_MEMORY: size.memory_mb},
+                                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                                     ).remote(build_id, owner, self.stack_file)
+        self._track(build_id, owner, worker, node, size)
+
+    def _track(self, build_id: str, owner: str, worker, node: str | None, size: Size) -> None:
         with self.lock:
-            self.inflight[worker.result.remote()] = (build_id, owner, worker, node)
+            self.inflight[worker.result.remote()] = (build_id, owner, worker, node, size)
 
     def _reattach(self) -> None:
         """After a restart: follow attempts started by the previous incarnation."""
@@ -113,7 +130,10 @@ class BuildSchedulerActor:
                 worker = ray.get_actor(worker_name(owner), namespace=NAMESPACE)
             except ValueError:
                 continue  # never started or already gone: the heartbeat monitor handles it
-            self._track(rec["buildID"], owner, worker, rec.get("workerNode") or None)
+            held = json.loads(rec.get("resources") or "{}")
+            size = Size(float(held.get("cpus") or self.settings.build_cpus),
+                        int(held.get("memoryMB") or self.settings.build_memory_bytes >> 20))
+            self._track(rec["buildID"], owner, worker, rec.get("workerNode") or None, size)
 
     def _step(self) -> None:
         with self.lock:
@@ -121,7 +141,7 @@ class BuildSchedulerActor:
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref in done:
             with self.lock:
-                build_id, owner, worker, node = self.inflight[ref]
+                build_id, owner, worker, node, _ = self.inflight[ref]
             try:
                 ray.get(ref)
             except Exception as e:  # the attempt died: its worker or node was lost
@@ -172,7 +192,7 @@ class BuildSchedulerActor:
     def stats(self) -> dict:
         with self.lock:
             inflight = len(self.inflight)
-        return {"inflight": inflight, "capacity": self._capacity(), "queueDepth": self.state.builds.queue_depth()}
+        return {"inflight": inflight, "builderCpus": self._capacity(), "queueDepth": self.state.builds.queue_depth()}
 
 
 @ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1, max_concurrency=4)

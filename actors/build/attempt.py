@@ -210,7 +210,7 @@ class BuildRunner:
     def _step(self, build_id: str, step: str, command: str, sandbox: Sandbox, rec: dict, checkin: CheckIn,
               deadline: float, timeout_s: float, network: str, proxy_socket: Path | None = None) -> None:
         """One sandboxed step: the fetch or the build. Both share the build's timeout."""
-        self._log(build_id, f"{step} step: `{command}` ({network})")
+        self._log(build_id, f"{step} step: running `{command}` ({network})")
         sandbox.limits.timeout_s = max(0.0, deadline - time.monotonic())
         started = time.monotonic()
         result = sandbox.run(command, self._sandbox_env(rec), on_output=lambda b: self._append(build_id, b),

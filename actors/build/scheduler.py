@@ -1,5 +1,11 @@
 """The build scheduler: takes queued builds, in priority then arrival order, as builder
-capacity frees up, and hands each to `dispatch` (in the stack: a Ray task on a `builder` node).
+capacity frees up, and hands each to `dispatch` (in the stack: a Ray actor on a builder node).
+
+Each build asks for a size (cpus and memory, from its project's settings) and goes to the builder
+where it fits most tightly, so large holes stay for large builds. When the build at the front of
+the queue fits nowhere yet, smaller ones behind it may start in the room there is, but only for
+`build_backfill_s`: after that nothing overtakes it, and it starts as soon as running builds make
+room. So the queue is FIFO within a priority, and no build is overtaken forever.
 
 Plain logic over the store; `actors.BuildSchedulerActor` runs it. Nothing here is held only
 in memory: queued builds are in the queue, running builds record their own results, and a lost
@@ -8,35 +14,91 @@ one is re-queued by the heartbeat monitor.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Callable
 
 from gantry.state.builds import Builds, TransitionRefused
+from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 
 log = logging.getLogger("gantry.scheduler")
+WINDOW = 100   # queued builds looked at per tick
+
+
+@dataclass(frozen=True)
+class Size:
+    cpus: float
+    memory_mb: int
+
+    def within(self, room: "Size") -> bool:
+        return self.cpus <= room.cpus + 1e-9 and self.memory_mb <= room.memory_mb
+
+    def __sub__(self, other: "Size") -> "Size":
+        return Size(self.cpus - other.cpus, self.memory_mb - other.memory_mb)
+
+    def __add__(self, other: "Size") -> "Size":
+        return Size(self.cpus + other.cpus, self.memory_mb + other.memory_mb)
+
+
+def best_fit(size: Size, free: dict[str, Size]) -> str | None:
+    """The node with the least room left once `size` is placed there."""
+    fits = [n for n, room in free.items() if size.within(room)]
+    return min(fits, key=lambda n: ((free[n] - size).cpus, (free[n] - size).memory_mb, n), default=None)
 
 
 class Scheduler:
-    def __init__(self, builds: Builds, settings: Settings, capacity: Callable[[], int],
-                 dispatch: Callable[[str, str], None]):
+    def __init__(self, builds: Builds, settings: Settings, nodes: Callable[[], dict[str, tuple[Size, Size]]],
+                 dispatch: Callable[[str, str, str, Size], None], size_of: Callable[[dict], Size],
+                 clock: Callable[[], float] = time.monotonic):
         self.builds, self.settings = builds, settings
-        self.capacity, self.dispatch = capacity, dispatch
+        self.nodes = nodes              # node -> (its whole size, its room now)
+        self.dispatch, self.size_of, self.clock = dispatch, size_of, clock
+        self.blocked: dict[str, float] = {}   # the front build that fits nowhere -> since when
 
     def tick(self) -> list[str]:
-        """Promote retries whose backoff has passed, then fill free builder slots."""
+        """Promote retries whose backoff has passed, then start what fits."""
         self.builds.promote_due()
-        free = self.capacity() - len(self.builds.building())
-        started = []
-        while free > 0:
+        nodes = self.nodes()
+        if not nodes:
+            return []
+        free = {n: room for n, (_, room) in nodes.items()}
+        started, front = [], None
+        for rec in self.builds.queued(WINDOW):
+            build_id, size = rec["buildID"], self.size_of(rec)
+            if not any(size.within(whole) for whole, _ in nodes.values()):
+                self._refuse(build_id, size, nodes)
+                continue
+            node = best_fit(size, free)
+            if node is None:
+                if front is None:
+                    front = build_id
+                    if self.clock() - self.blocked.setdefault(build_id, self.clock()) >= self.settings.build_backfill_s:
+                        break   # it has waited long enough: nothing overtakes it any more
+                continue
             owner = uuid.uuid4().hex
-            build_id = self.builds.claim_next(owner)
-            if build_id is None:
-                break
-            self.dispatch(build_id, owner)
+            if not self.builds.claim(build_id, owner):
+                continue   # cancelled meanwhile, or another scheduler took it
+            self.dispatch(build_id, owner, node, size)
+            free[node] = free[node] - size
             started.append(build_id)
-            free -= 1
+        self.blocked = {b: t for b, t in self.blocked.items() if b == front}
         return started
+
+    def _refuse(self, build_id: str, size: Size, nodes: dict[str, tuple[Size, Size]]) -> None:
+        """No builder is big enough for it: it would wait for good, and hold back the queue."""
+        biggest = max((whole for whole, _ in nodes.values()), key=lambda s: (s.cpus, s.memory_mb))
+        owner = uuid.uuid4().hex
+        if not self.builds.claim(build_id, owner):
+            return
+        reason = (f"needs {size.cpus:g} cpus and {size.memory_mb} MB; the largest builder has "
+                  f"{biggest.cpus:g} cpus and {biggest.memory_mb} MB")
+        try:
+            self.builds.transition(build_id, BuildStatus.FAILED, lease_owner=owner, fields={"error": reason})
+            log.warning("build %s refused: %s", build_id, reason)
+        except TransitionRefused:
+            pass
 
     def attempt_crashed(self, build_id: str, owner: str, reason: str) -> None:
         """The task running an attempt died (node lost, worker killed): retry or DEAD."""

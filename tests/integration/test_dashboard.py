@@ -68,3 +68,28 @@ def test_dashboard_shows_a_build_and_deploys_it(stack, api, browser, tmp_path):
     deps = api.get(f"/projects/{name}/deployments").json()["deployments"]
     assert deps[0]["buildID"] == build_id and deps[0]["createdBy"] == "dana"
     assert browser.find_element(By.CSS_SELECTOR, "[data-testid=error]").text == ""
+
+
+def test_dashboard_shows_and_sets_a_projects_build_settings(stack, api, browser, tmp_path, admin_token):
+    name = f"ui-{uuid.uuid4().hex[:8]}"
+    repo, _ = make_repo(tmp_path / name, "true")
+    assert api.put(f"/projects/{name}", json={"repoURL": str(repo), "build": {"command": "make", "output": "out"},
+                                              "egressAllow": ["pypi.org"]}).status_code == 201
+    wait = WebDriverWait(browser, 60, poll_frequency=0.3, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(f"{stack.config().api_url}/ui#token={admin_token}")
+    browser.get(f"{stack.config().api_url}/ui#/p/{name}")
+    wait.until(EC.text_to_be_present_in_element_value((By.CSS_SELECTOR, "[data-testid=settings]"), '"pypi.org"'))
+
+    def save(settings: str) -> None:
+        box = browser.find_element(By.CSS_SELECTOR, "[data-testid=settings]")
+        box.clear()
+        box.send_keys(settings)
+        click(wait, "[data-testid=settings-button]")
+
+    save('{"build": {"command": "make", "output": "../etc"}}')
+    wait.until(EC.text_to_be_present_in_element((By.ID, "error"), "422 invalid build settings"))
+    assert api.get(f"/projects/{name}").json()["build"] == {"command": "make", "output": "out"}
+    save('{"build": {"command": "make all", "output": "out", "cache": ["~/.ccache"]}, "egressAllow": []}')
+    wait.until(lambda _: api.get(f"/projects/{name}").json()["build"].get("command") == "make all")
+    assert api.get(f"/projects/{name}").json()["egressAllow"] == []
+    wait.until(EC.text_to_be_present_in_element_value((By.CSS_SELECTOR, "[data-testid=settings]"), "~/.ccache"))

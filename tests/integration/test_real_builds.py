@@ -1,14 +1,14 @@
 """What real repositories need (issue 15), on the real stack: settings without a gantry.toml, a
 fetch step whose network is gantry's proxy and nothing else, build caches, the git mirror."""
 import http.server
-import json
 import subprocess
 import threading
 import uuid
+from datetime import datetime
 
 import pytest
 
-from helpers import commit, git, wait_build
+from helpers import commit, git, wait_build, wait_until
 
 FETCH = "python3 -c \"import urllib.request as u; open('{out}', 'wb').write(u.urlopen('{url}', timeout=10).read())\""
 
@@ -85,7 +85,7 @@ def test_the_fetch_step_reaches_an_allowed_host_through_the_proxy_and_the_build_
     assert f"egress proxy: GET http://{package_index}" in log
     assert "build step offline:" in log and "BUILD-ONLINE" not in log
     assert rec["fetchSeconds"] > 0 and rec["buildSeconds"] > 0
-    assert log.index("fetch step: `") < log.index("build step: `")
+    assert log.index("fetch step: running `") < log.index("build step: running `")
 
 
 def test_a_fetch_from_a_host_not_allowed_fails_with_the_proxys_refusal(api, project, package_index):
@@ -150,3 +150,33 @@ def test_a_second_build_of_a_repository_fetches_only_new_git_objects(api, projec
     assert fetched_second <= 4, log2   # the commit, two trees, one blob
     again, log3 = build(api, name, sha1)
     assert "git: the commit was in the builder's mirror" in log3 or "git: 0" in log3
+
+
+@pytest.fixture(scope="module")
+def two_cpu_builder(stack):
+    """A builder offering 2 cpus and 1 GB, beside the stack's 1-cpu, 256 MB ones; stopped after the
+    module (with nothing running on it), so later tests see the stack's own capacity."""
+    name = stack.add_builder(90, cpus=2, memory_mb=1024)
+    ray = stack.connect()
+
+    def alive():
+        return [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get(f"gantry-node:{name}")]
+    wait_until(alive, 90, f"{name} to join")
+    yield alive()[0]
+    stack.stop_process(name)
+    wait_until(lambda: not alive(), 60, f"{name} to leave")
+
+
+def test_two_one_cpu_builds_run_at_once_on_a_two_cpu_builder(api, project, two_cpu_builder):
+    # 300 MB each: more than a 1-cpu builder of this stack offers, so both can only go to the 2-cpu one
+    name, sha, _ = project({"command": "sleep 4; mkdir out; echo ok > out/ok", "output": "out",
+                            "cpus": 1, "memoryMB": 300})
+    ids = [api.post(f"/projects/{name}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(2)]
+    recs = [wait_build(api, name, b, timeout_s=180) for b in ids]
+    assert [r["buildStatus"] for r in recs] == ["SUCCEEDED"] * 2, recs
+    assert all(r["resources"] == {"cpus": 1.0, "memoryMB": 300} for r in recs), recs
+    stored = [api.get(f"/projects/{name}/builds/{b}/logs").json()["data"] for b in ids]
+    assert all("settings from project; 1 cpus, 300 MB" in log for log in stored)
+    t = [(datetime.fromisoformat(r["startedAt"]), datetime.fromisoformat(r["finishedAt"])) for r in recs]
+    assert t[0][0] < t[1][1] and t[1][0] < t[0][1], f"the two builds did not overlap: {t}"
+    assert all(f" on {two_cpu_builder}:" in log for log in stored), "both ran on the 2-cpu builder"

@@ -4,7 +4,7 @@ from pathlib import Path
 import yaml
 
 from gantry.cluster.stack import DEFAULT_REGIONS
-from gantry.constants import BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
+from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 
 CONFIG = yaml.safe_load((Path(__file__).parents[2] / "ray-cluster.yaml").read_text())
 TYPES = CONFIG["available_node_types"]
@@ -16,9 +16,11 @@ def test_head_offers_the_control_resource():
     assert any(HEAD_RESOURCE in cmd for cmd in CONFIG["head_start_ray_commands"])
 
 
-def test_builders_offer_one_build_slot_each():
+def test_builders_offer_cpus_and_memory_to_builds():
     builders = [t for t in TYPES.values() if BUILDER_RESOURCE in t["resources"]]
     assert builders and all(t["resources"][BUILDER_RESOURCE] == 1 for t in builders)
+    for t in builders:   # a default build fits, and the node keeps a cpu of its own
+        assert 1 <= t["resources"][BUILD_CPU] < t["resources"]["CPU"] and t["resources"][BUILD_MEMORY] >= 4096
     assert sum(t.get("min_workers", 0) for t in builders) >= 2  # a lost builder's build can re-run
 
 
