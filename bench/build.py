@@ -64,8 +64,8 @@ obj/%.o: %.c
 def sdist() -> Path:
     """The lupa sdist, fetched from PyPI once and checked against the digest PyPI gives."""
     path = CACHE / f"{SDIST}-{VERSION}.tar.gz"
-    meta = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/{SDIST}/{VERSION}/json", timeout=30))
-    url = next(u for u in meta["urls"] if u["packagetype"] == "sdist")
+    meta = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/{SDIST}/json", timeout=30))
+    url = next(u for u in meta["releases"][VERSION] if u["packagetype"] == "sdist")
     if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != url["digests"]["sha256"]:
         CACHE.mkdir(exist_ok=True)
         data = urllib.request.urlopen(url["url"], timeout=300).read()
@@ -126,8 +126,9 @@ def main() -> int:
         api = httpx.Client(base_url=cfg.api_url, timeout=30,
                            headers={"Authorization": "Bearer " + issue(cfg.jwt_secret(), "bench", admin=True)})
         jobs = max(1, int(a.cpus))
-        command = (f"export CCACHE_DIR=$HOME/.ccache; ccache -z >/dev/null; make -j{jobs} CC='ccache cc' "
-                   "&& mkdir -p dist && cp bin/* dist/ && ccache -s")
+        # no statistics: they would rewrite files all over the cache on every build
+        command = (f"export CCACHE_DIR=$HOME/.ccache CCACHE_NOSTATS=1; make -j{jobs} CC='ccache cc' "
+                   "&& mkdir -p dist && cp bin/* dist/")
         r = api.put("/projects/lua", json={"repoURL": str(work / "lua"), "build": {
             "command": command, "output": "dist", "cache": ["~/.ccache"], "cpus": a.cpus, "memoryMB": 2048}})
         r.raise_for_status()

@@ -111,11 +111,9 @@ class BuildRunner:
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
             output, save_cache = self._build(rec, project, workdir, checkin)
             try:
-                outcome = self._publish(build_id, owner, output, checkin)
+                outcome = self._publish(build_id, owner, output, checkin, save_cache)
             finally:
                 os.close(output)
-            if outcome in (BuildStatus.DEPLOYING.value, BuildStatus.SUCCEEDED.value):
-                self._keep_cache(build_id, save_cache)
         except BuildFailed as e:
             self._log(build_id, f"FAILED: {e}")
             outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
@@ -252,9 +250,11 @@ class BuildRunner:
     def _branch(rec: dict, project: dict) -> str:
         return json.loads(rec.get("buildDetails") or "{}").get("branch") or project.get("defaultBranch") or "main"
 
-    def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn) -> str:
-        """Chunk and upload the output to the primary store, then BUILDING -> DEPLOYING with the
-        replication rows and jobs for every other region, in one step."""
+    def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn,
+                 save_cache: Callable[[], None] = lambda: None) -> str:
+        """Chunk and upload the output to the primary store, save the build cache, then BUILDING
+        -> DEPLOYING with the replication rows and jobs for every other region, in one step (so
+        the next build finds the cache once this one has ended)."""
         s, stack = self.settings, self.stack
         self._log(build_id, f"publishing to the {stack.primary.name} blob store")
         try:
@@ -269,6 +269,7 @@ class BuildRunner:
             raise InfraFault(f"upload to the {stack.primary.name} blob store failed: {e}")
         if checkin.stop_requested.is_set():
             raise _Stopped()
+        self._keep_cache(build_id, save_cache)
         self._log(build_id, f"artifact {manifest.manifest_digest}: {manifest.size} bytes in "
                             f"{len(manifest.chunks)} chunks ({stats.chunks_uploaded} uploaded, "
                             f"{stats.chunks_skipped} already stored)")
