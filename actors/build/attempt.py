@@ -148,7 +148,7 @@ class BuildRunner:
 
     def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> tuple[int, Callable[[], None]]:
         """Check out, restore the cache, fetch, build. Returns the output directory's fd and what
-        saves the cache (to call once the build SUCCEEDED)."""
+        saves the cache (called once the output is stored, before the build is published)."""
         s, build_id = self.settings, rec["buildID"]
         checkout, home = workdir / "src", workdir / "home"
         os.mkdir(home, 0o700)

@@ -18,6 +18,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from gantry.artifacts.safepath import DIR_FLAGS, FILE_FLAGS, UnsafePath, open_beneath
 
@@ -148,8 +149,9 @@ def submodule_url(repo_url: str, url: str) -> str:
     if not url.startswith(("./", "../")):
         raise SourceError(f"submodule url {url!r} is not allowed: use https:// or a path relative to the "
                           "repository", permanent=True)
-    if repo_url.startswith("https://"):
-        return repo_url.rstrip("/") + "/" + url
+    if repo_url.startswith("https://"):   # as git resolves it: against the repository's own URL
+        parts = urlsplit(repo_url)
+        return urlunsplit(parts._replace(path=posixpath.normpath(posixpath.join(parts.path.rstrip("/"), url))))
     base = repo_url.removeprefix("file://").rstrip("/")
     resolved = posixpath.normpath(posixpath.join(base, url))
     if not resolved.startswith(posixpath.dirname(base) + "/"):

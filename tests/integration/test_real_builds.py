@@ -180,3 +180,14 @@ def test_two_one_cpu_builds_run_at_once_on_a_two_cpu_builder(api, project, two_c
     t = [(datetime.fromisoformat(r["startedAt"]), datetime.fromisoformat(r["finishedAt"])) for r in recs]
     assert t[0][0] < t[1][1] and t[1][0] < t[0][1], f"the two builds did not overlap: {t}"
     assert all(f" on {two_cpu_builder}:" in log for log in stored), "both ran on the 2-cpu builder"
+
+
+def test_submodules_are_checked_out_when_the_settings_ask(api, project, tmp_path):
+    lib = tmp_path / "lib"
+    plain_repo(lib, {"lib.c": "int lib;\n"})
+    name, _, repo = project({"command": "mkdir out && cp vendor/lib/lib.c out/", "output": "out", "submodules": True})
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib", "vendor/lib")
+    git(repo, "commit", "-qm", "add lib")
+    rec, log = build(api, name, git(repo, "rev-parse", "HEAD"))
+    assert rec["buildStatus"] == "SUCCEEDED", (rec, log)
+    assert "git: submodule vendor/lib from" in log

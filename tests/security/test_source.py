@@ -67,3 +67,34 @@ def test_tree_size_counts_blobs_only():
     listing = ("100644 blob aa    12\ta\n120000 blob bb     3\tlink\n160000 commit cc       -\tsub\n"
                "100755 blob dd  1000\tdir/x y\n")
     assert source.tree_bytes(listing) == 1015
+
+
+def test_submodule_urls_must_be_https_or_stay_beside_the_repository():
+    assert source.submodule_url("/srv/git/app", "../lib") == "/srv/git/lib"
+    assert source.submodule_url("file:///srv/git/app", "./vendor/x") == "/srv/git/app/vendor/x"
+    assert source.submodule_url("https://example.com/a/app.git", "../lib.git") == "https://example.com/a/lib.git"
+    assert source.submodule_url("/srv/git/app", "https://example.com/x.git") == "https://example.com/x.git"
+    for url in ("/etc", "file:///srv/other", "ext::sh -c touch% /tmp/x", "git@host:x", "../../../root/.ssh",
+                "ssh://example.com/x"):
+        with pytest.raises(source.SourceError) as e:
+            source.submodule_url("/srv/git/app", url)
+        assert e.value.permanent
+
+
+def test_submodules_come_with_the_commit_and_a_url_pointing_elsewhere_is_refused(tmp_path):
+    lib, _ = make_repo(tmp_path / "lib", "true", files={"lib.c": "int lib;\n"})
+    app, _ = make_repo(tmp_path / "app", "true")
+    git(app, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib", "vendor/lib")
+    git(app, "commit", "-qm", "add lib")
+    sha = git(app, "rev-parse", "HEAD")
+    dest = tmp_path / "work" / "src"
+    source.fetch_commit(str(app), sha, dest, 60, 1 << 30, want_submodules=lambda tree: True)
+    assert (dest / "vendor" / "lib" / "lib.c").read_text() == "int lib;\n" and not (dest / ".git").exists()
+    secret, _ = make_repo(tmp_path / "elsewhere" / "secret", "true", files={"key": "s3cr3t\n"})
+    (app / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = x\n\turl = {secret}\n')
+    git(app, "add", "-A")
+    git(app, "commit", "-qm", "point elsewhere")
+    with pytest.raises(source.SourceError, match="is not allowed") as e:
+        source.fetch_commit(str(app), git(app, "rev-parse", "HEAD"), tmp_path / "work2" / "src", 60, 1 << 30,
+                            want_submodules=lambda tree: True)
+    assert e.value.permanent
