@@ -186,14 +186,20 @@ class BuildRunner:
         if cfg.fetch:
             allow = Allow(json.loads(project.get("egressAllow") or "[]"))
             proxy = EgressProxy(allow, lambda line: self._log(build_id, line))
-            sock = workdir / f"proxy-{uuid.uuid4().hex}.sock"   # unlisted: workdir is 0711
-            proxy.start(str(sock))
+            # A short path (a socket's is at most 107 bytes), unlisted: a 0711 directory, a random name.
+            sockdir = Path(tempfile.mkdtemp(prefix="gantry-proxy-"))
+            os.chmod(sockdir, 0o711)
+            sock = sockdir / f"{uuid.uuid4().hex}.sock"
             try:
+                try:
+                    proxy.start(str(sock))
+                except OSError as e:
+                    raise InfraFault(f"cannot start the egress proxy: {e}")
                 self._step(build_id, "fetch", cfg.fetch, sandbox, rec, checkin, deadline, cfg.timeout_s,
                            f"network only through gantry's proxy, to: {allow}", proxy_socket=sock)
             finally:
                 proxy.stop()
-                sock.unlink(missing_ok=True)
+                shutil.rmtree(sockdir, ignore_errors=True)
         self._step(build_id, "build", cfg.command, sandbox, rec, checkin, deadline, cfg.timeout_s, "no network")
         output = open_output(checkout, cfg.output)
         # hosts run these after switching to the release

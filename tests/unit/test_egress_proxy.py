@@ -101,3 +101,10 @@ def test_allow_entries_parse_and_match_exactly():
     for bad in ("http://pypi.org", "*.pypi.org", "pypi.org/simple", "host:0", "host:99999", "[::1", "a b", ""):
         with pytest.raises(BadEntry):
             parse([bad])
+
+
+def test_a_socket_path_too_long_fails_at_start_and_leaves_nothing_running(tmp_path):
+    p = EgressProxy(Allow([]), lambda line: None)
+    with pytest.raises(OSError):
+        p.start(str(tmp_path / ("x" * 120)))
+    assert not p.thread.is_alive()

@@ -44,7 +44,11 @@ class EgressProxy:
 
     def start(self, path: str) -> None:
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(path), self.loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._listen(path), self.loop).result(10)
+        except BaseException:
+            self.stop()
+            raise
 
     async def _listen(self, path: str) -> None:
         self.server = await asyncio.start_unix_server(self._serve, path=path, limit=MAX_HEAD)
