@@ -363,9 +363,17 @@ class Stack:
 
     def remove_host(self, host_id: str) -> None:
         """Stop a host's daemon and forget it: the stack is whole without it (`gantry host remove`)."""
-        self.stop_process(f"host-{host_id}")
+        self.remove(f"host-{host_id}")
+
+    def remove(self, name: str) -> None:
+        """Stop a process and forget it (a stopped process left in pids.json makes `up` see a
+        partly running stack, and start it all again)."""
+        self.stop_process(name)
+        self.forget(name)
+
+    def forget(self, name: str) -> None:
         pids = self.pids()
-        pids.pop(f"host-{host_id}", None)
+        pids.pop(name, None)
         write_private(self.pids_file, json.dumps(pids, indent=2).encode())
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:

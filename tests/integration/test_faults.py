@@ -39,6 +39,7 @@ def test_builder_node_killed_mid_build_reruns_elsewhere(api, stack, new_project)
     rec = wait_build(api, project, b, timeout_s=180)
     assert rec["buildStatus"] == "SUCCEEDED" and rec["retries"] == 1, rec
     assert store.builds.get(b)["workerNode"] != first_node
+    stack.forget(victim)   # a dead entry would make a later `gantry up` restart the stack
     stack.add_builder(int(victim.rsplit("-", 1)[1]) + 100)  # restore capacity for later tests
 
 

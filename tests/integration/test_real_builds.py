@@ -163,7 +163,7 @@ def two_cpu_builder(stack):
         return [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get(f"gantry-node:{name}")]
     wait_until(alive, 90, f"{name} to join")
     yield alive()[0]
-    stack.stop_process(name)
+    stack.remove(name)
     wait_until(lambda: not alive(), 60, f"{name} to leave")
 
 
