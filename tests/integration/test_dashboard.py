@@ -81,9 +81,12 @@ def test_dashboard_shows_and_sets_a_projects_build_settings(stack, api, browser,
     wait.until(EC.text_to_be_present_in_element_value((By.CSS_SELECTOR, "[data-testid=settings]"), '"pypi.org"'))
 
     def save(settings: str) -> None:
-        box = browser.find_element(By.CSS_SELECTOR, "[data-testid=settings]")
-        box.clear()
-        box.send_keys(settings)
+        def typed(driver):   # the page re-renders every 1.5 s: type again if the box was replaced meanwhile
+            box = driver.find_element(By.CSS_SELECTOR, "[data-testid=settings]")
+            box.clear()
+            box.send_keys(settings)
+            return driver.find_element(By.CSS_SELECTOR, "[data-testid=settings]").get_attribute("value") == settings
+        wait.until(typed)
         click(wait, "[data-testid=settings-button]")
 
     save('{"build": {"command": "make", "output": "../etc"}}')
