@@ -95,11 +95,12 @@ def check_build(table: dict, where: str, bounds: Bounds) -> dict:
         if not _inside(out["output"]):
             raise ConfigError(f"{where}: build output must be a path inside the repository")
         out["output"] = str(PurePosixPath(out["output"]))
-    if "timeout" in table:
-        v = table["timeout"]
-        if not _number(v) or not 0 < v <= bounds.max_timeout_s:
-            raise ConfigError(f"{where}: build timeout must be a number of seconds in (0, {bounds.max_timeout_s:g}]")
-        out["timeout"] = float(v)
+    for key, most, unit in (("timeout", bounds.max_timeout_s, " of seconds"), ("cpus", bounds.max_cpus, "")):
+        if key in table:
+            v = table[key]
+            if not _number(v) or not 0 < v <= most:
+                raise ConfigError(f"{where}: build {key} must be a number{unit} in (0, {most:g}]")
+            out[key] = float(v)
     if "cache" in table:
         v = table["cache"]
         if not isinstance(v, list) or len(v) > MAX_CACHE_PATHS or not all(isinstance(p, str) for p in v):
@@ -109,11 +110,6 @@ def check_build(table: dict, where: str, bounds: Bounds) -> dict:
             if not _inside(rel):
                 raise ConfigError(f"{where}: cache path {p!r} must be inside the checkout, or under ~/")
         out["cache"] = list(dict.fromkeys(v))
-    if "cpus" in table:
-        v = table["cpus"]
-        if not _number(v) or not 0 < v <= bounds.max_cpus:
-            raise ConfigError(f"{where}: build cpus must be a number in (0, {bounds.max_cpus:g}]")
-        out["cpus"] = float(v)
     if "memoryMB" in table:
         v = table["memoryMB"]
         if not isinstance(v, int) or isinstance(v, bool) or not 64 <= v <= bounds.max_memory_mb:
