@@ -66,6 +66,24 @@ def _bin(name: str) -> str:
     return str(here) if here.exists() else (shutil.which(name) or name)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -410,8 +428,17 @@ class Stack:
         return None
 
     def kill_node(self, name: str) -> None:
-        """Crash a Ray node: SIGKILL its whole process group."""
+        """Crash a Ray node as a machine crash would: SIGKILL its process group and every process
+        below it. Ray puts each worker in a process group of its own, and a worker outlives its
+        raylet long enough to finish a build."""
+        p = self.pids().get(name)
+        below = _descendants(p["pid"]) if p else []
         self.stop_process(name, signal.SIGKILL)
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def down(self, say=print) -> None:
         pids = self.pids()
