@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     build_cpus_max: float = 64.0       # what a project or gantry.toml may ask for, at most
     build_memory_max_mb: int = 256 * 1024
     build_backfill_s: float = 60.0     # smaller builds may pass one that fits nowhere yet for this long
+    build_oversize_wait_s: float = 120.0  # a build bigger than every builder fails after this long
     build_file_bytes: int = 16 * GiB   # RLIMIT_FSIZE: largest single file a build may write
     max_source_bytes: int = 2 * GiB
     max_artifact_bytes: int = 10 * GiB  # apparent size of an output's files, sparse ones in full

@@ -5,7 +5,9 @@ Each build asks for a size (cpus and memory, from its project's settings) and go
 where it fits most tightly, so large holes stay for large builds. When the build at the front of
 the queue fits nowhere yet, smaller ones behind it may start in the room there is, but only for
 `build_backfill_s`: after that nothing overtakes it, and it starts as soon as running builds make
-room. So the queue is FIFO within a priority, and no build is overtaken forever.
+room. So the queue is FIFO within a priority, and no build is overtaken forever. A build bigger
+than every builder waits `build_oversize_wait_s` (its builder may be restarting), then fails
+with the sizes in its error.
 
 Plain logic over the store; `actors.BuildSchedulerActor` runs it. Nothing here is held only
 in memory: queued builds are in the queue, running builds record their own results, and a lost
@@ -56,6 +58,7 @@ class Scheduler:
         self.nodes = nodes              # node -> (its whole size, its room now)
         self.dispatch, self.size_of, self.clock = dispatch, size_of, clock
         self.blocked: dict[str, float] = {}   # the front build that fits nowhere -> since when
+        self.oversize: dict[str, float] = {}  # a build bigger than every builder -> since when
 
     def tick(self) -> list[str]:
         """Promote retries whose backoff has passed, then start what fits."""
@@ -64,11 +67,16 @@ class Scheduler:
         if not nodes:
             return []
         free = {n: room for n, (_, room) in nodes.items()}
-        started, front = [], None
+        started, front, oversize = [], None, set()
         for rec in self.builds.queued(WINDOW):
             build_id, size = rec["buildID"], self.size_of(rec)
             if not any(size.within(whole) for whole, _ in nodes.values()):
-                self._refuse(build_id, size, nodes)
+                # its builder may be restarting: wait a while, without holding the queue back
+                since = self.oversize.setdefault(build_id, self.clock())
+                if self.clock() - since >= self.settings.build_oversize_wait_s:
+                    self._refuse(build_id, size, nodes)
+                else:
+                    oversize.add(build_id)
                 continue
             node = best_fit(size, free)
             if node is None:
@@ -84,16 +92,18 @@ class Scheduler:
             free[node] = free[node] - size
             started.append(build_id)
         self.blocked = {b: t for b, t in self.blocked.items() if b == front}
+        self.oversize = {b: t for b, t in self.oversize.items() if b in oversize}
         return started
 
     def _refuse(self, build_id: str, size: Size, nodes: dict[str, tuple[Size, Size]]) -> None:
-        """No builder is big enough for it: it would wait for good, and hold back the queue."""
+        """No builder has been big enough for it for `build_oversize_wait_s`: fail it, with the sizes."""
         biggest = max((whole for whole, _ in nodes.values()), key=lambda s: (s.cpus, s.memory_mb))
         owner = uuid.uuid4().hex
         if not self.builds.claim(build_id, owner):
             return
         reason = (f"needs {size.cpus:g} cpus and {size.memory_mb} MB; the largest builder has "
-                  f"{biggest.cpus:g} cpus and {biggest.memory_mb} MB")
+                  f"{biggest.cpus:g} cpus and {biggest.memory_mb} MB (waited "
+                  f"{self.settings.build_oversize_wait_s:g} s for a larger one)")
         try:
             self.builds.transition(build_id, BuildStatus.FAILED, lease_owner=owner, fields={"error": reason})
             log.warning("build %s refused: %s", build_id, reason)

@@ -53,8 +53,9 @@ class Cluster:
         self.running[build_id] = (node, size)
 
 
-def scheduler(store, cluster, clock=lambda: 0.0, backfill_s=60.0):
-    return Scheduler(store, Settings(build_backfill_s=backfill_s), cluster.nodes, cluster.dispatch,
+def scheduler(store, cluster, clock=lambda: 0.0, backfill_s=60.0, oversize_wait_s=120.0):
+    return Scheduler(store, Settings(build_backfill_s=backfill_s, build_oversize_wait_s=oversize_wait_s),
+                     cluster.nodes, cluster.dispatch,
                      lambda rec: rec["size"], clock)
 
 
@@ -92,10 +93,28 @@ def test_small_builds_pass_a_big_one_only_for_the_backfill_time():
     assert s.tick() == ["s3"]
 
 
-def test_a_build_no_builder_can_hold_fails_with_the_reason_and_holds_nothing_back():
-    store, cluster = QueueOnly([("huge", Size(16, 256)), ("a", SMALL)]), Cluster(n1=BIG, n2=SMALL)
-    assert scheduler(store, cluster).tick() == ["a"]
-    assert store.failed == {"huge": "needs 16 cpus and 256 MB; the largest builder has 2 cpus and 512 MB"}
+def test_a_build_no_builder_can_hold_waits_then_fails_with_the_reason_and_holds_nothing_back():
+    now = [0.0]
+    store = QueueOnly([("huge", Size(16, 256)), ("a", SMALL), ("b", SMALL), ("c", SMALL)])
+    cluster = Cluster(n1=BIG, n2=SMALL)
+    s = scheduler(store, cluster, clock=lambda: now[0])
+    assert s.tick() == ["a", "b", "c"] and store.failed == {}   # waiting, and passed by all
+    now[0] = 119
+    assert s.tick() == [] and store.failed == {}
+    now[0] = 120
+    s.tick()
+    assert store.failed == {"huge": "needs 16 cpus and 256 MB; the largest builder has 2 cpus and 512 MB "
+                                    "(waited 120 s for a larger one)"}
+
+
+def test_a_build_too_big_for_now_starts_when_its_builder_is_back():
+    now = [0.0]
+    store, cluster = QueueOnly([("big", BIG)]), Cluster(n1=SMALL)
+    s = scheduler(store, cluster, clock=lambda: now[0])
+    assert s.tick() == []
+    now[0] = 100
+    cluster.whole["n2"] = BIG            # the big builder restarted
+    assert s.tick() == ["big"] and store.failed == {}
 
 
 def test_no_builders_means_wait_not_fail():
