@@ -77,23 +77,31 @@ def reassemble(stack, region, manifest_digest: str, dest: Path) -> Path:
     return dest
 
 
-class RoguePeer:
-    """Serves garbage for every chunk."""
+class HTTPStub:
+    """A local HTTP server on 127.0.0.1 that answers every GET 200 with `body(request)`."""
 
-    def __init__(self):
+    def __init__(self, body):
         class H(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
             def do_GET(self):
-                body = os.urandom(70_000)
+                data = body(self)
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.port = self.httpd.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self):
         self.httpd.shutdown()
+
+
+class RoguePeer(HTTPStub):
+    """Serves garbage for every chunk."""
+
+    def __init__(self):
+        super().__init__(lambda request: os.urandom(70_000))

@@ -1,14 +1,12 @@
 """What real repositories need (issue 15), on the real stack: settings without a gantry.toml, a
 fetch step whose network is gantry's proxy and nothing else, build caches, the git mirror."""
-import http.server
 import subprocess
-import threading
 import uuid
 from datetime import datetime
 
 import pytest
 
-from helpers import commit, git, wait_build, wait_until
+from helpers import HTTPStub, commit, git, wait_build, wait_until
 
 FETCH = "python3 -c \"import urllib.request as u; open('{out}', 'wb').write(u.urlopen('{url}', timeout=10).read())\""
 
@@ -16,20 +14,9 @@ FETCH = "python3 -c \"import urllib.request as u; open('{out}', 'wb').write(u.ur
 @pytest.fixture(scope="module")
 def package_index():
     """A local HTTP server standing in for a package index, on 127.0.0.1."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f"package at {self.path}\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    server = HTTPStub(lambda request: f"package at {request.path}\n".encode())
+    yield server.address
+    server.stop()
 
 
 def plain_repo(path, files: dict[str, str]):

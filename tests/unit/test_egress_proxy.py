@@ -1,30 +1,19 @@
 """The fetch step's forward proxy and its allow-list, on real sockets (no sandbox, no Ray)."""
-import http.server
 import socket
-import threading
 
 import pytest
 
 from gantry.actors.build.sandbox.egress import Allow, BadEntry, parse
 from gantry.actors.build.sandbox.proxy import MAX_HEAD, EgressProxy
+from helpers import HTTPStub
 
 
 @pytest.fixture
 def origin():
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f"path={self.path} host={self.headers['Host']} proxyauth={self.headers['Proxy-Authorization']}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
+    server = HTTPStub(lambda request: (f"path={request.path} host={request.headers['Host']} "
+                                       f"proxyauth={request.headers['Proxy-Authorization']}").encode())
+    yield server.port
+    server.stop()
 
 
 @pytest.fixture
