@@ -1,6 +1,8 @@
 """Build logs: one capped string per build, appended by the attempt and read by byte offset."""
 from __future__ import annotations
 
+import time
+
 import redis
 
 from gantry.state import keys, scripts
@@ -14,6 +16,10 @@ class Logs:
     def append(self, build_id: str, text: str, cap: int) -> None:
         if text:
             self._append(keys=[keys.log(build_id)], args=[text, cap])
+
+    def note(self, build_id: str, line: str, cap: int) -> None:
+        """A line from gantry itself, stamped, among the build's output."""
+        self.append(build_id, f"[gantry {time.strftime('%H:%M:%S')}] {line}\n", cap)
 
     def read(self, build_id: str, offset: int = 0, max_bytes: int = 1 << 20) -> bytes:
         return self.raw.getrange(keys.log(build_id), offset, offset + max_bytes - 1)

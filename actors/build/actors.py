@@ -71,7 +71,8 @@ class BuildSchedulerActor:
         self._suspect: dict[str, float] = {}   # node ID -> until when no attempt goes there
         self._next_reconcile = 0.0     # at start-up, then every `reconcile_s`
         self.lock = threading.Lock()
-        self.scheduler = Scheduler(self.state.builds, self.settings, self._nodes, self._dispatch, self._size_of)
+        self.scheduler = Scheduler(self.state.builds, self.settings, self._nodes, self._dispatch, self._size_of,
+                                   note=self._note)
         try:
             self._reattach()
         except Exception:
@@ -108,6 +109,12 @@ class BuildSchedulerActor:
         build = json.loads((self.state.projects.get(rec["projectName"]) or {}).get("buildSettings") or "{}")
         s = self.settings
         return Size(float(build.get("cpus") or s.build_cpus), int(build.get("memoryMB") or s.build_memory_bytes >> 20))
+
+    def _note(self, build_id: str, line: str) -> None:
+        try:
+            self.state.logs.note(build_id, line, self.settings.log_max_bytes)
+        except redis.RedisError:
+            pass   # the log is best effort
 
     def _dispatch(self, build_id: str, owner: str, node: str, size: Size) -> None:
         self.state.builds.set_fields(build_id, {"resources": json.dumps({"cpus": size.cpus, "memoryMB": size.memory_mb})})

@@ -333,7 +333,10 @@ class BuildRunner:
             pass  # the log is best effort; the result is not
 
     def _log(self, build_id: str, line: str) -> None:
-        self._append(build_id, f"[gantry {time.strftime('%H:%M:%S')}] {line}\n".encode())
+        try:
+            self.state.logs.note(build_id, line, self.settings.log_max_bytes)
+        except redis.RedisError:
+            pass  # the log is best effort; the result is not
 
 
 def check_private_dir(path: Path) -> None:

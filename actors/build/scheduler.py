@@ -50,13 +50,19 @@ def best_fit(size: Size, free: dict[str, Size]) -> str | None:
     return min(fits, key=lambda n: ((free[n] - size).cpus, (free[n] - size).memory_mb, n), default=None)
 
 
+def _largest(nodes: dict[str, tuple[Size, Size]]) -> str:
+    biggest = max((whole for whole, _ in nodes.values()), key=lambda s: (s.cpus, s.memory_mb))
+    return f"the largest builder has {biggest.cpus:g} cpus and {biggest.memory_mb} MB"
+
+
 class Scheduler:
     def __init__(self, builds: Builds, settings: Settings, nodes: Callable[[], dict[str, tuple[Size, Size]]],
                  dispatch: Callable[[str, str, str, Size], None], size_of: Callable[[dict], Size],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 note: Callable[[str, str], None] = lambda build_id, line: None):
         self.builds, self.settings = builds, settings
         self.nodes = nodes              # node -> (its whole size, its room now)
-        self.dispatch, self.size_of, self.clock = dispatch, size_of, clock
+        self.dispatch, self.size_of, self.clock, self.note = dispatch, size_of, clock, note
         self.blocked: dict[str, float] = {}   # the front build that fits nowhere -> since when
         self.oversize: dict[str, float] = {}  # a build bigger than every builder -> since when
 
@@ -72,8 +78,11 @@ class Scheduler:
             build_id, size = rec["buildID"], self.size_of(rec)
             if not any(size.within(whole) for whole, _ in nodes.values()):
                 # its builder may be restarting: wait a while, without holding the queue back
-                since = self.oversize.setdefault(build_id, self.clock())
-                if self.clock() - since >= self.settings.build_oversize_wait_s:
+                if build_id not in self.oversize:
+                    self.oversize[build_id] = self.clock()
+                    self.note(build_id, f"waiting up to {self.settings.build_oversize_wait_s:g} s for a builder "
+                                        f"with {size.cpus:g} cpus and {size.memory_mb} MB: {_largest(nodes)}")
+                if self.clock() - self.oversize[build_id] >= self.settings.build_oversize_wait_s:
                     self._refuse(build_id, size, nodes)
                 else:
                     oversize.add(build_id)
@@ -97,12 +106,10 @@ class Scheduler:
 
     def _refuse(self, build_id: str, size: Size, nodes: dict[str, tuple[Size, Size]]) -> None:
         """No builder has been big enough for it for `build_oversize_wait_s`: fail it, with the sizes."""
-        biggest = max((whole for whole, _ in nodes.values()), key=lambda s: (s.cpus, s.memory_mb))
         owner = uuid.uuid4().hex
         if not self.builds.claim(build_id, owner):
             return
-        reason = (f"needs {size.cpus:g} cpus and {size.memory_mb} MB; the largest builder has "
-                  f"{biggest.cpus:g} cpus and {biggest.memory_mb} MB (waited "
+        reason = (f"needs {size.cpus:g} cpus and {size.memory_mb} MB; {_largest(nodes)} (waited "
                   f"{self.settings.build_oversize_wait_s:g} s for a larger one)")
         try:
             self.builds.transition(build_id, BuildStatus.FAILED, lease_owner=owner, fields={"error": reason})

@@ -169,6 +169,19 @@ def test_two_one_cpu_builds_run_at_once_on_a_two_cpu_builder(api, project, two_c
     assert all(f" on {two_cpu_builder}:" in log for log in stored), "both ran on the 2-cpu builder"
 
 
+def test_a_build_bigger_than_every_builder_says_why_it_waits_and_can_be_cancelled(api, project):
+    name, sha, _ = project({"command": "true", "output": "out", "cpus": 64})
+    b = api.post(f"/projects/{name}/builds", json={"commitSHA": sha}).json()["buildID"]
+
+    def log():
+        return api.get(f"/projects/{name}/builds/{b}/logs").json()["data"]
+    wait_until(lambda: "waiting up to" in log(), 30, "the scheduler to say why the build waits")
+    assert "for a builder with 64 cpus" in log() and "the largest builder has" in log()
+    assert api.get(f"/projects/{name}/builds/{b}").json()["buildStatus"] == "QUEUED"
+    r = api.patch(f"/projects/{name}/builds", params={"op": "CANCEL"}, json={"buildID": b})
+    assert r.status_code == 200 and r.json()["buildStatus"] == "CANCELLED"
+
+
 def test_submodules_are_checked_out_when_the_settings_ask(api, project, tmp_path):
     lib = tmp_path / "lib"
     plain_repo(lib, {"lib.c": "int lib;\n"})

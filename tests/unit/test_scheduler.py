@@ -53,10 +53,10 @@ class Cluster:
         self.running[build_id] = (node, size)
 
 
-def scheduler(store, cluster, clock=lambda: 0.0, backfill_s=60.0, oversize_wait_s=120.0):
+def scheduler(store, cluster, clock=lambda: 0.0, backfill_s=60.0, oversize_wait_s=120.0, notes=None):
     return Scheduler(store, Settings(build_backfill_s=backfill_s, build_oversize_wait_s=oversize_wait_s),
-                     cluster.nodes, cluster.dispatch,
-                     lambda rec: rec["size"], clock)
+                     cluster.nodes, cluster.dispatch, lambda rec: rec["size"], clock,
+                     lambda build_id, line: notes.append((build_id, line)) if notes is not None else None)
 
 
 def test_a_builder_runs_as_many_builds_as_its_cpus_hold_in_queue_order():
@@ -96,9 +96,11 @@ def test_small_builds_pass_a_big_one_only_for_the_backfill_time():
 def test_a_build_no_builder_can_hold_waits_then_fails_with_the_reason_and_holds_nothing_back():
     now = [0.0]
     store = QueueOnly([("huge", Size(16, 256)), ("a", SMALL), ("b", SMALL), ("c", SMALL)])
-    cluster = Cluster(n1=BIG, n2=SMALL)
-    s = scheduler(store, cluster, clock=lambda: now[0])
+    cluster, notes = Cluster(n1=BIG, n2=SMALL), []
+    s = scheduler(store, cluster, clock=lambda: now[0], notes=notes)
     assert s.tick() == ["a", "b", "c"] and store.failed == {}   # waiting, and passed by all
+    assert notes == [("huge", "waiting up to 120 s for a builder with 16 cpus and 256 MB: "
+                              "the largest builder has 2 cpus and 512 MB")]
     now[0] = 119
     assert s.tick() == [] and store.failed == {}
     now[0] = 120
