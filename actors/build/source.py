@@ -1,7 +1,8 @@
 """Fetch exactly one commit of a repository into a directory, outside the sandbox.
 
-Each builder keeps a bare mirror of every repository it has built (`<builds dir>/.mirrors`), so
-a build fetches only the objects its mirror lacks, and none when it holds the commit already.
+Each builder keeps a bare mirror of every repository it has built, submodules included
+(`<builds dir>/.mirrors`), so a build fetches only the objects its mirror lacks, and none when
+it holds the commit already.
 A mirror is updated under an exclusive lock (two builds of one repository fetch one at a time);
 checkouts read it at the same time, which git allows, and it is never garbage-collected, so no
 object a checkout reads goes away under it.
@@ -61,21 +62,27 @@ def fetch_commit(repo_url: str, sha: str, dest: Path, timeout_s: float, max_byte
                  mirrors: Path | None = None, want_submodules: Callable[[Path], bool] = lambda dest: False,
                  log: Callable[[str], None] = lambda line: None) -> int:
     """Check out `sha` of `repo_url` into `dest` (without .git), through the builder's mirror
-    (a throwaway one when `mirrors` is None). The tree's size is checked before anything is
-    checked out. `want_submodules(dest)` is asked once the commit is out (its settings may be in
-    it). Returns how many git objects came over the network."""
+    (throwaway ones when `mirrors` is None). The tree's size, with its submodules', is checked
+    before anything is checked out. `want_submodules(dest)` is asked once the commit is out (its
+    settings may be in it). Returns how many git objects came over the network."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".git-home-", dir=dest.parent) as home:
         git = _Git(Path(home), timeout_s)
+        if mirrors is not None:
+            os.makedirs(mirrors, mode=0o700, exist_ok=True)
+        where = mirrors if mirrors is not None else Path(home)
+
+        def mirror_of(url: str) -> Path:
+            return where / _mirror_name(url)
         try:
-            if mirrors is None:
-                fetched = _mirror_and_checkout(git, Path(home) / "mirror.git", repo_url, sha, dest, max_bytes)
-            else:
-                os.makedirs(mirrors, mode=0o700, exist_ok=True)
-                fetched = _mirror_and_checkout(git, mirrors / _mirror_name(repo_url), repo_url, sha, dest, max_bytes)
+            mirror = mirror_of(repo_url)
+            fetched = _mirror(git, mirror, repo_url, sha)
+            size = _sized(git, mirror, sha, 0, max_bytes, "source")
+            git.ok(["clone", "-q", "--shared", "--no-checkout", str(mirror), str(dest)], "git clone from the mirror")
+            git.ok(["checkout", "-q", "--detach", sha], f"git checkout {sha}", dest)
             log(f"git: {fetched} new objects fetched" if fetched else "git: the commit was in the builder's mirror")
             if want_submodules(dest):
-                _submodules(git, repo_url, dest, log)
+                fetched += _submodules(git, repo_url, dest, mirror_of, size, max_bytes, log)
         except subprocess.TimeoutExpired:
             raise SourceError(f"git timed out after {timeout_s:g}s fetching {repo_url}", permanent=False)
     shutil.rmtree(dest / ".git", ignore_errors=True)
@@ -105,7 +112,8 @@ def _has(git: _Git, mirror: Path, sha: str) -> bool:
     return git(["cat-file", "-e", f"{sha}^{{commit}}"], mirror).returncode == 0
 
 
-def _mirror_and_checkout(git: _Git, mirror: Path, repo_url: str, sha: str, dest: Path, max_bytes: int) -> int:
+def _mirror(git: _Git, mirror: Path, repo_url: str, sha: str) -> int:
+    """Bring `sha` into the mirror of `repo_url`; returns how many objects that fetched."""
     with _locked(mirror.with_suffix(".lock")):
         if not (mirror / "HEAD").exists():
             shutil.rmtree(mirror, ignore_errors=True)   # a mirror whose creation was cut short
@@ -123,12 +131,15 @@ def _mirror_and_checkout(git: _Git, mirror: Path, repo_url: str, sha: str, dest:
             fetched = _objects(git, mirror) - before
         if not _has(git, mirror, sha):
             raise SourceError(f"commit {sha} not found in {repo_url}", permanent=True)
-    size = tree_bytes(git.ok(["ls-tree", "-r", "-l", "--full-tree", sha], f"git ls-tree {sha}", mirror))
-    if size > max_bytes:
-        raise SourceError(f"source is {size} bytes, over the limit of {max_bytes}", permanent=True)
-    git.ok(["clone", "-q", "--shared", "--no-checkout", str(mirror), str(dest)], "git clone from the mirror")
-    git.ok(["checkout", "-q", "--detach", sha], f"git checkout {sha}", dest)
     return fetched
+
+
+def _sized(git: _Git, mirror: Path, sha: str, so_far: int, max_bytes: int, what: str) -> int:
+    """The size of `sha`'s files, refused (before any checkout) if `so_far` plus it is over the limit."""
+    size = tree_bytes(git.ok(["ls-tree", "-r", "-l", "--full-tree", sha], f"git ls-tree {sha}", mirror))
+    if so_far + size > max_bytes:
+        raise SourceError(f"{what} is {so_far + size} bytes, over the limit of {max_bytes}", permanent=True)
+    return size
 
 
 def tree_bytes(listing: str) -> int:
@@ -159,14 +170,27 @@ def submodule_url(repo_url: str, url: str) -> str:
     return resolved
 
 
-def _submodules(git: _Git, repo_url: str, dest: Path, log: Callable[[str], None]) -> None:
-    """One level of submodules, each from a checked url. .gitmodules is the commit's: read beneath
-    the checkout without following links, and parsed by git from a private copy."""
+def _gitlink(git: _Git, checkout: Path, path: str) -> str | None:
+    """The commit the checked-out tree pins at `path`, if it has a submodule there."""
+    for line in git.ok(["ls-tree", "--full-tree", "HEAD", "--", path], "git ls-tree", checkout).splitlines():
+        meta, _, name = line.partition("\t")
+        mode, kind, sha = meta.split()
+        if mode == "160000" and kind == "commit" and name == path.strip("/"):
+            return sha
+    return None
+
+
+def _submodules(git: _Git, repo_url: str, dest: Path, mirror_of: Callable[[str], Path], size: int,
+                max_bytes: int, log: Callable[[str], None]) -> int:
+    """One level of submodules, each from a checked url through the builder's mirror of it, and
+    its size counted with the commit's before it is checked out. .gitmodules is the commit's:
+    read beneath the checkout without following links, and parsed by git from a private copy.
+    Returns how many objects came over the network."""
     root = os.open(dest, DIR_FLAGS)
     try:
         fd = open_beneath(root, ".gitmodules", FILE_FLAGS)
     except FileNotFoundError:
-        return
+        return 0
     except UnsafePath as e:
         raise SourceError(f".gitmodules: {e}", permanent=True)
     finally:
@@ -183,11 +207,21 @@ def _submodules(git: _Git, repo_url: str, dest: Path, log: Callable[[str], None]
         key, _, value = line.partition(" ")
         name, _, field = key[len("submodule."):].rpartition(".")
         subs.setdefault(name, {})[field] = value
+    fetched = 0
     for name, sub in sorted(subs.items()):
         if "url" not in sub or "path" not in sub:
             continue
         url = submodule_url(repo_url, sub["url"])
+        pinned = _gitlink(git, dest, sub["path"])
+        if pinned is None:
+            log(f"git: submodule {sub['path']} is in .gitmodules but the commit pins none there; skipped")
+            continue
+        mirror = mirror_of(url)
+        new = _mirror(git, mirror, url, pinned)
+        size += _sized(git, mirror, pinned, size, max_bytes, f"source with submodule {sub['path']}")
         git.ok(["config", f"submodule.{name}.url", url], "git config", dest)
-        git.ok(["-c", "protocol.file.allow=always", "submodule", "update", "--init", "--", sub["path"]],
-               f"submodule {sub['path']}", dest)
-        log(f"git: submodule {sub['path']} from {url}")
+        git.ok(["-c", "protocol.file.allow=always", "submodule", "update", "--init", "--reference", str(mirror),
+                "--", sub["path"]], f"submodule {sub['path']}", dest)
+        log(f"git: submodule {sub['path']} from {url}: {new} new objects fetched")
+        fetched += new
+    return fetched

@@ -98,3 +98,33 @@ def test_submodules_come_with_the_commit_and_a_url_pointing_elsewhere_is_refused
         source.fetch_commit(str(app), git(app, "rev-parse", "HEAD"), tmp_path / "work2" / "src", 60, 1 << 30,
                             want_submodules=lambda tree: True)
     assert e.value.permanent
+
+
+def lib_and_app(tmp_path, lib_files):
+    lib, _ = make_repo(tmp_path / "lib", "true", files=lib_files)
+    app, _ = make_repo(tmp_path / "app", "true")
+    git(app, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib", "vendor/lib")
+    git(app, "commit", "-qm", "add lib")
+    return app, git(app, "rev-parse", "HEAD")
+
+
+def test_a_submodule_counts_against_the_source_limit_before_it_is_checked_out(tmp_path):
+    app, sha = lib_and_app(tmp_path, {"zeros": "\0" * (20 << 20)})
+    dest = tmp_path / "work" / "src"
+    with pytest.raises(source.SourceError, match="source with submodule vendor/lib is .* over the limit") as e:
+        source.fetch_commit(str(app), sha, dest, 60, 16 << 20, want_submodules=lambda tree: True)
+    assert e.value.permanent
+    assert not (dest / "vendor" / "lib" / "zeros").exists()
+
+
+def test_submodules_come_through_the_builders_mirror(tmp_path):
+    app, sha = lib_and_app(tmp_path, {"lib.c": "int lib;\n"})
+    mirrors, lines = tmp_path / "mirrors", []
+    for run in ("first", "second"):
+        source.fetch_commit(str(app), sha, tmp_path / run / "src", 60, 1 << 30, mirrors=mirrors,
+                            want_submodules=lambda tree: True, log=lines.append)
+        assert (tmp_path / run / "src" / "vendor" / "lib" / "lib.c").read_text() == "int lib;\n"
+    subs = [line for line in lines if line.startswith("git: submodule vendor/lib")]
+    assert len(subs) == 2 and not subs[0].endswith(": 0 new objects fetched"), subs
+    assert subs[1].endswith(": 0 new objects fetched"), subs
+    assert len(list(mirrors.glob("*.git"))) == 2   # the app's and the lib's
