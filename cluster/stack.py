@@ -66,21 +66,25 @@ def _bin(name: str) -> str:
     return str(here) if here.exists() else (shutil.which(name) or name)
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc."""
-    children: dict[int, list[int]] = {}
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (state, ppid, ..., starttime at 19)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below `pid`, each with its start time (so a reused pid is told apart)."""
+    children: dict[int, list[tuple[int, str]]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+        if entry.isdigit() and (fields := _stat(int(entry))):
+            children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             found.append(child)
-            todo.append(child)
+            todo.append(child[0])
     return found
 
 
@@ -395,11 +399,13 @@ class Stack:
         write_private(self.pids_file, json.dumps(pids, indent=2).encode())
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
-        """Stop the process group we started as `name` (and only it)."""
+        """Stop the process group we started as `name`, and every process below it that outlives
+        the group (Ray puts each worker in a process group of its own); nothing else."""
         p = self.pids().get(name)
         if not p:
             return
         pid = p["pid"]
+        below = _descendants(pid)
         for s, wait in ((sig, grace_s), (signal.SIGKILL, 5)):
             try:
                 os.killpg(pid, s)   # our process is its group's leader (start_new_session)
@@ -414,6 +420,12 @@ class Stack:
             os.killpg(pid, signal.SIGKILL)  # children left in the group
         except ProcessLookupError:
             pass
+        for child, started in below:
+            if (fields := _stat(child)) and fields[19] == started:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
@@ -428,17 +440,9 @@ class Stack:
         return None
 
     def kill_node(self, name: str) -> None:
-        """Crash a Ray node as a machine crash would: SIGKILL its process group and every process
-        below it. Ray puts each worker in a process group of its own, and a worker outlives its
-        raylet long enough to finish a build."""
-        p = self.pids().get(name)
-        below = _descendants(p["pid"]) if p else []
+        """Crash a Ray node as a machine crash would: SIGKILL every process of it at once (a build
+        worker outlives its raylet long enough to finish a build)."""
         self.stop_process(name, signal.SIGKILL)
-        for pid in below:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def down(self, say=print) -> None:
         pids = self.pids()

@@ -8,6 +8,11 @@ import redis
 from gantry.state import keys, scripts
 
 
+def stamped(line: str) -> str:
+    """A line from gantry itself, as it stands among a build's output."""
+    return f"[gantry {time.strftime('%H:%M:%S')}] {line}\n"
+
+
 class Logs:
     def __init__(self, r: redis.Redis, raw: redis.Redis):
         self.raw = raw   # logs are read by byte offset, so without decoding
@@ -16,10 +21,6 @@ class Logs:
     def append(self, build_id: str, text: str, cap: int) -> None:
         if text:
             self._append(keys=[keys.log(build_id)], args=[text, cap])
-
-    def note(self, build_id: str, line: str, cap: int) -> None:
-        """A line from gantry itself, stamped, among the build's output."""
-        self.append(build_id, f"[gantry {time.strftime('%H:%M:%S')}] {line}\n", cap)
 
     def read(self, build_id: str, offset: int = 0, max_bytes: int = 1 << 20) -> bytes:
         return self.raw.getrange(keys.log(build_id), offset, offset + max_bytes - 1)

@@ -21,6 +21,7 @@ from gantry.actors.build.monitor import HeartbeatMonitor
 from gantry.actors.build.scheduler import Scheduler, Size
 from gantry.actors.loop import start_loop
 from gantry.state import State, audit
+from gantry.state.logs import stamped
 from gantry.artifacts.blobstore import s3_for
 from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD, NAMESPACE, WORKER_PREFIX, worker_name
 from gantry.settings import Settings
@@ -70,6 +71,7 @@ class BuildSchedulerActor:
         self._doomed: set = set()      # attempt actors to kill that could not be killed yet
         self._suspect: dict[str, float] = {}   # node ID -> until when no attempt goes there
         self._next_reconcile = 0.0     # at start-up, then every `reconcile_s`
+        self._sizes: dict[str, Size] = {}   # project -> its builds' size, for one step
         self.lock = threading.Lock()
         self.scheduler = Scheduler(self.state.builds, self.settings, self._nodes, self._dispatch, self._size_of,
                                    note=self._note)
@@ -105,14 +107,17 @@ class BuildSchedulerActor:
         return sum(size.cpus for size in self._builder_nodes().values())
 
     def _size_of(self, rec: dict) -> Size:
-        """What a build reserves: its project's cpus and memoryMB, or the defaults."""
-        build = json.loads((self.state.projects.get(rec["projectName"]) or {}).get("buildSettings") or "{}")
-        s = self.settings
-        return Size(float(build.get("cpus") or s.build_cpus), int(build.get("memoryMB") or s.build_memory_bytes >> 20))
+        """What a build reserves: its project's cpus and memoryMB, or the defaults (read once a
+        step per project: the scheduler sizes every queued build it looks at)."""
+        name = rec["projectName"]
+        if name not in self._sizes:
+            build = json.loads((self.state.projects.get(name) or {}).get("buildSettings") or "{}")
+            self._sizes[name] = Size.of(build, self.settings)
+        return self._sizes[name]
 
     def _note(self, build_id: str, line: str) -> None:
         try:
-            self.state.logs.note(build_id, line, self.settings.log_max_bytes)
+            self.state.logs.append(build_id, stamped(line), self.settings.log_max_bytes)
         except redis.RedisError:
             pass   # the log is best effort
 
@@ -137,9 +142,7 @@ class BuildSchedulerActor:
                 worker = ray.get_actor(worker_name(owner), namespace=NAMESPACE)
             except ValueError:
                 continue  # never started or already gone: the heartbeat monitor handles it
-            held = json.loads(rec.get("resources") or "{}")
-            size = Size(float(held.get("cpus") or self.settings.build_cpus),
-                        int(held.get("memoryMB") or self.settings.build_memory_bytes >> 20))
+            size = Size.of(json.loads(rec.get("resources") or "{}"), self.settings)
             self._track(rec["buildID"], owner, worker, rec.get("workerNode") or None, size)
 
     def _step(self) -> None:
@@ -164,6 +167,7 @@ class BuildSchedulerActor:
                 self.inflight.pop(ref, None)
         if time.monotonic() >= self._next_reconcile:
             self._reconcile()
+        self._sizes.clear()
         self.scheduler.tick()
 
     def _kill(self, worker) -> None:

@@ -27,10 +27,12 @@ from gantry.actors import metrics
 from gantry.actors.build import buildconfig, source
 from gantry.actors.build.cache import BuildCache, CacheReport, Roots
 from gantry.actors.build.sandbox.bwrap import Sandbox
+from gantry.actors.build.scheduler import Size
 from gantry.actors.build.sandbox.egress import Allow
 from gantry.actors.build.sandbox.proxy import EgressProxy
 from gantry.actors.build.sandbox.limits import Limits
 from gantry.state import State, TransitionRefused
+from gantry.state.logs import stamped
 from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
 from gantry.artifacts.safepath import DIR_FLAGS, UnsafePath, open_beneath
@@ -236,9 +238,8 @@ class BuildRunner:
     def _size(self, build_id: str, cfg: buildconfig.BuildConfig, reserved: dict) -> tuple[float, int]:
         """The cgroup limits: what the settings ask, within what the scheduler reserved for the
         attempt (from the project's settings; a gantry.toml is only read once the build runs)."""
-        s = self.settings
-        cpus = cfg.cpus or reserved.get("cpus") or s.build_cpus
-        memory_mb = cfg.memory_mb or reserved.get("memoryMB") or s.build_memory_bytes >> 20
+        default = Size.of(reserved, self.settings)
+        cpus, memory_mb = cfg.cpus or default.cpus, cfg.memory_mb or default.memory_mb
         if reserved and (cpus > reserved["cpus"] or memory_mb > reserved["memoryMB"]):
             self._log(build_id, f"gantry.toml asks for {cpus:g} cpus and {memory_mb} MB; the project's settings "
                                 f"reserved {reserved['cpus']:g} and {reserved['memoryMB']} on the builder: set "
@@ -333,10 +334,7 @@ class BuildRunner:
             pass  # the log is best effort; the result is not
 
     def _log(self, build_id: str, line: str) -> None:
-        try:
-            self.state.logs.note(build_id, line, self.settings.log_max_bytes)
-        except redis.RedisError:
-            pass  # the log is best effort; the result is not
+        self._append(build_id, stamped(line).encode())
 
 
 def check_private_dir(path: Path) -> None:

@@ -40,8 +40,11 @@ class Size:
     def __sub__(self, other: "Size") -> "Size":
         return Size(self.cpus - other.cpus, self.memory_mb - other.memory_mb)
 
-    def __add__(self, other: "Size") -> "Size":
-        return Size(self.cpus + other.cpus, self.memory_mb + other.memory_mb)
+    @staticmethod
+    def of(asked: dict, settings: Settings) -> "Size":
+        """The `cpus` and `memoryMB` a build's settings ask for, or the defaults."""
+        return Size(float(asked.get("cpus") or settings.build_cpus),
+                    int(asked.get("memoryMB") or settings.build_memory_bytes >> 20))
 
 
 def best_fit(size: Size, free: dict[str, Size]) -> str | None:
