@@ -22,14 +22,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 from gantry.auth import issue
+from gantry.client import HttpClient
+from gantry.models import Build
+from gantry.statuses import BuildStatus
 from gantry.cluster.stack import Stack, free_port
 from sample_repo import git
 
@@ -93,21 +93,15 @@ def make_repo(repo: Path) -> tuple[str, int]:
     return git(repo, "rev-parse", "HEAD"), len(members) + 2
 
 
-def seconds(rec: dict) -> float:
-    return (datetime.fromisoformat(rec["finishedAt"]) - datetime.fromisoformat(rec["createdAt"])).total_seconds()
+def seconds(rec: Build) -> float:
+    return (datetime.fromisoformat(rec.finishedAt) - datetime.fromisoformat(rec.createdAt)).total_seconds()
 
 
-def build(api: httpx.Client, project: str, sha: str) -> dict:
-    b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
-    deadline = time.monotonic() + 3600
-    while (rec := api.get(f"/projects/{project}/builds/{b}").json())["buildStatus"] not in (
-            "SUCCEEDED", "FAILED", "CANCELLED", "DEAD"):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"build {b} did not end within an hour")
-        time.sleep(0.5)
-    if rec["buildStatus"] != "SUCCEEDED":
-        log = api.get(f"/projects/{project}/builds/{b}/logs").json()["data"]
-        raise SystemExit(f"build {b} {rec['buildStatus']}: {rec['error']}\n{log[-3000:]}")
+def build(client: HttpClient, project: str, sha: str) -> Build:
+    b = client.build(project, sha).buildID
+    rec = client.wait_build(project, b, timeout_s=3600, poll_s=0.5)
+    if rec.buildStatus != BuildStatus.SUCCEEDED:
+        raise SystemExit(f"build {b} {rec.buildStatus.value}: {rec.error}\n{client.logs(project, b).data[-3000:]}")
     return rec
 
 
@@ -123,34 +117,32 @@ def main() -> int:
     cfg = stack.up(api_port=free_port(), regions=("bench",), builders=1, builder_cpus=a.cpus, hosts_per_dc=0,
                    say=lambda *_: None)
     try:
-        api = httpx.Client(base_url=cfg.api_url, timeout=30,
-                           headers={"Authorization": "Bearer " + issue(cfg.jwt_secret(), "bench", admin=True)})
+        client = HttpClient(cfg.api_url, issue(cfg.jwt_secret(), "bench", admin=True))
         jobs = max(1, int(a.cpus))
         # no statistics: they would rewrite files all over the cache on every build
         command = (f"export CCACHE_DIR=$HOME/.ccache CCACHE_NOSTATS=1; make -j{jobs} CC='ccache cc' "
                    "&& mkdir -p dist && cp bin/* dist/")
-        r = api.put("/projects/lua", json={"repoURL": str(work / "lua"), "build": {
-            "command": command, "output": "dist", "cache": ["~/.ccache"], "cpus": a.cpus, "memoryMB": 2048}})
-        r.raise_for_status()
+        client.register("lua", str(work / "lua"), build={
+            "command": command, "output": "dist", "cache": ["~/.ccache"], "cpus": a.cpus, "memoryMB": 2048})
         print(f"Lua 5.1-5.5 from the {SDIST} {VERSION} sdist: {files} files; builder: {a.cpus:g} cpus; goal: warm "
               f">= {GOAL:g}x faster than cold")
-        cold = build(api, "lua", sha1)
+        cold = build(client, "lua", sha1)
         (work / "lua" / "README").write_text("Lua 5.1 to 5.5, for gantry's build benchmark (second commit)\n")
         git(work / "lua", "commit", "-qam", "touch the README")
-        warm = build(api, "lua", git(work / "lua", "rev-parse", "HEAD"))
-        speedup = cold["buildSeconds"] / warm["buildSeconds"]
+        warm = build(client, "lua", git(work / "lua", "rev-parse", "HEAD"))
+        speedup = cold.buildSeconds / warm.buildSeconds
         for name, rec in (("cold", cold), ("warm", warm)):
-            c = rec["cache"]
-            print(f"{name}: build step {rec['buildSeconds']:6.1f} s, whole build {seconds(rec):6.1f} s; cache "
-                  f"{'hit' if c['hit'] else 'miss'}, restored {c['restoredBytes'] / 1e6:.1f} MB, "
-                  f"saved {c['savedBytes'] / 1e6:.1f} MB")
+            c = rec.cache
+            print(f"{name}: build step {rec.buildSeconds:6.1f} s, whole build {seconds(rec):6.1f} s; cache "
+                  f"{'hit' if c.hit else 'miss'}, restored {c.restoredBytes / 1e6:.1f} MB, "
+                  f"saved {c.savedBytes / 1e6:.1f} MB")
         print(f"speed-up of the build step: {speedup:.1f}x (goal >= {GOAL:g}x: {'met' if speedup >= GOAL else 'MISSED'}); "
               f"whole build: {seconds(cold) / seconds(warm):.1f}x")
         if a.json:
-            print(json.dumps({"files": files, "cpus": a.cpus, "coldBuildSeconds": cold["buildSeconds"],
-                              "warmBuildSeconds": warm["buildSeconds"], "coldTotalSeconds": seconds(cold),
+            print(json.dumps({"files": files, "cpus": a.cpus, "coldBuildSeconds": cold.buildSeconds,
+                              "warmBuildSeconds": warm.buildSeconds, "coldTotalSeconds": seconds(cold),
                               "warmTotalSeconds": seconds(warm), "speedup": round(speedup, 2),
-                              "coldCache": cold["cache"], "warmCache": warm["cache"]}))
+                              "coldCache": cold.cache.model_dump(), "warmCache": warm.cache.model_dump()}))
     finally:
         stack.down(say=lambda *_: None)
         shutil.rmtree(work, ignore_errors=True)
