@@ -79,6 +79,11 @@ def test_dashboard_shows_and_sets_a_projects_build_settings(stack, api, browser,
     browser.get(f"{stack.config().api_url}/ui#token={admin_token}")
     browser.get(f"{stack.config().api_url}/ui#/p/{name}")
     wait.until(EC.text_to_be_present_in_element_value((By.CSS_SELECTOR, "[data-testid=settings]"), '"pypi.org"'))
+    box = browser.find_element(By.CSS_SELECTOR, "[data-testid=settings]")
+    box.click()
+    box.send_keys(" ")                 # an edit in progress...
+    wait.until(EC.staleness_of(box))   # ...when the page re-renders under it
+    assert browser.switch_to.active_element.get_attribute("data-testid") == "settings", "the edit lost its focus"
 
     def save(settings: str) -> None:
         def typed(driver):   # the page re-renders every 1.5 s: type again if the box was replaced meanwhile
