@@ -46,7 +46,9 @@ def _stack_commands(sub) -> None:
     tok.add_argument("--user", help="whose token (a user's); or --host and --dc for a node daemon's")
     tok.add_argument("--host", help="a node daemon's token: it may report only as this host...")
     tok.add_argument("--dc", help="...to this datacenter's coordinator")
-    tok.add_argument("--project", action="append", default=[])
+    tok.add_argument("--project", action="append", default=[],
+                     help="a project the token is for (repeatable); with --host, the projects the host may serve "
+                          "(none: every project)")
     tok.add_argument("--admin", action="store_true")
     tok.add_argument("--rate", type=float, help="this user's own requests per second")
     tok.add_argument("--burst", type=float, help="with --rate: the bucket's size")
@@ -243,10 +245,10 @@ def token(a) -> int:
     from gantry.auth import issue, issue_host
     secret = secret_file.read_text().strip()
     if a.host or a.dc:
-        if not (a.host and a.dc) or a.user or a.project or a.admin or a.rate:
-            raise UsageError("a host token takes --host and --dc, and nothing else")
+        if not (a.host and a.dc) or a.user or a.admin or a.rate:
+            raise UsageError("a host token takes --host, --dc and the projects it may serve (--project; none: every one)")
         try:
-            print(issue_host(secret, a.host, a.dc))
+            print(issue_host(secret, a.host, a.dc, a.project or None))
         except ValueError as e:
             raise UsageError(str(e))
         return 0

@@ -328,7 +328,8 @@ class Stack:
                 "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
         argv += [f for p in projects for f in ("--project", p)]
-        env = {"GANTRY_HOST_TOKEN": issue_host(cfg.jwt_secret(), host_id, dc)}   # and no store credentials
+        # its token names the projects it may serve, and it holds no store credentials
+        env = {"GANTRY_HOST_TOKEN": issue_host(cfg.jwt_secret(), host_id, dc, list(projects) or None)}
         self._spawn(f"host-{host_id}", argv, env, host=True)
 
     def add_host(self, region: str, dc: str | None = None, host_id: str | None = None,

@@ -18,7 +18,8 @@ class Principal:
     host: bool = False   # a node daemon's credential: may only report to coordinators...
     rate: tuple[float, float] | None = None   # this caller's own (requests/s, burst), if not the default
     host_id: str | None = None   # ...as this host...
-    dc: str | None = None        # ...to this datacenter's coordinator
+    dc: str | None = None        # ...to this datacenter's coordinator...
+    serves: frozenset[str] | None = frozenset()   # ...for these projects (None: every one)
 
     def may_access(self, project: str) -> bool:
         return self.admin or project in self.projects
@@ -33,13 +34,16 @@ def issue(secret: str, user: str, projects: list[str] = (), admin: bool = False,
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def issue_host(secret: str, host_id: str, dc: str, ttl_s: int = 365 * 24 * 3600) -> str:
-    """A node daemon's token: it may report as `host_id` to `dc`'s coordinator, and nothing else."""
+def issue_host(secret: str, host_id: str, dc: str, projects: list[str] | None = None,
+               ttl_s: int = 365 * 24 * 3600) -> str:
+    """A node daemon's token: it may report as `host_id` to `dc`'s coordinator for `projects`
+    (None: every project), and nothing else."""
     if not HOST_ID_RE.match(host_id) or not HOST_ID_RE.match(dc):
         raise ValueError("a host ID and a datacenter are letters, digits, '.', '_' and '-', at most 64")
     now = int(time.time())
     return jwt.encode({"sub": f"host:{host_id}", "projects": [], "admin": False, "host": True, "hostID": host_id,
-                       "dc": dc, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")
+                       "dc": dc, "serves": "*" if projects is None else sorted(projects),
+                       "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")
 
 
 def verify(secret: str, authorization: str | None) -> Principal:
@@ -68,5 +72,9 @@ def verify(secret: str, authorization: str | None) -> Principal:
     if host and not (isinstance(host_id, str) and HOST_ID_RE.match(host_id) and isinstance(dc, str)
                      and HOST_ID_RE.match(dc)):
         raise ValueError("invalid token: a host token names its hostID and dc")
+    serves = claims.get("serves", [])   # a host token without the claim serves no project
+    if serves != "*" and not (isinstance(serves, list) and all(isinstance(p, str) for p in serves)):
+        raise ValueError("invalid token: 'serves' must be \"*\" or a list of project names")
     return Principal(str(claims["sub"]), frozenset(projects), claims.get("admin", False) is True and not host,
-                     host, tuple(rate) if rate else None, host_id if host else None, dc if host else None)
+                     host, tuple(rate) if rate else None, host_id if host else None, dc if host else None,
+                     None if serves == "*" else frozenset(serves))

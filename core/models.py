@@ -338,6 +338,9 @@ class ProjectReport(BaseModel):
 
 Digest = Annotated[str, Field(pattern=r"^blake3:[0-9a-f]{64}$")]
 HostID = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+# host:port of a peer server, pasted into other hosts' URLs: a name or an address, and a port; nothing else
+PeerAddress = Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):"
+                                           r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$")]
 Bits = Annotated[str, Field(max_length=180_000)]   # a base64 bitfield over chunk indexes (artifacts.bitfield)
 
 
@@ -354,7 +357,7 @@ class ArtifactHeld(BaseModel):
 class HeartbeatIn(BaseModel):
     hostID: HostID
     region: str = Field(max_length=64)
-    address: str = Field(max_length=128)
+    address: PeerAddress
     rack: str = Field(default="", max_length=64)
     projects: dict[ProjectName, ProjectReport] = Field(default_factory=dict, max_length=100)
     serves: list[ProjectName] | None = Field(default=None, max_length=100)   # None: every project
@@ -371,18 +374,19 @@ class WatchIn(BaseModel):
 
 class PeersIn(BaseModel):
     hostID: HostID
-    address: str = Field(max_length=128)
+    address: PeerAddress
     rack: str = Field(default="", max_length=64)
     artifact: Digest
     chunks: int = Field(ge=1, le=1 << 20)
     wanted: Bits   # the chunks it still wants
     have: Bits     # the chunks it holds
+    failed: list[PeerAddress] = Field(default_factory=list, max_length=16)   # peers that did not serve what they claim
 
 
 class OriginIn(BaseModel):
     hostID: HostID
     artifact: Digest
-    digests: list[Digest] = Field(max_length=5_000)
+    digests: list[Digest] = Field(max_length=1_000)   # the daemon asks for URL_BATCH at once
 
 
 class RepairIn(BaseModel):

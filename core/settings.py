@@ -8,6 +8,8 @@ from __future__ import annotations
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gantry.uids import UidRange
+
 GiB = 1 << 30
 MiB = 1 << 20
 
@@ -36,7 +38,9 @@ class Settings(BaseSettings):
     max_artifact_files: int = 1_000_000
     git_timeout_s: float = 300.0
     log_max_bytes: int = 16 * MiB
-    sandbox_uid: int = 65534
+    build_uid_base: int = 600_000       # each concurrent build runs as its own uid from this range...
+    build_uid_count: int = 1_000        # ...of this many, which no account may use
+    uid_lock_dir: str = "/run/gantry/build-uids"   # a lease per uid, shared by every stack on the machine
     scheduler_poll_s: float = 0.5
     reconcile_s: float = 10.0           # how often the scheduler kills attempt actors that hold no lease
     node_suspect_s: float = 30.0        # no attempt is placed on a node where one just died, for this long
@@ -50,9 +54,14 @@ class Settings(BaseSettings):
     replication_backoff_max_s: float = 60.0      # ...up to this
     scrub_interval_s: float = 6 * 3600.0          # a region's store is re-verified this often...
     scrub_chunks_per_s: float = 20.0              # ...reading at most this many chunks a second
+    stage_timeout_s: float = 600.0     # a host that has not staged a build this long after its datacenter began...
+    stage_min_mbps: float = 10.0        # ...plus the artifact's size at this rate, is FAILED for its wave
+    peer_distrust_s: float = 60.0       # a peer that fails to serve chunks it claims is not heard this long (doubling)
     host_lost_s: float = 15.0           # a host silent this long is marked lost (never before 3 idle reports)
     host_idle_report_s: float = 10.0    # an idle host reports this often...
     host_busy_report_s: float = 0.5     # ...a moving one this often (its coordinator tells it which)
+    host_rate_per_s: float = 50.0       # requests per host at its coordinator's endpoint (token bucket)
+    host_rate_burst: float = 200.0
     rate_user_per_s: float = 20.0       # API requests per user (token bucket; 0 = no limit)
     rate_user_burst: float = 200.0
     rate_project_per_s: float = 5.0     # writes per project: builds, cancels, deploys, ops
@@ -60,6 +69,10 @@ class Settings(BaseSettings):
     archive_after_s: float = 30 * 24 * 3600.0   # finished builds older than this move to Parquet
     archive_interval_s: float = 3600.0
     metrics_interval_s: float = 5.0     # how often gauges (queue depth, builds by status) refresh
+
+    @property
+    def build_uids(self) -> UidRange:
+        return UidRange(self.build_uid_base, self.build_uid_count)
 
     @field_validator("*", mode="before")
     @classmethod

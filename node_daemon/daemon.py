@@ -38,10 +38,12 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
 from gantry.node_daemon.peer_server import PeerServer
-from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.tokenbucket import TokenBucket
 from gantry.peerauth import PeerAuth
 from gantry.node_daemon.slot import Slot
+from gantry.settings import Settings
 from gantry.statuses import HostState
+from gantry.uids import PROJECT_UIDS, ProjectUids
 
 log = logging.getLogger("gantry.node")
 MB = 1_000_000
@@ -88,6 +90,9 @@ class NodeDaemon:
         self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
         self.use_peers, self.hook_user = use_peers, hook_user
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
+        # as root, each project's hooks run as a uid and gid of its own, unless --hook-user names one
+        self.project_uids = ProjectUids(home / "project-uids.json") \
+            if os.geteuid() == 0 and hook_user is None else None
         self.api_url, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
         self.endpoint: str | None = None   # the coordinator's endpoint, asked of the API
         self.rack = rack
@@ -96,13 +101,15 @@ class NodeDaemon:
         self._announced: dict[str, int] = {}   # artifact -> the bitfield the coordinator took
         self.serving = sorted(projects) if projects else None   # None: every project
         self.cache = ChunkCache(home / "cache")   # one per host: a chunk two projects share is kept once
+        os.chmod(self.cache.root, 0o700)   # no project's hooks read another's chunks
         self.slots: dict[str, Slot] = {}
         for d in sorted(p for p in (home / "projects").glob("*") if p.is_dir()):
             if self._serves(d.name):   # after a restart: what it already runs
-                self.slots[d.name] = Slot(home, d.name, hook_user)
+                self.slot(d.name)
         self.peer_auth = PeerAuth()   # the datacenter's key arrives with the first heartbeat reply
         self.manifests = home / "manifests"
         self.manifests.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.manifests, 0o700)
         self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
         host, port = split_address(listen)
@@ -124,7 +131,11 @@ class NodeDaemon:
 
     def slot(self, project: str) -> Slot:
         if project not in self.slots:
-            self.slots[project] = Slot(self.home, project, self.hook_user)
+            user = self.hook_user
+            if self.project_uids is not None:
+                uid = self.project_uids.of(project)
+                user = (uid, uid)
+            self.slots[project] = Slot(self.home, project, user, group=f"node-{self.host_id}/{project}")
         return self.slots[project]
 
     # --- talking to the coordinator ---------------------------------------------------------
@@ -179,9 +190,10 @@ class NodeDaemon:
                          timeout=wait_s + 10)
         return got.get("version") != self.version
 
-    def peers_for(self, wanted: set[str]) -> tuple[dict[str, list[str]], set[str] | None]:
+    def peers_for(self, wanted: set[str], failed: set[str] = frozenset()) -> tuple[dict[str, list[str]], set[str] | None]:
         """Ask the tracker once for all the chunks still wanted: digest -> peer addresses, and
-        the chunks to fetch from the origin (None: the tracker did not say)."""
+        the chunks to fetch from the origin (None: the tracker did not say). `failed`: peers
+        that did not serve chunks they claim."""
         if not self.use_peers:
             return {}, None
         manifest = self.moving.manifest
@@ -191,7 +203,7 @@ class NodeDaemon:
             got = self._post("/peers", {
                 "hostID": self.host_id, "address": self.server.address, "rack": self.rack,
                 "artifact": manifest.manifest_digest, "chunks": len(chunks), "wanted": bitfield.encode(want),
-                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want)})
+                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want), "failed": sorted(failed)[:16]})
             peers: dict[str, list[str]] = {}
             for p in got["peers"]:
                 for i in bitfield.indexes(bitfield.decode(p["bits"], len(chunks))):
@@ -277,7 +289,12 @@ class NodeDaemon:
         try:
             self._fetch_release(slot, build_id, info)
             inst.switch(build_id)
-            inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
+            try:
+                inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
+            except BaseException:
+                inst.stop(build_id)   # what a failed release started does not run on beside the previous one
+                raise
+            inst.stop_others(build_id)   # the new release is healthy: the previous one's service stops
             slot.become(HostState.ACTIVE)
             slot.error, slot.failed_target = "", None
             slot.seed_until = time.monotonic() + SEED_S
@@ -369,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
     ap.add_argument("--cache-max-mb", type=float, default=0,
                     help="cap on the chunk cache; it always keeps the active release (0: keep every kept release's chunks)")
-    ap.add_argument("--hook-user", default="nobody" if os.geteuid() == 0 else None,
-                    help="run [deploy] hooks as this user (default: nobody when run as root)")
+    ap.add_argument("--hook-user",
+                    help="run every project's [deploy] hooks as this one user (default, as root: a uid and "
+                         f"gid per project from {PROJECT_UIDS}, kept in <home>/project-uids.json)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # not a line per report and long-poll
@@ -385,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError:
             print(f"--hook-user: no user named {a.hook_user!r}", file=sys.stderr)
             return 2
+        s = Settings()
+        for reserved, whose in ((s.build_uids, "builds"), (PROJECT_UIDS, "projects")):
+            if pw.pw_uid in reserved or pw.pw_gid in reserved:
+                print(f"--hook-user: {a.hook_user} is in the uids reserved for {whose} ({reserved})", file=sys.stderr)
+                return 2
         hook_user = (pw.pw_uid, pw.pw_gid)
     home = Path(a.home)
     home.mkdir(parents=True, exist_ok=True)

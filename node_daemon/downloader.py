@@ -12,7 +12,10 @@ no peer has a chunk, every chunk verified before it is kept.
   another holder, or the chunk a little later (a busy peer is no failure). Each chunk thus moves
   at a good share of its uploader's bandwidth and is whole, and shareable, sooner.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
-  (refused, 404, timeout) is skipped for that chunk. A bad copy from the origin is reported
+  (refused, 404, timeout) is skipped for that chunk. Claims are not trusted: a peer that answers
+  404 for a chunk it was offered for, or nothing but 503 for `busy_budget_s`, is reported to
+  the tracker with the next query (`failed`: it loses its claims there), and a chunk whose
+  offered peers have been busy for `busy_budget_s` comes from the origin. A bad copy from the origin is reported
   (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
   longer than `endgame_s` from another peer (never the origin); the first verified copy wins.
@@ -35,7 +38,7 @@ from gantry.artifacts.chunking import ChunkCorrupt
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.chunkplan import ChunkPlan
 from gantry.peerauth import HEADER
-from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.tokenbucket import TokenBucket
 
 ORIGIN = "origin"
 ORIGIN_TRIES = 2   # after the peers fail: the regional store, then once more after a repair
@@ -61,14 +64,14 @@ class PeerBusy(Exception):
 
 class Downloader:
     def __init__(self, cache: ChunkCache, origin_get: Callable[[str], bytes],
-                 peers_for: Callable[[set[str]], tuple[dict[str, list[str]], set[str] | None]],
+                 peers_for: Callable[[set[str], set[str]], tuple[dict[str, list[str]], set[str] | None]],
                  download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
                  rng: random.Random | None = None, peer_refresh_s: float = 0.25,
                  credential: Callable[[], str] = lambda: "",
                  origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None,
-                 origin_after_s: float = 60.0):
-        """`peers_for(wanted digests)` answers (digest -> addresses of peers holding it, the
+                 origin_after_s: float = 60.0, busy_budget_s: float = 10.0):
+        """`peers_for(wanted digests, failed peers)` answers (digest -> addresses of peers holding it, the
         digests this host should fetch from the origin or None if the tracker did not say); it
         is asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
         this host's peer credential, sent with every chunk request. `http` keeps connections to
@@ -81,8 +84,11 @@ class Downloader:
         self._peer_map: dict[str, list[str]] = {}
         self._origin: set[str] | None = None   # chunks the tracker handed this host to fetch from the origin
         self._peer_map_at = -1e9
-        self.origin_after_s = origin_after_s
+        self.origin_after_s, self.busy_budget_s = origin_after_s, busy_budget_s
         self._peer_lock = threading.Lock()
+        self._busy_since: dict[str, float] = {}   # chunk, and peer, -> since when it met only 503s
+        self._failed: set[str] = set()            # peers to report with the next query
+        self._reported: set[str] = set()
         self.bucket = download or TokenBucket(0)
         self.workers, self.timeout_s, self.endgame_s, self.attempts = workers, timeout_s, endgame_s, attempts
         self.rng = rng or random.Random()
@@ -151,10 +157,11 @@ class Downloader:
                     with lock:
                         stats.duplicates += 1
                 return True
-            # peers for the first `attempts` failures; the origin always gets the last ones
-            candidates = [p for p in self._peers(ref, stats, lock, plan) if p not in busy] \
-                if failures < self.attempts else []
-            if not candidates and failures < self.attempts and (busy or endgame):
+            # peers for the first `attempts` failures, and while they have not been busy too long;
+            # the origin always gets the last ones
+            peers_now = failures < self.attempts and not self._starved(ref.digest)
+            candidates = [p for p in self._peers(ref, stats, lock, plan) if p not in busy] if peers_now else []
+            if not candidates and peers_now and (busy or endgame):
                 return not busy
             source = self.rng.choice(candidates) if candidates else ORIGIN
             with lock:
@@ -169,6 +176,7 @@ class Downloader:
                 with lock:
                     tried.discard(source)
                 busy.add(source)
+                self._busy(ref.digest, source)
                 continue
             except ChunkCorrupt:
                 failures += 1
@@ -181,9 +189,17 @@ class Downloader:
                 with lock:
                     stats.blacklisted.add(source)
                 continue
-            except Exception:                       # refused, 404, timeout, S3 error: another source
+            except httpx.HTTPStatusError as e:
+                failures += 1
+                if e.response.status_code == 404:   # it does not hold what it claims
+                    self._suspect(source)
+                continue
+            except Exception:                       # refused, timeout, S3 error: another source
                 failures += 1
                 continue
+            with self._peer_lock:
+                self._busy_since.pop(ref.digest, None)
+                self._busy_since.pop(source, None)
             with lock:
                 if source == ORIGIN:
                     stats.bytes_from_origin += ref.size
@@ -194,13 +210,30 @@ class Downloader:
             raise DownloadFailed(f"chunk {ref.digest} could not be fetched from any source")
         return True
 
+    def _busy(self, digest: str, peer: str) -> None:
+        now = time.monotonic()
+        with self._peer_lock:
+            self._busy_since.setdefault(digest, now)
+            if now - self._busy_since.setdefault(peer, now) > self.busy_budget_s:
+                self._failed.add(peer)   # 503 to everything for that long: it serves nobody what it claims
+
+    def _starved(self, digest: str) -> bool:
+        with self._peer_lock:
+            return time.monotonic() - self._busy_since.get(digest, float("inf")) > self.busy_budget_s
+
+    def _suspect(self, peer: str) -> None:
+        with self._peer_lock:
+            self._failed.add(peer)
+
     def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, plan: ChunkPlan) -> list[str]:
         """Peers holding this chunk, less blacklisted ones and those already tried for it."""
         handed = None
         with self._peer_lock:
             if time.monotonic() - self._peer_map_at > self.peer_refresh_s:
                 self._wanted = {d for d in self._wanted if not self.cache.has(d)}
-                self._peer_map, self._origin = self.peers_for(self._wanted) if self._wanted else ({}, None)
+                failed, self._failed = self._failed - self._reported, set()
+                self._reported |= failed
+                self._peer_map, self._origin = self.peers_for(self._wanted, failed) if self._wanted else ({}, None)
                 self._peer_map_at = time.monotonic()
                 handed = self._origin
             offered = self._peer_map.get(ref.digest, [])
@@ -218,7 +251,9 @@ class Downloader:
     def _from_peer(self, address: str, ref: ChunkRef) -> None:
         """The chunk from a peer into the cache, hashed as it streams to disk, reading no more
         than its size: a longer body is a bad peer."""
-        with self.http.stream("GET", f"http://{address}/chunks/{ref.digest}",
+        host, _, port = address.rpartition(":")   # a checked host:port (the coordinator's PeerAddress)
+        url = httpx.URL(scheme="http", host=host.strip("[]"), port=int(port), path=f"/chunks/{ref.digest}")
+        with self.http.stream("GET", url,
                               headers={HEADER: self.credential()}, timeout=self.timeout_s) as r:
             if r.status_code == 503:
                 raise PeerBusy(address)

@@ -6,8 +6,12 @@ Layout under the host's home: `releases/<buildID>/` (extracted safely from verif
 and `health` commands (recorded by the build from its gantry.toml) run after the switch.
 
 Release contents come from build code: markers are written without following links, and hooks
-run as an unprivileged user (`hook_user`) with a clean environment, so nothing of the daemon's
-credentials (its environment, its files, its /proc) is within their reach. Their output goes to
+run as the project's own unprivileged uid and gid (`hook_user`) with a clean environment, so
+nothing of the daemon's credentials (its environment, its files, its /proc) nor of another
+project's (its releases, its processes) is within their reach. The project's directory and its
+releases are `0750 root:<project gid>`. Each release's hooks and the service they start run in a
+cgroup of their own (`node-<host>/<project>/<build>`): once a new release is healthy the others'
+are stopped, and a release that fails is stopped itself. Hook output goes to
 `.gantry-hooks.log` in the release; a failure reports a short reason.
 """
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,7 @@ from typing import Iterator
 
 from gantry.artifacts.safepath import DIR_FLAGS, write_marker
 from gantry.artifacts.unpack import extract
+from gantry.cgroups import Cgroup
 
 MARKER = ".complete"
 HOOK_LOG = ".gantry-hooks.log"
@@ -41,6 +47,7 @@ class Installer:
     command_timeout_s: float = 60.0   # the health command's limit
     start_grace_s: float = 2.0        # a start command that fails fails within this; one still running is the service
     hook_user: tuple[int, int] | None = None   # (uid, gid) hooks run as; None: the daemon's own
+    group: str = ""                   # the cgroup its releases' services run under ("": none)
 
     @property
     def releases(self) -> Path:
@@ -69,9 +76,12 @@ class Installer:
             return dest
         shutil.rmtree(dest, ignore_errors=True)
         self.releases.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.releases, 0o755)   # the hook user reads releases
+        self._close(self.home.parent, 0o711)   # projects/: each project passes to its own, lists none
+        for d in (self.home, self.releases):
+            self._close(d, 0o750)
         try:
             extract(chunks, dest, reserved=(MARKER, HOOK_LOG))
+            self._close(dest, 0o750)
             fd = os.open(dest, DIR_FLAGS)
             try:
                 write_marker(fd, MARKER)
@@ -81,6 +91,12 @@ class Installer:
             shutil.rmtree(dest, ignore_errors=True)
             raise
         return dest
+
+    def _close(self, path: Path, mode: int) -> None:
+        """`path` as root:<project gid> with `mode`: only the project's hooks (and root) enter."""
+        if self.hook_user is not None and os.geteuid() == 0:
+            os.lchown(path, 0, self.hook_user[1])
+        os.chmod(path, mode)
 
     def switch(self, build_id: str) -> str | None:
         """Point `current` at the release atomically; returns the previous release."""
@@ -107,23 +123,43 @@ class Installer:
         fd = os.open(release, DIR_FLAGS)
         try:
             log = os.open(HOOK_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
-                          0o644, dir_fd=fd)
+                          0o640, dir_fd=fd)
         finally:
             os.close(fd)
-        user = {}
+        # as root: join the release's cgroup, then become the project's uid (gantry.launch)
+        # -I: the release is the working directory, and nothing in it may shadow gantry's modules
+        launcher = [sys.executable, "-I", "-m", "gantry.launch"]
+        for procs in (self.cgroup(build_id).procs_files() if self.group else []):
+            launcher += ["--cgroup-procs", procs]
         if self.hook_user is not None and self.hook_user[0] != os.geteuid():
-            user = {"user": self.hook_user[0], "group": self.hook_user[1], "extra_groups": []}
+            launcher += ["--uid", str(self.hook_user[0]), "--gid", str(self.hook_user[1])]
         try:
             for hook, cmd in (("start", start), ("health", health)):
                 if cmd:
                     os.write(log, f"--- {hook}: {cmd}\n".encode())
-                    self._run_hook(hook, cmd, release, env, log, user)
+                    self._run_hook(hook, launcher + ["--", "sh", "-c", cmd], release, env, log)
         finally:
             os.close(log)
 
-    def _run_hook(self, hook: str, cmd: str, release: Path, env: dict, log: int, user: dict) -> None:
-        proc = subprocess.Popen(["sh", "-c", cmd], cwd=release, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True, **user)
+    def cgroup(self, build_id: str) -> Cgroup:
+        return Cgroup(f"{self.group}/{build_id}")
+
+    def stop(self, build_id: str) -> None:
+        """Stop every process a release's hooks started."""
+        if self.group:
+            group = self.cgroup(build_id)
+            group.kill_all()
+            group.remove()
+
+    def stop_others(self, keep: str) -> None:
+        """Stop the services of every release but `keep` (the one now healthy)."""
+        for name in self.release_ids():
+            if name != keep:
+                self.stop(name)
+
+    def _run_hook(self, hook: str, argv: list[str], release: Path, env: dict, log: int) -> None:
+        proc = subprocess.Popen(argv, cwd=release, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
         if hook == "start":   # it may be the service itself: a start still running after the grace is left running
             try:
                 code = proc.wait(timeout=self.start_grace_s)
@@ -156,5 +192,6 @@ class Installer:
         """Keep the active release and the newest others up to `keep` in all."""
         doomed = self.release_ids()[self.keep:]
         for name in doomed:
+            self.stop(name)
             shutil.rmtree(self.releases / name, ignore_errors=True)
         return doomed

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.peerauth import HEADER, PeerAuth, PeerDenied
-from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.tokenbucket import TokenBucket
 
 SLICE = 64 << 10
 

@@ -18,9 +18,9 @@ def report_about(state: str, active: str | None, moving_to: str | None, failed: 
 
 
 class Slot:
-    def __init__(self, home: Path, project: str, hook_user: tuple[int, int] | None = None):
+    def __init__(self, home: Path, project: str, hook_user: tuple[int, int] | None = None, group: str = ""):
         self.project = project
-        self.installer = Installer(home / "projects" / project, hook_user=hook_user)
+        self.installer = Installer(home / "projects" / project, hook_user=hook_user, group=group)
         self.state = HostState.ACTIVE if self.installer.active() else HostState.IDLE
         self.error = ""
         self.failed_target: str | None = None

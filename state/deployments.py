@@ -106,6 +106,13 @@ class Deployments:
     def mark_staged(self, dep_id: str, dc: str) -> None:
         self.r.hsetnx(keys.dc_staged(dep_id), dc, self.clock())
 
+    def staging_began(self, dep_id: str, dc: str) -> int:
+        """ms when the datacenter began staging the deployment's build (set the first time asked)."""
+        with self.r.pipeline() as p:
+            p.hsetnx(keys.dc_staging(dep_id), dc, self.clock())
+            p.hget(keys.dc_staging(dep_id), dc)
+            return int(p.execute()[1])
+
     def staged_dcs(self, dep_id: str) -> dict[str, str]:
         """dc -> ms when the datacenter finished staging the deployment's build."""
         return self.r.hgetall(keys.dc_staged(dep_id))

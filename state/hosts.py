@@ -73,6 +73,15 @@ class Hosts:
             p.sadd(keys.host_projects(host_id), project)
             p.execute()
 
+    def note(self, host_id: str, field: str, text: str) -> None:
+        """A remark on the host's own record that its reports do not overwrite (why its claims
+        were dropped, say)."""
+        self.r.hset(keys.host(host_id), field, text)
+
+    def mark_stage_late(self, host_id: str, project: str, build_id: str) -> None:
+        """The host did not stage `build_id` in time: it counts as failed for its wave."""
+        self.r.hset(keys.host_project(host_id, project), "stageLate", build_id)
+
     def mark_lost(self, host_id: str) -> None:
         self.r.hset(keys.host(host_id), "lost", "1")
 

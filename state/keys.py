@@ -27,6 +27,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | deployed                     | set    | projects that have a desired state                              |
 | dcdone:{id}                  | hash   | dc -> its outcome (DONE, ROLLED_BACK, UNTOUCHED)                |
 | dcstaged:{id}                | hash   | dc -> ms when every live host there had staged the build (or failed to) |
+| dcstaging:{id}               | hash   | dc -> ms when the datacenter began staging the build (its staging deadline runs from it) |
 | current:{project}            | hash   | dc -> the buildID the datacenter runs                           |
 | rollout:{id}:{dc}            | string | the datacenter's rollout (DcRollout) as JSON                    |
 | host:{hostID}                | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload |
@@ -89,6 +90,7 @@ def desired(project_name: str) -> str: return _k("desired", project_name)
 def deployed() -> str: return _k("deployed")
 def dc_outcomes(dep_id: str) -> str: return _k("dcdone", dep_id)
 def dc_staged(dep_id: str) -> str: return _k("dcstaged", dep_id)
+def dc_staging(dep_id: str) -> str: return _k("dcstaging", dep_id)
 def dc_current(project_name: str) -> str: return _k("current", project_name)
 def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
 def desired_channel() -> str: return _k("desired")

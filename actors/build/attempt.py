@@ -41,6 +41,7 @@ from gantry.builds import ENV_NAME_RE
 from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 from gantry.topology import StackConfig
+from gantry.uids import NoFreeUid, UidLease, lease
 
 log = logging.getLogger("gantry.builder")
 
@@ -107,11 +108,12 @@ class BuildRunner:
         checkin = CheckIn(self.state, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
         checkin.start()
         started, outcome = time.monotonic(), "UNKNOWN"
-        workdir = None
+        workdir, uid = None, None
         try:
+            uid = self._uid()
             workdir = self._workdir(build_id)
             self._log(build_id, f"attempt {owner} on {worker}: fetching {rec['commitSHA']}")
-            output, save_cache = self._build(rec, project, workdir, checkin)
+            output, save_cache = self._build(rec, project, workdir, checkin, uid.uid)
             try:
                 outcome = self._publish(build_id, owner, output, checkin, save_cache)
             finally:
@@ -130,8 +132,19 @@ class BuildRunner:
             checkin.finish()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
+            if uid is not None:
+                uid.release()
             metrics.build_duration().observe(time.monotonic() - started, tags={"outcome": outcome})
         return outcome
+
+    def _uid(self) -> UidLease:
+        """A uid no other build on this machine runs as now, and no account uses: its processes
+        are out of reach of every other build's and every host hook's."""
+        s = self.settings
+        try:
+            return lease(s.build_uids, Path(s.uid_lock_dir))
+        except (NoFreeUid, OSError) as e:
+            raise InfraFault(f"no build uid: {e}")
 
     def _workdir(self, build_id: str) -> Path:
         """A fresh directory for this attempt under the stack's builds directory, which must be
@@ -148,7 +161,8 @@ class BuildRunner:
         os.chmod(workdir, 0o711)   # the sandbox user passes through to its workspace, lists nothing
         return workdir
 
-    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn) -> tuple[int, Callable[[], None]]:
+    def _build(self, rec: dict, project: dict, workdir: Path, checkin: CheckIn,
+               uid: int) -> tuple[int, Callable[[], None]]:
         """Check out, restore the cache, fetch, build. Returns the output directory's fd and what
         saves the cache (called once the output is stored, before the build is published)."""
         s, build_id = self.settings, rec["buildID"]
@@ -175,7 +189,7 @@ class BuildRunner:
         self._log(build_id, f"settings from {cfg.source}; {cpus:g} cpus, {memory_mb} MB")
         limits = Limits(memory_bytes=memory_mb << 20, pids=s.build_pids, cpus=cpus,
                         timeout_s=cfg.timeout_s, file_bytes=s.build_file_bytes)
-        sandbox = Sandbox(f"{build_id}-{rec.get('leaseOwner', '')[-8:]}", checkout, limits, s.sandbox_uid, home=home)
+        sandbox = Sandbox(f"{build_id}-{rec.get('leaseOwner', '')[-8:]}", checkout, limits, uid, home=home)
         roots = Roots(checkout, home)
         report = CacheReport()
         cache = self._cache(build_id)
@@ -187,10 +201,10 @@ class BuildRunner:
         deadline = time.monotonic() + cfg.timeout_s
         if cfg.fetch:
             allow = Allow(json.loads(project.get("egressAllow") or "[]"))
-            proxy = EgressProxy(allow, lambda line: self._log(build_id, line))
-            # A short path (a socket's is at most 107 bytes), unlisted: a 0711 directory, a random name.
+            proxy = EgressProxy(allow, lambda line: self._log(build_id, line), uid)
+            # A short path (a socket's is at most 107 bytes) in a directory only the build's uid enters.
             sockdir = Path(tempfile.mkdtemp(prefix="gantry-proxy-"))
-            os.chmod(sockdir, 0o711)
+            os.chown(sockdir, uid, uid)
             sock = sockdir / f"{uuid.uuid4().hex}.sock"
             try:
                 try:

@@ -30,6 +30,12 @@ def staging(build: str, views: list[dict]) -> tuple[list[str], list[dict], bool]
     return tell, running, done
 
 
+def stragglers(build: str, views: list[dict]) -> list[str]:
+    """Live hosts that have neither staged `build`, nor failed to, nor run it."""
+    return [h["hostID"] for h in views if h["state"] != HostState.LOST and h.get("activeBuildID") != build
+            and not (h.get("ackedTargetBuildID") == build and h["state"] in (HostState.STAGED, HostState.FAILED))]
+
+
 def to_unstage(keep: str, views: list[dict]) -> list[str]:
     """Live hosts told to stage a build other than `keep` (a host shows `staged` only for a
     build still coming)."""

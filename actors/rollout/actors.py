@@ -43,8 +43,12 @@ class RolloutCoordinatorActor:
                                        peer_key=dc_key(stack.jwt_secret(), dc),
                                        repair=lambda digest: repair_chunk(region, primary, regional, digest, "host"),
                                        memory=HostMemory(idle_s=float(settings.host_idle_report_s),
-                                                         busy_s=float(settings.host_busy_report_s)))
-        self.endpoint = HostEndpoint(self.coordinator, stack.jwt_secret(), dc, host=ray.util.get_node_ip_address())
+                                                         busy_s=float(settings.host_busy_report_s)),
+                                       stage_timeout_s=settings.stage_timeout_s,
+                                       stage_min_bytes_per_s=settings.stage_min_mbps * 1e6,
+                                       distrust_s=settings.peer_distrust_s)
+        self.endpoint = HostEndpoint(self.coordinator, stack.jwt_secret(), dc, host=ray.util.get_node_ip_address(),
+                                     rate=(settings.host_rate_per_s, settings.host_rate_burst))
         self.wakeup = threading.Event()
 
         def listen():

@@ -23,7 +23,7 @@ from gantry.actors import metrics
 from gantry.actors.rollout.dc_rollout import DcRollout, HostView
 from gantry.actors.rollout.hostmemory import HostMemory
 from gantry.actors.rollout.tracker import Tracker
-from gantry.actors.rollout.activation import may_activate, staging, to_unstage
+from gantry.actors.rollout.activation import may_activate, staging, stragglers, to_unstage
 from gantry.actors.rollout.waves import Strategy
 from gantry.artifacts import bitfield
 from gantry.artifacts.blobstore import chunk_key, manifest_key
@@ -40,7 +40,8 @@ class Coordinator:
                  lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
                  presign: Callable[[str], str] | None = None, manifest_chunks: Callable[[str], set[str]] | None = None,
                  peer_key: str = "", repair: Callable[[str], bool] | None = None,
-                 memory: HostMemory | None = None):
+                 memory: HostMemory | None = None, stage_timeout_s: float = 600.0,
+                 stage_min_bytes_per_s: float = 10e6, distrust_s: float = 60.0):
         self.dc, self.region, self.dcs_by_region = dc, region, dcs_by_region
         self.peer_key = peer_key   # given to this datacenter's hosts: their peer credential
         self.repair_chunk = repair or (lambda digest: False)   # re-copies a chunk from the primary
@@ -50,7 +51,10 @@ class Coordinator:
         self.manifest_chunks = manifest_chunks or (lambda artifact: set())   # cached below
         self._chunks: dict[str, set[str]] = {}
         self.state, self.lost_after_s, self.clock = state, lost_after_s, clock
-        self.tracker = Tracker()
+        self.tracker = Tracker(distrust_s=distrust_s)
+        # a host that has not staged within this (plus the artifact's size at the rate) is FAILED for its wave
+        self.stage_timeout_s, self.stage_min_bytes_per_s = stage_timeout_s, stage_min_bytes_per_s
+        self._staging_began: dict[str, float] = {}   # deployment -> when this datacenter began staging it
         self.memory = memory or HostMemory()   # soft state: liveness, what Redis holds, targets' versions
         self.started = clock()
         self._build_info: dict[str, dict] = {}
@@ -61,7 +65,8 @@ class Coordinator:
     # --- what hosts call (at the coordinator's own endpoint in its region) ---------------------
 
     def heartbeat(self, host_id: str, address: str, projects: dict[str, dict], artifacts: list[dict] = (),
-                  serving: list[str] | None = None, download: dict | None = None, rack: str = "") -> dict:
+                  serving: list[str] | None = None, download: dict | None = None, rack: str = "",
+                  allowed: frozenset[str] | None = None) -> dict:
         """A host's report: `projects` maps each project it knows to {state, activeBuildID, error,
         about} (about: the build that state concerns, see node_daemon.slot.report_about; a
         rollout counts a report only for that build), `artifacts` what it holds of each artifact
@@ -69,8 +74,15 @@ class Coordinator:
         since the last one the coordinator took), `serving` the projects it serves (None: every
         one). The answer gives, per project, the target and the build to stage with what
         installing them needs, the artifacts to announce in full again (`resend`), when to
-        report next (`reportInS`) and the version of its targets (`version`, see `watch`)."""
+        report next (`reportInS`) and the version of its targets (`version`, see `watch`).
+
+        `allowed` is what the host's token lets it serve (None: every project): what it says it
+        serves, and what it reports, count only within it. Announces count only for the
+        artifacts of its own targets, with their manifests' chunk counts."""
         now = self.clock()
+        if allowed is not None:
+            serving = sorted(allowed if serving is None else set(serving) & allowed)
+            projects = {p: r for p, r in projects.items() if p in allowed}
         fields = {"address": address, "rack": rack, **({"lastDownload": json.dumps(download)} if download else {})}
         reported = {p: {"state": r.get("state"), "activeBuildID": r.get("activeBuildID"), "error": r.get("error") or "",
                         "ackedTargetBuildID": r.get("about")} for p, r in projects.items()}
@@ -88,11 +100,14 @@ class Coordinator:
                 self.memory.wrote(host_id, report, targets, version, now)
         metrics.host_reports().inc(tags={"dc": self.dc, "written": str(write).lower()})
         resend = []
+        counts = self._announceable(targets)   # what it may announce, and each one's real chunk count
+        held = [h for h, a in zip(held, artifacts) if counts.get(a["artifact"]) == int(a.get("chunks") or 0)]
         with self.lock:
             for artifact, whole, bits, complete in held:
+                full = bitfield.full(counts[artifact])
                 if whole:
-                    self.tracker.announce(artifact, host_id, address, bits, complete, now, rack)
-                elif not self.tracker.add(artifact, host_id, bits, complete, now):
+                    self.tracker.announce(artifact, host_id, address, bits, complete and bits == full, now, rack)
+                elif not self.tracker.add(artifact, host_id, bits, complete, now, full):
                     resend.append(artifact)   # bits added to a bitfield it never took: send the whole one
             interval = self.memory.interval(reported, targets)
         answer = {}
@@ -105,6 +120,26 @@ class Coordinator:
             answer[project] = info
         return {"projects": answer, "peerKey": self.peer_key, "resend": resend, "reportInS": interval,
                 "version": version}
+
+    def _announceable(self, targets: dict[str, tuple[str, str]]) -> dict[str, int]:
+        """artifact -> its number of unique chunks, for the builds a host is told to run or stage."""
+        builds = {b for pair in targets.values() for b in pair if b}
+        artifacts = {self._deploy_info(b).get("manifestDigest") for b in builds} - {None}
+        return {a: len(self._chunk_set(a)) for a in artifacts}
+
+    def _chunk_set(self, artifact: str) -> set[str]:
+        with self.lock:
+            chunks = self._chunks.get(artifact)
+        if chunks is None:
+            chunks = self.manifest_chunks(artifact)
+            with self.lock:
+                self._chunks = {**dict(list(self._chunks.items())[-7:]), artifact: chunks}   # a few builds
+        return chunks
+
+    def _targets(self, host_id: str) -> dict[str, tuple[str, str]]:
+        with self.lock:
+            wanted = self.memory.targets(host_id)
+        return wanted or self.state.hosts.wanted(host_id)
 
     def watch_version(self, host_id: str) -> int:
         """The version of the host's targets; it changes whenever one is set."""
@@ -125,19 +160,9 @@ class Coordinator:
     def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
         """URLs in the region's store for chunks of a build the host is told to run or stage;
         None if the artifact is no such build's or a digest is not one of its chunks."""
-        with self.lock:
-            wanted = self.memory.targets(host_id)
-        wanted = wanted or self.state.hosts.wanted(host_id)
-        builds = {b for pair in wanted.values() for b in pair if b}
-        if artifact not in {self._deploy_info(b).get("manifestDigest") for b in builds}:
+        if artifact not in self._announceable(self._targets(host_id)):
             return None
-        with self.lock:
-            chunks = self._chunks.get(artifact)
-        if chunks is None:
-            chunks = self.manifest_chunks(artifact)
-            with self.lock:
-                self._chunks = {**dict(list(self._chunks.items())[-7:]), artifact: chunks}   # a few builds
-        if not set(digests) <= chunks:
+        if not set(digests) <= self._chunk_set(artifact):
             return None
         return {d: self.presign(chunk_key(d)) for d in digests}
 
@@ -147,27 +172,42 @@ class Coordinator:
         if info is None:
             rec = self.state.builds.get(build_id) or {}
             info = {"manifestDigest": rec.get("artifactDigest"), "deployStart": rec.get("deployStart") or "",
-                    "deployHealth": rec.get("deployHealth") or ""}
+                    "deployHealth": rec.get("deployHealth") or "", "artifactSize": int(rec.get("artifactSize") or 0)}
             if info["manifestDigest"]:
                 self._build_info[build_id] = info
         return info
 
     def peers(self, host_id: str, address: str, artifact: str, chunks: int, wanted: str, have: str,
-              rack: str = "") -> dict:
+              rack: str = "", failed: list[str] = ()) -> dict | None:
         """For the chunks a host still wants (a bitfield), the peers that hold some of them
         ({address, bits}) and the ones it should fetch from the origin itself (`origin`). `have`
         is its whole bitfield: asked several times a second while it downloads, this keeps the
-        tracker's view of it fresh between reports."""
+        tracker's view of it fresh between reports. `failed`: peers that did not serve chunks
+        they claim (they lose their claims). None if the artifact is not one of the host's
+        targets' or `chunks` is not its chunk count."""
+        if self._announceable(self._targets(host_id)).get(artifact) != chunks:
+            return None
         want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
+        for peer in failed:
+            with self.lock:
+                liar = self.tracker.distrust(artifact, peer, now)
+            if liar:
+                log.warning("%s: host %s says %s (%s) did not serve chunks it claims of %s; its claims are dropped",
+                            self.dc, host_id, liar, peer, artifact)
+                self.state.hosts.note(liar, "distrusted", f"{artifact} at {int(now)}: reported by {host_id}")
         with self.lock:
             peers, origin = self.tracker.ask(artifact, host_id, address, held, held == bitfield.full(chunks), want,
                                              now, rack)
         return {"peers": [{"address": a, "bits": bitfield.encode(b)} for a, b in peers if b],
                 "origin": bitfield.encode(origin)}
 
-    def repair(self, host_id: str, digest: str) -> bool:
-        """A host got a bad copy of `digest` from the region's store: heal the store's copy."""
+    def repair(self, host_id: str, digest: str) -> bool | None:
+        """A host got a bad copy of `digest` from the region's store: heal the store's copy. None
+        if the chunk is not one of the host's targets' (a store read and a hash per call, and
+        an oracle of what the store holds, are not for any digest)."""
+        if not any(digest in self._chunk_set(a) for a in self._announceable(self._targets(host_id))):
+            return None
         log.warning("host %s in %s got a bad copy of %s from the regional store", host_id, self.dc, digest)
         return self.repair_chunk(digest)
 
@@ -229,16 +269,32 @@ class Coordinator:
                             strategy.get("stage") == "all", lambda: self.state.deployments.staged_dcs(dep_id),
                             lambda: self.state.deployments.dc_outcomes(dep_id))
 
-    def _stage(self, project: str, build: str, views: list[dict]) -> bool:
+    def _stage(self, project: str, build: str, views: list[dict], dep_id: str = "") -> bool:
         """Tell every live host of the project here to stage `build` (once the region holds its
-        replica); True when each has staged it, failed to, runs it already, or is lost."""
+        replica); True when each has staged it, failed to, runs it already, or is lost. For a
+        deployment, once its staging deadline here has passed, the hosts still at it are marked
+        late (FAILED for their wave) and staging is over: one host that cannot stage (a lying
+        peer's victim, a broken disk) does not hold every datacenter."""
         if not self._holds(build, self.region):
             return False
         tell, running, done = staging(build, views)
         self._unstage(project, build, running)   # they run the build: an older staged one is not coming
         for host in tell:
             self._set(host, project, stage=build)
-        return done
+        if done or not dep_id:
+            return done
+        if dep_id not in self._staging_began:
+            self._staging_began = {dep_id: self.state.deployments.staging_began(dep_id, self.dc) / 1000,
+                                   **dict(list(self._staging_began.items())[-15:])}
+        deadline = self.stage_timeout_s + self._deploy_info(build).get("artifactSize", 0) / self.stage_min_bytes_per_s
+        if self.clock() < self._staging_began[dep_id] + deadline:
+            return False
+        for host in stragglers(build, views):
+            if next(h for h in views if h["hostID"] == host).get("stageLate") != build:
+                log.warning("%s: host %s did not stage %s within %.0f s; it counts as failed for its wave",
+                            self.dc, host, build, deadline)
+                self.state.hosts.mark_stage_late(host, project, build)
+        return True
 
     def _unstage(self, project: str, keep: str, views: list[dict]) -> None:
         """Take back every build to stage but `keep`."""
@@ -275,14 +331,14 @@ class Coordinator:
         host that joined or came back late, whatever the deployment's status)."""
         strategy, project = json.loads(dep["strategy"]), dep["projectName"]
         if dep["status"] in DEPLOYMENT_ACTIVE and strategy.get("stage") == "all":
-            if self._stage(project, dep["buildID"], views):
+            if self._stage(project, dep["buildID"], views, dep["deploymentID"]):
                 self.state.deployments.mark_staged(dep["deploymentID"], self.dc)
         elif dep["status"] in DEPLOYMENT_ACTIVE:   # "wave": each wave downloads; nothing older stays staged
             self._unstage(project, dep["buildID"], views)
         elif dep["status"] in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.ABORTED):
             self._unstage(project, "", [h for h in views if h.get("stageBuildID") == dep["buildID"]])
         hosts = {h["hostID"]: HostView(
-            h["hostID"], h.get("activeBuildID") or None, h["state"], h.get("targetBuildID") or None,
+            h["hostID"], h.get("activeBuildID") or None, _late(h, dep["buildID"]), h.get("targetBuildID") or None,
             h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}
         if not self._roll(dep, strategy, hosts, now):
             current = self.state.deployments.dc_current(dep["projectName"]).get(self.dc)
@@ -331,3 +387,11 @@ class Coordinator:
             self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.ROLLED_BACK)
             self.state.deployments.set_status(dep_id, DeploymentStatus.ROLLED_BACK, DEPLOYMENT_ACTIVE, f"{self.dc}: {rollout.reason}")
         return rollout.phase not in (DcPhase.DONE, DcPhase.ROLLED_BACK)
+
+
+def _late(view: dict, build: str) -> str:
+    """A host's state for a rollout of `build`: FAILED while it has not staged a build it was late
+    to stage (once it runs it, it counts as it reports)."""
+    if view.get("stageLate") == build and view["state"] not in (HostState.ACTIVE, HostState.STAGED, HostState.LOST):
+        return HostState.FAILED
+    return view["state"]

@@ -11,7 +11,9 @@ node's API only tells a host where this endpoint is (`GET /dc/{dc}/endpoint`). R
     POST /repair      the store served a bad chunk: have it copied again from the primary
 
 Every request needs a host token for this datacenter naming the host the body speaks for;
-bodies are capped (`max_body`); errors are JSON `{"error", "detail"}` like the API's.
+bodies are capped (`max_body`); each host has a token bucket of requests (`rate`, past it a 429
+with Retry-After) and one long-poll at a time (a new one answers the one before); errors are
+JSON `{"error", "detail"}` like the API's.
 """
 from __future__ import annotations
 
@@ -28,21 +30,24 @@ from pydantic import BaseModel, ValidationError
 from gantry import auth
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.models import HeartbeatIn, OriginIn, PeersIn, RepairIn, WatchIn
+from gantry.tokenbucket import TokenBucket
 
 log = logging.getLogger("gantry.endpoint")
 MAX_BODY = 1 << 20     # a 10 GB artifact's bitfield is under 1 KB; a report of 32 of them far under this
 
 
 class Refused(Exception):
-    def __init__(self, status: int, error: str, detail=None):
+    def __init__(self, status: int, error: str, detail=None, headers: dict | None = None):
         super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
 
 
 class HostEndpoint:
     def __init__(self, coordinator: Coordinator, secret: str, dc: str, host: str = "127.0.0.1",
-                 port: int = 0, max_body: int = MAX_BODY, threads: int = 32):
+                 port: int = 0, max_body: int = MAX_BODY, threads: int = 32, rate: tuple[float, float] = (50, 200)):
         self.coordinator, self.secret, self.dc = coordinator, secret, dc
+        self.rate = rate   # requests per second per host, and the burst
+        self.buckets: dict[str, TokenBucket] = {}
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"endpoint-{dc}")
         self.loop = asyncio.new_event_loop()
         self.waiters: dict[str, set[asyncio.Future]] = {}
@@ -89,11 +94,18 @@ class HostEndpoint:
                     raise Refused(422, "invalid request", [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()])
                 if body.hostID != who.host_id:
                     raise Refused(403, "forbidden", f"this token speaks for host {who.host_id} only")
-                result = await call(body)
+                bucket = self.buckets.get(who.host_id)
+                if bucket is None:
+                    bucket = self.buckets[who.host_id] = TokenBucket(*self.rate)
+                wait = bucket.allow()
+                if wait > 0:
+                    raise Refused(429, "too many requests", f"at most {self.rate[0]:g} a second per host",
+                                  {"Retry-After": str(max(1, round(wait)))})
+                result = await call(body, who)
                 self.served += 1
                 return web.json_response(result)
             except Refused as e:
-                return web.json_response({"error": e.error, "detail": e.detail}, status=e.status)
+                return web.json_response({"error": e.error, "detail": e.detail}, status=e.status, headers=e.headers)
             except ValueError as e:   # a bitfield that does not fit its artifact, say
                 return web.json_response({"error": "invalid request", "detail": str(e)}, status=400)
             except (redis.ConnectionError, redis.TimeoutError):
@@ -114,15 +126,16 @@ class HostEndpoint:
 
     # --- routes -------------------------------------------------------------------------------
 
-    async def _heartbeat(self, b: HeartbeatIn) -> dict:
+    async def _heartbeat(self, b: HeartbeatIn, who: auth.Principal) -> dict:
         c = self.coordinator
         return await self._run(lambda: c.heartbeat(
             b.hostID, b.address, {p: r.model_dump() for p, r in b.projects.items()},
-            [a.model_dump() for a in b.artifacts], b.serves, b.download, b.rack))
+            [a.model_dump() for a in b.artifacts], b.serves, b.download, b.rack, who.serves))
 
-    async def _watch(self, b: WatchIn) -> dict:
+    async def _watch(self, b: WatchIn, who: auth.Principal) -> dict:
         """Answers as soon as the host's targets change from `version`, or after `waitS`."""
         if self.coordinator.watch_version(b.hostID) == b.version and b.waitS > 0:
+            self._wake(b.hostID)   # one long-poll per host: the one before answers now
             f = self.loop.create_future()
             self.waiters.setdefault(b.hostID, set()).add(f)
             try:
@@ -133,18 +146,25 @@ class HostEndpoint:
                 self.waiters.get(b.hostID, set()).discard(f)
         return {"version": self.coordinator.watch_version(b.hostID)}
 
-    async def _peers(self, b: PeersIn) -> dict:
-        return await self._run(self.coordinator.peers, b.hostID, b.address, b.artifact, b.chunks, b.wanted,
-                               b.have, b.rack)
+    async def _peers(self, b: PeersIn, who: auth.Principal) -> dict:
+        got = await self._run(self.coordinator.peers, b.hostID, b.address, b.artifact, b.chunks, b.wanted,
+                              b.have, b.rack, b.failed)
+        if got is None:
+            raise Refused(403, "forbidden", "only the artifacts of the builds this host is told to run or stage, "
+                                            "with their chunk counts")
+        return got
 
-    async def _origin(self, b: OriginIn) -> dict:
+    async def _origin(self, b: OriginIn, who: auth.Principal) -> dict:
         urls = await self._run(self.coordinator.origin_urls, b.hostID, b.artifact, b.digests)
         if urls is None:
             raise Refused(403, "forbidden", "only chunks of the builds this host is told to run or stage")
         return {"urls": urls}
 
-    async def _repair(self, b: RepairIn) -> dict:
-        return {"repaired": await self._run(self.coordinator.repair, b.hostID, b.digest)}
+    async def _repair(self, b: RepairIn, who: auth.Principal) -> dict:
+        repaired = await self._run(self.coordinator.repair, b.hostID, b.digest)
+        if repaired is None:
+            raise Refused(403, "forbidden", "only chunks of the builds this host is told to run or stage")
+        return {"repaired": repaired}
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)

@@ -9,6 +9,10 @@ first within each kind. The regional blob store (the origin) is not a peer: the 
 each chunk nobody holds yet to one asker at a time to fetch from the origin, at most
 `origin_slots` chunks of an artifact at once, so the origin sends each chunk about once and its
 bandwidth goes to chunks in turn (each lands early and spreads while the next one comes).
+
+A claim is only as good as the chunks behind it: a peer that downloaders report for failing to
+serve what it claims (`distrust`) loses its claims to the artifact and is not heard for a while
+(doubling each time), so its bits neither attract downloaders nor keep chunks from the origin.
 """
 from __future__ import annotations
 
@@ -69,6 +73,8 @@ class Swarm:
     partial: Bag = field(default_factory=Bag)                    # peers that hold some chunks, not all
     held: int = 0                                               # union of every peer's bits (may be stale high after a peer leaves)
     assigned: dict[int, tuple[str, float]] = field(default_factory=dict)   # chunk index -> (host, until)
+    banned: dict[str, float] = field(default_factory=dict)   # host -> until when its claims are not heard
+    strikes: dict[str, int] = field(default_factory=dict)    # host -> times it was distrusted
 
     def sort(self, peer: PeerState) -> None:
         """File the peer as a seed, a partial peer or neither, by what it holds now."""
@@ -86,8 +92,8 @@ class Swarm:
 
 class Tracker:
     def __init__(self, max_peers: int = 8, seed_share: float = 0.5, rng: random.Random | None = None,
-                 origin_slots: int = 2, assign_s: float = 20.0):
-        self.max_peers, self.seed_share = max_peers, seed_share
+                 origin_slots: int = 2, assign_s: float = 20.0, distrust_s: float = 60.0):
+        self.max_peers, self.seed_share, self.distrust_s = max_peers, seed_share, distrust_s
         self.origin_slots, self.assign_s = origin_slots, assign_s
         self.rng = rng or random.Random()
         self.swarms: dict[str, Swarm] = {}   # artifact digest -> its swarm
@@ -99,19 +105,23 @@ class Tracker:
         """A host's whole bitfield for an artifact (replaces what it said before)."""
         swarm = self.swarms.setdefault(artifact, Swarm())
         peer = swarm.peers.setdefault(host, PeerState(host, address))
+        if swarm.banned.get(host, 0.0) > now:
+            bits, complete = 0, False
         peer.address, peer.complete, peer.last_seen, peer.rack = address, complete, now, rack
         peer.bits = bits
         swarm.sort(peer)
         self._landed(swarm, bits)
 
-    def add(self, artifact: str, host: str, bits: int, complete: bool, now: float) -> bool:
+    def add(self, artifact: str, host: str, bits: int, complete: bool, now: float, full: int | None = None) -> bool:
         """Chunks a host added since its last announce; False if the tracker has no whole
         bitfield from it to add to (after a restart, or once expired): it must send one."""
         peer = self.swarms.get(artifact, Swarm()).peers.get(host)
         if peer is None:
             return False
+        if self.swarms[artifact].banned.get(host, 0.0) > now:
+            bits, complete = 0, False
         peer.bits |= bits
-        peer.complete, peer.last_seen = complete, now
+        peer.complete, peer.last_seen = complete and (full is None or peer.bits == full), now
         self.swarms[artifact].sort(peer)
         self._landed(self.swarms[artifact], bits)
         return True
@@ -121,6 +131,22 @@ class Tracker:
         swarm.held |= bits
         for i in [i for i in swarm.assigned if bits >> i & 1]:
             del swarm.assigned[i]   # it reached the swarm: no longer the origin's to send
+
+    def distrust(self, artifact: str, address: str, now: float) -> str | None:
+        """Downloaders say the peer at `address` failed to serve chunks it claims: it loses its
+        claims to the artifact, and what it says of it is not heard for `distrust_s` (doubled for
+        each earlier time). Returns the host, if the address is a peer of the swarm."""
+        swarm = self.swarms.get(artifact)
+        peer = next((p for p in swarm.peers.values() if p.address == address), None) if swarm else None
+        if peer is None:
+            return None
+        strikes = swarm.strikes.get(peer.host, 0)
+        swarm.strikes[peer.host] = strikes + 1
+        swarm.banned[peer.host] = now + self.distrust_s * 2 ** min(strikes, 6)
+        peer.bits, peer.complete = 0, False
+        swarm.sort(peer)
+        self._recount(swarm)
+        return peer.host
 
     def forget(self, host: str) -> None:
         for swarm in self.swarms.values():

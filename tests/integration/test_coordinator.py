@@ -10,6 +10,10 @@ from gantry.node_daemon.slot import report_about
 from gantry.state import State, keys
 
 REGIONS = {"us-east": ["us-east-a"], "eu-west": ["eu-west-a"]}
+# artifacts announced in these tests, with their unique chunk counts, and the builds they belong to
+M, OLD, NEW = ("blake3:" + c * 64 for c in "mab")
+ARTIFACTS = {M: 3, OLD: 2, NEW: 2}
+BUILDS = {"bm": M, "bold": OLD, "bnew": NEW}
 FAST = {"steps": [1, 0.5, 1.0], "minHealthy": 0.9, "bakeS": 0}
 
 
@@ -66,12 +70,15 @@ def replica(r, build_id, region, status="REPLICATED", build_status="SUCCEEDED"):
 def world(redis_url):
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
-    for build_id in ("b1", "b2", "s1"):
+    for build_id in ("b1", "b2", "s1", *BUILDS):
         for region in REGIONS:
             replica(r, build_id, region)
+    for build_id, artifact in BUILDS.items():
+        r.hset(keys.build(build_id), "artifactDigest", artifact)
     clock = Clock()
     store = State(redis_url, clock=lambda: int(clock() * 1000))
-    coords = {r: Coordinator(dcs[0], r, REGIONS, store, lost_after_s=30, clock=clock)
+    coords = {r: Coordinator(dcs[0], r, REGIONS, store, lost_after_s=30, clock=clock,
+                             manifest_chunks=lambda a: {f"blake3:{i:064x}" for i in range(ARTIFACTS.get(a, 0))})
               for r, dcs in REGIONS.items()}
     return store, coords, clock
 
@@ -173,9 +180,15 @@ def bits(*indexes):
     return bitfield.encode(bitfield.of(indexes))
 
 
+def aim(coord, build, *hosts, stage=False):
+    for h in hosts:
+        coord._set(h, "web", **{("stage" if stage else "target"): build})
+
+
 def test_peers_come_from_the_tracker_and_announces_are_bitfields_then_deltas(world):
     store, coords, clock = world
-    c, m = coords["us-east"], "blake3:" + "m" * 64
+    c, m = coords["us-east"], M
+    aim(c, "bm", "a", "b", "z", "n")
     c.heartbeat("a", "10.0.0.1:7000", {}, [{"artifact": m, "chunks": 3, "bits": bits(0), "complete": False}])
     c.heartbeat("b", "10.0.0.2:7000", {}, [{"artifact": m, "chunks": 3, "bits": bits(0, 1), "complete": False}])
     got = c.peers("z", "10.0.0.9:7000", m, 3, wanted=bits(0, 1, 2), have=bits())
@@ -253,8 +266,10 @@ def test_a_build_that_fails_replication_rolls_its_deployment_back(world, redis_u
 
 def test_the_tracker_forgets_an_artifact_its_hosts_moved_on_from(world):
     _, coords, clock = world
-    coord, old, new = coords["us-east"], "blake3:" + "a" * 64, "blake3:" + "b" * 64
+    coord, old, new = coords["us-east"], OLD, NEW
+    aim(coord, "bold", "h1")
     coord.heartbeat("h1", "h1:7000", {}, [{"artifact": old, "chunks": 2, "bits": bits(0, 1), "complete": True}])
+    aim(coord, "bnew", "h1")
     for _ in range(40):   # h1 keeps reporting, now about the new artifact
         coord.heartbeat("h1", "h1:7000", {}, [{"artifact": new, "chunks": 2, "bits": bits(0, 1), "complete": True}])
         coord.tick()

@@ -10,7 +10,7 @@ from gantry.artifacts.publish import publish
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader, DownloadFailed
 from gantry.node_daemon.peer_server import PeerServer
-from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.tokenbucket import TokenBucket
 from gantry.peerauth import PeerAuth
 from helpers import RoguePeer, wait_until
 
@@ -20,7 +20,7 @@ AUTH = PeerAuth("ab" * 32)   # the datacenter's key, as a coordinator hands it o
 
 def downloader(cache, origin, offer, **kw) -> Downloader:
     """A downloader whose tracker offers `offer(wanted)` and says nothing about the origin."""
-    return Downloader(cache, origin, lambda wanted: (offer(wanted), None), credential=lambda: AUTH.credential("me"), **kw)
+    return Downloader(cache, origin, lambda wanted, failed: (offer(wanted), None), credential=lambda: AUTH.credential("me"), **kw)
 
 
 class Origin:
@@ -143,7 +143,7 @@ def test_the_origin_is_asked_only_for_the_chunks_the_tracker_hands_out(tmp_path,
     late = seeded_peer(tmp_path, "late", manifest, store)
     t0 = time.monotonic()
 
-    def tracker(wanted):
+    def tracker(wanted, failed):
         offered = {d: [late.address] for d in wanted if d not in mine} if time.monotonic() - t0 > 0.5 else {}
         return offered, mine & wanted
     origin = Origin(store)

@@ -21,6 +21,7 @@ from gantry.node_daemon.daemon import NodeDaemon
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
 from gantry.peerauth import HEADER, PeerAuth, dc_key
+from gantry.uids import PROJECT_UIDS
 from helpers import wait_build
 
 FAST = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0.5}
@@ -52,7 +53,8 @@ def test_deploy_hooks_cannot_reach_the_daemons_credentials(api, stack, new_proje
     for h in failed:
         assert h["error"] == "InstallFailed: start command exited with 7 (output in .gantry-hooks.log)", h
         log = (stack.home / "hosts" / h["hostID"] / "projects" / project / "releases" / b / ".gantry-hooks.log").read_text()
-        assert "uid=65534" in log and "Permission denied" in log
+        uid = int(log.split("uid=", 1)[1].split()[0])
+        assert uid in PROJECT_UIDS and "Permission denied" in log
         assert "GANTRY_BUILD_ID=" + b in log and "GANTRY_HOST_ID=" + h["hostID"] in log
         for s in secrets:
             assert s not in log
@@ -178,7 +180,7 @@ def test_a_peer_cannot_make_a_host_buffer_an_unbounded_body(tmp_path):
     manifest, _ = publish(out, store, 256 << 10)
     flood = FloodingPeer()
     cache = ChunkCache(tmp_path / "me")
-    stats = Downloader(cache, lambda d: store.get(chunk_key(d)), lambda wanted: ({d: [flood.address] for d in wanted}, None),
+    stats = Downloader(cache, lambda d: store.get(chunk_key(d)), lambda wanted, failed: ({d: [flood.address] for d in wanted}, None),
                        workers=1, credential=lambda: "x").fetch(manifest)
     assert cache.missing(manifest) == [] and flood.address in stats.blacklisted
     time.sleep(0.5)

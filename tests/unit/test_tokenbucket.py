@@ -1,4 +1,4 @@
-from gantry.node_daemon.tokenbucket import TokenBucket
+from gantry.tokenbucket import TokenBucket
 
 
 class FakeTime:

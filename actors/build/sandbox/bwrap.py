@@ -3,7 +3,7 @@
 Isolation: read-only system directories and nothing else of the host (no /root, /home, /var,
 no gantry home), a writable workspace, $HOME and private /tmp, no network (own netns with only
 loopback; a fetch step also gets gantry's egress proxy there, see `proxy.py`), own
-PID/IPC/UTS/user namespaces, an unprivileged uid, a clean environment, a seccomp deny list, and
+PID/IPC/UTS/user namespaces, an unprivileged uid of its own (`gantry.uids`), a clean environment, a seccomp deny list, and
 it dies with its parent. Limits: memory, pids and CPU through cgroups where the host lets us
 write them (v1 or v2), rlimits otherwise; a wall-clock timeout; a cap on any one file's size.
 """
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gantry.actors.build.sandbox.cgroups import Cgroup
+from gantry.cgroups import Cgroup
 from gantry.actors.build.sandbox.limits import Limits, Result
 from gantry.actors.build.sandbox.seccomp import build_filter
 
@@ -77,7 +77,7 @@ def _env_args(env: dict[str, str]) -> bytes:
 
 
 class Sandbox:
-    def __init__(self, name: str, workspace: Path, limits: Limits, uid: int = 65534, home: Path | None = None):
+    def __init__(self, name: str, workspace: Path, limits: Limits, uid: int, home: Path | None = None):
         self.name, self.workspace, self.limits, self.uid, self.home = name, workspace, limits, uid, home
         self._proc: subprocess.Popen | None = None
         self._cgroup: Cgroup | None = None
@@ -103,7 +103,7 @@ class Sandbox:
         _write_private(seccomp_file, build_filter())
         _write_private(args_file, _env_args(env))
         status_r, status_w = os.pipe()
-        launcher = [sys.executable, "-m", "gantry.actors.build.sandbox.launch", "--uid", str(self.uid),
+        launcher = [sys.executable, "-m", "gantry.launch", "--uid", str(self.uid),
                     "--gid", str(self.uid), "--seccomp-file", str(seccomp_file), "--args-file", str(args_file)]
         for f in cg.procs_files():
             launcher += ["--cgroup-procs", f]

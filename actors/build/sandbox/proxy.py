@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import struct
 import threading
 from typing import Callable
 from urllib.parse import urlsplit
@@ -34,8 +36,10 @@ class EgressProxy:
     """`start(path)` serves on a Unix socket from a thread of its own; `stop()` ends it and
     every connection through it."""
 
-    def __init__(self, allow: Allow, log: Callable[[str], None]):
-        self.allow, self.log = allow, log
+    def __init__(self, allow: Allow, log: Callable[[str], None], uid: int | None = None):
+        """`uid`: the build's; the socket is its alone, and a connection from any other uid
+        (checked with SO_PEERCRED) is closed unanswered."""
+        self.allow, self.log, self.uid = allow, log, uid
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.AbstractServer | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="egress-proxy")
@@ -52,7 +56,11 @@ class EgressProxy:
 
     async def _listen(self, path: str) -> None:
         self.server = await asyncio.start_unix_server(self._serve, path=path, limit=MAX_HEAD)
-        os.chmod(path, 0o666)   # the sandbox's uid connects; only the sandbox can see the path
+        if self.uid is None:
+            os.chmod(path, 0o666)
+        else:
+            os.chown(path, self.uid, self.uid)
+            os.chmod(path, 0o600)
 
     def stop(self) -> None:
         if not self.thread.is_alive():
@@ -73,6 +81,10 @@ class EgressProxy:
         task = asyncio.current_task()
         self.tasks.add(task)
         try:
+            peer = peer_uid(writer)
+            if self.uid is not None and peer != self.uid:
+                self.log(f"egress proxy: refused a connection from uid {peer} (not the build's)")
+                return
             if len(self.tasks) > MAX_CONNECTIONS:
                 raise Refused(503, f"more than {MAX_CONNECTIONS} connections at once")
             try:
@@ -139,6 +151,15 @@ class EgressProxy:
             return await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError) as e:
             raise Refused(502, f"cannot reach {host}:{port}: {e or 'timed out'}")
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    try:
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        return uid
+    except (OSError, AttributeError):
+        return None
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,7 +1,8 @@
-"""Last step before a sandboxed build: join cgroups, set rlimits, drop to an unprivileged user,
-then exec bubblewrap. Run as `python -m gantry.actors.build.sandbox.launch` by `sandbox.Sandbox`.
+"""Join cgroups, set rlimits, drop to an unprivileged user, then exec a command. Run as
+`python -m gantry.launch` by a build's `sandbox.Sandbox` (to exec bubblewrap) and by a host's
+installer (to exec a project's hooks in its own cgroup, as its own uid).
 
-A separate process (not a preexec_fn) because the Ray worker that starts a build is threaded.
+A separate process (not a preexec_fn) because the processes that start them are threaded.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cgroup-procs", action="append", default=[])
     ap.add_argument("--rlimit", action="append", default=[], help="name=value")
-    ap.add_argument("--uid", type=int, required=True)
-    ap.add_argument("--gid", type=int, required=True)
+    ap.add_argument("--uid", type=int)
+    ap.add_argument("--gid", type=int)
     ap.add_argument("--seccomp-file")
     ap.add_argument("--args-file", help="NUL-separated bubblewrap options (the build's environment)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
@@ -38,9 +39,10 @@ def main(argv: list[str]) -> None:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             os.set_inheritable(fd, True)
             command = [command[0], option, str(fd)] + command[1:]
-    os.setgroups([])
-    os.setgid(a.gid)
-    os.setuid(a.uid)
+    if a.uid is not None:
+        os.setgroups([])
+        os.setgid(a.gid if a.gid is not None else a.uid)
+        os.setuid(a.uid)
     os.execvp(command[0], command)
 
 

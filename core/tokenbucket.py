@@ -1,4 +1,4 @@
-"""A token bucket for byte rates (upload and download caps per host)."""
+"""A token bucket: byte rates (upload and download caps per host), request rates (per host at its coordinator)."""
 from __future__ import annotations
 
 import threading
@@ -31,6 +31,17 @@ class TokenBucket:
             self._refill()
             self.tokens -= n
             return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def allow(self, n: float = 1) -> float:
+        """Take n tokens if the bucket holds them (0.0), else take none and return how long until it does."""
+        if self.rate <= 0:
+            return 0.0
+        with self.lock:
+            self._refill()
+            if self.tokens >= n:
+                self.tokens -= n
+                return 0.0
+            return (n - self.tokens) / self.rate
 
     def take(self, n: int) -> None:
         """Block until n bytes may pass. Large n is fine: it waits in proportion."""

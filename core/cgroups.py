@@ -1,4 +1,5 @@
-"""A build's cgroup: memory, pids and CPU limits where the host lets us write them (v1 or v2)."""
+"""A cgroup for a build, or for one project's services on a host: memory, pids and CPU limits
+where the host lets us write them (v1 or v2), and a way to kill everything in it."""
 from __future__ import annotations
 
 import os
@@ -6,28 +7,37 @@ import signal
 import time
 from pathlib import Path
 
-from gantry.actors.build.sandbox.limits import Limits
+from typing import Protocol
 
 CGROUP_ROOT = Path(os.environ.get("GANTRY_CGROUP_ROOT", "/sys/fs/cgroup"))
 
 
-class Cgroup:
-    """One cgroup per build under `gantry/` in every controller we can write (v1), or in the
-    unified hierarchy (v2). `available()` is False where the host does not let us."""
+class Limits(Protocol):
+    memory_bytes: int
+    pids: int
+    cpus: float
 
-    def __init__(self, name: str, limits: Limits, root: Path = CGROUP_ROOT):
+
+class Cgroup:
+    """One cgroup `name` under `gantry/` in every controller we can write (v1), or in the
+    unified hierarchy (v2). `has(controller)` is False where the host does not let us. Without
+    `limits` the group only holds the processes together, so they can be stopped at once."""
+
+    def __init__(self, name: str, limits: Limits | None = None, root: Path = CGROUP_ROOT):
         self.v2 = (root / "cgroup.controllers").exists()
         self.dirs: dict[str, Path] = {}
         if self.v2:
             self._make("unified", root / "gantry" / name, {
                 "memory.max": limits.memory_bytes, "memory.swap.max": 0, "pids.max": limits.pids,
-                "cpu.max": f"{int(limits.cpus * 100000)} 100000"}, parent=root / "gantry")
-        else:
+                "cpu.max": f"{int(limits.cpus * 100000)} 100000"} if limits else {}, parent=root / "gantry")
+        elif limits:
             self._make("memory", root / "memory/gantry" / name,
                        {"memory.limit_in_bytes": limits.memory_bytes})
             self._make("pids", root / "pids/gantry" / name, {"pids.max": limits.pids})
             self._make("cpu", root / "cpu/gantry" / name,
                        {"cpu.cfs_period_us": 100000, "cpu.cfs_quota_us": int(limits.cpus * 100000)})
+        else:
+            self._make("pids", root / "pids/gantry" / name, {})
 
     def _make(self, controller: str, path: Path, settings: dict, parent: Path | None = None) -> None:
         try:
@@ -64,6 +74,15 @@ class Cgroup:
                 except (OSError, ValueError):
                     pass
         return False
+
+    def pids(self) -> set[int]:
+        out = set()
+        for d in self.dirs.values():
+            try:
+                out |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            except (OSError, ValueError):
+                pass
+        return out
 
     def kill_all(self) -> None:
         for d in self.dirs.values():

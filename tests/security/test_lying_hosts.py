@@ -1,0 +1,207 @@
+"""Issue 22, points 3, 4, 7 and 9: a compromised host against its datacenter's coordinator. Real
+Redis, the real coordinator and its real HTTP endpoint (no Ray: the coordinator is a plain class).
+"""
+import threading
+
+import httpx
+import pytest
+import redis
+
+from gantry import auth
+from gantry.actors.rollout.coordinator import Coordinator
+from gantry.actors.rollout.endpoint import HostEndpoint
+from gantry.artifacts import bitfield
+from gantry.node_daemon.slot import report_about
+from gantry.state import State, keys
+from helpers import wait_until
+
+DC, REGION = "us-east-a", "us-east"
+M, OTHER = "blake3:" + "a" * 64, "blake3:" + "b" * 64
+CHUNKS = {M: 8, OTHER: 4}
+SECRET = "s" * 32
+
+
+class Clock:
+    t = 1_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def world(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    for build_id, artifact in (("b1", M), ("b2", OTHER), ("b0", OTHER)):
+        r.hset(keys.build(build_id), mapping={"buildID": build_id, "buildStatus": "SUCCEEDED",
+                                              "artifactDigest": artifact, "artifactSize": 8 << 20})
+        r.sadd(keys.repl_regions(build_id), REGION)
+        r.hset(keys.repl_row(build_id, REGION), mapping={"region": REGION, "replicationStatus": "REPLICATED"})
+    clock = Clock()
+    store = State(redis_url, clock=lambda: int(clock() * 1000))
+    coord = Coordinator(DC, REGION, {REGION: [DC]}, store, lost_after_s=30, clock=clock, stage_timeout_s=60,
+                        manifest_chunks=lambda a: {f"blake3:{a[7]}{i:063x}" for i in range(CHUNKS.get(a, 0))},
+                        repair=lambda digest: True)
+    return store, coord, clock
+
+
+def every(n):
+    return bitfield.encode(bitfield.full(n))
+
+
+def test_announces_count_only_for_the_hosts_own_targets_with_the_manifests_chunk_count(world):
+    """A host announced any artifact, any bit count, complete: the tracker took it as a seed
+    and stopped handing those chunks to the origin."""
+    store, coord, clock = world
+    coord._set("honest", "web", target="b1")
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [{"artifact": M, "chunks": 8, "bits": every(8), "complete": True}])
+    coord._set("liar", "web", target="b2")   # its own target is another build: still not M
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [{"artifact": M, "chunks": 8, "bits": every(8), "complete": True}])
+    coord._set("liar2", "web", target="b1")   # M is its target, but it claims another chunk count
+    coord.heartbeat("liar2", "10.0.0.67:7000", {}, [{"artifact": M, "chunks": 3, "bits": every(3), "complete": True}])
+    got = coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0))
+    assert got["peers"] == [] and bitfield.decode(got["origin"]), got   # the origin serves it
+    assert coord.peers("honest", "10.0.0.1:7000", M, 3, every(3), bitfield.encode(0)) is None   # wrong count
+    assert coord.peers("honest", "10.0.0.1:7000", OTHER, 4, every(4), bitfield.encode(0)) is None   # not its target
+
+
+def test_a_peer_that_does_not_serve_what_it_claims_loses_its_claims(world):
+    store, coord, clock = world
+    for h in ("honest", "liar"):
+        coord._set(h, "web", target="b1")
+    liar = {"artifact": M, "chunks": 8, "bits": every(8), "complete": True}
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [liar])
+    got = coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0))
+    assert [p["address"] for p in got["peers"]] == ["10.0.0.66:7000"] and not bitfield.decode(got["origin"])
+    # the honest host's downloader met only 503s from it: it says so with its next query
+    got = coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0), failed=["10.0.0.66:7000"])
+    assert got["peers"] == [] and bitfield.decode(got["origin"]), got
+    assert "reported by honest" in store.hosts.get("liar")["distrusted"]
+    clock.t += 30
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [liar])   # it says it again: not heard for a while
+    assert coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0))["peers"] == []
+    clock.t += 31
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [liar])   # heard again after distrust_s...
+    coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0), failed=["10.0.0.66:7000"])
+    clock.t += 61
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [liar])   # ...and, the second time, not for twice as long
+    assert coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0))["peers"] == []
+
+
+class StuckHost:
+    """A host that is told to stage a build and says it is downloading it, forever."""
+
+    def __init__(self, coord, host_id, stuck=True):
+        self.coord, self.id, self.stuck = coord, host_id, stuck
+        self.active, self.state, self.staged = "b0", "active", None
+
+    def beat(self):
+        about = report_about(self.state, self.active, self.staged, None)
+        reply = self.coord.heartbeat(self.id, f"{self.id}:7000", {"web": {
+            "state": self.state, "activeBuildID": self.active, "error": "", "about": about}})
+        info = reply["projects"].get("web") or {}
+        target, stage = info.get("targetBuildID"), (info.get("stage") or {}).get("buildID")
+        if stage and stage != self.active and self.staged != stage:
+            self.staged, self.state = stage, ("downloading" if self.stuck else "staged")
+        if target and target != self.active and not self.stuck:
+            self.active, self.state = target, "active"
+
+
+def test_a_host_that_cannot_stage_is_failed_for_its_wave_once_the_staging_deadline_passes(world):
+    """With stage "all", one host that never finished staging held activation everywhere."""
+    store, coord, clock = world
+    hosts = [StuckHost(coord, f"h{i}", stuck=(i == 0)) for i in range(4)]
+    store.deployments.set_dc_current("web", DC, "b0")
+    dep = store.deployments.create("web", "b1", "b0", {"steps": [1.0], "minHealthy": 0.7, "bakeS": 0, "stage": "all"},
+                                   [REGION], "alice")["deploymentID"]
+    for _ in range(50):   # 50 s: within the deadline (60 s + 8 MiB at 10 MB/s)
+        for h in hosts:
+            h.beat()
+        coord.tick()
+        clock.t += 1
+    assert store.deployments.get(dep)["status"] == "IN_PROGRESS" and not store.deployments.staged_dcs(dep)
+    assert all(h.active == "b0" for h in hosts)
+    for _ in range(40):
+        for h in hosts:
+            h.beat()
+        coord.tick()
+        clock.t += 1
+    assert store.deployments.get(dep)["status"] == "COMPLETED", store.deployments.get(dep)
+    assert [h.active for h in hosts] == ["b0", "b1", "b1", "b1"]
+    assert store.r.hget(keys.host_project("h0", "web"), "stageLate") == "b1"
+
+
+def test_a_host_serves_only_the_projects_its_token_names(world):
+    """`serves: null` was stored as every project: the host got every project's targets and its
+    FAILED reports rolled back projects it had no part in."""
+    store, coord, clock = world
+    coord.heartbeat("edge", "10.0.0.5:7000", {"web": {"state": "failed", "activeBuildID": None, "error": "x",
+                                                       "about": "b1"}}, serving=None, allowed=frozenset({"shop"}))
+    assert "edge" not in {h["hostID"] for h in store.hosts.for_project(DC, "web")}
+    assert "edge" in {h["hostID"] for h in store.hosts.for_project(DC, "shop")}
+    assert store.r.hgetall(keys.host_project("edge", "web")) == {}   # its report for web was dropped
+    coord.heartbeat("edge", "10.0.0.5:7000", {}, serving=["web", "shop"], allowed=frozenset({"shop"}))
+    assert "edge" not in {h["hostID"] for h in store.hosts.for_project(DC, "web")}
+
+
+def test_repair_is_only_for_chunks_of_the_hosts_targets(world):
+    """`/repair` took any digest: a store read and a hash per call, and an oracle of what the
+    store holds."""
+    store, coord, clock = world
+    coord._set("h", "web", target="b1")
+    mine, other = sorted(coord._chunk_set(M))[0], sorted(coord._chunk_set(OTHER))[0]
+    assert coord.repair("h", mine) is True
+    assert coord.repair("h", other) is None
+
+
+@pytest.fixture
+def endpoint(world):
+    store, coord, clock = world
+    coord.clock = lambda: clock.t   # the endpoint's long-polls use real time; the coordinator its own
+    ep = HostEndpoint(coord, SECRET, DC, rate=(5, 10))
+    yield ep, coord
+    ep.stop()
+
+
+def call(ep, host, path, body, **kw):
+    token = auth.issue_host(SECRET, host, DC)
+    return httpx.post(f"{ep.url}{path}", json={"hostID": host, **body},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=kw.get("timeout", 10))
+
+
+def test_peer_addresses_are_host_and_port_only(endpoint):
+    """`127.0.0.1:P/internal/admin?x=` was pasted into other hosts' chunk URLs."""
+    ep, coord = endpoint
+    for bad in ("127.0.0.1:9/internal/admin?x=", "h:7000#", "user@h:7000", "h:99999", "h", "h:0", " h:7000"):
+        r = call(ep, "h1", "/heartbeat", {"region": REGION, "address": bad})
+        assert r.status_code == 422 and r.json()["error"] == "invalid request", (bad, r.text)
+        r = call(ep, "h1", "/peers", {"address": "h1:7000", "artifact": M, "chunks": 8, "wanted": every(8),
+                                      "have": bitfield.encode(0), "failed": [bad]})
+        assert r.status_code == 422, (bad, r.text)
+    assert call(ep, "h1", "/heartbeat", {"region": REGION, "address": "[::1]:7000"}).status_code == 200
+    assert store_hosts(coord) == ["h1"]
+
+
+def store_hosts(coord):
+    return [h["hostID"] for h in coord.state.hosts.in_dc(DC)]
+
+
+def test_each_host_has_a_request_budget_and_one_long_poll(endpoint):
+    ep, coord = endpoint
+    codes = [call(ep, "greedy", "/heartbeat", {"region": REGION, "address": "10.0.0.9:7000"}).status_code
+             for _ in range(30)]
+    assert codes[:10] == [200] * 10 and 429 in codes, codes
+    r = call(ep, "greedy", "/heartbeat", {"region": REGION, "address": "10.0.0.9:7000"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and r.json()["error"] == "too many requests"
+    assert call(ep, "other", "/heartbeat", {"region": REGION, "address": "10.0.0.8:7000"}).status_code == 200
+    # a second long-poll of one host answers the first at once
+    first: list = []
+    t = threading.Thread(target=lambda: first.append(call(ep, "other", "/watch", {"version": 0, "waitS": 20},
+                                                          timeout=30)))
+    t.start()
+    wait_until(lambda: ep.waiters.get("other"), 10, "the first long-poll to wait")
+    second = threading.Thread(target=lambda: call(ep, "other", "/watch", {"version": 0, "waitS": 1}, timeout=30))
+    second.start()
+    t.join(10)   # half of the 20 s it would have waited
+    assert not t.is_alive() and first[0].status_code == 200
+    second.join(10)
