@@ -87,7 +87,7 @@ def make_repo(repo: Path) -> tuple[str, int]:
         tar.extractall(repo, members=members, filter="data")
     (repo / "Makefile").write_text(MAKEFILE)
     (repo / "README").write_text("Lua 5.1 to 5.5, for gantry's build benchmark\n")
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "Lua 5.1 to 5.5")
     return git(repo, "rev-parse", "HEAD"), len(members) + 2

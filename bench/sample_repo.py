@@ -14,7 +14,7 @@ def commit_build(repo: Path, command: str, timeout_s: int | None = None, files: 
     """Commit a gantry.toml that builds with `command` (creating the repository if needed); returns the SHA."""
     if not (repo / ".git").exists():
         repo.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     for name, text in (files or {}).items():
         (repo / name).write_text(text)
     toml = f'[build]\ncommand = "{command}"\noutput = "dist"\n'

@@ -44,7 +44,7 @@ def git(path: Path, *args: str) -> str:
 def sample_repo(path: Path, name: str) -> str:
     if not (path / ".git").exists():
         path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "-q", str(path)], check=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
         (path / "gantry.toml").write_text(SAMPLE_TOML)
         (path / "build.sh").write_text(SAMPLE_BUILD)
         (path / "VERSION").write_text("1\n")

@@ -14,6 +14,8 @@ SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 BUILD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# a branch name git accepts, within the characters a cache key and a log line can carry plainly
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*\.lock(/|$))(?!(.*/)?\.)(?!.*\.$)[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5
 
 

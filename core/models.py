@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gantry.builds import DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
+from gantry.builds import BRANCH_RE, DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
 H = HostState
@@ -89,6 +89,8 @@ class Project(BaseModel):
 class BuildDetails(BaseModel):
     model_config = ConfigDict(extra="allow")
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    # the branch the commit is said to be on: its cache is that branch's only if the commit is on it
+    branch: str | None = Field(default=None, max_length=200)
 
     @field_validator("env")
     @classmethod
@@ -96,6 +98,13 @@ class BuildDetails(BaseModel):
         bad = [k for k in v if not ENV_NAME_RE.match(k) or k.startswith("GANTRY_")]
         if bad:
             raise ValueError(f"invalid environment variable names: {bad}")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str | None) -> str | None:
+        if v is not None and not BRANCH_RE.match(v):
+            raise ValueError("not a branch name (letters, digits, '.', '_', '-' and '/' between parts)")
         return v
 
 

@@ -1,5 +1,7 @@
 """A host's peer server: serves the chunks it holds to other hosts in its datacenter (those
-holding the datacenter's peer credential, see `peerauth`), within its upload cap."""
+holding the datacenter's peer credential, see `peerauth`), within its upload cap. Anyone can
+connect before a credential is checked, so connections are capped (one beyond the cap is closed
+at once) and a connection that sends nothing for `idle_timeout_s` is closed."""
 from __future__ import annotations
 
 import os
@@ -16,7 +18,7 @@ SLICE = 64 << 10
 class PeerServer:
     def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
                  upload: TokenBucket | None = None, auth: PeerAuth | None = None, advertise: str | None = None,
-                 max_uploads: int = 2):
+                 max_uploads: int = 2, max_connections: int = 64, idle_timeout_s: float = 30.0):
         """Listens on host:port; `advertise` is the address other hosts reach it at (default: the
         one it listens on). At most `max_uploads` chunks go out at once; a request beyond that
         gets 503 at once, so downloaders spread over the holders and each chunk arrives whole soon."""
@@ -29,6 +31,7 @@ class PeerServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = idle_timeout_s   # on the socket: a read (a head, the next request) waits no longer
 
             def log_message(self, *args):  # quiet; the daemon logs what matters
                 pass
@@ -75,8 +78,7 @@ class PeerServer:
                 self.wfile.write(body)
 
         Handler.protocol_version = "HTTP/1.1"   # keep-alive: a downloader reuses its connection
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _CappedServer((host, port), Handler, max_connections)
         self.address = advertise or f"{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -87,3 +89,28 @@ class PeerServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _CappedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `cap` of them: one more is closed unanswered."""
+    daemon_threads = True
+
+    def __init__(self, address, handler, cap: int):
+        self.connections = threading.BoundedSemaphore(cap)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self.connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()

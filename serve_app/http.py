@@ -8,9 +8,10 @@ import logging
 import time
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -24,7 +25,8 @@ ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422,
 CACHED = {304: {"description": "Not Modified: the ETag in If-None-Match still matches"}}
 UNAVAILABLE_RETRY_S = 2
 
-app = FastAPI(title="gantry", version="0.2.0", responses=ERRORS,
+# the docs pages' scripts come from this origin (fastapi-offline), not a CDN: this origin keeps the dashboard's token
+app = FastAPIOffline(title="gantry", version="0.2.0", responses=ERRORS,
               description="Build a merged commit, store it, replicate it to every region and roll it out "
                           "to every host. Authenticate with `Authorization: Bearer <JWT>`.")
 

@@ -6,6 +6,7 @@ from typing import Callable
 import redis
 
 from gantry.state import keys
+from gantry.state.connection import read_fields
 from gantry.state.audit import AuditLog
 
 
@@ -35,6 +36,11 @@ class Projects:
 
     def names(self) -> list[str]:
         return sorted(self.r.smembers(keys.projects()))
+
+    def repo_urls(self) -> set[str]:
+        """Every project's repository URL."""
+        names = self.names()
+        return {row[0] for row in read_fields(self.r, [keys.project(n) for n in names], ("repoURL",)) if row[0]}
 
     def get(self, name: str) -> dict | None:
         return self.r.hgetall(keys.project(name)) or None

@@ -20,7 +20,7 @@ def make_repo(path: Path, command: str, output: str = "dist", timeout: float | N
               files: dict[str, str] | None = None) -> tuple[Path, str]:
     """A real git repository with one commit whose gantry.toml builds with `command`."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     toml = f'[build]\ncommand = """{command}"""\noutput = "{output}"\n'
     if timeout is not None:
         toml += f"timeout = {timeout}\n"

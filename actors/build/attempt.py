@@ -37,7 +37,7 @@ from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
 from gantry.artifacts.safepath import DIR_FLAGS, UnsafePath, open_beneath
 from gantry.artifacts.publish import publish
-from gantry.builds import ENV_NAME_RE
+from gantry.builds import BRANCH_RE, ENV_NAME_RE
 from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 from gantry.topology import StackConfig
@@ -177,7 +177,7 @@ class BuildRunner:
         try:
             source.fetch_commit(project.get("repoURL", ""), rec["commitSHA"], checkout, s.git_timeout_s,
                                 s.max_source_bytes, mirrors=workdir.parent / ".mirrors", want_submodules=config_of,
-                                log=lambda line: self._log(build_id, line))
+                                log=lambda line: self._log(build_id, line), local_repos=self.state.projects.repo_urls)
         except source.SourceError as e:
             raise (BuildFailed(str(e)) if e.permanent else InfraFault(str(e)))
         except buildconfig.ConfigError as e:
@@ -195,7 +195,7 @@ class BuildRunner:
         cache = self._cache(build_id)
         branch = self._branch(rec, project)
         if cfg.cache:
-            cache.restore(rec["projectName"], [branch, project.get("defaultBranch") or "main"], cfg.cache, roots,
+            cache.restore(rec["projectName"], [f"commit/{rec['commitSHA']}", branch, project.get("defaultBranch") or "main"], cfg.cache, roots,
                           workdir, report)
             self.state.builds.set_fields(build_id, {"cache": json.dumps(asdict(report))})
         deadline = time.monotonic() + cfg.timeout_s
@@ -223,7 +223,8 @@ class BuildRunner:
 
         def save_cache() -> None:
             if cfg.cache:
-                cache.save(rec["projectName"], branch, cfg.cache, roots, build_id, report)
+                key = self._save_as(build_id, rec, project, branch, workdir.parent / ".mirrors")
+                cache.save(rec["projectName"], key, cfg.cache, roots, build_id, report)
                 self.state.builds.set_fields(build_id, {"cache": json.dumps(asdict(report))})
         return output, save_cache
 
@@ -269,7 +270,16 @@ class BuildRunner:
 
     @staticmethod
     def _branch(rec: dict, project: dict) -> str:
-        return json.loads(rec.get("buildDetails") or "{}").get("branch") or project.get("defaultBranch") or "main"
+        branch = json.loads(rec.get("buildDetails") or "{}").get("branch")
+        return branch if isinstance(branch, str) and BRANCH_RE.match(branch) else project.get("defaultBranch") or "main"
+
+    def _save_as(self, build_id: str, rec: dict, project: dict, branch: str, mirrors: Path) -> str:
+        """The key a build's cache is saved under: its branch's, if the commit is on that branch
+        (a build of any commit may say `branch: main`), else its own commit's."""
+        if source.on_branch(project.get("repoURL", ""), rec["commitSHA"], branch, mirrors, self.settings.git_timeout_s):
+            return branch
+        self._log(build_id, f"cache: {rec['commitSHA'][:12]} is not on {branch}; saved for this commit only")
+        return f"commit/{rec['commitSHA']}"
 
     def _publish(self, build_id: str, owner: str, output: int, checkin: CheckIn,
                  save_cache: Callable[[], None] = lambda: None) -> str:

@@ -60,11 +60,14 @@ class _Git:
 
 def fetch_commit(repo_url: str, sha: str, dest: Path, timeout_s: float, max_bytes: int,
                  mirrors: Path | None = None, want_submodules: Callable[[Path], bool] = lambda dest: False,
-                 log: Callable[[str], None] = lambda line: None) -> int:
+                 log: Callable[[str], None] = lambda line: None,
+                 local_repos: Callable[[], set[str]] = set) -> int:
     """Check out `sha` of `repo_url` into `dest` (without .git), through the builder's mirror
     (throwaway ones when `mirrors` is None). The tree's size, with its submodules', is checked
     before anything is checked out. `want_submodules(dest)` is asked once the commit is out (its
-    settings may be in it). Returns how many git objects came over the network."""
+    settings may be in it); `local_repos()`, the repositories on the builder's disk a relative
+    submodule URL of a local repository may name (the stack's projects'). Returns how many git
+    objects came over the network."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".git-home-", dir=dest.parent) as home:
         git = _Git(Path(home), timeout_s)
@@ -82,11 +85,30 @@ def fetch_commit(repo_url: str, sha: str, dest: Path, timeout_s: float, max_byte
             git.ok(["checkout", "-q", "--detach", sha], f"git checkout {sha}", dest)
             log(f"git: {fetched} new objects fetched" if fetched else "git: the commit was in the builder's mirror")
             if want_submodules(dest):
-                fetched += _submodules(git, repo_url, dest, mirror_of, size, max_bytes, log)
+                fetched += _submodules(git, repo_url, dest, mirror_of, size, max_bytes, log, local_repos)
         except subprocess.TimeoutExpired:
             raise SourceError(f"git timed out after {timeout_s:g}s fetching {repo_url}", permanent=False)
     shutil.rmtree(dest / ".git", ignore_errors=True)
     return fetched
+
+
+def on_branch(repo_url: str, sha: str, branch: str, mirrors: Path, timeout_s: float) -> bool:
+    """Whether `sha` is reachable from `branch` of the repository, as its mirror on this builder
+    knows it (refreshed once if not): a build's cache is saved as a branch's only then."""
+    mirror = mirrors / _mirror_name(repo_url)
+    with tempfile.TemporaryDirectory(prefix=".git-home-", dir=mirrors) as home:
+        git = _Git(Path(home), timeout_s)
+
+        def reachable() -> bool:
+            return git(["merge-base", "--is-ancestor", sha, f"refs/heads/{branch}"], mirror).returncode == 0
+        try:
+            if reachable():
+                return True
+            with _locked(mirror.with_suffix(".lock")):
+                git(["fetch", "-q", "--no-tags", "--prune", repo_url, "+refs/heads/*:refs/heads/*"], mirror)
+            return reachable()
+        except subprocess.TimeoutExpired:
+            return False
 
 
 def _mirror_name(repo_url: str) -> str:
@@ -152,9 +174,10 @@ def tree_bytes(listing: str) -> int:
     return total
 
 
-def submodule_url(repo_url: str, url: str) -> str:
-    """Where a submodule may come from: https, or a path relative to the repository that stays
-    beside it (a commit may not point gantry at other repositories on the builder)."""
+def submodule_url(repo_url: str, url: str, local_repos: set[str] = frozenset()) -> str:
+    """Where a submodule may come from: https, or a path relative to the repository. For a
+    repository on the builder's disk, that path must be another of `local_repos` (the stack's
+    projects' repositories): a commit may not point gantry at any other repository there."""
     if url.startswith("https://"):
         return url
     if not url.startswith(("./", "../")):
@@ -165,8 +188,10 @@ def submodule_url(repo_url: str, url: str) -> str:
         return urlunsplit(parts._replace(path=posixpath.normpath(posixpath.join(parts.path.rstrip("/"), url))))
     base = repo_url.removeprefix("file://").rstrip("/")
     resolved = posixpath.normpath(posixpath.join(base, url))
-    if not resolved.startswith(posixpath.dirname(base) + "/"):
-        raise SourceError(f"submodule url {url!r} leaves the repository's directory", permanent=True)
+    known = {posixpath.normpath(r.removeprefix("file://")) for r in local_repos if not r.startswith("https://")}
+    if resolved not in known:
+        raise SourceError(f"submodule url {url!r} names {resolved}, a repository on the builder that is no "
+                          "project's: register it as a project, or use https://", permanent=True)
     return resolved
 
 
@@ -181,7 +206,7 @@ def _gitlink(git: _Git, checkout: Path, path: str) -> str | None:
 
 
 def _submodules(git: _Git, repo_url: str, dest: Path, mirror_of: Callable[[str], Path], size: int,
-                max_bytes: int, log: Callable[[str], None]) -> int:
+                max_bytes: int, log: Callable[[str], None], local_repos: Callable[[], set[str]]) -> int:
     """One level of submodules, each from a checked url through the builder's mirror of it, and
     its size counted with the commit's before it is checked out. .gitmodules is the commit's:
     read beneath the checkout without following links, and parsed by git from a private copy.
@@ -201,17 +226,22 @@ def _submodules(git: _Git, repo_url: str, dest: Path, mirror_of: Callable[[str],
         raise SourceError(".gitmodules is too large", permanent=True)
     private = Path(git.env["HOME"]) / "gitmodules"
     private.write_bytes(text)
-    found = git(["config", "-f", str(private), "--get-regexp", r"^submodule\..*\.(url|path)$"])
+    # -z: a name or a value may hold spaces and newlines; each entry ends in NUL, its key in a newline
+    found = git(["config", "-f", str(private), "-z", "--get-regexp", r"^submodule\..*\.(url|path)$"])
     subs: dict[str, dict[str, str]] = {}
-    for line in found.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        name, _, field = key[len("submodule."):].rpartition(".")
-        subs.setdefault(name, {})[field] = value
+    for entry in found.stdout.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key:
+            name, _, field = key[len("submodule."):].rpartition(".")
+            subs.setdefault(name, {})[field] = value
+    local = None
     fetched = 0
     for name, sub in sorted(subs.items()):
         if "url" not in sub or "path" not in sub:
             continue
-        url = submodule_url(repo_url, sub["url"])
+        if local is None and not repo_url.startswith("https://") and not sub["url"].startswith("https://"):
+            local = local_repos()
+        url = submodule_url(repo_url, sub["url"], local or set())
         pinned = _gitlink(git, dest, sub["path"])
         if pinned is None:
             log(f"git: submodule {sub['path']} is in .gitmodules but the commit pins none there; skipped")

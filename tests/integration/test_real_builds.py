@@ -13,7 +13,8 @@ FETCH = "python3 -c \"import urllib.request as u; open('{out}', 'wb').write(u.ur
 
 @pytest.fixture(scope="module")
 def package_index():
-    """A local HTTP server standing in for a package index, on 127.0.0.1."""
+    """A local HTTP server standing in for a package index, on 127.0.0.1: an address inside, so
+    its egressAllow entry is marked private."""
     server = HTTPStub(lambda request: f"package at {request.path}\n".encode())
     yield server.address
     server.stop()
@@ -22,7 +23,7 @@ def package_index():
 def plain_repo(path, files: dict[str, str]):
     """A repository with no gantry.toml."""
     path.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
@@ -66,10 +67,10 @@ def test_the_fetch_step_reaches_an_allowed_host_through_the_proxy_and_the_build_
                "    print('BUILD' + '-ONLINE')\nexcept Exception as e:\n    print('build step offline:', e)\"")
     name, sha, _ = project({"fetch": FETCH.format(out="dep.tgz", url=url),
                             "command": f"{offline}; mkdir -p out && cp dep.tgz out/", "output": "out"},
-                           egressAllow=[package_index])
+                           egressAllow=[package_index + " private"])
     rec, log = build(api, name, sha)
     assert rec["buildStatus"] == "SUCCEEDED", (rec, log)
-    assert f"egress proxy: GET http://{package_index}" in log
+    assert f"egress proxy: GET http://{package_index}" in log and "-> 127.0.0.1" in log
     assert "build step offline:" in log and "BUILD-ONLINE" not in log
     assert rec["fetchSeconds"] > 0 and rec["buildSeconds"] > 0
     assert log.index("fetch step: running `") < log.index("build step: running `")
@@ -78,10 +79,10 @@ def test_the_fetch_step_reaches_an_allowed_host_through_the_proxy_and_the_build_
 def test_a_fetch_from_a_host_not_allowed_fails_with_the_proxys_refusal(api, project, package_index):
     port = package_index.rsplit(":", 1)[1]
     name, sha, _ = project({"fetch": FETCH.format(out="x", url=f"http://127.0.0.3:{port}/evil"),
-                            "command": "mkdir out", "output": "out"}, egressAllow=[package_index])
+                            "command": "mkdir out", "output": "out"}, egressAllow=[package_index + " private"])
     rec, log = build(api, name, sha)
     assert rec["buildStatus"] == "FAILED" and rec["error"].startswith("fetch step:"), rec
-    assert f"127.0.0.3:{port} is not in the project's egressAllow (allowed: {package_index})" in log
+    assert f"127.0.0.3:{port} is not in the project's egressAllow (allowed: {package_index} private)" in log
     assert "403" in log
 
 
@@ -89,7 +90,7 @@ def test_a_direct_connection_from_the_fetch_step_fails(api, project, package_ind
     host, port = package_index.rsplit(":", 1)
     direct = ("env -u HTTP_PROXY -u http_proxy -u HTTPS_PROXY -u https_proxy python3 -c \"import socket\n"
               f"socket.create_connection(('{host}', {port}), timeout=5)\nprint('DIRECT' + '-CONNECTED')\"")
-    name, sha, _ = project({"fetch": direct, "command": "mkdir out", "output": "out"}, egressAllow=[package_index])
+    name, sha, _ = project({"fetch": direct, "command": "mkdir out", "output": "out"}, egressAllow=[package_index + " private"])
     rec, log = build(api, name, sha)
     assert rec["buildStatus"] == "FAILED" and "DIRECT-CONNECTED" not in log
     assert "ConnectionRefusedError" in log or "Network is unreachable" in log, log
@@ -185,6 +186,7 @@ def test_a_build_bigger_than_every_builder_says_why_it_waits_and_can_be_cancelle
 def test_submodules_are_checked_out_when_the_settings_ask(api, project, tmp_path):
     lib = tmp_path / "lib"
     plain_repo(lib, {"lib.c": "int lib;\n"})
+    assert api.put(f"/projects/lib-{uuid.uuid4().hex[:8]}", json={"repoURL": str(lib)}).status_code == 201
     name, _, repo = project({"command": "mkdir out && cp vendor/lib/lib.c out/", "output": "out", "submodules": True})
     git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib", "vendor/lib")
     git(repo, "commit", "-qm", "add lib")

@@ -7,6 +7,7 @@ import time
 import uuid
 from urllib.parse import urlparse
 
+import httpx
 import jwt
 
 from gantry.webhook import sign
@@ -107,3 +108,33 @@ def test_token_claims_must_be_json_booleans(api, stack, new_project):
                            secret, algorithm="HS256")
         r = api.get("/audit", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401 and "JSON boolean" in r.json()["detail"], (admin, r.text)
+
+
+def test_a_client_that_sends_a_whole_oversized_body_still_reads_the_413(stack, api, new_project):
+    """The 413 went out, then the connection was reset while the client was still sending: a
+    client that writes its whole body before it reads (httpx, GitHub) got a reset, never the 413."""
+    project, _, _ = new_project("true")
+    assert api.put(f"/projects/{project}", json={"repoURL": "/nonexistent", "webhookSecret": "s" * 20}).status_code == 200
+
+    def body():
+        for _ in range(64):
+            yield b"x" * (64 << 10)   # 4 MiB, chunked: far past the 64 KiB limit, within the drain
+    with httpx.Client(base_url=stack.config().api_url, timeout=30) as c:
+        for _ in range(3):
+            r = c.post(f"/webhooks/github/{project}", content=body(), headers={
+                "X-GitHub-Event": "push", "Content-Type": "application/json"})
+            assert r.status_code == 413 and r.json()["error"] == "request body too large", r.text
+
+
+def test_the_api_docs_load_nothing_from_another_origin(api):
+    """/docs and /redoc loaded swagger-ui from a CDN, without integrity hashes, on the origin
+    where the dashboard keeps its token."""
+    import re
+    for page in ("/docs", "/redoc"):
+        r = api.get(page)
+        assert r.status_code == 200
+        refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', r.text) + re.findall(r"url:\s*'([^']+)'", r.text)
+        assert refs and not [u for u in refs if re.match(r"^(https?:)?//", u)], (page, refs)
+        for u in refs:
+            if u.endswith((".js", ".css")):
+                assert api.get(u).status_code == 200, u

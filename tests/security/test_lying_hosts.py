@@ -205,3 +205,35 @@ def test_each_host_has_a_request_budget_and_one_long_poll(endpoint):
     t.join(10)   # half of the 20 s it would have waited
     assert not t.is_alive() and first[0].status_code == 200
     second.join(10)
+
+
+def test_the_peer_server_caps_connections_and_closes_idle_ones(tmp_path):
+    """300 idle connections made 300 threads, unauthenticated."""
+    import socket
+    import time
+    from gantry.node_daemon.chunkcache import ChunkCache
+    from gantry.node_daemon.peer_server import PeerServer
+    server = PeerServer(ChunkCache(tmp_path / "cache"), max_connections=16, idle_timeout_s=2).start()
+    host, port = server.address.rsplit(":", 1)
+    before = threading.active_count()
+    idle = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection((host, int(port)))
+            idle.append(s)
+        wait_until(lambda: threading.active_count() - before <= 16, 10, "the connections past the cap to close")
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 16
+        closed = 0
+        for s in idle:
+            s.settimeout(10)
+            try:
+                closed += s.recv(1) == b""   # the server closed it: past the cap at once, idle ones after 2 s
+            except (ConnectionResetError, TimeoutError):
+                closed += 1
+        assert closed == 300
+        assert httpx.get(f"http://{server.address}/healthz").text == "ok"   # and it serves again
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()

@@ -69,15 +69,18 @@ def test_tree_size_counts_blobs_only():
     assert source.tree_bytes(listing) == 1015
 
 
-def test_submodule_urls_must_be_https_or_stay_beside_the_repository():
-    assert source.submodule_url("/srv/git/app", "../lib") == "/srv/git/lib"
-    assert source.submodule_url("file:///srv/git/app", "./vendor/x") == "/srv/git/app/vendor/x"
+def test_submodule_urls_must_be_https_or_name_a_projects_repository():
+    projects = {"/srv/git/lib", "file:///srv/git/app/vendor/x"}
+    assert source.submodule_url("/srv/git/app", "../lib", projects) == "/srv/git/lib"
+    assert source.submodule_url("file:///srv/git/app", "./vendor/x", projects) == "/srv/git/app/vendor/x"
+    with pytest.raises(source.SourceError, match="no project's"):   # a sibling, but no project's
+        source.submodule_url("/srv/git/app", "../other-team", projects)
     assert source.submodule_url("https://example.com/a/app.git", "../lib.git") == "https://example.com/a/lib.git"
     assert source.submodule_url("/srv/git/app", "https://example.com/x.git") == "https://example.com/x.git"
     for url in ("/etc", "file:///srv/other", "ext::sh -c touch% /tmp/x", "git@host:x", "../../../root/.ssh",
                 "ssh://example.com/x"):
         with pytest.raises(source.SourceError) as e:
-            source.submodule_url("/srv/git/app", url)
+            source.submodule_url("/srv/git/app", url, projects)
         assert e.value.permanent
 
 
@@ -88,7 +91,10 @@ def test_submodules_come_with_the_commit_and_a_url_pointing_elsewhere_is_refused
     git(app, "commit", "-qm", "add lib")
     sha = git(app, "rev-parse", "HEAD")
     dest = tmp_path / "work" / "src"
-    source.fetch_commit(str(app), sha, dest, 60, 1 << 30, want_submodules=lambda tree: True)
+    with pytest.raises(source.SourceError, match="no project's"):   # a repository beside it, but no project's
+        source.fetch_commit(str(app), sha, tmp_path / "work0" / "src", 60, 1 << 30, want_submodules=lambda tree: True)
+    source.fetch_commit(str(app), sha, dest, 60, 1 << 30, want_submodules=lambda tree: True,
+                        local_repos=lambda: {str(lib)})
     assert (dest / "vendor" / "lib" / "lib.c").read_text() == "int lib;\n" and not (dest / ".git").exists()
     secret, _ = make_repo(tmp_path / "elsewhere" / "secret", "true", files={"key": "s3cr3t\n"})
     (app / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = x\n\turl = {secret}\n')
@@ -100,20 +106,35 @@ def test_submodules_come_with_the_commit_and_a_url_pointing_elsewhere_is_refused
     assert e.value.permanent
 
 
-def lib_and_app(tmp_path, lib_files):
+def lib_and_app(tmp_path, lib_files, name="vendor/lib"):
     lib, _ = make_repo(tmp_path / "lib", "true", files=lib_files)
     app, _ = make_repo(tmp_path / "app", "true")
-    git(app, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib", "vendor/lib")
+    git(app, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "--name", name, "../lib", "vendor/lib")
     git(app, "commit", "-qm", "add lib")
     return app, git(app, "rev-parse", "HEAD")
+
+
+def projects(tmp_path):
+    return lambda: {str(tmp_path / "lib"), str(tmp_path / "app")}
 
 
 def test_a_submodule_counts_against_the_source_limit_before_it_is_checked_out(tmp_path):
     app, sha = lib_and_app(tmp_path, {"zeros": "\0" * (20 << 20)})
     dest = tmp_path / "work" / "src"
     with pytest.raises(source.SourceError, match="source with submodule vendor/lib is .* over the limit") as e:
-        source.fetch_commit(str(app), sha, dest, 60, 16 << 20, want_submodules=lambda tree: True)
+        source.fetch_commit(str(app), sha, dest, 60, 16 << 20, want_submodules=lambda tree: True,
+                            local_repos=projects(tmp_path))
     assert e.value.permanent
+    assert not (dest / "vendor" / "lib" / "zeros").exists()
+
+
+def test_a_submodule_whose_name_has_spaces_is_sized_too(tmp_path):
+    """`--get-regexp` output was split at the first space: such a submodule was never sized."""
+    app, sha = lib_and_app(tmp_path, {"zeros": "\0" * (20 << 20)}, name="a name with spaces")
+    dest = tmp_path / "work" / "src"
+    with pytest.raises(source.SourceError, match="over the limit"):
+        source.fetch_commit(str(app), sha, dest, 60, 16 << 20, want_submodules=lambda tree: True,
+                            local_repos=projects(tmp_path))
     assert not (dest / "vendor" / "lib" / "zeros").exists()
 
 
@@ -122,7 +143,7 @@ def test_submodules_come_through_the_builders_mirror(tmp_path):
     mirrors, lines = tmp_path / "mirrors", []
     for run in ("first", "second"):
         source.fetch_commit(str(app), sha, tmp_path / run / "src", 60, 1 << 30, mirrors=mirrors,
-                            want_submodules=lambda tree: True, log=lines.append)
+                            want_submodules=lambda tree: True, log=lines.append, local_repos=projects(tmp_path))
         assert (tmp_path / run / "src" / "vendor" / "lib" / "lib.c").read_text() == "int lib;\n"
     subs = [line for line in lines if line.startswith("git: submodule vendor/lib")]
     assert len(subs) == 2 and not subs[0].endswith(": 0 new objects fetched"), subs

@@ -2,7 +2,7 @@
 import asyncio
 import json
 
-from gantry.serve_app.body_limit import BodyLimit, limit_for
+from gantry.serve_app.body_limit import LINGER_BYTES, BodyLimit, limit_for
 
 
 def run(headers, chunks, app_reply=True):
@@ -37,9 +37,17 @@ def test_a_chunked_body_past_the_limit_gets_413_and_the_app_sees_a_disconnect():
     sent, seen, left = run([], chunks)
     assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
     assert json.loads(sent[1]["body"]) == {"error": "request body too large", "detail": {"maxBytes": limit}}
-    assert len(sent) == 2, "the app's own answer after the 413 must not go out"
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body"]
+    assert sent[2]["body"] == b"", "the app's own answer after the 413 must not go out"
     assert seen == ["http.request", "http.request", "http.disconnect"]
-    assert len(left) == 100, "nothing past the chunk that crossed the limit is read"
+    assert left == [], "what the client still sends is drained before the answer ends (it would reset the 413)"
+
+
+def test_the_drain_after_a_413_is_bounded():
+    limit = limit_for("/projects/p")
+    sent, seen, left = run([], [b"x" * limit] * 2 + [b"y" * (1 << 20)] * 40)
+    assert sent[0]["status"] == 413 and sent[-1] == {"type": "http.response.body", "body": b""}
+    assert len(left) >= 40 - (LINGER_BYTES >> 20) - 1, "the drain stops after LINGER_BYTES"
 
 
 def test_a_content_length_over_the_limit_is_refused_before_the_app_runs():

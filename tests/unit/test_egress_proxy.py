@@ -19,7 +19,7 @@ def origin():
 @pytest.fixture
 def proxy(tmp_path, origin):
     lines = []
-    p = EgressProxy(Allow([f"127.0.0.1:{origin}", "pypi.org"]), lines.append)
+    p = EgressProxy(Allow([f"127.0.0.1:{origin} private", "pypi.org"]), lines.append)
     path = tmp_path / "proxy.sock"
     p.start(str(path))
     p.path, p.lines = str(path), lines
@@ -82,12 +82,13 @@ def test_an_oversized_or_garbage_head_gets_nothing(proxy):
 
 
 def test_allow_entries_parse_and_match_exactly():
-    allow = Allow(["PyPI.org", "127.0.0.1:8080", "[::1]:9000"])
+    allow = Allow(["PyPI.org", "127.0.0.1:8080 private", "[::1]:9000 private"])
     assert allow.permits("pypi.org", 443) and allow.permits("pypi.org", 80) and not allow.permits("pypi.org", 22)
     assert not allow.permits("files.pypi.org", 443) and not allow.permits("pypi.org.evil", 443)
     assert allow.permits("127.0.0.1", 8080) and not allow.permits("127.0.0.1", 80)
     assert allow.permits("::1", 9000) and allow.permits("[::1]", 9000)
-    for bad in ("http://pypi.org", "*.pypi.org", "pypi.org/simple", "host:0", "host:99999", "[::1", "a b", ""):
+    for bad in ("http://pypi.org", "*.pypi.org", "pypi.org/simple", "host:0", "host:99999", "[::1", "a b", "",
+                "127.0.0.1:8080", "[::1]:9000"):
         with pytest.raises(BadEntry):
             parse([bad])
 

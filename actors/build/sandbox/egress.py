@@ -3,6 +3,11 @@
 An entry is `host` or `host:port` (`[v6addr]:port` for IPv6). A host without a port may be reached
 on 80 and 443. Names match exactly, case-insensitively: no wildcards, so an entry says exactly
 which server is trusted.
+
+Loopback, link-local, private, unspecified, multicast and reserved addresses are refused, as
+entries and as what a name resolves to when the proxy connects (a name whose DNS a project
+controls could otherwise be pointed at Redis on the builder or a metadata service), unless the
+entry ends in ` private`: an admin's explicit word that this server is inside the network.
 """
 from __future__ import annotations
 
@@ -34,25 +39,46 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     return host.lower(), (int(port) if port is not None else None)
 
 
-def _valid_host(host: str) -> bool:
+PRIVATE = " private"
+
+
+def internal(address: str) -> str | None:
+    """What is wrong with connecting to `address` (an IP) from a build, or None if it is public."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
+        if getattr(ip, f"is_{kind}"):
+            return f"{ip} is a {kind.replace('_', '-')} address"
+    return None
+
+
+def _check_host(entry: str, host: str, private: bool) -> None:
     try:
-        ipaddress.ip_address(host)
-        return True
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        return bool(_NAME.match(host))
+        last = host.rsplit(".", 1)[-1]
+        if not _NAME.match(host) or last.isdigit() or last.startswith("0x"):   # 2130706433 is 127.0.0.1
+            raise BadEntry(f"{entry!r}: not a host name or IP address (no schemes, paths or wildcards)")
+        return
+    why = internal(str(ip))
+    if why and not private:
+        raise BadEntry(f"{entry!r}: {why}; only an entry ending in '{PRIVATE.strip()}' may name one")
 
 
-def parse(entries: list[str]) -> list[tuple[str, int | None]]:
+def parse(entries: list[str]) -> list[tuple[str, int | None, bool]]:
+    """(host, port or None, private allowed) for each entry."""
     if len(entries) > MAX_ENTRIES:
         raise BadEntry(f"at most {MAX_ENTRIES} entries")
     out = []
     for e in entries:
         if not isinstance(e, str):
             raise BadEntry(f"{e!r}: an entry is a string, host or host:port")
-        host, port = split_host_port(e.strip())
-        if not _valid_host(host):
-            raise BadEntry(f"{e!r}: not a host name or IP address (no schemes, paths or wildcards)")
-        out.append((host, port))
+        text = e.strip()
+        private = text.endswith(PRIVATE)
+        host, port = split_host_port(text[: -len(PRIVATE)].strip() if private else text)
+        _check_host(e, host, private)
+        out.append((host, port, private))
     return out
 
 
@@ -60,9 +86,12 @@ class Allow:
     def __init__(self, entries: list[str]):
         self.entries = parse(entries)
 
-    def permits(self, host: str, port: int) -> bool:
+    def permits(self, host: str, port: int) -> tuple[str, int | None, bool] | None:
+        """The entry that lets a build reach host:port, if one does."""
         host = host.lower().strip("[]")
-        return any(h == host and (port == p if p is not None else port in DEFAULT_PORTS) for h, p in self.entries)
+        return next((e for e in self.entries if e[0] == host and (
+            port == e[1] if e[1] is not None else port in DEFAULT_PORTS)), None)
 
     def __str__(self) -> str:
-        return ", ".join(f"{h}:{p}" if p else h for h, p in self.entries) or "nothing"
+        return ", ".join((f"{h}:{p}" if p else h) + (PRIVATE if private else "")
+                         for h, p, private in self.entries) or "nothing"

@@ -2,8 +2,10 @@
 
 It listens on a Unix socket that is bound into the sandbox (whose own network namespace has
 nothing else) and serves one build: `CONNECT host:port` for HTTPS, and plain HTTP requests in
-absolute form, each only to the hosts of the project's `egressAllow`. Anything else gets a 403
-that says why, and the same line goes to the build's log. It runs as root in the build worker
+absolute form, each only to the hosts of the project's `egressAllow`. A name is resolved once,
+here, and the connection goes to the address that was checked (loopback, private and the like
+only for an entry marked ` private`); a plain request's Host header must name the URL's
+authority. Anything else gets a 403 that says why, and the same line goes to the build's log. It runs as root in the build worker
 and reads what build code sends, so every read is bounded in size and time.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from typing import Callable
 from urllib.parse import urlsplit
 
-from gantry.actors.build.sandbox.egress import Allow, BadEntry, split_host_port
+from gantry.actors.build.sandbox.egress import Allow, BadEntry, internal, split_host_port
 
 MAX_HEAD = 32 << 10          # request line and headers
 HEAD_TIMEOUT_S = 30.0
@@ -118,8 +120,8 @@ class EgressProxy:
                 host, port = split_host_port(target)
             except BadEntry:
                 raise Refused(400, f"CONNECT {target[:200]!r}: not host:port")
-            self._check(f"CONNECT {target}", host, port or 443)
-            upstream_r, upstream_w = await self._open(host, port or 443)
+            what = f"CONNECT {target}"
+            upstream_r, upstream_w = await self._open(what, host, port or 443, self._entry(what, host, port or 443))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         else:
             url = urlsplit(target)
@@ -127,8 +129,13 @@ class EgressProxy:
                 raise Refused(400, f"{method} {target[:200]!r}: a proxy request names an http:// URL "
                                    "(https goes through CONNECT)")
             port = url.port or 80
-            self._check(f"{method} http://{url.netloc}", url.hostname, port)
-            upstream_r, upstream_w = await self._open(url.hostname, port)
+            what = f"{method} http://{url.netloc}"
+            entry = self._entry(what, url.hostname, port)
+            named = [h.split(b":", 1)[1].strip().decode("latin-1") for h in headers if h.split(b":", 1)[0].strip().lower() == b"host"]
+            if [n.lower() for n in named] != [url.netloc.lower()] and not (not named and version == "HTTP/1.0"):
+                raise Refused(403, f"{what[:300]}: the Host header ({', '.join(named)[:200] or 'none'}) must be "
+                                   f"the URL's authority ({url.netloc[:200]})")
+            upstream_r, upstream_w = await self._open(what, url.hostname, port, entry)
             path = (url.path or "/") + (f"?{url.query}" if url.query else "")
             kept = [h for h in headers if h.split(b":", 1)[0].strip().lower() not in HOP_HEADERS]
             # one request per connection: the next one is checked on a connection of its own
@@ -140,17 +147,30 @@ class EgressProxy:
         finally:
             upstream_w.close()
 
-    def _check(self, what: str, host: str, port: int) -> None:
-        if not self.allow.permits(host, port):
+    def _entry(self, what: str, host: str, port: int) -> tuple:
+        entry = self.allow.permits(host, port)
+        if entry is None:
             raise Refused(403, f"{what[:300]}: {host}:{port} is not in the project's egressAllow "
                                f"(allowed: {self.allow})")
-        self.log(f"egress proxy: {what[:300]}")
+        return entry
 
-    async def _open(self, host: str, port: int):
+    async def _open(self, what: str, host: str, port: int, entry: tuple):
+        """Resolve host once, check the address (unless the entry is marked private), connect to it."""
         try:
-            return await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
+            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM), CONNECT_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError) as e:
-            raise Refused(502, f"cannot reach {host}:{port}: {e or 'timed out'}")
+            raise Refused(502, f"{what[:300]}: cannot resolve {host}: {e or 'timed out'}")
+        address = infos[0][4][0]
+        why = None if entry[2] else internal(address)
+        if why:
+            raise Refused(403, f"{what[:300]}: {host} resolves to {why}; only an egressAllow entry marked "
+                               f"'private' may reach one")
+        self.log(f"egress proxy: {what[:300]} -> {address}")
+        try:
+            return await asyncio.wait_for(asyncio.open_connection(address, port), CONNECT_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise Refused(502, f"cannot reach {host}:{port} ({address}): {e or 'timed out'}")
 
 
 def peer_uid(writer: asyncio.StreamWriter) -> int | None:
