@@ -63,7 +63,7 @@ def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int
         errors = {h["hostID"]: h["error"] for h in api.get(f"/projects/{project}/hosts").json() if h["error"]}
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")
     state = State(stack.config().redis_url)
-    downloads = [json.loads(state.hosts.get(h).get("lastDownload") or "{}") for h in hosts]
+    downloads = [json.loads(state.hosts.get(DC, h).get("lastDownload") or "{}") for h in hosts]
     for h in hosts:
         stack.stop_process(f"host-{h}")
     time.sleep(35)  # let the coordinator mark them lost before the next run (30 s: three idle reports)

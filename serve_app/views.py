@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from gantry.clock import iso_ms
+from gantry.redact import redact
 from gantry.settings import Settings
 from gantry.state import State
 from gantry.statuses import DEPLOYMENT_ACTIVE, DcPhase, HostState, ReplicationStatus
@@ -89,7 +90,7 @@ def host_counts(hosts: list[dict], build_id: str) -> dict:
 def public_project(name: str, p: dict, settings: Settings) -> dict:
     rate = float(p.get("ratePerS") or settings.rate_project_per_s)
     burst = int(float(p.get("rateBurst") or settings.rate_project_burst))
-    return {"projectName": name, "repoURL": p["repoURL"], "createdAt": iso_ms(int(p["createdAt"])),
+    return {"projectName": name, "repoURL": redact(p["repoURL"]), "createdAt": iso_ms(int(p["createdAt"])),
             "defaultBranch": p.get("defaultBranch") or "main", "coalesce": p.get("coalesce") == "1",
             "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
             "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1",

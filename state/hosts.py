@@ -39,64 +39,64 @@ class Hosts:
                   **{k: "" if v is None else str(v) for k, v in fields.items()}}
         reported = {p: {"updatedAt": now, **{k: "" if v is None else str(v) for k, v in f.items()}}
                     for p, f in projects.items()}
-        names = sorted(set(self.r.smembers(keys.host_projects(host_id))) | set(reported))
+        names = sorted(set(self.r.smembers(keys.host_projects(dc, host_id))) | set(reported))
         targets = self._report(
-            keys=[keys.host(host_id), keys.hosts(dc), keys.host_projects(host_id),
-                  *(keys.host_project(host_id, p) for p in names)],
+            keys=[keys.host(dc, host_id), keys.hosts(dc), keys.host_projects(dc, host_id),
+                  *(keys.host_project(dc, host_id, p) for p in names)],
             args=[json.dumps(fields), host_id, json.dumps(names), json.dumps(reported or {})])
         pairs = zip(names, targets[0::2], targets[1::2])
         return {p: (t, st) for p, t, st in pairs if t or st or p in reported}
 
-    def get(self, host_id: str) -> dict | None:
-        return self.r.hgetall(keys.host(host_id)) or None
+    def get(self, dc: str, host_id: str) -> dict | None:
+        return self.r.hgetall(keys.host(dc, host_id)) or None
 
-    def targets(self, host_id: str) -> dict[str, str]:
+    def targets(self, dc: str, host_id: str) -> dict[str, str]:
         """project -> the build the host is told to run for it."""
-        return {p: t for p, (t, _) in self.wanted(host_id).items() if t}
+        return {p: t for p, (t, _) in self.wanted(dc, host_id).items() if t}
 
-    def wanted(self, host_id: str) -> dict[str, tuple[str, str]]:
+    def wanted(self, dc: str, host_id: str) -> dict[str, tuple[str, str]]:
         """project -> (the build the host is told to run, the build to stage), "" for none."""
-        names = sorted(self.r.smembers(keys.host_projects(host_id)))
-        rows = read_hashes(self.r, [keys.host_project(host_id, p) for p in names])
+        names = sorted(self.r.smembers(keys.host_projects(dc, host_id)))
+        rows = read_hashes(self.r, [keys.host_project(dc, host_id, p) for p in names])
         return {p: (row.get("targetBuildID") or "", row.get("stageBuildID") or "") for p, row in zip(names, rows)}
 
-    def set_target(self, host_id: str, project: str, build_id: str) -> None:
+    def set_target(self, dc: str, host_id: str, project: str, build_id: str) -> None:
         with self.r.pipeline() as p:
-            p.hset(keys.host_project(host_id, project), "targetBuildID", build_id)
-            p.sadd(keys.host_projects(host_id), project)
+            p.hset(keys.host_project(dc, host_id, project), "targetBuildID", build_id)
+            p.sadd(keys.host_projects(dc, host_id), project)
             p.execute()
 
-    def set_stage(self, host_id: str, project: str, build_id: str) -> None:
+    def set_stage(self, dc: str, host_id: str, project: str, build_id: str) -> None:
         """Tell the host to download and unpack `build_id` beside what it runs, without switching."""
         with self.r.pipeline() as p:
-            p.hset(keys.host_project(host_id, project), "stageBuildID", build_id)
-            p.sadd(keys.host_projects(host_id), project)
+            p.hset(keys.host_project(dc, host_id, project), "stageBuildID", build_id)
+            p.sadd(keys.host_projects(dc, host_id), project)
             p.execute()
 
-    def note(self, host_id: str, field: str, text: str) -> None:
+    def note(self, dc: str, host_id: str, field: str, text: str) -> None:
         """A remark on the host's own record that its reports do not overwrite (why its claims
         were dropped, say)."""
-        self.r.hset(keys.host(host_id), field, text)
+        self.r.hset(keys.host(dc, host_id), field, text)
 
-    def mark_stage_late(self, host_id: str, project: str, build_id: str) -> None:
+    def mark_stage_late(self, dc: str, host_id: str, project: str, build_id: str) -> None:
         """The host did not stage `build_id` in time: it counts as failed for its wave."""
-        self.r.hset(keys.host_project(host_id, project), "stageLate", build_id)
+        self.r.hset(keys.host_project(dc, host_id, project), "stageLate", build_id)
 
-    def mark_lost(self, host_id: str) -> None:
-        self.r.hset(keys.host(host_id), "lost", "1")
+    def mark_lost(self, dc: str, host_id: str) -> None:
+        self.r.hset(keys.host(dc, host_id), "lost", "1")
 
     def in_dc(self, dc: str) -> list[dict]:
         """The hosts' own records, with `state` lost for a lost host."""
         ids = sorted(self.r.smembers(keys.hosts(dc)))
         return [{**h, "state": HostState.LOST} if h.get("lost") else h
-                for h in read_hashes(self.r, [keys.host(i) for i in ids]) if h]
+                for h in read_hashes(self.r, [keys.host(dc, i) for i in ids]) if h]
 
     def for_project(self, dc: str, project: str, hosts: list[dict] | None = None) -> list[dict]:
         """The hosts of `dc` that serve `project`, each its own record merged with its record
         for the project (state idle where it has none yet, lost for a lost host). `hosts`: the
         datacenter's host records if the caller has just read them."""
         hosts = [h for h in (self.in_dc(dc) if hosts is None else hosts) if serves(h, project)]
-        rows = read_hashes(self.r, [keys.host_project(h["hostID"], project) for h in hosts])
+        rows = read_hashes(self.r, [keys.host_project(dc, h["hostID"], project) for h in hosts])
         out = []
         for h, row in zip(hosts, rows):
             merged = {**h, **row, "updatedAt": h.get("updatedAt", "")}

@@ -30,10 +30,10 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | dcstaging:{id}               | hash   | dc -> ms when the datacenter began staging the build (its staging deadline runs from it) |
 | current:{project}            | hash   | dc -> the buildID the datacenter runs                           |
 | rollout:{id}:{dc}            | string | the datacenter's rollout (DcRollout) as JSON                    |
-| host:{hostID}                | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload |
+| host:{dc}:{hostID}           | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload |
 | hosts:{dc}                   | set    | host IDs                                                        |
-| hostp:{hostID}:{project}     | hash   | the host for one project: targetBuildID (to run), stageBuildID (to unpack beside it), activeBuildID, state, error, ackedTargetBuildID (the build its last report was about), sentTargetBuildID (the target the answer gave), updatedAt |
-| hostprojects:{hostID}        | set    | the projects the host has a hostp record for                    |
+| hostp:{dc}:{hostID}:{project} | hash   | the host for one project: targetBuildID (to run), stageBuildID (to unpack beside it), activeBuildID, state, error, ackedTargetBuildID (the build its last report was about), sentTargetBuildID (the target the answer gave), updatedAt |
+| hostprojects:{dc}:{hostID}   | set    | the projects the host has a hostp record for                    |
 | audit                        | zset   | score 0, member "<at ms>:<auditID>", every entry                |
 | audit:project:{name}         | zset   | the same, one project's entries                             |
 | audit:entries                | hash   | auditID -> the entry as JSON                                    |
@@ -97,10 +97,11 @@ def desired_channel() -> str: return _k("desired")
 
 
 # hosts
-def host(host_id: str) -> str: return _k("host", host_id)
+# a host ID is its datacenter's: one of the same name in another datacenter is another host
+def host(dc: str, host_id: str) -> str: return _k("host", dc, host_id)
 def hosts(dc: str) -> str: return _k("hosts", dc)
-def host_project(host_id: str, project_name: str) -> str: return _k("hostp", host_id, project_name)
-def host_projects(host_id: str) -> str: return _k("hostprojects", host_id)
+def host_project(dc: str, host_id: str, project_name: str) -> str: return _k("hostp", dc, host_id, project_name)
+def host_projects(dc: str, host_id: str) -> str: return _k("hostprojects", dc, host_id)
 
 
 # audit and rate limits

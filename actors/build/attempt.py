@@ -41,6 +41,7 @@ from gantry.builds import BRANCH_RE, ENV_NAME_RE
 from gantry.statuses import BuildStatus
 from gantry.settings import Settings
 from gantry.topology import StackConfig
+from gantry.redact import redact
 from gantry.uids import NoFreeUid, UidLease, lease
 
 log = logging.getLogger("gantry.builder")
@@ -358,7 +359,7 @@ class BuildRunner:
             pass  # the log is best effort; the result is not
 
     def _log(self, build_id: str, line: str) -> None:
-        self._append(build_id, stamped(line).encode())
+        self._append(build_id, stamped(redact(line)).encode())
 
 
 def check_private_dir(path: Path) -> None:

@@ -22,15 +22,17 @@ from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from gantry.artifacts.safepath import DIR_FLAGS, FILE_FLAGS, UnsafePath, open_beneath
+from gantry.redact import redact
 
 MAX_GITMODULES = 64 << 10
 
 
 class SourceError(Exception):
-    """permanent=True: retrying cannot help (the commit is not there, the source is too big)."""
+    """permanent=True: retrying cannot help (the commit is not there, the source is too big). The
+    message names URLs and quotes git, so credentials in a URL are taken out of it."""
 
     def __init__(self, message: str, permanent: bool):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.permanent = permanent
 
 

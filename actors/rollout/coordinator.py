@@ -139,7 +139,7 @@ class Coordinator:
     def _targets(self, host_id: str) -> dict[str, tuple[str, str]]:
         with self.lock:
             wanted = self.memory.targets(host_id)
-        return wanted or self.state.hosts.wanted(host_id)
+        return wanted or self.state.hosts.wanted(self.dc, host_id)
 
     def watch_version(self, host_id: str) -> int:
         """The version of the host's targets; it changes whenever one is set."""
@@ -195,7 +195,7 @@ class Coordinator:
             if liar:
                 log.warning("%s: host %s says %s (%s) did not serve chunks it claims of %s; its claims are dropped",
                             self.dc, host_id, liar, peer, artifact)
-                self.state.hosts.note(liar, "distrusted", f"{artifact} at {int(now)}: reported by {host_id}")
+                self.state.hosts.note(self.dc, liar, "distrusted", f"{artifact} at {int(now)}: reported by {host_id}")
         with self.lock:
             peers, origin = self.tracker.ask(artifact, host_id, address, held, held == bitfield.full(chunks), want,
                                              now, rack)
@@ -221,7 +221,7 @@ class Coordinator:
             with self.lock:   # memory knows; a host not heard from since a restart gets a full period
                 seen = self.memory.last_seen(h["hostID"]) or max(int(h.get("updatedAt") or 0) / 1000, self.started)
             if h.get("state") != HostState.LOST and now - seen > lost_after:
-                self.state.hosts.mark_lost(h["hostID"])
+                self.state.hosts.mark_lost(self.dc, h["hostID"])
                 h["state"], h["lost"] = HostState.LOST, "1"
                 with self.lock:
                     self.memory.mark_lost(h["hostID"])
@@ -243,9 +243,9 @@ class Coordinator:
     def _set(self, host: str, project: str, target: str | None = None, stage: str | None = None) -> None:
         """Write a host's target or build to stage, and wake the host if it waits for news."""
         if target is not None:
-            self.state.hosts.set_target(host, project, target)
+            self.state.hosts.set_target(self.dc, host, project, target)
         if stage is not None:
-            self.state.hosts.set_stage(host, project, stage)
+            self.state.hosts.set_stage(self.dc, host, project, stage)
         with self.lock:
             self.memory.set(host, project, target, stage)
 
@@ -293,7 +293,7 @@ class Coordinator:
             if next(h for h in views if h["hostID"] == host).get("stageLate") != build:
                 log.warning("%s: host %s did not stage %s within %.0f s; it counts as failed for its wave",
                             self.dc, host, build, deadline)
-                self.state.hosts.mark_stage_late(host, project, build)
+                self.state.hosts.mark_stage_late(self.dc, host, project, build)
         return True
 
     def _unstage(self, project: str, keep: str, views: list[dict]) -> None:

@@ -1,4 +1,4 @@
--- A host's heartbeat. KEYS: host, hosts:{dc}, hostprojects:{host}, then hostp:{host}:{p} for each
+-- A host's heartbeat. KEYS: host:{dc}:{id}, hosts:{dc}, hostprojects:{dc}:{id}, then hostp:{dc}:{id}:{p} for each
 -- project in ARGV[3]'s order. ARGV: host fields json, hostID, projects json, project fields json
 -- (project -> fields it reported). Notes, for each project, the target the reply carries as
 -- sentTargetBuildID; returns, in the projects' order, each one's target and build to stage

@@ -225,7 +225,7 @@ def test_steady_reports_do_not_write_to_redis_and_the_interval_follows_the_work(
     assert store.hosts.for_project("us-east-a", "web")[0]["sentTargetBuildID"] == "b1"   # a transition is written
     clock.t += 40   # past the refresh: liveness reaches Redis now and then
     host.beat()
-    assert int(store.hosts.get("quiet")["updatedAt"]) == int(clock.t * 1000)
+    assert int(store.hosts.get("us-east-a", "quiet")["updatedAt"]) == int(clock.t * 1000)
     assert dep
 
 
@@ -289,7 +289,7 @@ def test_two_projects_roll_out_on_the_same_hosts_at_once_each_to_its_own_build(w
     assert store.deployments.get(b["deploymentID"])["status"] == "COMPLETED"   # neither superseded the other
     assert all(h.active == "b1" for hs in web.values() for h in hs)
     assert all(h.active == "s1" for hs in shop.values() for h in hs)
-    assert store.hosts.targets("us-east-0") == {"web": "b1", "shop": "s1"}
+    assert store.hosts.targets("us-east-a", "us-east-0") == {"web": "b1", "shop": "s1"}
 
 
 def test_a_host_serves_only_its_projects(world):
@@ -299,7 +299,7 @@ def test_a_host_serves_only_its_projects(world):
     store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")
     run(coords, {**hosts, "x": [only_shop]}, clock)
     assert "us-east-x" not in {h["hostID"] for h in store.hosts.for_project("us-east-a", "web")}
-    assert store.hosts.targets("us-east-x") == {}
+    assert store.hosts.targets("us-east-a", "us-east-x") == {}
     assert [h["hostID"] for h in store.hosts.for_project("us-east-a", "shop")] == ["us-east-0", "us-east-1", "us-east-x"]
 
 

@@ -182,8 +182,8 @@ def test_archiver_moves_finished_unpinned_builds_in_bounded_batches(redis_url, r
 def test_host_state_is_kept_per_host_and_project(redis_url, r):
     clock = {"t": 1_000}
     state = State(redis_url, clock=lambda: clock["t"])
-    state.hosts.set_target("h1", "web", "b1")
-    state.hosts.set_stage("h1", "shop", "s2")
+    state.hosts.set_target("us-a", "h1", "web", "b1")
+    state.hosts.set_stage("us-a", "h1", "shop", "s2")
     targets = state.hosts.report("h1", "us", "us-a", {"address": "10.0.0.1:7"},
                                  {"web": {"state": "downloading", "about": "b1"}, "shop": {"state": "idle"}})
     assert targets == {"web": ("b1", ""), "shop": ("", "s2")}
@@ -193,8 +193,8 @@ def test_host_state_is_kept_per_host_and_project(redis_url, r):
     assert set(web) == {"h1"} and set(shop) == {"h1", "h2"}          # h2 serves shop only
     assert web["h1"]["state"] == "downloading" and web["h1"]["sentTargetBuildID"] == "b1"
     assert shop["h1"]["state"] == "idle" and shop["h2"]["state"] == "idle" and not shop["h1"].get("targetBuildID")
-    state.hosts.mark_lost("h1")
+    state.hosts.mark_lost("us-a", "h1")
     assert state.hosts.for_project("us-a", "web")[0]["state"] == "lost"   # liveness is the host's
     state.hosts.report("h1", "us", "us-a", {"address": "10.0.0.1:7"}, {"web": {"state": "active", "about": "b1"}})
     assert state.hosts.for_project("us-a", "web")[0]["state"] == "active"   # back
-    assert state.hosts.targets("h1") == {"web": "b1"}
+    assert state.hosts.targets("us-a", "h1") == {"web": "b1"}

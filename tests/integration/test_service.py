@@ -93,7 +93,7 @@ def test_project_build_settings_are_checked_stored_and_shown(svc):
     root = svc.who("Bearer " + auth.issue(SECRET, "root", admin=True))
     settings = {"repoURL": "/src/web", "build": {"command": "make", "output": "out", "fetch": "pip download x",
                                                  "cache": ["~/.ccache", "wheels"], "cpus": 2, "memoryMB": 2048},
-                "deploy": {"health": "./ok"}, "egressAllow": ["127.0.0.1:8080", "pypi.org", "[::1]:99"]}
+                "deploy": {"health": "./ok"}, "egressAllow": ["127.0.0.1:8080 private", "pypi.org", "[::1]:99 private"]}
     project = svc.op_put_project(root, "web", settings)["project"]
     assert project["build"] == {**settings["build"], "cpus": 2.0} and project["deploy"] == {"health": "./ok"}
     assert project["egressAllow"] == settings["egressAllow"]
@@ -102,7 +102,8 @@ def test_project_build_settings_are_checked_stored_and_shown(svc):
                         ({"build": {"cpus": 0}}, "invalid build settings"),
                         ({"egressAllow": ["http://evil.example/"]}, "invalid egressAllow"),
                         ({"egressAllow": ["*.example.com"]}, "invalid egressAllow"),
-                        ({"egressAllow": ["host:0"]}, "invalid egressAllow")):
+                        ({"egressAllow": ["host:0"]}, "invalid egressAllow"),
+                        ({"egressAllow": ["169.254.169.254"]}, "invalid egressAllow")):
         e = error_of(svc.op_put_project, root, "web", {"repoURL": "/src/web", **body})
         assert (e.status, e.error) == (422, error), (body, e.detail)
     assert error_of(svc.op_put_project, root, "web", {"repoURL": "/src/web", "build": {"nope": 1}}).status == 422

@@ -51,8 +51,8 @@ def test_host_add_starts_one_more_daemon_on_its_own_address(stack):
     host_id = out.strip().splitlines()[-1]
     try:
         state = State(stack.config().redis_url)
-        wait_until(lambda: (state.hosts.get(host_id) or {}).get("dc") == "eu-west-a", 30, "the new host to report")
-        ip = state.hosts.get(host_id)["address"].rsplit(":", 1)[0]
+        wait_until(lambda: (state.hosts.get("eu-west-a", host_id) or {}).get("dc") == "eu-west-a", 30, "the new host to report")
+        ip = state.hosts.get("eu-west-a", host_id)["address"].rsplit(":", 1)[0]
         others = {h["address"].rsplit(":", 1)[0] for dc in ("us-east-a", "eu-west-a") for h in state.hosts.in_dc(dc)
                   if h["hostID"] != host_id}
         assert ip.startswith("127.0.") and ip not in others

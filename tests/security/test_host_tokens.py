@@ -21,7 +21,7 @@ def victim(stack):
 
 def test_a_host_token_cannot_speak_for_another_host_or_datacenter(stack, victim):
     secret, state = stack.config().jwt_secret(), State(stack.config().redis_url)
-    before = state.hosts.get(victim)
+    before = state.hosts.get("us-east-a", victim)
     token = issue_host(secret, "intruder", "us-east-a")
     peers = {"hostID": victim, "address": "127.0.0.1:9", "artifact": "blake3:" + "0" * 64, "chunks": 1,
              "wanted": "AQ==", "have": ""}
@@ -37,10 +37,10 @@ def test_a_host_token_cannot_speak_for_another_host_or_datacenter(stack, victim)
         r = httpx.post(str(eu.base_url).rstrip("/") + "/heartbeat", json=report("intruder", region="eu-west"),
                        headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 403                        # its own ID, but another datacenter's endpoint
-    after = state.hosts.get(victim)
-    assert after["address"] == before["address"] and "victims" not in state.hosts.targets(victim)
+    after = state.hosts.get("us-east-a", victim)
+    assert after["address"] == before["address"] and "victims" not in state.hosts.targets("us-east-a", victim)
     assert all(h.get("error") != "pwned" for h in state.hosts.for_project("us-east-a", "victims"))
-    assert state.hosts.get("intruder") is None             # nothing was recorded for it either
+    assert state.hosts.get("us-east-a", "intruder") is None             # nothing was recorded for it either
 
 
 def test_tokens_that_are_not_host_tokens_or_are_malformed_are_refused(stack, victim):

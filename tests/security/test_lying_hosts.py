@@ -76,7 +76,7 @@ def test_a_peer_that_does_not_serve_what_it_claims_loses_its_claims(world):
     # the honest host's downloader met only 503s from it: it says so with its next query
     got = coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0), failed=["10.0.0.66:7000"])
     assert got["peers"] == [] and bitfield.decode(got["origin"]), got
-    assert "reported by honest" in store.hosts.get("liar")["distrusted"]
+    assert "reported by honest" in store.hosts.get(DC, "liar")["distrusted"]
     clock.t += 30
     coord.heartbeat("liar", "10.0.0.66:7000", {}, [liar])   # it says it again: not heard for a while
     assert coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0))["peers"] == []
@@ -128,7 +128,7 @@ def test_a_host_that_cannot_stage_is_failed_for_its_wave_once_the_staging_deadli
         clock.t += 1
     assert store.deployments.get(dep)["status"] == "COMPLETED", store.deployments.get(dep)
     assert [h.active for h in hosts] == ["b0", "b1", "b1", "b1"]
-    assert store.r.hget(keys.host_project("h0", "web"), "stageLate") == "b1"
+    assert store.r.hget(keys.host_project(DC, "h0", "web"), "stageLate") == "b1"
 
 
 def test_a_host_serves_only_the_projects_its_token_names(world):
@@ -139,7 +139,7 @@ def test_a_host_serves_only_the_projects_its_token_names(world):
                                                        "about": "b1"}}, serving=None, allowed=frozenset({"shop"}))
     assert "edge" not in {h["hostID"] for h in store.hosts.for_project(DC, "web")}
     assert "edge" in {h["hostID"] for h in store.hosts.for_project(DC, "shop")}
-    assert store.r.hgetall(keys.host_project("edge", "web")) == {}   # its report for web was dropped
+    assert store.r.hgetall(keys.host_project(DC, "edge", "web")) == {}   # its report for web was dropped
     coord.heartbeat("edge", "10.0.0.5:7000", {}, serving=["web", "shop"], allowed=frozenset({"shop"}))
     assert "edge" not in {h["hostID"] for h in store.hosts.for_project(DC, "web")}
 
@@ -237,3 +237,19 @@ def test_the_peer_server_caps_connections_and_closes_idle_ones(tmp_path):
         for s in idle:
             s.close()
         server.stop()
+
+
+def test_a_host_id_is_its_datacenters(world):
+    """Host records were keyed by host ID alone: a host of another datacenter with the same ID
+    (its own valid token) overwrote this one's address and read its targets."""
+    store, coord, clock = world
+    other = Coordinator("eu-west-a", "eu-west", {REGION: [DC], "eu-west": ["eu-west-a"]}, store, clock=clock)
+    coord.heartbeat("h1", "10.0.0.1:7000", {"web": {"state": "active", "activeBuildID": "b0", "about": "b0"}})
+    coord._set("h1", "web", target="b1")
+    other.heartbeat("h1", "10.9.9.9:7000", {"web": {"state": "failed", "activeBuildID": None, "error": "pwned",
+                                                     "about": "b1"}})
+    mine = store.hosts.for_project(DC, "web")
+    assert [(h["hostID"], h["address"], h["state"], h["targetBuildID"]) for h in mine] == [
+        ("h1", "10.0.0.1:7000", "active", "b1")]
+    assert store.hosts.targets("eu-west-a", "h1") == {}
+    assert other.heartbeat("h1", "10.9.9.9:7000", {})["projects"] == {}   # it is not told this one's targets

@@ -1,4 +1,5 @@
 """Findings 4 and 9: git runs as root on a repository someone else wrote."""
+import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -149,3 +150,17 @@ def test_submodules_come_through_the_builders_mirror(tmp_path):
     assert len(subs) == 2 and not subs[0].endswith(": 0 new objects fetched"), subs
     assert subs[1].endswith(": 0 new objects fetched"), subs
     assert len(list(mirrors.glob("*.git"))) == 2   # the app's and the lib's
+
+
+def test_credentials_in_a_repo_url_reach_no_log_error_or_view(api):
+    """A token written into repoURL came back in the build's log and error, read by every member."""
+    name = f"cred-{uuid.uuid4().hex[:8]}"
+    url = "https://deploy:TOKEN-5ecr3t@127.0.0.1:1/acme/app.git"   # nothing listens: git fails, naming the URL
+    assert api.put(f"/projects/{name}", json={"repoURL": url}).status_code == 201
+    assert "TOKEN-5ecr3t" not in api.get(f"/projects/{name}").text
+    assert api.get(f"/projects/{name}").json()["repoURL"] == "https://***@127.0.0.1:1/acme/app.git"
+    b = api.post(f"/projects/{name}/builds", json={"commitSHA": "a" * 40}).json()["buildID"]
+    rec = wait_build(api, name, b, timeout_s=120)
+    log = api.get(f"/projects/{name}/builds/{b}/logs").json()["data"]
+    assert rec["buildStatus"] in ("DEAD", "FAILED") and "127.0.0.1:1" in (rec.get("error") or "") + log, (rec, log)
+    assert "TOKEN-5ecr3t" not in json.dumps(rec) + log, (rec, log)
