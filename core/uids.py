@@ -45,6 +45,14 @@ class NoFreeUid(Exception):
     pass
 
 
+def reserved(uid: int, gid: int, build_uids: UidRange) -> str | None:
+    """Whose reserved range (uid, gid) falls in, if any: no account may run as one of them."""
+    for uids, whose in ((build_uids, "builds"), (PROJECT_UIDS, "projects")):
+        if uid in uids or gid in uids:
+            return f"{whose} ({uids})"
+    return None
+
+
 def unused(uid: int) -> bool:
     """No account or group has this number."""
     for lookup in (pwd.getpwuid, grp.getgrgid):

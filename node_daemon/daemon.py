@@ -43,7 +43,7 @@ from gantry.peerauth import PeerAuth
 from gantry.node_daemon.slot import Slot
 from gantry.settings import Settings
 from gantry.statuses import HostState
-from gantry.uids import PROJECT_UIDS, ProjectUids
+from gantry.uids import PROJECT_UIDS, ProjectUids, reserved
 
 log = logging.getLogger("gantry.node")
 MB = 1_000_000
@@ -86,8 +86,10 @@ class NodeDaemon:
     def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
                  listen: str = "127.0.0.1:0", max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
                  use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0,
-                 advertise: str | None = None, projects: list[str] | None = None, rack: str = ""):
+                 advertise: str | None = None, projects: list[str] | None = None, rack: str = "",
+                 busy_budget_s: float = 10.0):
         self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
+        self.busy_budget_s = busy_budget_s       # peers that answer only 503 this long are reported
         self.use_peers, self.hook_user = use_peers, hook_user
         self.home, self.host_id, self.region, self.dc = home, host_id, region, dc
         # as root, each project's hooks run as a uid and gid of its own, unless --hook-user names one
@@ -258,7 +260,8 @@ class NodeDaemon:
         stats = Downloader(self.cache, self.origin_get, self.peers_for,
                            download=self.down,
                            credential=lambda: self.peer_auth.credential(self.host_id),
-                           origin_corrupt=self.report_corrupt, http=self.peer_http).fetch(slot.manifest)
+                           origin_corrupt=self.report_corrupt, http=self.peer_http,
+                           busy_budget_s=self.busy_budget_s).fetch(slot.manifest)
         self.last_download = {"project": slot.project, "buildID": build_id, "startedAt": round(started, 3),
                               "seconds": round(time.monotonic() - t0, 3),
                               "bytesFromPeers": stats.bytes_from_peers,
@@ -403,11 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError:
             print(f"--hook-user: no user named {a.hook_user!r}", file=sys.stderr)
             return 2
-        s = Settings()
-        for reserved, whose in ((s.build_uids, "builds"), (PROJECT_UIDS, "projects")):
-            if pw.pw_uid in reserved or pw.pw_gid in reserved:
-                print(f"--hook-user: {a.hook_user} is in the uids reserved for {whose} ({reserved})", file=sys.stderr)
-                return 2
+        whose = reserved(pw.pw_uid, pw.pw_gid, Settings().build_uids)
+        if whose:
+            print(f"--hook-user: {a.hook_user} is in the uids reserved for {whose}", file=sys.stderr)
+            return 2
         hook_user = (pw.pw_uid, pw.pw_gid)
     home = Path(a.home)
     home.mkdir(parents=True, exist_ok=True)
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
                    use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
-                   advertise=a.advertise, projects=a.projects, rack=a.rack)
+                   advertise=a.advertise, projects=a.projects, rack=a.rack,
+                   busy_budget_s=Settings().peer_busy_budget_s)
     def terminate(*_):
         d.stop.set()
         raise SystemExit(0)   # now, even in the middle of a long-poll; what is on disk survives a stop anywhere

@@ -180,6 +180,13 @@ def test_peer_addresses_are_host_and_port_only(endpoint):
         assert r.status_code == 422, (bad, r.text)
     assert call(ep, "h1", "/heartbeat", {"region": REGION, "address": "[::1]:7000"}).status_code == 200
     assert store_hosts(coord) == ["h1"]
+    # /origin signs at most 1,000 URLs a call (was 5,000), and only for chunks of the host's targets
+    many = {"artifact": M, "digests": [f"blake3:{i:064x}" for i in range(1001)]}
+    assert call(ep, "h1", "/origin", many).status_code == 422
+    r = call(ep, "h1", "/origin", {"artifact": M, "digests": sorted(coord._chunk_set(M))[:2]})
+    assert r.status_code == 403   # M is no build h1 is told to run or stage
+    r = call(ep, "h1", "/repair", {"digest": sorted(coord._chunk_set(M))[0]})
+    assert r.status_code == 403
 
 
 def store_hosts(coord):
