@@ -62,9 +62,13 @@ def main() -> int:
                 time.sleep(0.05)
         state = State(f"redis://127.0.0.1:{port}/0")
         r.hset(keys.build("b1"), mapping={"buildID": "b1", "buildStatus": "SUCCEEDED", "artifactDigest": ARTIFACT})
-        coord = Coordinator("bench-a", "bench", {"bench": ["bench-a"]}, state, presign=lambda key: "https://store/" + key)
+        chunk_set = {f"blake3:{i:064x}" for i in range(a.chunks)}
+        coord = Coordinator("bench-a", "bench", {"bench": ["bench-a"]}, state, presign=lambda key: "https://store/" + key,
+                            manifest_chunks=lambda artifact: chunk_set)
         rng = random.Random(1)
         hosts = [f"h{i}" for i in range(a.hosts)]
+        for h in hosts:   # each host runs b1: it may announce b1's artifact (a host announces its own targets' only)
+            state.hosts.set_target("bench-a", h, "web", "b1")
         held = {h: bitfield.of(rng.sample(range(a.chunks), a.chunks // 4)) for h in hosts}
         report = {"web": {"state": "active", "activeBuildID": "b1", "error": "", "about": "b1"}}
         t0 = time.perf_counter()
@@ -95,6 +99,7 @@ def main() -> int:
                 queries += 1
         elapsed = a.seconds
         written = writes(r) - before
+        assert len(coord.tracker.swarms[ARTIFACT].peers) == a.hosts, "the announces did not reach the tracker"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -389,7 +389,8 @@ class PeersIn(BaseModel):
     chunks: int = Field(ge=1, le=1 << 20)
     wanted: Bits   # the chunks it still wants
     have: Bits     # the chunks it holds
-    failed: list[PeerAddress] = Field(default_factory=list, max_length=16)   # peers that did not serve what they claim
+    failed: list[PeerAddress] = Field(default_factory=list, max_length=16)   # peers that lack chunks they claim
+    busy: list[PeerAddress] = Field(default_factory=list, max_length=16)     # peers that answered only 503 for long
 
 
 class OriginIn(BaseModel):

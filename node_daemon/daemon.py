@@ -192,10 +192,11 @@ class NodeDaemon:
                          timeout=wait_s + 10)
         return got.get("version") != self.version
 
-    def peers_for(self, wanted: set[str], failed: set[str] = frozenset()) -> tuple[dict[str, list[str]], set[str] | None]:
+    def peers_for(self, wanted: set[str], failed: dict[str, str] | None = None) -> tuple[dict[str, list[str]], set[str] | None]:
         """Ask the tracker once for all the chunks still wanted: digest -> peer addresses, and
         the chunks to fetch from the origin (None: the tracker did not say). `failed`: peers
-        that did not serve chunks they claim."""
+        that did not serve chunks they claim (address -> "missing" or "busy")."""
+        failed = failed or {}
         if not self.use_peers:
             return {}, None
         manifest = self.moving.manifest
@@ -205,7 +206,8 @@ class NodeDaemon:
             got = self._post("/peers", {
                 "hostID": self.host_id, "address": self.server.address, "rack": self.rack,
                 "artifact": manifest.manifest_digest, "chunks": len(chunks), "wanted": bitfield.encode(want),
-                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want), "failed": sorted(failed)[:16]})
+                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want), "failed": sorted(p for p, why in failed.items() if why == "missing")[:16],
+                "busy": sorted(p for p, why in failed.items() if why == "busy")[:16]})
             peers: dict[str, list[str]] = {}
             for p in got["peers"]:
                 for i in bitfield.indexes(bitfield.decode(p["bits"], len(chunks))):

@@ -13,9 +13,10 @@ no peer has a chunk, every chunk verified before it is kept.
   at a good share of its uploader's bandwidth and is whole, and shareable, sooner.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
   (refused, 404, timeout) is skipped for that chunk. Claims are not trusted: a peer that answers
-  404 for a chunk it was offered for, or nothing but 503 for `busy_budget_s`, is reported to
-  the tracker with the next query (`failed`: it loses its claims there), and a chunk whose
-  offered peers have been busy for `busy_budget_s` comes from the origin. A bad copy from the origin is reported
+  404 for a chunk it was offered for is reported to the tracker with the next query as `missing`
+  (it loses its claims there), one that answers nothing but 503 for `busy_budget_s` as `busy`
+  (its bits stop holding chunks back from the origin); a chunk whose offered peers have been
+  busy for `busy_budget_s`, or that the tracker handed to this host, comes from the origin. A bad copy from the origin is reported
   (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
   longer than `endgame_s` from another peer (never the origin); the first verified copy wins.
@@ -64,14 +65,14 @@ class PeerBusy(Exception):
 
 class Downloader:
     def __init__(self, cache: ChunkCache, origin_get: Callable[[str], bytes],
-                 peers_for: Callable[[set[str], set[str]], tuple[dict[str, list[str]], set[str] | None]],
+                 peers_for: Callable[[set[str], dict[str, str]], tuple[dict[str, list[str]], set[str] | None]],
                  download: TokenBucket | None = None,
                  workers: int = 4, timeout_s: float = 30.0, endgame_s: float = 2.0, attempts: int = 5,
                  rng: random.Random | None = None, peer_refresh_s: float = 0.25,
                  credential: Callable[[], str] = lambda: "",
                  origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None,
                  origin_after_s: float = 60.0, busy_budget_s: float = 10.0):
-        """`peers_for(wanted digests, failed peers)` answers (digest -> addresses of peers holding it, the
+        """`peers_for(wanted digests, reported peers: address -> "missing" | "busy")` answers (digest -> addresses of peers holding it, the
         digests this host should fetch from the origin or None if the tracker did not say); it
         is asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
         this host's peer credential, sent with every chunk request. `http` keeps connections to
@@ -87,7 +88,7 @@ class Downloader:
         self.origin_after_s, self.busy_budget_s = origin_after_s, busy_budget_s
         self._peer_lock = threading.Lock()
         self._busy_since: dict[str, float] = {}   # chunk, and peer, -> since when it met only 503s
-        self._failed: set[str] = set()            # peers to report with the next query
+        self._failed: dict[str, str] = {}         # peers to report with the next query, and why
         self._reported: set[str] = set()
         self.bucket = download or TokenBucket(0)
         self.workers, self.timeout_s, self.endgame_s, self.attempts = workers, timeout_s, endgame_s, attempts
@@ -159,7 +160,7 @@ class Downloader:
                 return True
             # peers for the first `attempts` failures, and while they have not been busy too long;
             # the origin always gets the last ones
-            peers_now = failures < self.attempts and not self._starved(ref.digest)
+            peers_now = failures < self.attempts and not self._starved(ref.digest) and not self._handed(ref.digest)
             candidates = [p for p in self._peers(ref, stats, lock, plan) if p not in busy] if peers_now else []
             if not candidates and peers_now and (busy or endgame):
                 return not busy
@@ -192,7 +193,7 @@ class Downloader:
             except httpx.HTTPStatusError as e:
                 failures += 1
                 if e.response.status_code == 404:   # it does not hold what it claims
-                    self._suspect(source)
+                    self._report(source, "missing")
                 continue
             except Exception:                       # refused, timeout, S3 error: another source
                 failures += 1
@@ -215,15 +216,20 @@ class Downloader:
         with self._peer_lock:
             self._busy_since.setdefault(digest, now)
             if now - self._busy_since.setdefault(peer, now) > self.busy_budget_s:
-                self._failed.add(peer)   # 503 to everything for that long: it serves nobody what it claims
+                self._failed.setdefault(peer, "busy")   # 503 to everything from us for that long
 
     def _starved(self, digest: str) -> bool:
         with self._peer_lock:
             return time.monotonic() - self._busy_since.get(digest, float("inf")) > self.busy_budget_s
 
-    def _suspect(self, peer: str) -> None:
+    def _handed(self, digest: str) -> bool:
+        """The tracker gave this chunk to this host to fetch from the origin: no peer it trusts has it."""
         with self._peer_lock:
-            self._failed.add(peer)
+            return bool(self._origin) and digest in self._origin
+
+    def _report(self, peer: str, why: str) -> None:
+        with self._peer_lock:
+            self._failed[peer] = why
 
     def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, plan: ChunkPlan) -> list[str]:
         """Peers holding this chunk, less blacklisted ones and those already tried for it."""
@@ -231,8 +237,9 @@ class Downloader:
         with self._peer_lock:
             if time.monotonic() - self._peer_map_at > self.peer_refresh_s:
                 self._wanted = {d for d in self._wanted if not self.cache.has(d)}
-                failed, self._failed = self._failed - self._reported, set()
-                self._reported |= failed
+                failed = {p: why for p, why in self._failed.items() if (p, why) not in self._reported}
+                self._failed = {}
+                self._reported |= set(failed.items())
                 self._peer_map, self._origin = self.peers_for(self._wanted, failed) if self._wanted else ({}, None)
                 self._peer_map_at = time.monotonic()
                 handed = self._origin

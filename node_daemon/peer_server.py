@@ -94,6 +94,7 @@ class PeerServer:
 class _CappedServer(ThreadingHTTPServer):
     """A thread per connection, at most `cap` of them: one more is closed unanswered."""
     daemon_threads = True
+    request_queue_size = 128   # the listen backlog: past it, connects wait on SYN retries
 
     def __init__(self, address, handler, cap: int):
         self.connections = threading.BoundedSemaphore(cap)

@@ -178,24 +178,27 @@ class Coordinator:
         return info
 
     def peers(self, host_id: str, address: str, artifact: str, chunks: int, wanted: str, have: str,
-              rack: str = "", failed: list[str] = ()) -> dict | None:
+              rack: str = "", failed: list[str] = (), busy: list[str] = ()) -> dict | None:
         """For the chunks a host still wants (a bitfield), the peers that hold some of them
         ({address, bits}) and the ones it should fetch from the origin itself (`origin`). `have`
         is its whole bitfield: asked several times a second while it downloads, this keeps the
-        tracker's view of it fresh between reports. `failed`: peers that did not serve chunks
-        they claim (they lose their claims). None if the artifact is not one of the host's
-        targets' or `chunks` is not its chunk count."""
+        tracker's view of it fresh between reports. `failed`: peers that answered that they lack
+        chunks they claim (they lose their claims); `busy`: peers that answered only 503 for long
+        (their claims stop holding chunks back from the origin). None if the artifact is not one
+        of the host's targets' or `chunks` is not its chunk count."""
         if self._announceable(self._targets(host_id)).get(artifact) != chunks:
             return None
         want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
-        for peer in failed:
-            with self.lock:
-                liar = self.tracker.distrust(artifact, peer, now)
-            if liar:
-                log.warning("%s: host %s says %s (%s) did not serve chunks it claims of %s; its claims are dropped",
-                            self.dc, host_id, liar, peer, artifact)
-                self.state.hosts.note(self.dc, liar, "distrusted", f"{artifact} at {int(now)}: reported by {host_id}")
+        for peers, judge, what in ((failed, self.tracker.distrust, "lacks chunks it claims; its claims are dropped"),
+                                   (busy, self.tracker.doubt, "served nothing but 503; its claims hold nothing back")):
+            for peer in peers:
+                with self.lock:
+                    liar = judge(artifact, peer, now)
+                if liar:
+                    log.warning("%s: host %s says %s (%s) %s (%s)", self.dc, host_id, liar, peer, what, artifact)
+                    self.state.hosts.note(self.dc, liar, "distrusted",
+                                          f"{artifact} at {int(now)}: {what}, reported by {host_id}")
         with self.lock:
             peers, origin = self.tracker.ask(artifact, host_id, address, held, held == bitfield.full(chunks), want,
                                              now, rack)

@@ -10,9 +10,12 @@ each chunk nobody holds yet to one asker at a time to fetch from the origin, at 
 `origin_slots` chunks of an artifact at once, so the origin sends each chunk about once and its
 bandwidth goes to chunks in turn (each lands early and spreads while the next one comes).
 
-A claim is only as good as the chunks behind it: a peer that downloaders report for failing to
-serve what it claims (`distrust`) loses its claims to the artifact and is not heard for a while
-(doubling each time), so its bits neither attract downloaders nor keep chunks from the origin.
+A claim is only as good as the chunks behind it. A peer that downloaders report for answering
+that it lacks a chunk it claims (`distrust`) loses its claims to the artifact and is not heard
+for a while (doubling each time). One reported for answering nothing but "busy" for long
+(`doubt`; an honest peer under load can look the same) keeps being offered, after the others,
+but its bits no longer keep chunks from the origin for a while: unproven bits never hold the
+swarm back.
 """
 from __future__ import annotations
 
@@ -74,6 +77,7 @@ class Swarm:
     held: int = 0                                               # union of every peer's bits (may be stale high after a peer leaves)
     assigned: dict[int, tuple[str, float]] = field(default_factory=dict)   # chunk index -> (host, until)
     banned: dict[str, float] = field(default_factory=dict)   # host -> until when its claims are not heard
+    unproven: dict[str, float] = field(default_factory=dict)  # host -> until when its bits do not count as held
     strikes: dict[str, int] = field(default_factory=dict)    # host -> times it was distrusted
 
     def sort(self, peer: PeerState) -> None:
@@ -110,7 +114,8 @@ class Tracker:
         peer.address, peer.complete, peer.last_seen, peer.rack = address, complete, now, rack
         peer.bits = bits
         swarm.sort(peer)
-        self._landed(swarm, bits)
+        if host not in swarm.unproven:
+            self._landed(swarm, bits)
 
     def add(self, artifact: str, host: str, bits: int, complete: bool, now: float, full: int | None = None) -> bool:
         """Chunks a host added since its last announce; False if the tracker has no whole
@@ -123,7 +128,8 @@ class Tracker:
         peer.bits |= bits
         peer.complete, peer.last_seen = complete and (full is None or peer.bits == full), now
         self.swarms[artifact].sort(peer)
-        self._landed(self.swarms[artifact], bits)
+        if host not in self.swarms[artifact].unproven:
+            self._landed(self.swarms[artifact], bits)
         return True
 
     @staticmethod
@@ -148,6 +154,18 @@ class Tracker:
         self._recount(swarm)
         return peer.host
 
+    def doubt(self, artifact: str, address: str, now: float) -> str | None:
+        """Downloaders met nothing but "busy" from the peer at `address` for long: for
+        `distrust_s`, its bits do not count as held (the origin sends those chunks) and it is
+        offered after the others. Returns the host, if the address is a peer of the swarm."""
+        swarm = self.swarms.get(artifact)
+        peer = next((p for p in swarm.peers.values() if p.address == address), None) if swarm else None
+        if peer is None:
+            return None
+        swarm.unproven[peer.host] = now + self.distrust_s
+        self._recount(swarm)
+        return peer.host
+
     def forget(self, host: str) -> None:
         for swarm in self.swarms.values():
             if swarm.drop(host):
@@ -158,13 +176,19 @@ class Tracker:
     def _recount(swarm: Swarm) -> None:
         swarm.held = 0
         for p in swarm.peers.values():
-            swarm.held |= p.bits
+            if p.host not in swarm.unproven:
+                swarm.held |= p.bits
 
     def expire(self, now: float, ttl: float) -> int:
         """Drop every (artifact, host) entry not announced for `ttl` seconds: a host that moved
         on to another artifact, or went silent. Returns how many entries were dropped."""
         dropped = 0
         for swarm in self.swarms.values():
+            proven = [h for h, until in swarm.unproven.items() if until <= now]
+            for host in proven:
+                del swarm.unproven[host]
+            if proven:
+                self._recount(swarm)
             gone = [h for h, p in swarm.peers.items() if now - p.last_seen > ttl]
             for host in gone:
                 swarm.drop(host)
@@ -197,7 +221,10 @@ class Tracker:
         chosen = seeds[:n_seeds] + partial[: self.max_peers - n_seeds]
         if len(chosen) < self.max_peers:  # fill from whichever kind has more to give
             chosen += seeds[n_seeds: n_seeds + self.max_peers - len(chosen)]
-        return chosen[: self.max_peers]
+        chosen = chosen[: self.max_peers]
+        if swarm.unproven:   # doubted peers after every other
+            chosen = [p for p in chosen if p.host not in swarm.unproven] + [p for p in chosen if p.host in swarm.unproven]
+        return chosen
 
     def peer_bits(self, artifact: str, host: str, wanted: int) -> list[tuple[str, int]]:
         """(address, which of `wanted` it holds) for each chosen peer."""

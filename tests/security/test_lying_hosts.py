@@ -88,6 +88,27 @@ def test_a_peer_that_does_not_serve_what_it_claims_loses_its_claims(world):
     assert coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0))["peers"] == []
 
 
+def test_a_peer_that_answers_only_busy_holds_no_chunk_back_from_the_origin(world):
+    """A peer that answers 503 to everything kept its chunks from the origin forever. Reported
+    as busy (an honest peer under load can look the same), it is still offered, after the
+    others, but its bits hold nothing back."""
+    store, coord, clock = world
+    for h in ("honest", "other", "liar"):
+        coord._set(h, "web", target="b1")
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [{"artifact": M, "chunks": 8, "bits": every(8), "complete": True}])
+    coord.heartbeat("other", "10.0.0.2:7000", {}, [{"artifact": M, "chunks": 8, "bits": bitfield.encode(1),
+                                                     "complete": False}])
+    got = coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0), busy=["10.0.0.66:7000"])
+    assert [p["address"] for p in got["peers"]] == ["10.0.0.2:7000", "10.0.0.66:7000"], got   # the doubted one last
+    assert bitfield.decode(got["origin"]) and not bitfield.decode(got["origin"]) & 1   # chunk 0 is other's
+    assert "served nothing but 503" in store.hosts.get(DC, "liar")["distrusted"]
+    clock.t += 61
+    coord.heartbeat("liar", "10.0.0.66:7000", {}, [{"artifact": M, "chunks": 8, "bits": every(8), "complete": True}])
+    coord.tick()   # the doubt expires: its bits count again
+    got = coord.peers("other", "10.0.0.2:7000", M, 8, every(8) , bitfield.encode(1))
+    assert not bitfield.decode(got["origin"])
+
+
 class StuckHost:
     """A host that is told to stage a build and says it is downloading it, forever."""
 
@@ -225,7 +246,7 @@ def test_the_peer_server_caps_connections_and_closes_idle_ones(tmp_path):
     before = threading.active_count()
     idle = []
     try:
-        for _ in range(300):
+        for _ in range(120):   # far past the cap (the finding: 300 made 300 threads)
             s = socket.create_connection((host, int(port)))
             idle.append(s)
         wait_until(lambda: threading.active_count() - before <= 16, 10, "the connections past the cap to close")
@@ -238,7 +259,7 @@ def test_the_peer_server_caps_connections_and_closes_idle_ones(tmp_path):
                 closed += s.recv(1) == b""   # the server closed it: past the cap at once, idle ones after 2 s
             except (ConnectionResetError, TimeoutError):
                 closed += 1
-        assert closed == 300
+        assert closed == 120
         assert httpx.get(f"http://{server.address}/healthz").text == "ok"   # and it serves again
     finally:
         for s in idle:
