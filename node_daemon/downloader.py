@@ -87,7 +87,8 @@ class Downloader:
         self._peer_map_at = -1e9
         self.origin_after_s, self.busy_budget_s = origin_after_s, busy_budget_s
         self._peer_lock = threading.Lock()
-        self._busy_since: dict[str, float] = {}   # chunk, and peer, -> since when it met only 503s
+        self._chunk_busy: dict[str, float] = {}   # chunk -> since when its peers answered only 503
+        self._peer_busy: dict[str, float] = {}    # peer -> since when it answered us only 503
         self._failed: dict[str, str] = {}         # peers to report with the next query, and why
         self._reported: set[str] = set()
         self.bucket = download or TokenBucket(0)
@@ -143,9 +144,20 @@ class Downloader:
                 if plan.done:   # every chunk is in; a superseded endgame request may still run
                     break
             threads[0].join(0.05) if threads[0].is_alive() else time.sleep(0.05)
+        self._tell_tracker()
         if errors:
             raise DownloadFailed(errors[0])
         return stats
+
+    def _tell_tracker(self) -> None:
+        """Peers found out at the end are reported all the same: the next host to ask gains."""
+        with self._peer_lock:
+            failed = self._to_report()
+        if failed:
+            try:
+                self.peers_for(set(), failed)
+            except Exception:
+                pass
 
     def _fetch_one(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, plan: ChunkPlan,
                    endgame: bool) -> bool:
@@ -199,8 +211,8 @@ class Downloader:
                 failures += 1
                 continue
             with self._peer_lock:
-                self._busy_since.pop(ref.digest, None)
-                self._busy_since.pop(source, None)
+                self._chunk_busy.pop(ref.digest, None)
+                self._peer_busy.pop(source, None)
             with lock:
                 if source == ORIGIN:
                     stats.bytes_from_origin += ref.size
@@ -214,13 +226,25 @@ class Downloader:
     def _busy(self, digest: str, peer: str) -> None:
         now = time.monotonic()
         with self._peer_lock:
-            self._busy_since.setdefault(digest, now)
-            if now - self._busy_since.setdefault(peer, now) > self.busy_budget_s:
-                self._failed.setdefault(peer, "busy")   # 503 to everything from us for that long
+            self._chunk_busy.setdefault(digest, now)
+            self._peer_busy.setdefault(peer, now)
 
     def _starved(self, digest: str) -> bool:
         with self._peer_lock:
-            return time.monotonic() - self._busy_since.get(digest, float("inf")) > self.busy_budget_s
+            now = time.monotonic()
+            if now - self._chunk_busy.get(digest, now) <= self.busy_budget_s:
+                return False
+            for peer, since in self._peer_busy.items():   # what kept it from us: report them
+                if now - since > self.busy_budget_s:
+                    self._failed.setdefault(peer, "busy")
+            return True
+
+    def _to_report(self) -> dict[str, str]:
+        """Peers found wanting since the last query, each reported once per reason (under _peer_lock)."""
+        failed = {p: why for p, why in self._failed.items() if (p, why) not in self._reported}
+        self._failed = {}
+        self._reported |= set(failed.items())
+        return failed
 
     def _handed(self, digest: str) -> bool:
         """The tracker gave this chunk to this host to fetch from the origin: no peer it trusts has it."""
@@ -237,9 +261,7 @@ class Downloader:
         with self._peer_lock:
             if time.monotonic() - self._peer_map_at > self.peer_refresh_s:
                 self._wanted = {d for d in self._wanted if not self.cache.has(d)}
-                failed = {p: why for p, why in self._failed.items() if (p, why) not in self._reported}
-                self._failed = {}
-                self._reported |= set(failed.items())
+                failed = self._to_report()
                 self._peer_map, self._origin = self.peers_for(self._wanted, failed) if self._wanted else ({}, None)
                 self._peer_map_at = time.monotonic()
                 handed = self._origin

@@ -76,7 +76,7 @@ class Installer:
             return dest
         shutil.rmtree(dest, ignore_errors=True)
         self.releases.mkdir(parents=True, exist_ok=True)
-        self._close(self.home.parent, 0o711)   # projects/: each project passes to its own, lists none
+        os.chmod(self.home.parent, 0o711)   # projects/: each project passes to its own, lists none
         for d in (self.home, self.releases):
             self._close(d, 0o750)
         try:

@@ -50,6 +50,7 @@ class Coordinator:
         self.presign = presign or (lambda key: "")
         self.manifest_chunks = manifest_chunks or (lambda artifact: set())   # cached below
         self._chunks: dict[str, set[str]] = {}
+        self._counts: dict[str, int] = {}
         self.state, self.lost_after_s, self.clock = state, lost_after_s, clock
         self.tracker = Tracker(distrust_s=distrust_s)
         # a host that has not staged within this (plus the artifact's size at the rate) is FAILED for its wave
@@ -100,11 +101,12 @@ class Coordinator:
                 self.memory.wrote(host_id, report, targets, version, now)
         metrics.host_reports().inc(tags={"dc": self.dc, "written": str(write).lower()})
         resend = []
-        counts = self._announceable(targets)   # what it may announce, and each one's real chunk count
-        held = [h for h, a in zip(held, artifacts) if counts.get(a["artifact"]) == int(a.get("chunks") or 0)]
+        mine = self._artifacts_of(targets) if held else set()   # it announces only these, with their real chunk counts
+        held = [h for h, a in zip(held, artifacts)
+                if a["artifact"] in mine and self._chunk_count(a["artifact"]) == int(a.get("chunks") or 0)]
         with self.lock:
             for artifact, whole, bits, complete in held:
-                full = bitfield.full(counts[artifact])
+                full = bitfield.full(self._chunk_count(artifact))
                 if whole:
                     self.tracker.announce(artifact, host_id, address, bits, complete and bits == full, now, rack)
                 elif not self.tracker.add(artifact, host_id, bits, complete, now, full):
@@ -121,11 +123,18 @@ class Coordinator:
         return {"projects": answer, "peerKey": self.peer_key, "resend": resend, "reportInS": interval,
                 "version": version}
 
-    def _announceable(self, targets: dict[str, tuple[str, str]]) -> dict[str, int]:
-        """artifact -> its number of unique chunks, for the builds a host is told to run or stage."""
+    def _artifacts_of(self, targets: dict[str, tuple[str, str]]) -> set[str]:
+        """The artifacts of the builds a host is told to run or stage."""
         builds = {b for pair in targets.values() for b in pair if b}
-        artifacts = {self._deploy_info(b).get("manifestDigest") for b in builds} - {None}
-        return {a: len(self._chunk_set(a)) for a in artifacts}
+        return {self._deploy_info(b).get("manifestDigest") for b in builds} - {None}
+
+    def _chunk_count(self, artifact: str) -> int:
+        """Its manifest's number of unique chunks (kept for many more artifacts than the chunk sets)."""
+        n = self._counts.get(artifact)
+        if n is None:
+            n = len(self._chunk_set(artifact))
+            self._counts = {**dict(list(self._counts.items())[-255:]), artifact: n}
+        return n
 
     def _chunk_set(self, artifact: str) -> set[str]:
         with self.lock:
@@ -160,7 +169,7 @@ class Coordinator:
     def origin_urls(self, host_id: str, artifact: str, digests: list[str]) -> dict[str, str] | None:
         """URLs in the region's store for chunks of a build the host is told to run or stage;
         None if the artifact is no such build's or a digest is not one of its chunks."""
-        if artifact not in self._announceable(self._targets(host_id)):
+        if artifact not in self._artifacts_of(self._targets(host_id)):
             return None
         if not set(digests) <= self._chunk_set(artifact):
             return None
@@ -186,7 +195,7 @@ class Coordinator:
         chunks they claim (they lose their claims); `busy`: peers that answered only 503 for long
         (their claims stop holding chunks back from the origin). None if the artifact is not one
         of the host's targets' or `chunks` is not its chunk count."""
-        if self._announceable(self._targets(host_id)).get(artifact) != chunks:
+        if artifact not in self._artifacts_of(self._targets(host_id)) or self._chunk_count(artifact) != chunks:
             return None
         want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
@@ -209,7 +218,7 @@ class Coordinator:
         """A host got a bad copy of `digest` from the region's store: heal the store's copy. None
         if the chunk is not one of the host's targets' (a store read and a hash per call, and
         an oracle of what the store holds, are not for any digest)."""
-        if not any(digest in self._chunk_set(a) for a in self._announceable(self._targets(host_id))):
+        if not any(digest in self._chunk_set(a) for a in self._artifacts_of(self._targets(host_id))):
             return None
         log.warning("host %s in %s got a bad copy of %s from the regional store", host_id, self.dc, digest)
         return self.repair_chunk(digest)

@@ -281,3 +281,49 @@ def test_a_host_id_is_its_datacenters(world):
         ("h1", "10.0.0.1:7000", "active", "b1")]
     assert store.hosts.targets("eu-west-a", "h1") == {}
     assert other.heartbeat("h1", "10.9.9.9:7000", {})["projects"] == {}   # it is not told this one's targets
+
+
+def test_a_downloader_facing_a_peer_that_only_answers_busy_finishes_from_the_origin_and_reports_it(tmp_path):
+    """A real Downloader facing a peer that always answered 503 held 0 of 8 chunks after 30 s
+    (origin_after_s = 5): it turned to the origin only when no peer was offered."""
+    import os
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from gantry.artifacts.blobstore import FsBlobStore, chunk_key
+    from gantry.artifacts.publish import publish
+    from gantry.node_daemon.chunkcache import ChunkCache
+    from gantry.node_daemon.downloader import Downloader
+
+    class Busy(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+    liar = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=liar.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{liar.server_address[1]}"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "blob").write_bytes(os.urandom(2 << 20))
+    store = FsBlobStore(tmp_path / "origin")
+    manifest, _ = publish(out, store, 256 << 10)
+    reports: list[dict] = []
+
+    def tracker(wanted, failed):   # the liar "holds" everything; the tracker hands nothing to the origin
+        reports.append(dict(failed))
+        return {d: [address] for d in wanted}, set()
+    cache = ChunkCache(tmp_path / "me")
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(Downloader(
+        cache, lambda d: store.get(chunk_key(d)), tracker, credential=lambda: "x", origin_after_s=5,
+        busy_budget_s=1).fetch(manifest)), daemon=True)
+    worker.start()
+    worker.join(60)
+    try:
+        assert done and cache.missing(manifest) == [], f"{len(cache.missing(manifest))} chunks still missing"
+        assert done[0].bytes_from_origin == sum(c.size for c in manifest.unique_chunks())
+        assert {address: "busy"} in reports   # told the tracker, which then stops counting its claims
+    finally:
+        liar.shutdown()
