@@ -78,16 +78,16 @@ def reassemble(stack, region, manifest_digest: str, dest: Path) -> Path:
 
 
 class HTTPStub:
-    """A local HTTP server on 127.0.0.1 that answers every GET 200 with `body(request)`."""
+    """A local HTTP server on 127.0.0.1 that answers every GET `status` with `body(request)`."""
 
-    def __init__(self, body):
+    def __init__(self, body, status: int = 200):
         class H(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
             def do_GET(self):
                 data = body(self)
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -98,6 +98,30 @@ class HTTPStub:
 
     def stop(self):
         self.httpd.shutdown()
+
+
+class BusyPeer(HTTPStub):
+    """Answers every chunk request 503, as a peer whose upload slots are all taken would: forever."""
+
+    def __init__(self):
+        super().__init__(lambda request: b"busy", status=503)
+
+
+def ask_unix(path: str, data: bytes) -> bytes:
+    """Send `data` on a Unix socket and read the answer to the end (a reset ends it too)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    out = b""
+    try:
+        s.sendall(data)
+        while chunk := s.recv(65536):
+            out += chunk
+    except (ConnectionResetError, BrokenPipeError):   # closed unanswered
+        pass
+    s.close()
+    return out
 
 
 class RoguePeer(HTTPStub):

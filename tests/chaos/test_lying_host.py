@@ -6,7 +6,6 @@ speaks the coordinator's real protocol with a real host token."""
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
@@ -15,7 +14,7 @@ from gantry.artifacts.manifest import Manifest
 from gantry.auth import issue_host
 from gantry.state import State
 from conftest import host_endpoint
-from helpers import commit, wait_build, wait_until
+from helpers import BusyPeer, commit, wait_build, wait_until
 
 DC, REGION = "us-east-a", "us-east"
 STRATEGY = {"steps": [1.0], "minHealthy": 0.5, "bakeS": 0}   # staged everywhere, then activated
@@ -23,18 +22,8 @@ STRATEGY = {"steps": [1.0], "minHealthy": 0.5, "bakeS": 0}   # staged everywhere
 
 class Liar:
     def __init__(self, stack, projects: list[str]):
-        class Busy(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                self.send_response(503)
-                self.send_header("Content-Length", "4")
-                self.end_headers()
-                self.wfile.write(b"busy")
-        self.peer = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-        threading.Thread(target=self.peer.serve_forever, daemon=True).start()
-        self.address = f"127.0.0.1:{self.peer.server_address[1]}"
+        self.peer = BusyPeer()
+        self.address = self.peer.address
         self.id = f"liar-{uuid.uuid4().hex[:6]}"
         token = issue_host(stack.config().jwt_secret(), self.id, DC, projects)
         self.http = host_endpoint(stack, token, DC)
@@ -74,7 +63,7 @@ class Liar:
     def close(self):
         self.stop.set()
         self.thread.join(5)
-        self.peer.shutdown()
+        self.peer.stop()
         self.http.close()
 
 

@@ -2,7 +2,6 @@
 that lead inside, and against local users who find its socket. Real sockets, a real HTTP server."""
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from gantry.actors.build.sandbox.egress import Allow, BadEntry, parse
 from gantry.actors.build.sandbox.proxy import EgressProxy
-from helpers import HTTPStub
+from helpers import HTTPStub, ask_unix
 
 BUILD_UID = 600_999
 
@@ -36,20 +35,6 @@ def serve(tmp_path, entries, uid=None):
     return p
 
 
-def ask(path: str, data: bytes) -> bytes:
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(path)
-    s.sendall(data)
-    out = b""
-    try:
-        while chunk := s.recv(65536):
-            out += chunk
-    except ConnectionResetError:   # closed unanswered
-        pass
-    return out
-
-
 @pytest.mark.parametrize("entry", ["127.0.0.1:6379", "0.0.0.0:8000", "[::1]:6379", "169.254.169.254",
                                    "10.1.2.3:80", "192.168.0.1", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]:6379",
                                    "224.0.0.1"])
@@ -64,10 +49,10 @@ def test_a_name_that_resolves_inside_is_refused_when_the_proxy_connects(tmp_path
     """With `localhost:<port>` allowed, a build reached a 127.0.0.1 service."""
     p = serve(tmp_path, [f"localhost:{inside}"])
     try:
-        out = ask(p.path, f"GET http://localhost:{inside}/ HTTP/1.1\r\nHost: localhost:{inside}\r\n\r\n".encode())
+        out = ask_unix(p.path, f"GET http://localhost:{inside}/ HTTP/1.1\r\nHost: localhost:{inside}\r\n\r\n".encode())
         assert out.startswith(b"HTTP/1.1 403") and b"resolves to 127.0.0.1 is a loopback address" in out, out
         assert b"inside" not in out.split(b"\r\n\r\n", 1)[1]
-        out = ask(p.path, f"CONNECT localhost:{inside} HTTP/1.1\r\n\r\n".encode())
+        out = ask_unix(p.path, f"CONNECT localhost:{inside} HTTP/1.1\r\n\r\n".encode())
         assert out.startswith(b"HTTP/1.1 403") and b"loopback" in out
         assert p.allowed == 0
     finally:
@@ -78,12 +63,12 @@ def test_the_host_header_must_be_the_urls_authority(tmp_path, inside):
     """A request for an allowed URL carried `Host: attacker.example.net` to the service unchanged."""
     p = serve(tmp_path, [f"127.0.0.1:{inside} private"])
     try:
-        out = ask(p.path, f"GET http://127.0.0.1:{inside}/ HTTP/1.1\r\nHost: attacker.example.net\r\n\r\n".encode())
+        out = ask_unix(p.path, f"GET http://127.0.0.1:{inside}/ HTTP/1.1\r\nHost: attacker.example.net\r\n\r\n".encode())
         assert out.startswith(b"HTTP/1.1 403") and b"must be the URL's authority" in out, out
-        out = ask(p.path, f"GET http://127.0.0.1:{inside}/ HTTP/1.1\r\nHost: 127.0.0.1:{inside}\r\n"
+        out = ask_unix(p.path, f"GET http://127.0.0.1:{inside}/ HTTP/1.1\r\nHost: 127.0.0.1:{inside}\r\n"
                           f"Host: attacker.example.net\r\n\r\n".encode())
         assert out.startswith(b"HTTP/1.1 403")
-        out = ask(p.path, f"GET http://127.0.0.1:{inside}/ HTTP/1.1\r\nHost: 127.0.0.1:{inside}\r\n\r\n".encode())
+        out = ask_unix(p.path, f"GET http://127.0.0.1:{inside}/ HTTP/1.1\r\nHost: 127.0.0.1:{inside}\r\n\r\n".encode())
         assert b"inside host=127.0.0.1:" in out   # an admin marked it private: allowed, as asked
         assert any(f"-> 127.0.0.1" in line for line in p.lines), p.lines   # the address it went to is logged
     finally:
@@ -105,7 +90,7 @@ def test_only_the_builds_uid_can_use_the_socket(tmp_path, inside):
         for stranger in (65534, 600_001):
             r = through(stranger)
             assert r.returncode != 0 and b"inside" not in r.stdout and b"Permission denied" in r.stderr, r
-        assert ask(p.path, request) == b""   # root passes the modes, not SO_PEERCRED: unanswered
+        assert ask_unix(p.path, request) == b""   # root passes the modes, not SO_PEERCRED: unanswered
         assert any("refused a connection from uid 0" in line for line in p.lines)
         assert b"inside host=" in through(BUILD_UID).stdout
     finally:

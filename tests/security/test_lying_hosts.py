@@ -13,7 +13,7 @@ from gantry.actors.rollout.endpoint import HostEndpoint
 from gantry.artifacts import bitfield
 from gantry.node_daemon.slot import report_about
 from gantry.state import State, keys
-from helpers import wait_until
+from helpers import BusyPeer, wait_until
 
 DC, REGION = "us-east-a", "us-east"
 M, OTHER = "blake3:" + "a" * 64, "blake3:" + "b" * 64
@@ -287,23 +287,13 @@ def test_a_downloader_facing_a_peer_that_only_answers_busy_finishes_from_the_ori
     """A real Downloader facing a peer that always answered 503 held 0 of 8 chunks after 30 s
     (origin_after_s = 5): it turned to the origin only when no peer was offered."""
     import os
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from gantry.artifacts.blobstore import FsBlobStore, chunk_key
     from gantry.artifacts.publish import publish
     from gantry.node_daemon.chunkcache import ChunkCache
     from gantry.node_daemon.downloader import Downloader
 
-    class Busy(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-    liar = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    threading.Thread(target=liar.serve_forever, daemon=True).start()
-    address = f"127.0.0.1:{liar.server_address[1]}"
+    liar = BusyPeer()
+    address = liar.address
     out = tmp_path / "out"
     out.mkdir()
     (out / "blob").write_bytes(os.urandom(2 << 20))
@@ -326,4 +316,4 @@ def test_a_downloader_facing_a_peer_that_only_answers_busy_finishes_from_the_ori
         assert done[0].bytes_from_origin == sum(c.size for c in manifest.unique_chunks())
         assert {address: "busy"} in reports   # told the tracker, which then stops counting its claims
     finally:
-        liar.shutdown()
+        liar.stop()

@@ -5,7 +5,7 @@ import pytest
 
 from gantry.actors.build.sandbox.egress import Allow, BadEntry, parse
 from gantry.actors.build.sandbox.proxy import MAX_HEAD, EgressProxy
-from helpers import HTTPStub
+from helpers import HTTPStub, ask_unix
 
 
 @pytest.fixture
@@ -27,16 +27,7 @@ def proxy(tmp_path, origin):
     p.stop()
 
 
-def ask(path: str, data: bytes) -> bytes:
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(path)
-    s.sendall(data)
-    out = b""
-    while chunk := s.recv(65536):
-        out += chunk
-    s.close()
-    return out
+ask = ask_unix
 
 
 def test_plain_http_to_an_allowed_host_goes_through_without_proxy_headers(proxy, origin):
