@@ -206,7 +206,8 @@ class NodeDaemon:
             got = self._post("/peers", {
                 "hostID": self.host_id, "address": self.server.address, "rack": self.rack,
                 "artifact": manifest.manifest_digest, "chunks": len(chunks), "wanted": bitfield.encode(want),
-                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want), "failed": sorted(p for p, why in failed.items() if why == "missing")[:16],
+                "have": bitfield.encode(bitfield.full(len(chunks)) & ~want),
+                "failed": sorted(p for p, why in failed.items() if why == "missing")[:16],
                 "busy": sorted(p for p, why in failed.items() if why == "busy")[:16]})
             peers: dict[str, list[str]] = {}
             for p in got["peers"]:
