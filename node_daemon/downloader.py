@@ -201,6 +201,7 @@ class Downloader:
                     continue
                 with lock:
                     stats.blacklisted.add(source)
+                self._report(source, "missing")   # it does not hold what it claims: bad bytes are no chunk
                 continue
             except httpx.HTTPStatusError as e:
                 failures += 1

@@ -178,14 +178,18 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     n = api.get(f"/projects/{project}/builds/{b}").json()["artifact"]["chunks"]
     endpoints = {dc: host_endpoint(stack, tokens[dc], dc) for dc in tokens}
 
-    def announce():   # a seed that claims every chunk and runs the build, at the real coordinator endpoints
+    said = {dc: {"state": "staged", "activeBuildID": None, "about": b} for dc in tokens}
+
+    def announce():   # a seed that claims every chunk, says it staged and then runs the build, at the real endpoints
         while not stop.is_set():
             for region, dc in (("us-east", "us-east-a"), ("eu-west", "eu-west-a")):
-                endpoints[dc].post("/heartbeat", json={
+                r = endpoints[dc].post("/heartbeat", json={
                     "hostID": f"rogue-{dc}", "region": region, "address": rogue.address,
-                    "projects": {project: {"state": "active", "activeBuildID": b, "about": b}},
+                    "projects": {project: said[dc]},
                     "artifacts": [{"artifact": digest, "chunks": n, "bits": bitfield.encode(bitfield.full(n)),
                                    "complete": True}]})
+                if r.status_code == 200 and (r.json()["projects"].get(project) or {}).get("targetBuildID") == b:
+                    said[dc] = {"state": "active", "activeBuildID": b, "about": b}
             stop.wait(0.5)
     t = threading.Thread(target=announce, daemon=True)
     t.start()
