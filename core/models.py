@@ -391,6 +391,7 @@ class PeersIn(BaseModel):
     have: Bits     # the chunks it holds
     failed: list[PeerAddress] = Field(default_factory=list, max_length=16)   # peers that lack chunks they claim
     busy: list[PeerAddress] = Field(default_factory=list, max_length=16)     # peers that answered only 503 for long
+    served: list[PeerAddress] = Field(default_factory=list, max_length=16)   # peers that gave it verified chunks
 
 
 class OriginIn(BaseModel):

@@ -195,7 +195,7 @@ class NodeDaemon:
     def peers_for(self, wanted: set[str], failed: dict[str, str] | None = None) -> tuple[dict[str, list[str]], set[str] | None]:
         """Ask the tracker once for all the chunks still wanted: digest -> peer addresses, and
         the chunks to fetch from the origin (None: the tracker did not say). `failed`: peers
-        that did not serve chunks they claim (address -> "missing" or "busy")."""
+        it found serving or wanting (address -> "served", "missing" or "busy")."""
         failed = failed or {}
         if not self.use_peers:
             return {}, None
@@ -208,7 +208,8 @@ class NodeDaemon:
                 "artifact": manifest.manifest_digest, "chunks": len(chunks), "wanted": bitfield.encode(want),
                 "have": bitfield.encode(bitfield.full(len(chunks)) & ~want),
                 "failed": sorted(p for p, why in failed.items() if why == "missing")[:16],
-                "busy": sorted(p for p, why in failed.items() if why == "busy")[:16]})
+                "busy": sorted(p for p, why in failed.items() if why == "busy")[:16],
+                "served": sorted(p for p, why in failed.items() if why == "served")[:16]})
             peers: dict[str, list[str]] = {}
             for p in got["peers"]:
                 for i in bitfield.indexes(bitfield.decode(p["bits"], len(chunks))):

@@ -12,11 +12,13 @@ no peer has a chunk, every chunk verified before it is kept.
   another holder, or the chunk a little later (a busy peer is no failure). Each chunk thus moves
   at a good share of its uploader's bandwidth and is whole, and shareable, sooner.
 - A peer that serves bad data is blacklisted for the rest of the download; one that fails
-  (refused, 404, timeout) is skipped for that chunk. Claims are not trusted: a peer that answers
-  404 for a chunk it was offered for is reported to the tracker with the next query as `missing`
-  (it loses its claims there), one that answers nothing but 503 for `busy_budget_s` as `busy`
-  (its bits stop holding chunks back from the origin); a chunk whose offered peers have been
-  busy for `busy_budget_s`, or that the tracker handed to this host, comes from the origin. A bad copy from the origin is reported
+  (refused, 404, timeout) is skipped for that chunk. Claims are not trusted. With its next
+  query the downloader tells the tracker which peers served it verified chunks (`served`),
+  which answered 404 for a chunk they claim or sent bad bytes (`missing`: they lose their
+  claims), and which never served it and answered nothing but 503 for `busy_budget_s` (`busy`:
+  unless others vouch for them, their bits stop holding chunks back from the origin). A chunk
+  whose only offered peers never served this host and stayed busy that long comes from the
+  origin; a peer that has served it is honest and busy, and is waited for. A bad copy from the origin is reported
   (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
   longer than `endgame_s` from another peer (never the origin); the first verified copy wins.
@@ -87,9 +89,10 @@ class Downloader:
         self._peer_map_at = -1e9
         self.origin_after_s, self.busy_budget_s = origin_after_s, busy_budget_s
         self._peer_lock = threading.Lock()
-        self._chunk_busy: dict[str, float] = {}   # chunk -> since when its peers answered only 503
+        self._chunk_busy: dict[str, float] = {}   # chunk -> since when peers that never served us answered only 503
         self._peer_busy: dict[str, float] = {}    # peer -> since when it answered us only 503
-        self._failed: dict[str, str] = {}         # peers to report with the next query, and why
+        self._served: set[str] = set()            # peers that gave us a verified chunk
+        self._verdicts: dict[str, str] = {}       # peer -> "served" | "missing" | "busy", told with the next query
         self._reported: set[str] = set()
         self.bucket = download or TokenBucket(0)
         self.workers, self.timeout_s, self.endgame_s, self.attempts = workers, timeout_s, endgame_s, attempts
@@ -172,7 +175,7 @@ class Downloader:
                 return True
             # peers for the first `attempts` failures, and while they have not been busy too long;
             # the origin always gets the last ones
-            peers_now = failures < self.attempts and not self._starved(ref.digest) and not self._handed(ref.digest)
+            peers_now = failures < self.attempts and not self._starved(ref.digest)
             candidates = [p for p in self._peers(ref, stats, lock, plan) if p not in busy] if peers_now else []
             if not candidates and peers_now and (busy or endgame):
                 return not busy
@@ -214,6 +217,9 @@ class Downloader:
             with self._peer_lock:
                 self._chunk_busy.pop(ref.digest, None)
                 self._peer_busy.pop(source, None)
+                if source != ORIGIN and source not in self._served:
+                    self._served.add(source)
+                    self._verdicts.setdefault(source, "served")
             with lock:
                 if source == ORIGIN:
                     stats.bytes_from_origin += ref.size
@@ -227,6 +233,8 @@ class Downloader:
     def _busy(self, digest: str, peer: str) -> None:
         now = time.monotonic()
         with self._peer_lock:
+            if peer in self._served:   # it served us before: busy, honestly
+                return
             self._chunk_busy.setdefault(digest, now)
             self._peer_busy.setdefault(peer, now)
 
@@ -235,26 +243,21 @@ class Downloader:
             now = time.monotonic()
             if now - self._chunk_busy.get(digest, now) <= self.busy_budget_s:
                 return False
-            for peer, since in self._peer_busy.items():   # what kept it from us: report them
+            for peer, since in self._peer_busy.items():   # what kept it from us (none ever served us)
                 if now - since > self.busy_budget_s:
-                    self._failed.setdefault(peer, "busy")
+                    self._verdicts.setdefault(peer, "busy")
             return True
 
     def _to_report(self) -> dict[str, str]:
-        """Peers found wanting since the last query, each reported once per reason (under _peer_lock)."""
-        failed = {p: why for p, why in self._failed.items() if (p, why) not in self._reported}
-        self._failed = {}
+        """Peers found serving or wanting since the last query, each reported once per reason (under _peer_lock)."""
+        failed = {p: why for p, why in self._verdicts.items() if (p, why) not in self._reported}
+        self._verdicts = {}
         self._reported |= set(failed.items())
         return failed
 
-    def _handed(self, digest: str) -> bool:
-        """The tracker gave this chunk to this host to fetch from the origin: no peer it trusts has it."""
-        with self._peer_lock:
-            return bool(self._origin) and digest in self._origin
-
     def _report(self, peer: str, why: str) -> None:
         with self._peer_lock:
-            self._failed[peer] = why
+            self._verdicts[peer] = why
 
     def _peers(self, ref: ChunkRef, stats: DownloadStats, lock: threading.Lock, plan: ChunkPlan) -> list[str]:
         """Peers holding this chunk, less blacklisted ones and those already tried for it."""

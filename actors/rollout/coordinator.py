@@ -187,18 +187,22 @@ class Coordinator:
         return info
 
     def peers(self, host_id: str, address: str, artifact: str, chunks: int, wanted: str, have: str,
-              rack: str = "", failed: list[str] = (), busy: list[str] = ()) -> dict | None:
+              rack: str = "", failed: list[str] = (), busy: list[str] = (), served: list[str] = ()) -> dict | None:
         """For the chunks a host still wants (a bitfield), the peers that hold some of them
         ({address, bits}) and the ones it should fetch from the origin itself (`origin`). `have`
         is its whole bitfield: asked several times a second while it downloads, this keeps the
         tracker's view of it fresh between reports. `failed`: peers that answered that they lack
         chunks they claim (they lose their claims); `busy`: peers that answered only 503 for long
-        (their claims stop holding chunks back from the origin). None if the artifact is not one
-        of the host's targets' or `chunks` is not its chunk count."""
+        (unless others vouch for them, their claims stop holding chunks back from the origin);
+        `served`: peers that gave it verified chunks (they are vouched for). None if the artifact
+        is not one of the host's targets' or `chunks` is not its chunk count."""
         if artifact not in self._artifacts_of(self._targets(host_id)) or self._chunk_count(artifact) != chunks:
             return None
         want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
+        with self.lock:
+            for peer in served:
+                self.tracker.vouch(artifact, peer)
         for peers, judge, what in ((failed, self.tracker.distrust, "lacks chunks it claims; its claims are dropped"),
                                    (busy, self.tracker.doubt, "served nothing but 503; its claims hold nothing back")):
             for peer in peers:

@@ -148,7 +148,7 @@ class HostEndpoint:
 
     async def _peers(self, b: PeersIn, who: auth.Principal) -> dict:
         got = await self._run(self.coordinator.peers, b.hostID, b.address, b.artifact, b.chunks, b.wanted,
-                              b.have, b.rack, b.failed, b.busy)
+                              b.have, b.rack, b.failed, b.busy, b.served)
         if got is None:
             raise Refused(403, "forbidden", "only the artifacts of the builds this host is told to run or stage, "
                                             "with their chunk counts")

@@ -13,9 +13,10 @@ bandwidth goes to chunks in turn (each lands early and spreads while the next on
 A claim is only as good as the chunks behind it. A peer that downloaders report for answering
 that it lacks a chunk it claims (`distrust`) loses its claims to the artifact and is not heard
 for a while (doubling each time). One reported for answering nothing but "busy" for long
-(`doubt`; an honest peer under load can look the same) keeps being offered, after the others,
-but its bits no longer keep chunks from the origin for a while: unproven bits never hold the
-swarm back.
+(`doubt`) that no downloader has vouched for (`vouch`: it served someone a verified chunk; an
+honest peer is busy because it serves) keeps being offered, after the others, but its bits no
+longer keep chunks from the origin for a while, nor are they offered to a host the tracker
+hands those chunks to: unproven bits never hold the swarm back.
 """
 from __future__ import annotations
 
@@ -72,12 +73,14 @@ class Bag:
 @dataclass
 class Swarm:
     peers: dict[str, PeerState] = field(default_factory=dict)   # host -> its state
+    by_address: dict[str, PeerState] = field(default_factory=dict)   # its peer server's address -> its state
     seeds: Bag = field(default_factory=Bag)                      # complete peers (their PeerStates)
     partial: Bag = field(default_factory=Bag)                    # peers that hold some chunks, not all
     held: int = 0                                               # union of every peer's bits (may be stale high after a peer leaves)
     assigned: dict[int, tuple[str, float]] = field(default_factory=dict)   # chunk index -> (host, until)
     banned: dict[str, float] = field(default_factory=dict)   # host -> until when its claims are not heard
     unproven: dict[str, float] = field(default_factory=dict)  # host -> until when its bits do not count as held
+    vouched: set[str] = field(default_factory=set)             # hosts that served someone a verified chunk
     strikes: dict[str, int] = field(default_factory=dict)    # host -> times it was distrusted
 
     def sort(self, peer: PeerState) -> None:
@@ -89,6 +92,8 @@ class Swarm:
         peer = self.peers.pop(host, None)
         if peer is None:
             return False
+        if self.by_address.get(peer.address) is peer:
+            del self.by_address[peer.address]
         self.seeds.discard(peer)
         self.partial.discard(peer)
         return True
@@ -109,6 +114,9 @@ class Tracker:
         """A host's whole bitfield for an artifact (replaces what it said before)."""
         swarm = self.swarms.setdefault(artifact, Swarm())
         peer = swarm.peers.setdefault(host, PeerState(host, address))
+        if swarm.by_address.get(peer.address) is peer:
+            del swarm.by_address[peer.address]
+        swarm.by_address[address] = peer
         if swarm.banned.get(host, 0.0) > now:
             bits, complete = 0, False
         peer.address, peer.complete, peer.last_seen, peer.rack = address, complete, now, rack
@@ -142,10 +150,11 @@ class Tracker:
         """Downloaders say the peer at `address` failed to serve chunks it claims: it loses its
         claims to the artifact, and what it says of it is not heard for `distrust_s` (doubled for
         each earlier time). Returns the host, if the address is a peer of the swarm."""
-        swarm = self.swarms.get(artifact)
-        peer = next((p for p in swarm.peers.values() if p.address == address), None) if swarm else None
+        peer = self._at(artifact, address)
         if peer is None:
             return None
+        swarm = self.swarms[artifact]
+        swarm.vouched.discard(peer.host)
         strikes = swarm.strikes.get(peer.host, 0)
         swarm.strikes[peer.host] = strikes + 1
         swarm.banned[peer.host] = now + self.distrust_s * 2 ** min(strikes, 6)
@@ -154,14 +163,26 @@ class Tracker:
         self._recount(swarm)
         return peer.host
 
+    def vouch(self, artifact: str, address: str) -> None:
+        """A downloader got a verified chunk from the peer at `address`: it serves what it claims."""
+        peer = self._at(artifact, address)
+        if peer is not None:
+            self.swarms[artifact].vouched.add(peer.host)
+            if self.swarms[artifact].unproven.pop(peer.host, None) is not None:
+                self._recount(self.swarms[artifact])
+
+    def _at(self, artifact: str, address: str) -> PeerState | None:
+        swarm = self.swarms.get(artifact)
+        return swarm.by_address.get(address) if swarm else None
+
     def doubt(self, artifact: str, address: str, now: float) -> str | None:
         """Downloaders met nothing but "busy" from the peer at `address` for long: for
         `distrust_s`, its bits do not count as held (the origin sends those chunks) and it is
         offered after the others. Returns the host, if the address is a peer of the swarm."""
-        swarm = self.swarms.get(artifact)
-        peer = next((p for p in swarm.peers.values() if p.address == address), None) if swarm else None
-        if peer is None:
+        peer = self._at(artifact, address)
+        if peer is None or peer.host in self.swarms[artifact].vouched:
             return None
+        swarm = self.swarms[artifact]
         swarm.unproven[peer.host] = now + self.distrust_s
         self._recount(swarm)
         return peer.host
@@ -235,7 +256,13 @@ class Tracker:
         """A downloading host's query: what it holds now (its whole bitfield), and for the chunks
         it wants, the peers that hold some of them and the ones it should fetch from the origin."""
         self.announce(artifact, host, address, held, complete, now, rack)
-        return self.peer_bits(artifact, host, wanted), self.assign_origin(artifact, host, wanted, now)
+        chosen = self.peers(artifact, host, wanted)
+        origin = self.assign_origin(artifact, host, wanted, now)
+        unproven = self.swarms[artifact].unproven
+        # a doubted peer is not offered for the chunks this host is handed to fetch from the origin
+        bits = [(p.address, (wanted if p.complete else p.bits & wanted) & (~origin if p.host in unproven else -1))
+                for p in chosen]
+        return [(a, b) for a, b in bits if b], origin
 
     def assign_origin(self, artifact: str, host: str, wanted: int, now: float, limit: int = 1) -> int:
         """Chunks of `wanted` that `host` should fetch from the origin: ones no peer holds and

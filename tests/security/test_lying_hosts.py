@@ -102,6 +102,10 @@ def test_a_peer_that_answers_only_busy_holds_no_chunk_back_from_the_origin(world
     assert [p["address"] for p in got["peers"]] == ["10.0.0.2:7000", "10.0.0.66:7000"], got   # the doubted one last
     assert bitfield.decode(got["origin"]) and not bitfield.decode(got["origin"]) & 1   # chunk 0 is other's
     assert "served nothing but 503" in store.hosts.get(DC, "liar")["distrusted"]
+    # a peer someone got a verified chunk from is busy because it serves: a busy report is not believed
+    coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0), served=["10.0.0.2:7000"])
+    coord.peers("honest", "10.0.0.1:7000", M, 8, every(8), bitfield.encode(0), busy=["10.0.0.2:7000"])
+    assert "distrusted" not in store.hosts.get(DC, "other")
     clock.t += 61
     coord.heartbeat("liar", "10.0.0.66:7000", {}, [{"artifact": M, "chunks": 8, "bits": every(8), "complete": True}])
     coord.tick()   # the doubt expires: its bits count again
