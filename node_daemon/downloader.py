@@ -17,8 +17,8 @@ no peer has a chunk, every chunk verified before it is kept.
   which answered 404 for a chunk they claim or sent bad bytes (`missing`: they lose their
   claims), and which never served it and answered nothing but 503 for `busy_budget_s` (`busy`:
   unless others vouch for them, their bits stop holding chunks back from the origin). A chunk
-  whose only offered peers never served this host and stayed busy that long comes from the
-  origin; a peer that has served it is honest and busy, and is waited for. A bad copy from the origin is reported
+  whose only offered peers never served this host and stayed busy for `origin_after_s` comes
+  from the origin; a peer that has served it is honest and busy, and is waited for. A bad copy from the origin is reported
   (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
   longer than `endgame_s` from another peer (never the origin); the first verified copy wins.
@@ -236,17 +236,15 @@ class Downloader:
             if peer in self._served:   # it served us before: busy, honestly
                 return
             self._chunk_busy.setdefault(digest, now)
-            self._peer_busy.setdefault(peer, now)
+            if now - self._peer_busy.setdefault(peer, now) > self.busy_budget_s:
+                self._verdicts.setdefault(peer, "busy")
 
     def _starved(self, digest: str) -> bool:
+        """Its peers, none of which ever served us, have been busy for `origin_after_s`: as long as
+        a chunk no peer holds waits for one (an honest swarm under load is busy for seconds)."""
         with self._peer_lock:
             now = time.monotonic()
-            if now - self._chunk_busy.get(digest, now) <= self.busy_budget_s:
-                return False
-            for peer, since in self._peer_busy.items():   # what kept it from us (none ever served us)
-                if now - since > self.busy_budget_s:
-                    self._verdicts.setdefault(peer, "busy")
-            return True
+            return now - self._chunk_busy.get(digest, now) > self.origin_after_s
 
     def _to_report(self) -> dict[str, str]:
         """Peers found serving or wanting since the last query, each reported once per reason (under _peer_lock)."""
