@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     scrub_chunks_per_s: float = 20.0              # ...reading at most this many chunks a second
     stage_timeout_s: float = 600.0     # a host that has not staged a build this long after its datacenter began...
     stage_min_mbps: float = 10.0        # ...plus the artifact's size at this rate, is FAILED for its wave
-    peer_busy_budget_s: float = 10.0    # a host's chunk whose peers answer only 503 this long comes from the store...
-    peer_distrust_s: float = 60.0       # a peer that fails to serve chunks it claims is not heard this long (doubling)
+    peer_busy_budget_s: float = 10.0    # a peer that never served a host and answers it only 503 this long is reported
+    peer_distrust_s: float = 60.0       # a reported peer's claims count for nothing this long (a 404: doubling)
     host_lost_s: float = 15.0           # a host silent this long is marked lost (never before 3 idle reports)
     host_idle_report_s: float = 10.0    # an idle host reports this often...
     host_busy_report_s: float = 0.5     # ...a moving one this often (its coordinator tells it which)
