@@ -2,9 +2,11 @@
 each project's build side by side, a host added late converges to every project it serves, and
 a start command that keeps running is the service, not a hung install."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -23,11 +25,14 @@ def current(stack, host, project) -> Path:
 
 
 def test_two_projects_share_the_hosts_and_a_late_host_converges_to_both(api, stack, new_project):
-    pidfile = f"/tmp/gantry-test-start-{uuid.uuid4().hex}"
+    # each service notes its pid in a sticky directory: B runs as its own uid on each host, and
+    # one host's B cannot write a file another host's B made
+    piddir = Path(tempfile.mkdtemp(prefix="gantry-test-start-"))
+    piddir.chmod(0o1777)
     a, sha_a, _ = new_project("mkdir -p dist && echo A > dist/who")
     # B's start command is the service itself: it never exits (it used to hang the install 60 s)
     toml = ('[build]\ncommand = "mkdir -p dist && echo B > dist/who"\noutput = "dist"\n[deploy]\n'
-            f'start = "echo $$ >> {pidfile}; exec sleep 600"\nhealth = "grep -q B who"\n')
+            f'start = "touch {piddir}/$$; exec sleep 600"\nhealth = "grep -q B who"\n')
     b, sha_b, _ = new_project("true", files={"gantry.toml": toml})
     bystander, _, _ = new_project("true")
     builds = {}
@@ -63,16 +68,16 @@ def test_two_projects_share_the_hosts_and_a_late_host_converges_to_both(api, sta
         assert (current(stack, added, b) / "who").read_text() == "B\n"
         assert added not in {h["hostID"] for h in api.get(f"/projects/{bystander}/hosts").json()}   # not its project
         assert {h["hostID"] for h in api.get(f"/projects/{bystander}/hosts").json()} >= set(hosts)
-        services = [int(x) for x in Path(pidfile).read_text().split()]
+        services = [int(p.name) for p in piddir.iterdir()]
         assert len(services) >= len(hosts) + 1   # every host started B's service and finished installing...
         for pid in services:
             os.kill(pid, 0)                      # ...while the service kept running
     finally:
         if added:
             stack.remove_host(added)
-        for line in (Path(pidfile).read_text().split() if os.path.exists(pidfile) else []):
+        for p in piddir.iterdir():
             try:   # the services B's start commands left running: ours to stop
-                os.kill(int(line), signal.SIGKILL)
+                os.kill(int(p.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        Path(pidfile).unlink(missing_ok=True)
+        shutil.rmtree(piddir, ignore_errors=True)
