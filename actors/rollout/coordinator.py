@@ -196,9 +196,9 @@ class Coordinator:
         (unless others vouch for them, their claims stop holding chunks back from the origin);
         `served`: peers that gave it verified chunks (they are vouched for). None if the artifact
         is not one of the host's targets' or `chunks` is not its chunk count."""
+        want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)   # a bad bitfield: 400 first
         if artifact not in self._artifacts_of(self._targets(host_id)) or self._chunk_count(artifact) != chunks:
             return None
-        want, held = bitfield.decode(wanted, chunks), bitfield.decode(have, chunks)
         now = self.clock()
         with self.lock:
             for peer in served:
