@@ -89,8 +89,7 @@ class Project(BaseModel):
 class BuildDetails(BaseModel):
     model_config = ConfigDict(extra="allow")
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
-    # the branch the commit is said to be on: its cache is that branch's only if the commit is on it
-    branch: str | None = Field(default=None, max_length=200)
+    branch: str | None = Field(default=None, max_length=200)   # its cache is the branch's only if the commit is on it
 
     @field_validator("env")
     @classmethod
