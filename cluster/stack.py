@@ -14,91 +14,25 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 
+from gantry.cluster.processes import HOST, alive, bin_path, descendants, free_port, loopback, proc_stat, wait_for
 from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 from gantry.settings import Settings
 from gantry.topology import Region, StackConfig, write_private
 
 PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
-HOST = "127.0.0.1"
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
 
 
 def node_marker(name: str) -> str:
     """A resource that only the node we started as `name` has, to tell our nodes apart."""
     return f"gantry-node:{name}"
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def loopback(n: int) -> str:
-    """The n-th local host's own address: 127.0.1.1, 127.0.1.2, ... (all of 127/8 is loopback)."""
-    return f"127.0.{1 + (n - 1) // 254}.{1 + (n - 1) % 254}"
-
-
-def wait_for(check, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def _bin(name: str) -> str:
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else (shutil.which(name) or name)
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat's fields after the command name (state, ppid, ..., starttime at 19)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(pid: int) -> list[tuple[int, str]]:
-    """Every process below `pid`, each with its start time (so a reused pid is told apart)."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(int(entry))):
-            children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child[0])
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def deploy_services(stack_file: str, api_port: int, host: str = HOST) -> None:
@@ -154,7 +88,7 @@ class Stack:
         return StackConfig.load(self.stack_file)
 
     def running(self) -> dict[str, bool]:
-        return {name: _alive(p["pid"]) for name, p in self.pids().items()}
+        return {name: alive(p["pid"]) for name, p in self.pids().items()}
 
     def ray_env(self) -> dict[str, str]:
         return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
@@ -276,7 +210,7 @@ class Stack:
         bucket = f"gantry-{region}"
         (root / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a top-level directory is a bucket
         # the key goes through rclone's environment (RCLONE_AUTH_KEY), never on its command line
-        self._spawn(f"s3-{region}", [_bin("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}", "--config", "/dev/null"]
+        self._spawn(f"s3-{region}", [bin_path("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}", "--config", "/dev/null"]
                     + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else []) + [str(root)],
                     {"RCLONE_AUTH_KEY": f'"{access_key},{secret_key}"'}, port=port)   # a CSV list of one pair
         wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
@@ -291,7 +225,7 @@ class Stack:
         return self._short_dir("gantry-ray")
 
     def _start_ray_head(self, gcs_port: int, dashboard_port: int) -> None:
-        argv = [_bin("ray"), "start", "--head", "--block", f"--node-ip-address={RAY_IP}",
+        argv = [bin_path("ray"), "start", "--head", "--block", f"--node-ip-address={RAY_IP}",
                 f"--port={gcs_port}", "--num-cpus=1", "--resources", json.dumps({HEAD_RESOURCE: 1000}),
                 "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}",
                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
@@ -302,7 +236,7 @@ class Stack:
 
     def _start_ray_node(self, name: str, resources: dict, gcs_port: int) -> None:
         resources = {**resources, node_marker(name): 1}
-        argv = [_bin("ray"), "start", "--block", f"--address={RAY_IP}:{gcs_port}",
+        argv = [bin_path("ray"), "start", "--block", f"--address={RAY_IP}:{gcs_port}",
                 f"--node-ip-address={RAY_IP}", "--num-cpus=1", "--resources", json.dumps(resources),
                 f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={(metrics_port := free_port())}",
                 "--object-store-memory", str(256 << 20), "--disable-usage-stats"]
@@ -323,7 +257,7 @@ class Stack:
         from gantry.auth import issue_host
         cfg = self.config()
         address = self._host_address(host_id)
-        argv = [_bin("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
+        argv = [bin_path("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
                 "--region", region, "--dc", dc, "--coordinator", cfg.api_url,
                 "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
@@ -406,23 +340,23 @@ class Stack:
         if not p:
             return
         pid = p["pid"]
-        below = _descendants(pid)
+        below = descendants(pid)
         for s, wait in ((sig, grace_s), (signal.SIGKILL, 5)):
             try:
                 os.killpg(pid, s)   # our process is its group's leader (start_new_session)
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if not _alive(pid):
+            if not alive(pid):
                 break
         try:
             os.killpg(pid, signal.SIGKILL)  # children left in the group
         except ProcessLookupError:
             pass
         for child, started in below:
-            if (fields := _stat(child)) and fields[19] == started:
+            if (fields := proc_stat(child)) and fields[19] == started:
                 try:
                     os.kill(child, signal.SIGKILL)
                 except ProcessLookupError:
