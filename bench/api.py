@@ -27,10 +27,10 @@ from pathlib import Path
 import httpx
 
 from gantry.state import State, TransitionRefused
-from gantry.statuses import BuildStatus
 from gantry.cluster.stack import Stack, free_port
 from gantry.settings import Settings
 from gantry.auth import issue
+from gantry.statuses import BUILD_TERMINAL, BuildStatus
 from sample_repo import commit_build
 
 
@@ -102,7 +102,7 @@ def main() -> int:
                 b = c.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
                 while True:
                     rec = c.get(f"/projects/bench/builds/{b}").json()
-                    if rec["buildStatus"] in ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD"):
+                    if rec["buildStatus"] in BUILD_TERMINAL:
                         break
                     time.sleep(0.05)
                 q2b.append((ts(rec["startedAt"]) - ts(rec["createdAt"])) * 1000)

@@ -32,6 +32,7 @@ from gantry.actors.rollout.coordinator import Coordinator
 from gantry.artifacts import bitfield
 from gantry.cluster.stack import free_port
 from gantry.state import State, keys
+from gantry.statuses import BuildStatus, HostState
 
 WRITES = {"evalsha", "eval"}   # a report is written by one script (its inner HSETs are counted apart by Redis)
 ARTIFACT = "blake3:" + "a" * 64
@@ -61,7 +62,7 @@ def main() -> int:
             except redis.ConnectionError:
                 time.sleep(0.05)
         state = State(f"redis://127.0.0.1:{port}/0")
-        r.hset(keys.build("b1"), mapping={"buildID": "b1", "buildStatus": "SUCCEEDED", "artifactDigest": ARTIFACT})
+        r.hset(keys.build("b1"), mapping={"buildID": "b1", "buildStatus": BuildStatus.SUCCEEDED, "artifactDigest": ARTIFACT})
         chunk_set = {f"blake3:{i:064x}" for i in range(a.chunks)}
         coord = Coordinator("bench-a", "bench", {"bench": ["bench-a"]}, state, presign=lambda key: "https://store/" + key,
                             manifest_chunks=lambda artifact: chunk_set)
@@ -70,7 +71,7 @@ def main() -> int:
         for h in hosts:   # each host runs b1: it may announce b1's artifact (a host announces its own targets' only)
             state.hosts.set_target("bench-a", h, "web", "b1")
         held = {h: bitfield.of(rng.sample(range(a.chunks), a.chunks // 4)) for h in hosts}
-        report = {"web": {"state": "active", "activeBuildID": "b1", "error": "", "about": "b1"}}
+        report = {"web": {"state": HostState.ACTIVE, "activeBuildID": "b1", "error": "", "about": "b1"}}
         t0 = time.perf_counter()
         for h in hosts:   # registration: every first report is a write
             coord.heartbeat(h, f"10.0.{hash(h) % 250}.{hash(h) % 250}:7000", report, [

@@ -26,6 +26,7 @@ import httpx
 
 from gantry.auth import issue
 from gantry.cluster.stack import Stack, free_port
+from gantry.statuses import DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus, HostState
 from sample_repo import commit_build
 
 REGIONS = ("us-east", "eu-west", "ap-south")
@@ -51,9 +52,9 @@ def deploy_seconds(api: httpx.Client, build_id: str, strategy: dict | None) -> f
     r = api.post("/projects/bench/deployments", json={"buildID": build_id, **({"strategy": strategy} if strategy else {})})
     r.raise_for_status()
     dep = r.json()["deploymentID"]
-    d = wait(lambda: (lambda d: d if d["status"] not in ("IN_PROGRESS", "PAUSED") else None)(
+    d = wait(lambda: (lambda d: d if d["status"] not in DEPLOYMENT_ACTIVE else None)(
         api.get(f"/projects/bench/deployments/{dep}").json()), 1800, "the deployment")
-    if d["status"] != "COMPLETED":
+    if d["status"] != DeploymentStatus.COMPLETED:
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}")
     return time.monotonic() - t0
 
@@ -75,9 +76,9 @@ def main() -> int:
             for n in (1, 2):
                 sha = commit_build(work / "repo", f"mkdir -p dist && head -c 10000 /dev/urandom > dist/app{n}")
                 b = api.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
-                wait(lambda: api.get(f"/projects/bench/builds/{b}").json()["buildStatus"] == "SUCCEEDED", 900, "a build")
+                wait(lambda: api.get(f"/projects/bench/builds/{b}").json()["buildStatus"] == BuildStatus.SUCCEEDED, 900, "a build")
                 builds.append(b)
-            wait(lambda: sum(1 for h in api.get("/projects/bench/hosts").json() if h["state"] != "lost")
+            wait(lambda: sum(1 for h in api.get("/projects/bench/hosts").json() if h["state"] != HostState.LOST)
                  == a.hosts_per_dc * len(REGIONS), 120, "the hosts")
             before = deploy_seconds(api, builds[0], {"steps": list(STEPS), "bakeS": a.bake, "stage": "wave",
                                                      "regionWaves": [[r] for r in REGIONS]})

@@ -30,6 +30,7 @@ from gantry.artifacts.manifest import Manifest
 from gantry.cluster.stack import Stack, free_port
 from gantry.auth import issue
 from gantry.state import State
+from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus, HostState
 from sample_repo import commit_build
 
 REGION, DC = "bench", "bench-a"
@@ -52,14 +53,14 @@ def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int
     for h in hosts:
         stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers, projects=[project])
     wait(lambda: sum(1 for h in api.get(f"/projects/{project}/hosts").json()
-                     if h["hostID"] in hosts and h["state"] != "lost") == n, 120, f"{n} hosts to register")
+                     if h["hostID"] in hosts and h["state"] != HostState.LOST) == n, 120, f"{n} hosts to register")
     t0, posted = time.monotonic(), time.time()
     dep = api.post(f"/projects/{project}/deployments", json={
         "buildID": build_id, "strategy": {"steps": [1.0], "minHealthy": 1.0, "bakeS": 0}}).json()["deploymentID"]
-    d = wait(lambda: (lambda d: d if d["status"] not in ("IN_PROGRESS", "PENDING") else None)(
+    d = wait(lambda: (lambda d: d if d["status"] not in DEPLOYMENT_ACTIVE else None)(
         api.get(f"/projects/{project}/deployments/{dep}").json()), 3600, "the rollout")
     seconds = time.monotonic() - t0
-    if d["status"] != "COMPLETED":
+    if d["status"] != DeploymentStatus.COMPLETED:
         errors = {h["hostID"]: h["error"] for h in api.get(f"/projects/{project}/hosts").json() if h["error"]}
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")
     state = State(stack.config().redis_url)
@@ -117,9 +118,9 @@ def measure(a, probe=None) -> list[dict]:
                 registers where the desired build is already set would start on it at once."""
                 api.put(f"/projects/{project}", json={"repoURL": str(work / "repo")}).raise_for_status()
                 b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
-                rec = wait(lambda: (lambda r: r if r["buildStatus"] in ("SUCCEEDED", "FAILED", "DEAD") else None)(
+                rec = wait(lambda: (lambda r: r if r["buildStatus"] in BUILD_TERMINAL else None)(
                     api.get(f"/projects/{project}/builds/{b}").json()), 1800, "the build")
-                if rec["buildStatus"] != "SUCCEEDED":
+                if rec["buildStatus"] != BuildStatus.SUCCEEDED:
                     raise SystemExit(f"build failed: {rec['error']}")
                 return b, Manifest.from_bytes(s3_for(cfg.primary, cfg.s3_access_key, cfg.s3_secret_key)
                                               .get(manifest_key(rec["artifact"]["digest"])))

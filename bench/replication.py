@@ -39,6 +39,7 @@ from gantry.artifacts.publish import publish
 from gantry.cluster.stack import Stack, free_port
 from gantry.settings import Settings
 from gantry.auth import issue
+from gantry.statuses import BUILD_TERMINAL, BuildStatus
 from sample_repo import commit_build
 
 PIECE = 16 << 20
@@ -62,8 +63,8 @@ def build(api: httpx.Client, sha: str) -> dict:
     b = api.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
     while True:
         rec = api.get(f"/projects/bench/builds/{b}").json()
-        if rec["buildStatus"] in ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD"):
-            if rec["buildStatus"] != "SUCCEEDED":
+        if rec["buildStatus"] in BUILD_TERMINAL:
+            if rec["buildStatus"] != BuildStatus.SUCCEEDED:
                 raise SystemExit(f"build {b} ended {rec['buildStatus']}: {rec['error']}")
             return rec
         time.sleep(0.5)

@@ -14,6 +14,7 @@ import httpx
 from gantry.cluster.cli import default_home
 from gantry.cluster.stack import Stack, wait_for
 from gantry.auth import issue
+from gantry.statuses import DeploymentStatus
 
 SAMPLE_TOML = """[build]
 command = "sh build.sh"
@@ -116,7 +117,7 @@ def main() -> int:
     second = gantry_json("builds", "hello", "--limit", "1", env=env)["builds"][0]["buildID"]
     gantry("deploy", "greet", greet, "--steps", "1,1.0", "--bake", "1", env=env)
     gantry("deploy", "hello", second, "--steps", "1,1.0", "--bake", "1", "--wait", env=env)
-    wait_for(lambda: api.get("/projects/greet/deployments").json()["deployments"][0]["status"] == "COMPLETED",
+    wait_for(lambda: api.get("/projects/greet/deployments").json()["deployments"][0]["status"] == DeploymentStatus.COMPLETED,
              180, "greet's deployment")
     show_hosts(home)
     print("== roll back to the previous good build")

@@ -19,7 +19,7 @@ import httpx
 
 from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
                            DeploymentAccepted, DeploymentPage, Host, Prediction, Project)
-from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL
+from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL, DeploymentOp
 
 TERMINAL_BUILD = BUILD_TERMINAL
 TERMINAL_DEPLOYMENT = DEPLOYMENT_TERMINAL
@@ -167,13 +167,13 @@ class _Client(ABC):
             self._call("deployment_op", projectName=project, deploymentID=deployment_id, op=op))
 
     def pause(self, project: str, deployment_id: str) -> Deployment:
-        return self._op(project, deployment_id, "PAUSE")
+        return self._op(project, deployment_id, DeploymentOp.PAUSE)
 
     def resume(self, project: str, deployment_id: str) -> Deployment:
-        return self._op(project, deployment_id, "RESUME")
+        return self._op(project, deployment_id, DeploymentOp.RESUME)
 
     def abort(self, project: str, deployment_id: str) -> Deployment:
-        return self._op(project, deployment_id, "ABORT")
+        return self._op(project, deployment_id, DeploymentOp.ABORT)
 
     def rollback(self, project: str, build_id: str | None = None) -> DeploymentAccepted:
         body = {"buildID": build_id} if build_id else {}

@@ -8,7 +8,7 @@ names, see `gantry.state.scripts`), and nothing else spells a status as a string
   deployments   IN_PROGRESS <-> PAUSED -> COMPLETED | ROLLED_BACK | ABORTED | SUPERSEDED
   hosts         idle -> downloading -> active | failed; any -> lost (silent); lost -> as reported
   datacenter    a deployment's share of one datacenter: ROLLING <-> BAKING -> DONE, or ROLLING_BACK
-  rollouts      -> ROLLED_BACK; PAUSED holds (see actors/rollout/dc_rollout.py)
+  rollouts      -> ROLLED_BACK; PAUSED holds (see rollout/dc_rollout.py)
 """
 from __future__ import annotations
 
@@ -69,6 +69,8 @@ class DcPhase(StrEnum):
     WAITING_FOR_REPLICA = "WAITING_FOR_REPLICA"   # shown only: not started, the region's replica is not in yet
 
 
+TIMED_OUT = "TIMED_OUT"   # a simulation's outcome when its deployment had not ended by the limit
+
 B, R, D, H = BuildStatus, ReplicationStatus, DeploymentStatus, HostState
 
 BUILD_TERMINAL = frozenset({B.SUCCEEDED, B.FAILED, B.CANCELLED, B.DEAD})
@@ -115,6 +117,22 @@ HOST_FROM: dict[HostState, frozenset[HostState]] = {
     H.FAILED: frozenset({H.DOWNLOADING, H.STAGED, H.LOST}),
     H.LOST: frozenset({H.IDLE, H.DOWNLOADING, H.STAGED, H.ACTIVE, H.FAILED}),
 }
+
+class DeploymentOp(StrEnum):
+    """What a user may do to a deployment in flight (`POST .../deployments/{id}?op=`)."""
+    PAUSE = "PAUSE"
+    RESUME = "RESUME"
+    ABORT = "ABORT"
+
+
+DEPLOYMENT_OPS = {DeploymentOp.PAUSE: D.PAUSED, DeploymentOp.RESUME: D.IN_PROGRESS, DeploymentOp.ABORT: D.ABORTED}
+
+
+class AttemptEnd(StrEnum):
+    """How a build attempt ended when it did not leave the build in a status of its own."""
+    LEASE_LOST = "LEASE_LOST"   # another attempt holds the build (check_in.lua says so)
+    UNKNOWN = "UNKNOWN"
+
 
 TABLES = {BuildStatus: BUILD_FROM, ReplicationStatus: REPLICATION_FROM, DeploymentStatus: DEPLOYMENT_FROM,
           HostState: HOST_FROM}

@@ -6,6 +6,7 @@ operation of `service.Service`; the host gateway's routes are mixed in from `gat
 import base64
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 
 import ray
@@ -26,9 +27,14 @@ from gantry.serve_app.http import CACHED, app, cached
 from gantry.serve_app.service import MAX_AGE_S, Service
 from gantry.settings import Settings
 from gantry.state import State
+from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_ACTIVE, BuildStatus, DeploymentOp, DeploymentStatus
 from gantry.topology import StackConfig
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
+STATUSES_JS = json.dumps({   # the dashboard's statuses, from the one place that spells them
+    "buildTerminal": sorted(BUILD_TERMINAL), "deploymentActive": sorted(DEPLOYMENT_ACTIVE),
+    "ops": {op.name: op.value for op in DeploymentOp}, "succeeded": BuildStatus.SUCCEEDED,
+    "inProgress": DeploymentStatus.IN_PROGRESS, "paused": DeploymentStatus.PAUSED})
 WEBHOOK_OPENAPI = {  # the body is read raw (it is what the signature covers), so describe it here
     "parameters": [
         {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string"},
@@ -207,7 +213,7 @@ class GantryAPI(HostGateway):
     @app.get("/ui", response_class=HTMLResponse, include_in_schema=False)
     def dashboard(self):
         # Only the page's own script may run: no inline handlers, nothing injected.
-        html = DASHBOARD.read_text()
+        html = DASHBOARD.read_text().replace("/*STATUSES*/null", STATUSES_JS)
         script = html.split("<script>", 1)[1].split("</script>", 1)[0]
         digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         return HTMLResponse(html, headers={"Content-Security-Policy": (

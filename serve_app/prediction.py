@@ -10,7 +10,7 @@ from gantry.settings import Settings
 from gantry.sim.run import simulate
 from gantry.sim.scenario import Scenario
 from gantry.state import State
-from gantry.statuses import HostState, ReplicationStatus
+from gantry.statuses import DeploymentStatus, HostState, ReplicationStatus
 from gantry.topology import StackConfig
 
 DEFAULT_NIC_BPS = 125e6        # 1 Gb/s where a host has no download on record
@@ -61,7 +61,7 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
     }
     if not fleet:
         return {"predictedSeconds": 0.0, "perRegion": [], "assumptions": assumptions, "timeline": [], "marks": [],
-                "status": "COMPLETED"}
+                "status": DeploymentStatus.COMPLETED}
     sc = Scenario(hosts=len(fleet), size_bytes=max(size, 1), nic_bps=DEFAULT_NIC_BPS, origin_bps=DEFAULT_STORE_BPS,
                   region_link_bps=DEFAULT_LINK_BPS, chunk_bytes=settings.chunk_avg_bytes * 1.25,
                   steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"], bake_s=strategy["bakeS"],

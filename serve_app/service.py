@@ -19,7 +19,7 @@ from gantry import webhook
 from gantry.actors.build import buildconfig
 from gantry.actors.build.archive import ArchiveReader, list_page
 from gantry.actors.build.sandbox import egress
-from gantry.actors.rollout.waves import region_waves
+from gantry.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
 from gantry import auth
@@ -27,7 +27,7 @@ from gantry.serve_app import prediction, views
 from gantry.serve_app.errors import ApiError, problems
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
-from gantry.statuses import DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus
+from gantry.statuses import DEPLOYMENT_OPS, BuildStatus, DeploymentStatus
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.api")
@@ -389,15 +389,13 @@ class Service:
     def op_deployment_op(self, who: auth.Principal, projectName: str, deploymentID: str, op: str) -> dict:
         project = self._project(who, projectName)
         dep = self._deployment(projectName, deploymentID)
-        D = DeploymentStatus
-        moves = {"PAUSE": (D.PAUSED, (D.IN_PROGRESS,)), "RESUME": (D.IN_PROGRESS, (D.PAUSED,)),
-                 "ABORT": (D.ABORTED, DEPLOYMENT_ACTIVE)}
-        if op not in moves:
-            raise ApiError(400, "unknown op", "supported: op=PAUSE, op=RESUME, op=ABORT")
+        if op not in DEPLOYMENT_OPS:
+            raise ApiError(400, "unknown op", "supported: " + ", ".join(f"op={o}" for o in DEPLOYMENT_OPS))
         self._write_allowed(projectName, project)
-        to, allowed = moves[op]
+        to = DEPLOYMENT_OPS[op]   # from where: statuses.DEPLOYMENT_FROM, checked by the script
         entry = audit.prepare(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
-        if self.state.deployments.set_status(deploymentID, to, allowed, "aborted by user" if op == "ABORT" else "", entry) is None:
+        reason = "aborted by user" if to == DeploymentStatus.ABORTED else ""
+        if self.state.deployments.set_status(deploymentID, to, reason, entry) is None:
             raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
         return views.deployment_view(self.state, self.stack, self._deployment(projectName, deploymentID))
 

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from gantry.sim.scenario import GB, Scenario
+from gantry.statuses import DeploymentStatus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,4 +89,4 @@ def run(a) -> int:
         if not a.timeline:
             r = {k: v for k, v in r.items() if k not in ("timeline", "marks")}
         print(json.dumps(r))
-    return 0 if r["status"] in ("COMPLETED", "ROLLED_BACK") else 1
+    return 0 if r["status"] in (DeploymentStatus.COMPLETED, DeploymentStatus.ROLLED_BACK) else 1

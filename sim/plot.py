@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from gantry.statuses import DcPhase
+
 
 def plot(result: dict, path: str, title: str = "") -> None:
     import matplotlib
@@ -23,7 +25,7 @@ def plot(result: dict, path: str, title: str = "") -> None:
         ax.plot(ts, as_, color=colors(i % 10), linewidth=1.6, label=region)
     waves = {}
     for t, region, _dc, what in result.get("marks", []):
-        if what.endswith("ROLLING") or what.endswith("DONE"):
+        if what.endswith(DcPhase.ROLLING) or what.endswith(DcPhase.DONE):
             waves.setdefault((region, what), t)   # each region's first datacenter to get there
     for (region, what), t in sorted(waves.items(), key=lambda kv: kv[1]):
         ax.axvline(t, color="grey", alpha=0.25, linewidth=0.8)

@@ -2,9 +2,9 @@
 
 At 0 the build is done and sits in the first region's store, and the deployment is created.
 Other regions' stores get their replicas over the links between regions. Each datacenter's
-simulated coordinator ticks as the real one does and applies the real policies: stage, then
-activate (`activation`), region waves (`waves`), and the datacenter's waves, bake and health gate
-(`DcRollout`). Its targets reach hosts through the long-poll (the coordinator's answer time), hosts
+simulated coordinator ticks as the real one does and applies the plans of the real reconcile
+(`gantry.rollout.reconcile`: stage, then activate, region waves, the datacenter's waves, bake and
+health gate) to the model. Its targets reach hosts through the long-poll (the coordinator's answer time), hosts
 download (`swarm`), unpack, switch, run their health check and report back.
 
 The control plane: each coordinator's load is what the real hosts would send (a downloading host
@@ -19,14 +19,18 @@ import random
 import time
 from collections import defaultdict
 
-from gantry.actors.rollout.activation import may_activate, staging
-from gantry.actors.rollout.dc_rollout import DcRollout, HostView
-from gantry.actors.rollout.waves import Strategy, region_waves
+from gantry.records import Deployment, HostView
+from gantry.rollout.dc_rollout import DcRollout
+from gantry.rollout.reconcile import Plan, Snapshot, reconcile
+from gantry.rollout.waves import region_waves
+from gantry.settings import Settings
 from gantry.sim.events import Events
 from gantry.sim.network import INF, Network, Resource
 from gantry.sim.scenario import Scenario
 from gantry.sim.swarm import Swarm, Transfer
-from gantry.statuses import DcPhase, HostState
+from gantry.statuses import DEPLOYMENT_TERMINAL, TIMED_OUT, BuildStatus, DcPhase, DeploymentStatus, HostState
+
+D = DeploymentStatus
 
 OLD, NEW = "b0", "b1"
 
@@ -46,9 +50,7 @@ class Host:
         self.active = OLD
         self._busy = False           # one move at a time, as the daemon
         self.staged = False
-        self.state, self.about = HostState.ACTIVE, OLD   # its own; `view` is what its coordinator last heard
-        self.view = {"hostID": host_id, "state": HostState.ACTIVE, "activeBuildID": OLD, "targetBuildID": OLD,
-                     "stageBuildID": "", "ackedTargetBuildID": OLD}
+        self.state, self.about = HostState.ACTIVE, OLD   # its own; `hv` is what its coordinator last heard
         self.hv = HostView(host_id, OLD, HostState.ACTIVE, OLD, OLD, OLD)
 
     @property
@@ -70,7 +72,7 @@ class Host:
         if self.busy:   # its step reports first: the answer to that settles what it was told
             self.report(self.state, self.about)
             return
-        target, stage = self.view["targetBuildID"], self.view["stageBuildID"]
+        target, stage = self.hv.target_build, self.hv.stage_build
         if target == self.active and self.state == HostState.ACTIVE or target == self.failed_on():
             self.report(self.state, self.about)
         if target == self.active and self.state in (HostState.STAGED, HostState.FAILED) and self.about != stage:
@@ -100,7 +102,7 @@ class Host:
         if not self.alive:
             return
         self.installed.add(NEW)
-        self.sim.count(self, "staged", +1)
+        self.sim.count(self, HostState.STAGED, +1)
         if self.then_activate:
             self.sim.events.after(self.sim.sc.activate_s, self.activated, NEW)
         else:
@@ -117,10 +119,10 @@ class Host:
             self.answered()
             return
         if self.active == NEW:
-            self.sim.count(self, "active", -1)
+            self.sim.count(self, HostState.ACTIVE, -1)
         self.active = build
         if build == NEW:
-            self.sim.count(self, "active", +1)
+            self.sim.count(self, HostState.ACTIVE, +1)
         self.report(HostState.ACTIVE, build)
         self.answered()
 
@@ -152,9 +154,10 @@ class Dc:
         self.hosts: list[Host] = []
         self.moving = 0         # hosts downloading, unpacking or switching
         self.rollout: DcRollout | None = None
+        self.current = OLD
+        self.staging_began: float | None = None
         self.dirty = True
         self.wake_at = INF
-        self.views: list[dict] = []
         self.hvs: dict[str, HostView] = {}
         self.load = 0.0         # control messages a second
         self.delay = sim.sc.rtt_coord_s / 2 + sim.sc.msg_cost_s
@@ -165,79 +168,69 @@ class Dc:
     def reported(self, host: Host, state: str, about: str, active: str) -> None:
         if not host.alive and state != HostState.LOST:
             return
-        v = host.view
-        v["state"], v["activeBuildID"], v["ackedTargetBuildID"] = state, active, about
-        host.hv.state, host.hv.active_build, host.hv.acked_target = state, active, about
-        host.hv.sent_target = v["targetBuildID"]
+        hv = host.hv
+        hv.state, hv.active_build, hv.acked_target = state, active, about
+        hv.sent_target = hv.target_build
         self.dirty = True
 
     def lost(self, host: Host) -> None:
-        host.view["state"] = host.hv.state = HostState.LOST
+        host.hv.state = HostState.LOST
         self.swarm.forget(host)
         self.dirty = True
 
     def set(self, host: Host, target: str | None = None, stage: str | None = None) -> None:
         if target is not None:
-            host.view["targetBuildID"] = host.hv.target_build = target
+            host.hv.target_build = target
         if stage is not None:
-            host.view["stageBuildID"] = stage
+            host.hv.stage_build = stage or None   # as Redis gives it back
         self.sim.events.after(self.latency(), host.news)
 
     def tick(self) -> None:
-        sim, now = self.sim, self.sim.events.now
         self.dirty = False
         self._measure()
-        if not self.views:
-            self.views = [h.view for h in self.hosts]
-            self.hvs = {h.id: h.hv for h in self.hosts}
-        views = self.views
-        if sim.status == "IN_PROGRESS" and sim.sc.stage == "all" and self.region in sim.holds:
-            tell, _, done = staging(NEW, views)
-            for hid in tell:
-                self.set(sim.by_id[hid], stage=NEW)
-            if done and self.name not in sim.staged_dcs:
-                sim.staged_dcs[self.name] = now
-                sim.touch_all()
-        self._roll(now)
+        before = (self.rollout.wave, self.rollout.phase) if self.rollout else (0, DcPhase.ROLLING)
+        self.apply(reconcile(self.snapshot()), before)
 
-    def _roll(self, now: float) -> None:
+    def snapshot(self) -> Snapshot:
+        """What this datacenter's coordinator would read: the same snapshot, from the model."""
         sim = self.sim
-        if sim.status == "ROLLED_BACK":
-            if sim.outcomes.get(self.name) not in (None, DcPhase.DONE):
-                return
-        elif sim.status != "IN_PROGRESS" or not may_activate(
-                self.region, sim.region_waves, sim.dcs_by_region, lambda r: r in sim.holds,
-                sim.sc.stage == "all", set(sim.staged_dcs), sim.outcomes):
-            return
-        if self.rollout is None and sim.status != "ROLLED_BACK" and self.region not in sim.holds:
-            return
-        if sim.status == "ROLLED_BACK":
-            if self.rollout is None:
-                sim.outcomes[self.name] = DcPhase.UNTOUCHED
-                return
-            self.rollout.roll_back(sim.reason)
-        hosts = self.hvs
-        if self.rollout is None:
-            live = [h.id for h in self.hosts if h.view["state"] != HostState.LOST]
-            self.rollout = DcRollout.start(NEW, OLD, live, sim.strategy)
-        wave, phase = self.rollout.wave, self.rollout.phase
-        for hid, build in self.rollout.step(hosts, now).items():
-            self.set(sim.by_id[hid], target=build)
-        if (self.rollout.wave, self.rollout.phase) != (wave, phase):
-            sim.marks.append((round(now, 2), self.region, self.name, f"wave {self.rollout.wave + 1} {self.rollout.phase}"))
-        if self.rollout.phase == DcPhase.BAKING:
-            self.wake(self.rollout.bake_until)
-        if self.rollout.phase == DcPhase.DONE and sim.outcomes.get(self.name) != DcPhase.DONE:
-            sim.outcomes[self.name] = DcPhase.DONE
+        if not self.hvs:
+            self.hvs = {h.id: h.hv for h in self.hosts}
+        return Snapshot(dc=self.name, region=self.region, dcs_by_region=sim.dcs_by_region, deployment=sim.deployment,
+                        hosts=self.hvs, holding=sim.holds, staged_dcs=sim.staged_dcs, outcomes=sim.outcomes,
+                        rollout=self.rollout, current=self.current, now=sim.events.now,
+                        build_status=None if self.region in sim.holds else BuildStatus.DEPLOYING, staging_began=self.staging_began,
+                        stage_deadline_s=sim.stage_deadline_s)
+
+    def apply(self, plan: Plan, before: tuple = (0, DcPhase.ROLLING)) -> None:
+        """A plan, applied to the model as the coordinator writes it to Redis."""
+        sim, now, by_id = self.sim, self.sim.events.now, self.sim.by_id
+        for hid, build in plan.stages.items():
+            self.set(by_id[hid], stage=build)
+        if plan.staging_began is not None and self.staging_began is None:
+            self.staging_began = plan.staging_began
+        for hid in plan.late:
+            by_id[hid].hv.stage_late = sim.deployment.build_id
+        if plan.staged and self.name not in sim.staged_dcs:
+            sim.staged_dcs[self.name] = now
             sim.touch_all()
-            if all(sim.outcomes.get(dc.name) == DcPhase.DONE for dc in sim.dcs):
-                sim.finish("COMPLETED")
-        elif self.rollout.phase == DcPhase.ROLLED_BACK and sim.outcomes.get(self.name) != DcPhase.ROLLED_BACK:
-            sim.outcomes[self.name] = DcPhase.ROLLED_BACK
-            if sim.status == "IN_PROGRESS":
-                sim.status, sim.reason = "ROLLED_BACK", f"{self.name}: {self.rollout.reason}"
-                sim.rolled_back_at = now
-            sim.touch_all()
+        for hid, build in plan.targets.items():
+            self.set(by_id[hid], target=build)
+        if plan.rollout is not None:
+            self.rollout = plan.rollout
+            if (self.rollout.wave, self.rollout.phase) != before:
+                sim.marks.append((round(now, 2), self.region, self.name,
+                                  f"wave {self.rollout.wave + 1} {self.rollout.phase}"))
+            if self.rollout.phase == DcPhase.BAKING:
+                self.wake(self.rollout.bake_until)
+        if plan.current:
+            self.current = plan.current
+        if plan.outcome:
+            sim.outcomes[self.name] = plan.outcome
+            if plan.outcome in (DcPhase.DONE, DcPhase.ROLLED_BACK):
+                sim.touch_all()
+        if plan.status:
+            sim.set_status(*plan.status)
 
     def wake(self, at: float) -> None:
         if at < self.wake_at or self.wake_at <= self.sim.events.now:
@@ -265,13 +258,12 @@ class Simulation:
         self.rng = random.Random(sc.seed)
         self.events = Events()
         self.net = Network(self.events, latency=lambda flow: sc.rtt_dc_s)   # a flow's first byte
-        self.strategy = Strategy(steps=tuple(sc.steps), min_healthy=sc.min_healthy, bake_s=sc.bake_s)
-        self.status, self.reason, self.ended_at, self.rolled_back_at = "IN_PROGRESS", "", None, None
+        self.ended_at, self.rolled_back_at, self.timed_out = None, None, False
         self.staged_dcs: dict[str, float] = {}
         self.outcomes: dict[str, str] = {}
         self.marks: list = []
         self.samples: list = []
-        self.counts = defaultdict(lambda: {"staged": 0, "active": 0})
+        self.counts = defaultdict(lambda: {HostState.STAGED: 0, HostState.ACTIVE: 0})
         self.done_at: dict[str, float] = {}
         self.download_done = 0.0
         self.cross_region_bytes = 0.0
@@ -294,6 +286,11 @@ class Simulation:
                                   "rack": f"{dc}-rack{k // sc.rack_size}"})
         self.regions = regions or sorted({f["region"] for f in fleet})
         self.region_waves = region_waves(self.regions, sc.region_waves)
+        self.deployment = Deployment("sim", "sim", NEW, OLD, D.IN_PROGRESS, regions=self.regions, strategy={
+            "steps": list(sc.steps), "minHealthy": sc.min_healthy, "bakeS": sc.bake_s, "stage": sc.stage,
+            "regionWaves": self.region_waves})
+        settings = Settings()
+        self.stage_deadline_s = settings.stage_timeout_s + sc.size_bytes / (settings.stage_min_mbps * 1e6)
         self.stores = {r: Resource(f"{r}/store", sc.origin_bps) for r in self.regions}
         self.dcs, self.by_id, self.dcs_by_region = [], {}, defaultdict(list)
         by_name: dict[str, Dc] = {}
@@ -304,6 +301,7 @@ class Simulation:
                                  landed=lambda h: h.downloaded(), failed=lambda h: h.download_failed())
                 self.dcs.append(dc)
                 self.dcs_by_region[f["region"]].append(dc.name)
+        self.dcs_by_region = dict(self.dcs_by_region)
         racks: dict[str, tuple] = {}
         rack_bps = sc.rack_size * sc.nic_bps / sc.rack_oversub if sc.rack_oversub > 1 else INF
         for i, f in enumerate(fleet):
@@ -342,7 +340,7 @@ class Simulation:
                 dc.tick()
         msgs = sum(dc.load for dc in self.dcs)
         self.peak_msgs = max(self.peak_msgs, msgs)
-        if self.status == "ROLLED_BACK" and all(dc.rollout is None or dc.rollout.phase == DcPhase.ROLLED_BACK
+        if self.status == D.ROLLED_BACK and all(dc.rollout is None or dc.rollout.phase == DcPhase.ROLLED_BACK
                                                 for dc in self.dcs):
             self.ended_at = self.events.now   # every datacenter that moved hosts has taken them back
         if self.ended_at is None:
@@ -352,9 +350,24 @@ class Simulation:
         if dc.wake_at == at:
             dc.dirty = True   # a bake ends: its next tick looks again
 
-    def finish(self, status: str) -> None:
-        if self.ended_at is None:
-            self.status, self.ended_at = status, self.events.now
+    @property
+    def status(self) -> str:
+        return self.deployment.status
+
+    @property
+    def reason(self) -> str:
+        return self.deployment.reason
+
+    def set_status(self, to: DeploymentStatus, reason: str) -> None:
+        """What a plan asks of the deployment (the coordinator's set_status)."""
+        if self.ended_at is not None or not self.deployment.status.active:
+            return
+        self.deployment.status, self.deployment.reason = to, reason
+        if to == D.ROLLED_BACK:
+            self.rolled_back_at = self.events.now
+            self.touch_all()
+        elif to in DEPLOYMENT_TERMINAL:
+            self.ended_at = self.events.now
 
     def _replicate(self) -> None:
         primary = self.regions[0]
@@ -378,7 +391,7 @@ class Simulation:
         now = round(self.events.now, 2)
         for r in self.regions:
             c = self.counts[r]
-            self.samples.append((now, r, c["staged"], c["active"]))
+            self.samples.append((now, r, c[HostState.STAGED], c[HostState.ACTIVE]))
         for r in self.regions:
             if r not in self.done_at and all(self.outcomes.get(dc) == DcPhase.DONE for dc in self.dcs_by_region[r]):
                 self.done_at[r] = self.events.now
@@ -408,7 +421,7 @@ class Simulation:
         self.events.at(0.0, self._sample)
         self.events.run(until=self.sc.max_s, stop=lambda: self.ended_at is not None)
         if self.ended_at is None:
-            self.status, self.ended_at = "TIMED_OUT", self.events.now
+            self.timed_out, self.ended_at = True, self.events.now
         self._sample()
         return self.result(time.monotonic() - wall)
 
@@ -423,7 +436,7 @@ class Simulation:
                                                if all(dc in self.staged_dcs for dc in self.dcs_by_region[r]) else None),
                        "activeSeconds": _round(self.done_at.get(r))} for r in self.regions]
         return {"hosts": len(self.by_id), "regions": len(self.regions), "sizeBytes": int(sc.size_bytes),
-                "status": self.status, "totalSeconds": _round(self.ended_at),
+                "status": TIMED_OUT if self.timed_out else self.status, "totalSeconds": _round(self.ended_at),
                 "stageSeconds": _round(max(self.staged_dcs.values())) if len(self.staged_dcs) == len(self.dcs) else None,
                 "perRegion": per_region, "originBytes": int(origin), "peerBytes": int(peer),
                 "crossRegionBytes": int(self.cross_region_bytes), "peakControlMsgsPerS": round(self.peak_msgs),

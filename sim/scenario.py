@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gantry.actors.rollout.waves import DEFAULT_STEPS
+from gantry.rollout.waves import DEFAULT_STEPS
 
 GB = 1e9
 

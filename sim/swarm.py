@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from gantry.actors.rollout.tracker import Bag, Tracker
+from gantry.rollout.tracker import Bag, Tracker
 from gantry.artifacts import bitfield
 from gantry.node_daemon.chunkplan import ChunkPlan
 from gantry.sim.events import Events

@@ -13,10 +13,11 @@ import redis
 
 from gantry import builds as rules
 from gantry import cursor
+from gantry.records import BuildRecord
 from gantry.state import audit as audit_entries
 from gantry.state import keys, scripts
 from gantry.state.connection import read_fields, read_hashes
-from gantry.statuses import BUILD_FROM, BuildStatus
+from gantry.statuses import BuildStatus
 
 
 class TransitionRefused(Exception):
@@ -67,6 +68,10 @@ class Builds:
 
     def get(self, build_id: str) -> dict | None:
         return self.r.hgetall(keys.build(build_id)) or None
+
+    def record(self, build_id: str) -> BuildRecord | None:
+        h = self.get(build_id)
+        return BuildRecord.from_hash(h) if h else None
 
     def projects_of(self, build_ids: list[str]) -> list[str | None]:
         """Each build's project (None for a build not in Redis)."""
@@ -152,11 +157,10 @@ class Builds:
             fields.setdefault("finishedAt", str(self.clock()))
         if to is not BuildStatus.BUILDING:
             fields.setdefault("leaseOwner", "")
-        allowed = ",".join(BUILD_FROM[to])
-        ok, cur = self._transition(
+        ok, cur = self._transition(   # the script allows statuses.BUILD_FROM's moves only
             keys=[keys.build(build_id), keys.building(), keys.queue(), keys.delayed(), keys.seq(),
                   keys.statuscount(), *audit_entries.keys_for(audit)],
-            args=[to.value, allowed, lease_owner, json.dumps(fields), delay_until_ms, audit])
+            args=[to.value, "", lease_owner, json.dumps(fields), delay_until_ms, audit])
         if not ok:
             raise TransitionRefused(build_id, cur or None, to.value)
         return BuildStatus(cur)

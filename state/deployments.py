@@ -9,6 +9,7 @@ from typing import Callable
 import redis
 
 from gantry import cursor
+from gantry.records import Deployment
 from gantry.state import audit as audit_entries
 from gantry.state import keys, scripts
 from gantry.state.connection import read_fields, read_hashes
@@ -65,20 +66,22 @@ class Deployments:
     def desired(self, project: str) -> dict:
         return self.r.hgetall(keys.desired(project))
 
-    def desired_deployments(self) -> list[dict]:
+    def desired_deployments(self) -> list[Deployment]:
         """The desired deployment of every project that has one, in two round trips."""
         projects = self.projects_with_desired_state()
         ids = [row[0] for row in read_fields(self.r, [keys.desired(p) for p in projects], ("deploymentID",))]
-        return [d for d in read_hashes(self.r, [keys.deploy(i) for i in ids if i]) if d]
+        return [Deployment.from_hash(d) for d in read_hashes(self.r, [keys.deploy(i) for i in ids if i]) if d]
 
     def projects_with_desired_state(self) -> list[str]:
         return sorted(self.r.smembers(keys.deployed()))
 
-    def set_status(self, dep_id: str, to: DeploymentStatus, allowed_from, reason: str = "",
-                   audit: str = "") -> str | None:
-        """Returns the previous status if the change was made (and `audit` recorded), else None."""
+    def set_status(self, dep_id: str, to: DeploymentStatus, reason: str = "", audit: str = "",
+                   only_from=()) -> str | None:
+        """Move the deployment to `to` if `statuses.DEPLOYMENT_FROM` allows it from where it is
+        (and, if given, it is in `only_from`). Returns the previous status if the change was
+        made (and `audit` recorded), else None."""
         ok, cur = self._status(keys=[keys.deploy(dep_id), *audit_entries.keys_for(audit)],
-                               args=[to, ",".join(allowed_from), reason, self.clock(), audit])
+                               args=[to, ",".join(only_from), reason, self.clock(), audit])
         return cur if ok else None
 
     def completed_builds(self, project: str) -> list[str]:
@@ -106,12 +109,17 @@ class Deployments:
     def mark_staged(self, dep_id: str, dc: str) -> None:
         self.r.hsetnx(keys.dc_staged(dep_id), dc, self.clock())
 
-    def staging_began(self, dep_id: str, dc: str) -> int:
-        """ms when the datacenter began staging the deployment's build (set the first time asked)."""
+    def staging_began(self, dep_id: str, dc: str) -> float | None:
+        """When (s) the datacenter began staging the deployment's build, if it has."""
+        ms = self.r.hget(keys.dc_staging(dep_id), dc)
+        return int(ms) / 1000 if ms else None
+
+    def begin_staging(self, dep_id: str, dc: str, at: float) -> float:
+        """Note that the datacenter began staging at `at` (s), unless it had already; returns when it did."""
         with self.r.pipeline() as p:
-            p.hsetnx(keys.dc_staging(dep_id), dc, self.clock())
+            p.hsetnx(keys.dc_staging(dep_id), dc, int(at * 1000))
             p.hget(keys.dc_staging(dep_id), dc)
-            return int(p.execute()[1])
+            return int(p.execute()[1]) / 1000
 
     def staged_dcs(self, dep_id: str) -> dict[str, str]:
         """dc -> ms when the datacenter finished staging the deployment's build."""

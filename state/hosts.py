@@ -8,6 +8,7 @@ from typing import Callable
 
 import redis
 
+from gantry.records import HostView
 from gantry.state import keys, scripts
 from gantry.state.connection import read_hashes
 from gantry.statuses import HostState
@@ -83,13 +84,17 @@ class Hosts:
         self.r.hset(keys.host_project(dc, host_id, project), "stageLate", build_id)
 
     def mark_lost(self, dc: str, host_id: str) -> None:
-        self.r.hset(keys.host(dc, host_id), "lost", "1")
+        self.r.hset(keys.host(dc, host_id), "lostAt", self.clock())
 
     def in_dc(self, dc: str) -> list[dict]:
         """The hosts' own records, with `state` lost for a lost host."""
         ids = sorted(self.r.smembers(keys.hosts(dc)))
-        return [{**h, "state": HostState.LOST} if h.get("lost") else h
+        return [{**h, "state": HostState.LOST} if h.get("lostAt") else h
                 for h in read_hashes(self.r, [keys.host(dc, i) for i in ids]) if h]
+
+    def views(self, dc: str, project: str, hosts: list[dict] | None = None) -> dict[str, HostView]:
+        """`for_project`, typed for a rollout: host -> its view."""
+        return {h["hostID"]: HostView.from_hash(h) for h in self.for_project(dc, project, hosts)}
 
     def for_project(self, dc: str, project: str, hosts: list[dict] | None = None) -> list[dict]:
         """The hosts of `dc` that serve `project`, each its own record merged with its record
@@ -100,6 +105,6 @@ class Hosts:
         out = []
         for h, row in zip(hosts, rows):
             merged = {**h, **row, "updatedAt": h.get("updatedAt", "")}
-            merged["state"] = HostState.LOST if h.get("lost") else (row.get("state") or HostState.IDLE)
+            merged["state"] = HostState.LOST if h.get("lostAt") else (row.get("state") or HostState.IDLE)
             out.append(merged)
         return out

@@ -8,6 +8,7 @@ from typing import Callable
 
 import redis
 
+from gantry.records import ReplicationRow
 from gantry.state import audit as audit_entries
 from gantry.state import keys, scripts
 from gantry.state.builds import TransitionRefused
@@ -21,6 +22,7 @@ class Replication:
         self._publish = scripts.register(r, "publish_artifact")
         self._restart = scripts.register(r, "restart_replication")
         self._finish = scripts.register(r, "finish_replication")
+        self._retry = scripts.register(r, "retry_replication")
 
     def publish(self, build_id: str, owner: str, fields: dict, primary: str, others: list[str],
                 primary_row: dict) -> BuildStatus:
@@ -45,10 +47,17 @@ class Replication:
     def row(self, build_id: str, region: str) -> dict:
         return self.r.hgetall(keys.repl_row(build_id, region))
 
+    def record(self, build_id: str, region: str) -> ReplicationRow | None:
+        row = self.row(build_id, region)
+        return ReplicationRow.from_hash(row) if row else None
+
     def due(self, region: str, limit: int = 10) -> list[str]:
         return self.r.zrangebyscore(keys.repl_queue(region), "-inf", self.clock(), start=0, num=limit)
 
     def update(self, build_id: str, region: str, fields: dict, incr: dict | None = None) -> None:
+        """A row's progress figures (its status changes only through the scripts)."""
+        if "replicationStatus" in fields:
+            raise ValueError("a replication row's status changes through publish, retry, finish or restart")
         key = keys.repl_row(build_id, region)
         with self.r.pipeline() as p:
             p.hset(key, mapping={**{k: str(v) for k, v in fields.items()}, "updatedAt": self.clock()})
@@ -56,14 +65,11 @@ class Replication:
                 p.hincrby(key, k, v)
             p.execute()
 
-    def retry(self, build_id: str, region: str, ready_at_ms: int, error: str) -> None:
-        key = keys.repl_row(build_id, region)
-        with self.r.pipeline() as p:
-            p.hincrby(key, "retries", 1)
-            p.hset(key, mapping={"replicationStatus": ReplicationStatus.RETRYING, "error": error,
-                                 "updatedAt": self.clock()})
-            p.zadd(keys.repl_queue(region), {build_id: ready_at_ms})
-            p.execute()
+    def retry(self, build_id: str, region: str, ready_at_ms: int, error: str) -> bool:
+        """The row RETRYING and its job queued again at `ready_at_ms`; False if the row may not
+        become RETRYING (it ended meanwhile)."""
+        return bool(self._retry(keys=[keys.repl_row(build_id, region), keys.repl_queue(region)],
+                                args=[build_id, ready_at_ms, error, self.clock()]))
 
     def restart(self, build_id: str, audit: str | None = None) -> list[str]:
         """Start again every region that gave up (its row FAILED); a build that failed only for

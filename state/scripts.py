@@ -1,8 +1,11 @@
 """The Lua scripts in `scripts/`, rendered and registered with a client.
 
 Statuses are written in a script as `${BuildStatus.QUEUED}` and filled in from `gantry.statuses`
-when it is loaded, so the enums stay the one spelling. A script that records audit entries
-calls `audit(entry, k)`; the `audit.lua` function is put in front of it.
+when it is loaded, so the enums stay the one spelling. `${FROM.BuildStatus}` is that kind's
+transition table (`statuses.TABLES`) as a Lua table, to-status -> {from-status = true}: a
+script changes a status only if `FROM[to][current]` (see `may` in `statuses.lua`, put in front
+of every script that uses a table). A script that records audit entries calls `audit(entry, k)`;
+the `audit.lua` function is put in front of it likewise.
 """
 from __future__ import annotations
 
@@ -16,13 +19,25 @@ from gantry import statuses
 
 DIR = Path(__file__).with_name("scripts")
 _NAME = re.compile(r"\$\{(\w+)\.(\w+)\}")
+_TABLE = re.compile(r"\$\{FROM\.(\w+)\}")
+
+
+def lua_table(kind: str) -> str:
+    """A transition table as a Lua table literal: {["TO"]={["FROM"]=true, ...}, ...}."""
+    table = statuses.TABLES[getattr(statuses, kind)]
+    rows = (f'["{to.value}"]={{{", ".join(f"[{chr(34)}{f.value}{chr(34)}]=true" for f in sorted(froms))}}}'
+            for to, froms in table.items())
+    return "{" + ", ".join(rows) + "}"
 
 
 @functools.cache
 def source(name: str) -> str:
     text = (DIR / f"{name}.lua").read_text()
+    if re.search(r"\bmay\(", text) and name != "statuses":
+        text = source("statuses") + text
     if re.search(r"\baudit\(", text) and name != "audit":
         text = source("audit") + text
+    text = _TABLE.sub(lambda m: lua_table(m[1]), text)
     return _NAME.sub(lambda m: getattr(getattr(statuses, m[1]), m[2]).value, text)
 
 

@@ -38,7 +38,7 @@ from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
 from gantry.artifacts.safepath import DIR_FLAGS, UnsafePath, open_beneath
 from gantry.artifacts.publish import publish
 from gantry.builds import BRANCH_RE, ENV_NAME_RE
-from gantry.statuses import BuildStatus
+from gantry.statuses import AttemptEnd, BuildStatus
 from gantry.settings import Settings
 from gantry.topology import StackConfig
 from gantry.redact import redact
@@ -102,13 +102,13 @@ class BuildRunner:
         s = self.settings
         rec = self.state.builds.get(build_id)
         if rec is None or rec.get("leaseOwner") != owner:
-            return "LEASE_LOST"
+            return AttemptEnd.LEASE_LOST
         worker = worker or socket.gethostname()
         self.state.builds.set_fields(build_id, {"workerNode": worker, "attempt": owner})
         project = self.state.projects.get(rec["projectName"]) or {}
         checkin = CheckIn(self.state, build_id, owner, s.heartbeat_s, s.cancel_poll_s)
         checkin.start()
-        started, outcome = time.monotonic(), "UNKNOWN"
+        started, outcome = time.monotonic(), AttemptEnd.UNKNOWN
         workdir, uid = None, None
         try:
             uid = self._uid()
@@ -315,7 +315,7 @@ class BuildRunner:
             status = self.state.replication.publish(build_id, owner, fields, stack.primary.name, others, primary_row)
         except TransitionRefused as e:  # cancelled or given up on while uploading
             self._log(build_id, f"not published: {e}")
-            return e.current or "UNKNOWN"
+            return e.current or AttemptEnd.UNKNOWN
         self._log(build_id, f"stored; replicating to {', '.join(others)}" if others else "stored")
         return status.value
 
@@ -332,18 +332,18 @@ class BuildRunner:
             self.state.builds.transition(build_id, to, lease_owner=owner, fields=fields)
             return to.value
         except TransitionRefused as e:
-            return e.current or "UNKNOWN"
+            return e.current or AttemptEnd.UNKNOWN
 
     def _retry(self, build_id: str, owner: str, reason: str) -> str:
         rec = self.state.builds.get(build_id)
         if not rec or rec.get("leaseOwner") != owner:
-            return "LEASE_LOST"
+            return AttemptEnd.LEASE_LOST
         s = self.settings
         try:
             return self.state.builds.retry_or_dead(
                 rec, reason, s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s).value
         except TransitionRefused as e:
-            return e.current or "UNKNOWN"
+            return e.current or AttemptEnd.UNKNOWN
 
     def _sandbox_env(self, rec: dict) -> dict[str, str]:
         details = json.loads(rec.get("buildDetails") or "{}")

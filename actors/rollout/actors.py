@@ -10,7 +10,7 @@ from gantry.actors.loop import start_loop
 from gantry.actors.replication.repair import repair_chunk
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.actors.rollout.endpoint import HostEndpoint
-from gantry.actors.rollout.hostmemory import HostMemory
+from gantry.rollout.hostmemory import HostMemory
 from gantry.state import State
 from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest

@@ -1,14 +1,9 @@
 """One datacenter's rollout coordinator: host registry, tracker, and the datacenter's share of
 each project's deployment. Plain logic over Redis; `actors.RolloutCoordinatorActor` runs it.
 
-Stage, then activate: with `strategy.stage` "all" (the default) every datacenter first has each
-host that serves the project download and unpack the build beside what it runs (host state
-`staged`), as soon as its region holds the replica. Activation waits until every datacenter
-that can stage has (each host staged, failed or lost); then region waves activate one after
-another (`strategy.regionWaves`): a datacenter starts when every datacenter of the earlier
-waves is DONE. With "wave", each wave downloads and activates. A project with `prestage` has
-its newest successful build staged before anyone deploys it. A datacenter that rolls back marks
-the deployment ROLLED_BACK, and every datacenter that had moved hosts rolls back too.
+Each tick reads a snapshot of each desired deployment here, asks the one reconcile
+(`gantry.rollout.reconcile`, which the simulator shares) for a plan, and writes it. A project
+with `prestage` has its newest successful build staged before anyone deploys it.
 """
 from __future__ import annotations
 
@@ -20,19 +15,19 @@ from collections import Counter
 from typing import Callable
 
 from gantry.actors import metrics
-from gantry.actors.rollout.dc_rollout import DcRollout, HostView
-from gantry.actors.rollout.hostmemory import HostMemory
-from gantry.actors.rollout.tracker import Tracker
-from gantry.actors.rollout.activation import may_activate, staging, stragglers, to_unstage
-from gantry.actors.rollout.waves import Strategy
+from gantry.records import BuildRecord, Deployment, HostView
+from gantry.rollout.dc_rollout import DcRollout
+from gantry.rollout.hostmemory import HostMemory
+from gantry.rollout.reconcile import Plan, Snapshot, reconcile, stage
+from gantry.rollout.tracker import Tracker
 from gantry.artifacts import bitfield
 from gantry.artifacts.blobstore import chunk_key, manifest_key
 from gantry.state import State
-from gantry.statuses import (DEPLOYMENT_ACTIVE, BuildStatus, DcPhase, DeploymentStatus, HostState,
-                             ReplicationStatus)
+from gantry.statuses import BuildStatus, HostState, ReplicationStatus
 
 log = logging.getLogger("gantry.coordinator")
 MANIFEST_URL_REUSE_S = 300   # a manifest's signed URL is handed out this long (it lasts longer)
+_NO_BUILD = BuildRecord("", "", BuildStatus.QUEUED)
 
 
 class Coordinator:
@@ -179,9 +174,9 @@ class Coordinator:
         """What a host needs to install a build; fixed once the build is deployable, so cached."""
         info = self._build_info.get(build_id)
         if info is None:
-            rec = self.state.builds.get(build_id) or {}
-            info = {"manifestDigest": rec.get("artifactDigest"), "deployStart": rec.get("deployStart") or "",
-                    "deployHealth": rec.get("deployHealth") or "", "artifactSize": int(rec.get("artifactSize") or 0)}
+            rec = self.state.builds.record(build_id) or _NO_BUILD
+            info = {"manifestDigest": rec.artifact_digest, "deployStart": rec.deploy_start,
+                    "deployHealth": rec.deploy_health, "artifactSize": rec.artifact_size}
             if info["manifestDigest"]:
                 self._build_info[build_id] = info
         return info
@@ -238,18 +233,16 @@ class Coordinator:
                 seen = self.memory.last_seen(h["hostID"]) or max(int(h.get("updatedAt") or 0) / 1000, self.started)
             if h.get("state") != HostState.LOST and now - seen > lost_after:
                 self.state.hosts.mark_lost(self.dc, h["hostID"])
-                h["state"], h["lost"] = HostState.LOST, "1"
+                h["state"], h["lostAt"] = HostState.LOST, str(int(now * 1000))
                 with self.lock:
                     self.memory.mark_lost(h["hostID"])
                     self.tracker.forget(h["hostID"])
         with self.lock:   # entries of artifacts a host no longer announces, and of silent hosts
             self.tracker.expire(now, lost_after)
         states: Counter = Counter()   # (host, project) pairs by state
-        desired = {d["projectName"]: d for d in self.state.deployments.desired_deployments()}
+        desired = {d.project: d for d in self.state.deployments.desired_deployments()}
         for dep in desired.values():
-            views = self.state.hosts.for_project(self.dc, dep["projectName"], hosts)
-            states.update(h["state"] for h in views)
-            self._drive(dep, views, now)
+            states.update(v.state for v in self._drive(dep, hosts, now).values())
         for project in self.state.projects.prestaged():
             self._prestage(project, desired.get(project), hosts)
         gauge = metrics.rollout_hosts()
@@ -270,144 +263,81 @@ class Coordinator:
         once that region's replica landed, even while others are still replicating."""
         if (build_id, region) in self._held:
             return True
-        row = self.state.replication.row(build_id, region)
-        if row.get("replicationStatus") == ReplicationStatus.REPLICATED:
+        row = self.state.replication.record(build_id, region)
+        if row is not None and row.status == ReplicationStatus.REPLICATED:
             self._held.add((build_id, region))
             return True
         return False
 
-    def _my_turn(self, dep: dict, strategy: dict) -> bool:
-        """Region waves go in order; an earlier region still waiting for its replica does not
-        hold up the ones after it. Staging everywhere comes first."""
-        waves = strategy.get("regionWaves") or [[r] for r in json.loads(dep["regions"])]   # older deployments
-        dep_id = dep["deploymentID"]
-        return may_activate(self.region, waves, self.dcs_by_region, lambda r: self._holds(dep["buildID"], r),
-                            strategy.get("stage") == "all", lambda: self.state.deployments.staged_dcs(dep_id),
-                            lambda: self.state.deployments.dc_outcomes(dep_id))
-
-    def _stage(self, project: str, build: str, views: list[dict], dep_id: str = "") -> bool:
-        """Tell every live host of the project here to stage `build` (once the region holds its
-        replica); True when each has staged it, failed to, runs it already, or is lost. For a
-        deployment, once its staging deadline here has passed, the hosts still at it are marked
-        late (FAILED for their wave) and staging is over: one host that cannot stage (a lying
-        peer's victim, a broken disk) does not hold every datacenter."""
-        if not self._holds(build, self.region):
-            return False
-        tell, running, done = staging(build, views)
-        self._unstage(project, build, running)   # they run the build: an older staged one is not coming
-        for host in tell:
-            self._set(host, project, stage=build)
-        if done or not dep_id:
-            return done
-        if dep_id not in self._staging_began:
-            self._staging_began = {dep_id: self.state.deployments.staging_began(dep_id, self.dc) / 1000,
-                                   **dict(list(self._staging_began.items())[-15:])}
-        deadline = self.stage_timeout_s + self._deploy_info(build).get("artifactSize", 0) / self.stage_min_bytes_per_s
-        if self.clock() < self._staging_began[dep_id] + deadline:
-            return False
-        for host in stragglers(build, views):
-            if next(h for h in views if h["hostID"] == host).get("stageLate") != build:
-                log.warning("%s: host %s did not stage %s within %.0f s; it counts as failed for its wave",
-                            self.dc, host, build, deadline)
-                self.state.hosts.mark_stage_late(self.dc, host, project, build)
-        return True
-
-    def _unstage(self, project: str, keep: str, views: list[dict]) -> None:
-        """Take back every build to stage but `keep`."""
-        for host in to_unstage(keep, views):
-            self._set(host, project, stage="")
-
-    def _prestage(self, project: str, dep: dict | None, hosts: list[dict]) -> None:
+    def _prestage(self, project: str, dep: Deployment | None, hosts: list[dict]) -> None:
         """Stage the project's newest successful build if it is newer than its desired one (and
         no deployment is under way: that one decides what is staged)."""
-        if dep and dep["status"] in DEPLOYMENT_ACTIVE:
+        if dep and dep.status.active:
             return
         newest = self.state.builds.newest_succeeded(project)
-        if newest is None or (dep and dep["buildID"] == newest["buildID"]):
+        if newest is None or (dep and dep.build_id == newest["buildID"]):
             return
-        if dep and int((self.state.builds.get(dep["buildID"]) or {}).get("createdAt") or 0) > newest["createdAt"]:
+        if dep and (self.state.builds.record(dep.build_id) or _NO_BUILD).created_at > newest["createdAt"]:
             return
-        self._stage(project, newest["buildID"], self.state.hosts.for_project(self.dc, project, hosts))
+        if self._holds(newest["buildID"], self.region):
+            plan = Plan()
+            stage(newest["buildID"], self.state.hosts.views(self.dc, project, hosts).values(), plan)
+            self._apply(project, plan)
 
-    def _replica_missing(self, dep: dict) -> bool:
-        """True while this region waits for the build's replica. A build that ended without one
-        is a failed build: the deployment rolls back wherever it had moved hosts."""
-        if self._holds(dep["buildID"], self.region):
-            return False
-        rec = self.state.builds.get(dep["buildID"]) or {}
-        status = rec.get("buildStatus", "missing")
-        if status not in (BuildStatus.DEPLOYING, BuildStatus.SUCCEEDED):
-            self.state.deployments.set_status(dep["deploymentID"], DeploymentStatus.ROLLED_BACK, DEPLOYMENT_ACTIVE,
-                                  f"build {dep['buildID']} is {status}: {rec.get('error') or 'no replica in ' + self.region}")
-        return True
+    def snapshot(self, dep: Deployment, hosts: list[dict], now: float) -> Snapshot:
+        """What this datacenter knows of a deployment, read from Redis (and the caches above)."""
+        deps = self.state.deployments
+        views = self.state.hosts.views(self.dc, dep.project, hosts)
+        holding = {r for r in self.dcs_by_region if self._holds(dep.build_id, r)}
+        rec = None if self.region in holding else self.state.builds.record(dep.build_id)
+        began = self._staging_began.get(dep.deployment_id)
+        if began is None and dep.status.active and dep.stage_all:
+            began = deps.staging_began(dep.deployment_id, self.dc)
+            if began is not None:
+                self._remember_staging(dep.deployment_id, began)
+        saved = deps.load_rollout(dep.deployment_id, self.dc)
+        return Snapshot(
+            dc=self.dc, region=self.region, dcs_by_region=self.dcs_by_region, deployment=dep, hosts=views,
+            holding=holding, staged_dcs=deps.staged_dcs(dep.deployment_id) if dep.stage_all else {},
+            outcomes=deps.dc_outcomes(dep.deployment_id), rollout=DcRollout.from_dict(saved) if saved else None,
+            current=deps.dc_current(dep.project).get(self.dc), now=now,
+            build_status=rec.status if rec else None, build_error=rec.error if rec else "",
+            staging_began=began,
+            stage_deadline_s=self.stage_timeout_s + self._deploy_info(dep.build_id).get("artifactSize", 0)
+            / self.stage_min_bytes_per_s)
 
-    def _drive(self, dep: dict, views: list[dict], now: float) -> None:
-        """Stage the project's desired deployment here and step its rollout; where none is
-        moving here, converge every host that serves the project to its current build here (a
-        host that joined or came back late, whatever the deployment's status)."""
-        strategy, project = json.loads(dep["strategy"]), dep["projectName"]
-        if dep["status"] in DEPLOYMENT_ACTIVE and strategy.get("stage") == "all":
-            if self._stage(project, dep["buildID"], views, dep["deploymentID"]):
-                self.state.deployments.mark_staged(dep["deploymentID"], self.dc)
-        elif dep["status"] in DEPLOYMENT_ACTIVE:   # "wave": each wave downloads; nothing older stays staged
-            self._unstage(project, dep["buildID"], views)
-        elif dep["status"] in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.ABORTED):
-            self._unstage(project, "", [h for h in views if h.get("stageBuildID") == dep["buildID"]])
-        hosts = {h["hostID"]: HostView(
-            h["hostID"], h.get("activeBuildID") or None, _late(h, dep["buildID"]), h.get("targetBuildID") or None,
-            h.get("ackedTargetBuildID") or None, h.get("sentTargetBuildID") or None) for h in views}
-        if not self._roll(dep, strategy, hosts, now):
-            current = self.state.deployments.dc_current(dep["projectName"]).get(self.dc)
-            for host, v in hosts.items():
-                if current and v.state != HostState.LOST and v.target_build != current:
-                    self._set(host, dep["projectName"], target=current)
+    def _remember_staging(self, dep_id: str, began: float) -> None:
+        self._staging_began = {dep_id: began, **dict(list(self._staging_began.items())[-15:])}
 
-    def _roll(self, dep: dict, strategy: dict, hosts: dict[str, HostView], now: float) -> bool:
-        """True while a rollout of `dep` moves (or holds, paused) hosts here."""
-        dep_id, status, project = dep["deploymentID"], dep["status"], dep["projectName"]
-        if status == DeploymentStatus.ROLLED_BACK:  # take back what this datacenter moved, once
-            if self.state.deployments.dc_outcomes(dep_id).get(self.dc) not in (None, DcPhase.DONE):
-                return False
-        elif status not in DEPLOYMENT_ACTIVE or not self._my_turn(dep, strategy):
-            return False
-        saved = self.state.deployments.load_rollout(dep_id, self.dc)
-        rollout = DcRollout.from_dict(saved) if saved else None
-        if rollout is None and status != DeploymentStatus.ROLLED_BACK and self._replica_missing(dep):
-            return False
-        if status == DeploymentStatus.ROLLED_BACK:
-            if rollout is None:  # never started here: nothing to take back
-                self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.UNTOUCHED)
-                return False
-            rollout.roll_back(dep.get("reason") or "rolled back")
-        live = [h for h, v in hosts.items() if v.state != HostState.LOST]
-        if rollout is None:
-            rollout = DcRollout.start(dep["buildID"], dep.get("previousBuildID") or None, live, Strategy(
-                steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"], bake_s=strategy["bakeS"]))
-        if status == DeploymentStatus.PAUSED:
-            rollout.pause()
-        else:
-            rollout.resume()
-        for host, build in rollout.step(hosts, now).items():
+    def _drive(self, dep: Deployment, hosts: list[dict], now: float) -> dict[str, HostView]:
+        """One step of the project's desired deployment here: read, reconcile, apply."""
+        snap = self.snapshot(dep, hosts, now)
+        self._apply(dep.project, reconcile(snap), dep, snap.stage_deadline_s)
+        return snap.hosts
+
+    def _apply(self, project: str, plan: Plan, dep: Deployment | None = None, deadline_s: float = 0.0) -> None:
+        """Write a plan to Redis, in the order that lets a coordinator that dies half way
+        through redo the rest from what it reads next."""
+        deps, dep_id = self.state.deployments, dep.deployment_id if dep else ""
+        for host, build in plan.stages.items():
+            self._set(host, project, stage=build)
+        if plan.staging_began is not None:
+            self._remember_staging(dep_id, deps.begin_staging(dep_id, self.dc, plan.staging_began))
+        for host in plan.late:
+            log.warning("%s: host %s did not stage %s within %.0f s; it counts as failed for its wave",
+                        self.dc, host, dep.build_id, deadline_s)
+            self.state.hosts.mark_stage_late(self.dc, host, project, dep.build_id)
+        if plan.staged:
+            deps.mark_staged(dep_id, self.dc)
+        for host, build in plan.targets.items():
             self._set(host, project, target=build)
-        self.state.deployments.save_rollout(dep_id, self.dc, rollout.to_dict())
-        outcomes = self.state.deployments.dc_outcomes(dep_id)
-        if rollout.phase == DcPhase.DONE and outcomes.get(self.dc) != DcPhase.DONE:
-            self.state.deployments.set_dc_current(project, self.dc, rollout.build_id)
-            outcomes = self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.DONE)
-            every_dc = [dc for dcs in self.dcs_by_region.values() for dc in dcs]
-            if all(outcomes.get(dc) == DcPhase.DONE for dc in every_dc):
-                self.state.deployments.set_status(dep_id, DeploymentStatus.COMPLETED, (DeploymentStatus.IN_PROGRESS,))
-        elif rollout.phase == DcPhase.ROLLED_BACK and outcomes.get(self.dc) != DcPhase.ROLLED_BACK:
-            if rollout.previous_build:
-                self.state.deployments.set_dc_current(project, self.dc, rollout.previous_build)
-            self.state.deployments.mark_dc(dep_id, self.dc, DcPhase.ROLLED_BACK)
-            self.state.deployments.set_status(dep_id, DeploymentStatus.ROLLED_BACK, DEPLOYMENT_ACTIVE, f"{self.dc}: {rollout.reason}")
-        return rollout.phase not in (DcPhase.DONE, DcPhase.ROLLED_BACK)
+        if plan.rollout is not None:
+            deps.save_rollout(dep_id, self.dc, plan.rollout.to_dict())
+        if plan.current:
+            deps.set_dc_current(project, self.dc, plan.current)
+        if plan.outcome:
+            deps.mark_dc(dep_id, self.dc, plan.outcome)
+        if plan.status:
+            deps.set_status(dep_id, *plan.status)
 
 
-def _late(view: dict, build: str) -> str:
-    """A host's state for a rollout of `build`: FAILED while it has not staged a build it was late
-    to stage (once it runs it, it counts as it reports)."""
-    if view.get("stageLate") == build and view["state"] not in (HostState.ACTIVE, HostState.STAGED, HostState.LOST):
-        return HostState.FAILED
-    return view["state"]

@@ -8,7 +8,7 @@ local prev = redis.call('HGET', KEYS[3], 'deploymentID') or ''
 if prev ~= ARGV[4] then return -1 end
 if prev ~= '' then
   local st = redis.call('HGET', KEYS[5], 'status')
-  if st == '${DeploymentStatus.IN_PROGRESS}' or st == '${DeploymentStatus.PAUSED}' then
+  if may(${FROM.DeploymentStatus}, st, '${DeploymentStatus.SUPERSEDED}') then
     redis.call('HSET', KEYS[5], 'status', '${DeploymentStatus.SUPERSEDED}',
                'reason', 'superseded by ' .. f['deploymentID'], 'updatedAt', ARGV[2])
   end

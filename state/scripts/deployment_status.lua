@@ -1,13 +1,15 @@
--- Conditional status change. KEYS: deploy, audit keys (4)
--- ARGV: to, allowed-from csv, reason, now, audit entry. Returns {1, from} or {0, current}.
+-- A status change, if gantry.statuses.DEPLOYMENT_FROM allows it (and the caller's own
+-- from-list, if any, names the current status too). KEYS: deploy, audit keys (4)
+-- ARGV: to, from csv ('' = the table's), reason, now, audit entry. Returns {1, from} or {0, current}.
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
-for s in string.gmatch(ARGV[2], '[^,]+') do
-  if s == cur then
-    redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[4])
-    if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
-    audit(ARGV[5], 2)
-    return {1, cur}
-  end
+if not may(${FROM.DeploymentStatus}, cur, ARGV[1]) then return {0, cur} end
+if ARGV[2] ~= '' then
+  local named = false
+  for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then named = true end end
+  if not named then return {0, cur} end
 end
-return {0, cur}
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+audit(ARGV[5], 2)
+return {1, cur}

@@ -5,7 +5,9 @@
 -- ARGV: lease owner, fields json, now, primary region, other regions json, primary row json
 -- Returns {1, DEPLOYING or SUCCEEDED (no other region)} or {0, current status}.
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
-if cur ~= '${BuildStatus.BUILDING}' or redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[1] then return {0, cur or ''} end
+local FROM = ${FROM.BuildStatus}
+if not may(FROM, cur, '${BuildStatus.DEPLOYING}') or cur ~= '${BuildStatus.BUILDING}'
+   or redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[1] then return {0, cur or ''} end
 local id = redis.call('HGET', KEYS[1], 'buildID')
 for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'buildStatus', '${BuildStatus.DEPLOYING}', 'leaseOwner', '')
@@ -26,7 +28,7 @@ for i, r in ipairs(others) do
              'chunksTransferred', 0, 'bytesSkipped', 0, 'chunksSkipped', 0)
   redis.call('ZADD', KEYS[5 + 2 * i], now, id)
 end
-if #others == 0 then
+if #others == 0 and may(FROM, '${BuildStatus.DEPLOYING}', '${BuildStatus.SUCCEEDED}') then
   redis.call('HSET', KEYS[1], 'buildStatus', '${BuildStatus.SUCCEEDED}', 'finishedAt', now)
   redis.call('HINCRBY', KEYS[3], '${BuildStatus.SUCCEEDED}', 1)
   return {1, '${BuildStatus.SUCCEEDED}'}

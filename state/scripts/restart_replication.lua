@@ -5,13 +5,14 @@
 local id = redis.call('HGET', KEYS[1], 'buildID')
 if not id then return {} end
 local st = redis.call('HGET', KEYS[1], 'buildStatus')
-if st ~= '${BuildStatus.DEPLOYING}' and not (st == '${BuildStatus.FAILED}' and redis.call('HGET', KEYS[1], 'replicationFailed') == '1') then
+if st ~= '${BuildStatus.DEPLOYING}' and not (st == '${BuildStatus.FAILED}' and redis.call('HGET', KEYS[1], 'replicationFailed') == '1'
+                                            and may(${FROM.BuildStatus}, st, '${BuildStatus.DEPLOYING}')) then
   return {}
 end
 local restarted = {}
 for i, r in ipairs(cjson.decode(ARGV[3])) do
   local row, q = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
-  if redis.call('HGET', row, 'replicationStatus') == '${ReplicationStatus.FAILED}' then
+  if may(${FROM.ReplicationStatus}, redis.call('HGET', row, 'replicationStatus'), '${ReplicationStatus.PENDING}') then
     redis.call('HSET', row, 'replicationStatus', '${ReplicationStatus.PENDING}', 'retries', 0, 'error', '',
                'createdAt', ARGV[1], 'updatedAt', ARGV[1])
     redis.call('ZADD', q, ARGV[1], id)

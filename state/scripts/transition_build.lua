@@ -1,12 +1,10 @@
 -- Move a build to another status if it is in one it may come from (and, for a worker, if it
 -- holds the lease). KEYS: build, building, queue, delayed, seq, statuscount, audit keys (4)
--- ARGV: to, allowed-from (comma list), lease owner ('' = any), fields json, delay-until ms, audit entry
--- Returns {1, from} or {0, current}.
+-- ARGV: to, (unused), lease owner ('' = any), fields json, delay-until ms, audit entry
+-- Returns {1, from} or {0, current}. The moves allowed are gantry.statuses.BUILD_FROM's.
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
 if not cur then return {0, ''} end
-local ok = false
-for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then ok = true end end
-if not ok then return {0, cur} end
+if not may(${FROM.BuildStatus}, cur, ARGV[1]) then return {0, cur} end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'leaseOwner') ~= ARGV[3] then return {0, cur} end
 local to = ARGV[1]
 redis.call('HSET', KEYS[1], 'buildStatus', to)

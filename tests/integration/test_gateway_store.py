@@ -64,8 +64,8 @@ def test_an_audit_entry_is_written_exactly_when_its_change_is(redis_url, r):
         store.builds.transition(b, S.CANCELLED, audit=audit.prepare("eve", "build.cancel", "shop", b))
     dep = deploys.deployments.create("shop", b, None, {}, ["us"], "dana",
                          audit=lambda d: audit.prepare("dana", "deployment.create", "shop", d))["deploymentID"]
-    assert deploys.deployments.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("dana", "deployment.pause", "shop", dep))
-    assert deploys.deployments.set_status(dep, "PAUSED", ("IN_PROGRESS",), audit=audit.prepare("eve", "deployment.pause", "shop", dep)) is None
+    assert deploys.deployments.set_status(dep, "PAUSED", audit=audit.prepare("dana", "deployment.pause", "shop", dep))
+    assert deploys.deployments.set_status(dep, "PAUSED", audit=audit.prepare("eve", "deployment.pause", "shop", dep)) is None
     store.projects.put("shop", "/src/shop", audit=audit.prepare("dana", "project.register", "shop"))
     entries, _ = log.page("shop", 100, None)
     assert [(e["user"], e["action"], e["target"]) for e in reversed(entries)] == [

@@ -1,4 +1,4 @@
-from gantry.actors.rollout.dc_rollout import HostView
+from gantry.rollout.dc_rollout import HostView
 from gantry.node_daemon.slot import report_about
 from gantry.statuses import HostState as H
 

@@ -1,6 +1,6 @@
 """The coordinator's soft state of its hosts: when a report is written, the report interval, and
 the version a waiting host is woken by."""
-from gantry.actors.rollout.hostmemory import HostMemory, is_moving, report_interval
+from gantry.rollout.hostmemory import HostMemory, is_moving, report_interval
 
 ACTIVE_B1 = {"web": {"state": "active", "activeBuildID": "b1", "ackedTargetBuildID": "b1"}}
 

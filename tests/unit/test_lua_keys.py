@@ -17,7 +17,7 @@ def test_every_key_comes_from_KEYS(name):
     from_keys = set(re.findall(r"local (\w+), (\w+) = KEYS\[[^\]]+\], KEYS", text))
     aliases = {v for pair in from_keys for v in pair} | set(re.findall(r"local (\w+) = KEYS\[", text))
     calls = CALL.findall(text)
-    assert calls or name == "audit", name
+    assert calls or name in ("audit", "statuses"), name   # functions put in front of other scripts
     for command, first in calls:
         if command in KEYLESS:
             continue

@@ -1,6 +1,6 @@
 """The datacenter rollout state machine, driven by simulated host snapshots."""
-from gantry.actors.rollout.dc_rollout import BAKING, DONE, PAUSED, ROLLED_BACK, ROLLING, ROLLING_BACK, DcRollout, HostView
-from gantry.actors.rollout.waves import Strategy
+from gantry.rollout.dc_rollout import BAKING, DONE, PAUSED, ROLLED_BACK, ROLLING, ROLLING_BACK, DcRollout, HostView
+from gantry.rollout.waves import Strategy
 
 STRATEGY = Strategy(steps=(1, 0.10, 0.50, 1.0), min_healthy=0.9, bake_s=10)
 

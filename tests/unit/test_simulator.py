@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gantry.actors.rollout.activation import may_activate, staging
+from gantry.records import HostView
+from gantry.rollout.activation import may_activate, staging
 from gantry.sim.events import Events
 from gantry.sim.network import Network, Resource
 from gantry.sim.run import simulate
@@ -129,12 +130,11 @@ def test_activation_policy_waits_for_staging_and_earlier_regions():
 
 
 def test_staging_tells_who_must_stage_and_when_it_is_done():
-    views = [{"hostID": "x", "state": "active", "activeBuildID": "old", "targetBuildID": "old"},
-             {"hostID": "y", "state": "active", "activeBuildID": "new"},
-             {"hostID": "z", "state": "lost"}]
+    views = [HostView("x", "old", "active", "old"), HostView("y", "new", "active", None),
+             HostView("z", None, "lost", None)]
     tell, running, done = staging("new", views)
-    assert tell == ["x"] and [h["hostID"] for h in running] == ["y"] and not done
-    views[0].update(state="staged", ackedTargetBuildID="new", stageBuildID="new")
+    assert tell == ["x"] and [h.host_id for h in running] == ["y"] and not done
+    views[0].state, views[0].acked_target, views[0].stage_build = "staged", "new", "new"
     assert staging("new", views)[2]
 
 

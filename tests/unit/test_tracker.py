@@ -1,7 +1,7 @@
 """The tracker's peer policy, its bitfield bookkeeping, rack preference and origin assignment."""
 import random
 
-from gantry.actors.rollout.tracker import Tracker
+from gantry.rollout.tracker import Tracker
 from gantry.artifacts import bitfield
 
 A = "blake3:" + "a" * 64

@@ -1,6 +1,6 @@
 import pytest
 
-from gantry.actors.rollout.waves import DEFAULT_STEPS, Strategy, gate_failed_already, gate_passes, plan_waves
+from gantry.rollout.waves import DEFAULT_STEPS, Strategy, gate_failed_already, gate_passes, plan_waves
 
 
 def hosts(n):
@@ -29,7 +29,7 @@ def test_health_gate_arithmetic():
 
 
 def test_region_waves_default_to_the_first_region_then_the_rest_and_keep_left_out_regions_last():
-    from gantry.actors.rollout.waves import earlier_regions, region_waves
+    from gantry.rollout.waves import earlier_regions, region_waves
     regions = ["us-east", "eu-west", "ap-south"]
     assert region_waves(regions) == [["us-east"], ["eu-west", "ap-south"]]
     assert region_waves(["us-east"]) == [["us-east"]]

@@ -13,34 +13,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from gantry.actors.rollout.waves import Strategy, gate_failed_already, gate_passes, plan_waves
+from gantry.records import HostView
+from gantry.rollout.waves import Strategy, gate_failed_already, gate_passes, plan_waves
 from gantry.statuses import DcPhase, HostState
 
 ROLLING, BAKING, DONE = DcPhase.ROLLING, DcPhase.BAKING, DcPhase.DONE
 ROLLING_BACK, ROLLED_BACK, PAUSED = DcPhase.ROLLING_BACK, DcPhase.ROLLED_BACK, DcPhase.PAUSED
 FINISHED = {DONE, ROLLED_BACK}
-
-
-@dataclass
-class HostView:
-    host_id: str
-    active_build: str | None   # what runs there now
-    state: str                 # a HostState
-    target_build: str | None   # what it was told to run
-    acked_target: str | None = None   # what it had been told when it last reported
-    sent_target: str | None = None    # what the answer to that report told it
-
-    def settled_on(self, build: str) -> bool:
-        """Its last report is about `build`: made after it was told `build`, and answered with
-        `build` again. (An older report can show the old build active while the host is about
-        to move.)"""
-        return self.acked_target == build and self.sent_target == build
-
-    def runs(self, build: str) -> bool:
-        return self.state == HostState.ACTIVE and self.active_build == build and self.settled_on(build)
-
-    def failed_on(self, build: str) -> bool:
-        return self.state == HostState.LOST or (self.state == HostState.FAILED and self.settled_on(build))
 
 
 @dataclass
@@ -130,6 +109,7 @@ class DcRollout:
     def _rolling_back(self, hosts: dict[str, HostView]) -> dict[str, str]:
         back = [h for h in self.moved if h in hosts and hosts[h].state != HostState.LOST]
         targets = {h: self.previous_build for h in back if hosts[h].target_build != self.previous_build}
-        if not targets and all(hosts[h].runs(self.previous_build) or hosts[h].state == HostState.FAILED for h in back):
+        if not targets and all(hosts[h].runs(self.previous_build) or hosts[h].state_for(self.build_id) == HostState.FAILED
+                                for h in back):
             self.phase = ROLLED_BACK
         return targets

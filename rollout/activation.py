@@ -1,46 +1,45 @@
 """Stage, then activate, and region waves, as plain decisions: the coordinator applies them to
 what Redis holds; the fleet simulator (`gantry.sim`) to its simulated fleet.
 
-A host view is a dict as `state.hosts.for_project` gives it (hostID, state, activeBuildID,
-targetBuildID, stageBuildID, ackedTargetBuildID).
+Hosts are `records.HostView`s.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from gantry.actors.rollout.waves import earlier_regions
+from gantry.records import HostView
+from gantry.rollout.waves import earlier_regions
 from gantry.statuses import DcPhase, HostState
 
 
-def staging(build: str, views: list[dict]) -> tuple[list[str], list[dict], bool]:
+def staging(build: str, views) -> tuple[list[str], list[HostView], bool]:
     """Where `build` is to be staged in a datacenter (its region holds the replica): (hosts to
     tell to stage it, live hosts that run it already, whether every live host has staged it or
     failed to)."""
     tell, running, done = [], [], True
     for h in views:
-        if h["state"] == HostState.LOST:
+        if h.state == HostState.LOST:
             continue
-        if h.get("activeBuildID") == build:
+        if h.active_build == build:
             running.append(h)
             continue
-        if build not in (h.get("stageBuildID"), h.get("targetBuildID")):
-            tell.append(h["hostID"])
-        if not (h.get("ackedTargetBuildID") == build and h["state"] in (HostState.STAGED, HostState.FAILED)):
+        if build not in (h.stage_build, h.target_build):
+            tell.append(h.host_id)
+        if not (h.acked_target == build and h.state in (HostState.STAGED, HostState.FAILED)):
             done = False
     return tell, running, done
 
 
-def stragglers(build: str, views: list[dict]) -> list[str]:
+def stragglers(build: str, views) -> list[HostView]:
     """Live hosts that have neither staged `build`, nor failed to, nor run it."""
-    return [h["hostID"] for h in views if h["state"] != HostState.LOST and h.get("activeBuildID") != build
-            and not (h.get("ackedTargetBuildID") == build and h["state"] in (HostState.STAGED, HostState.FAILED))]
+    return [h for h in views if h.state != HostState.LOST and h.active_build != build
+            and not (h.acked_target == build and h.state in (HostState.STAGED, HostState.FAILED))]
 
 
-def to_unstage(keep: str, views: list[dict]) -> list[str]:
+def to_unstage(keep: str, views) -> list[str]:
     """Live hosts told to stage a build other than `keep` (a host shows `staged` only for a
     build still coming)."""
-    return [h["hostID"] for h in views
-            if h.get("stageBuildID") not in (None, "", keep) and h["state"] != HostState.LOST]
+    return [h.host_id for h in views if h.stage_build not in (None, "", keep) and h.state != HostState.LOST]
 
 
 def may_activate(region: str, region_waves: list[list[str]], dcs_by_region: dict[str, list[str]],
