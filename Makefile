@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver socat ccache
 
-.PHONY: setup apt venv test unit integration chaos demo down clean
+.PHONY: setup apt venv test fast stack unit chaos demo down clean
 
 setup: apt venv
 
@@ -24,12 +24,20 @@ $(BIN)/gantry: pyproject.toml
 
 venv: $(BIN)/gantry
 
+# Tests mirror the source folders; integration/, security/ and chaos/ hold the ones across the stack.
+# `fast`: every test that needs no Ray (a redis-server of its own at most), on both cores.
+# `stack`: the tests marked `stack` (tests/conftest.py marks each that uses the stack fixture).
 test: setup
-	$(BIN)/python -m pytest -q tests/unit
-	$(BIN)/python -m pytest -q -x tests/integration tests/security tests/chaos
+	$(BIN)/python -m pytest -q -n 2 -m "not stack" tests
+	$(BIN)/python -m pytest -q -x -m stack tests --durations=10
 
-unit: venv
-	$(BIN)/python -m pytest -q tests/unit
+fast: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not stack" tests
+
+stack: setup
+	$(BIN)/python -m pytest -q -x -m stack tests --durations=10
+
+unit: fast
 
 chaos: setup
 	$(BIN)/python -m pytest -q -x tests/chaos

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gantry.actors.build.actors import BuildMonitorActor, BuildSchedulerActor
 from gantry.actors.replication.actors import RegionReplicatorActor
-from gantry.actors.replication.transport import ChunkReaderActor
+from gantry.actors.replication.actors import ChunkReaderActor
 from gantry.actors.rollout.actors import RolloutCoordinatorActor
 from gantry.constants import (MONITOR, NAMESPACE, PINNED, SCHEDULER, coordinator_name, reader_name, region_resource,
                               replicator_name)

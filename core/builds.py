@@ -42,11 +42,6 @@ def queue_base(priority: int) -> int:
     return (MAX_PRIORITY - priority) << _SEQ_BITS
 
 
-def queue_score(priority: int, seq: int) -> int:
-    """Lower scores are taken first; `seq` is a global arrival counter."""
-    return queue_base(priority) + seq
-
-
 # --- retries ---------------------------------------------------------------------------------
 
 def retry_decision(retries: int, max_retries: int, backoff_s: float, backoff_max_s: float

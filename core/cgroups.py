@@ -9,7 +9,8 @@ from pathlib import Path
 
 from typing import Protocol
 
-CGROUP_ROOT = Path(os.environ.get("GANTRY_CGROUP_ROOT", "/sys/fs/cgroup"))
+from gantry.settings import Settings
+
 
 
 class Limits(Protocol):
@@ -23,7 +24,8 @@ class Cgroup:
     unified hierarchy (v2). `has(controller)` is False where the host does not let us. Without
     `limits` the group only holds the processes together, so they can be stopped at once."""
 
-    def __init__(self, name: str, limits: Limits | None = None, root: Path = CGROUP_ROOT):
+    def __init__(self, name: str, limits: Limits | None = None, root: Path | None = None):
+        root = root or Path(Settings().cgroup_root)   # GANTRY_CGROUP_ROOT
         self.v2 = (root / "cgroup.controllers").exists()
         self.dirs: dict[str, Path] = {}
         if self.v2:

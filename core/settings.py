@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     reconcile_s: float = 10.0           # how often the scheduler kills attempt actors that hold no lease
     node_suspect_s: float = 30.0        # no attempt is placed on a node where one just died, for this long
     max_body_bytes: int = 64 * 1024
-    max_host_report_bytes: int = 4 * MiB   # a heartbeat lists the chunks a host holds
+    max_host_report_bytes: int = 1 * MiB   # a body at a host gateway (a 10 GB artifact's bitfield is under 1 KB)
     chunk_avg_bytes: int = 4 * MiB      # FastCDC avg_size; chunks average avg + avg/4 (pyfastcdc caps it at 4 MiB)
     upload_concurrency: int = 4         # chunk uploads in flight from a build
     replication_window: int = 4         # chunks in flight per region replicator (backpressure)
@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     replication_backoff_max_s: float = 60.0      # ...up to this
     scrub_interval_s: float = 6 * 3600.0          # a region's store is re-verified this often...
     scrub_chunks_per_s: float = 20.0              # ...reading at most this many chunks a second
+    coordinator_tick_s: float = 0.5     # a coordinator's loop (it also wakes on every desired-state change)
+    replicator_tick_s: float = 0.5      # a region replicator looks for due jobs this often
+    cgroup_root: str = "/sys/fs/cgroup"  # where cgroup v2 is mounted (tests point it elsewhere)
+    prediction_max_hosts: int = 200     # a fleet larger than this is simulated as a sample of it, scaled (a few s)
+    prediction_wall_s: float = 10.0     # a prediction that takes longer than this stops and says so
     stage_timeout_s: float = 600.0     # a host that has not staged a build this long after its datacenter began...
     stage_min_mbps: float = 10.0        # ...plus the artifact's size at this rate, is FAILED for its wave
     peer_busy_budget_s: float = 10.0    # a peer that never served a host and answers it only 503 this long is reported

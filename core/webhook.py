@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 ZERO_SHA = "0" * 40
 DELIVERY_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 
 
 def sign(secret: str, body: bytes) -> str:

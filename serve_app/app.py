@@ -14,7 +14,7 @@ from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from ray import serve
 
-from gantry.actors.build.archive import ArchiveReader
+from gantry.archive.files import ArchiveReader
 from gantry.artifacts.blobstore import s3_for
 from gantry.constants import HEAD, MONITOR, NAMESPACE, SCHEDULER
 from gantry.models import (ArchiveResult, Prediction, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
@@ -22,7 +22,7 @@ from gantry.models import (ArchiveResult, Prediction, AuditPage, Build, BuildAcc
                            RollbackIn, WebhookResult)
 from gantry import auth
 from gantry.serve_app.errors import ApiError
-from gantry.serve_app.gateway import HostGateway
+from gantry.serve_app.dc_endpoints import DcEndpoints
 from gantry.serve_app.http import CACHED, app, cached
 from gantry.serve_app.service import MAX_AGE_S, Service
 from gantry.settings import Settings
@@ -57,7 +57,7 @@ def _check(probe) -> bool:
 # Hosts report every second, so allow far more requests in flight than Serve's default of 5.
 @serve.deployment(name="gantry-api", max_ongoing_requests=200, ray_actor_options={"num_cpus": 0.1, "resources": HEAD})
 @serve.ingress(app)
-class GantryAPI(HostGateway):
+class GantryAPI(DcEndpoints):
     def __init__(self, stack_file: str):
         self.stack = StackConfig.load(stack_file)
         self.settings = Settings()

@@ -22,7 +22,8 @@ LINGER_BYTES = 16 << 20
 
 
 def limit_for(path: str) -> int:
-    return _SETTINGS.max_host_report_bytes if path.startswith("/dc/") else _SETTINGS.max_body_bytes
+    """The API's cap (host reports go to the host gateways, which cap them themselves)."""
+    return _SETTINGS.max_body_bytes
 
 
 class BodyLimit:

@@ -1,21 +1,32 @@
-"""How long a deployment will take, before it starts: the fleet simulator (`gantry.sim`) run over
-the project's registered hosts, each at the throughput of its recent downloads, with the
-strategy asked for and gantry's own settings. Every figure not measured is named in
-`assumptions`."""
+"""How long a deployment will take: the fleet simulator (`gantry.sim`) run over the project's
+registered hosts, each at the throughput of its recent downloads, with the strategy asked for and
+gantry's own settings. Every figure not measured is named in `assumptions`.
+
+It never delays a deployment: a deployment's prediction runs after it is created, off the
+request path (`Predictor`), and a rollback is never predicted. A fleet larger than
+`prediction_max_hosts` is simulated as a sample of it, spread over its datacenters, with each
+coordinator's load scaled to the whole fleet's; the answer says so
+(`assumptions.sampled`). A simulation that runs past `prediction_wall_s` stops and says so too.
+"""
 from __future__ import annotations
 
 import json
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from gantry.settings import Settings
 from gantry.sim.run import simulate
 from gantry.sim.scenario import Scenario
 from gantry.state import State
-from gantry.statuses import DeploymentStatus, HostState, ReplicationStatus
+from gantry.statuses import TIMED_OUT, DeploymentStatus, HostState, ReplicationStatus
 from gantry.topology import StackConfig
 
 DEFAULT_NIC_BPS = 125e6        # 1 Gb/s where a host has no download on record
 DEFAULT_STORE_BPS = 125e6      # a region's store egress
 DEFAULT_LINK_BPS = 125e6       # between regions, for a replica still to come
+log = logging.getLogger("gantry.prediction")
 ACTIVATE_S = 1.0               # switch, start and health check
 UNPACK_BPS = 200e6
 MIN_MEASURED_BYTES = 64 << 20  # a smaller download measures waits (ticks, peers, the origin) more than bandwidth
@@ -46,31 +57,73 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
                 fleet.append({"hostID": h["hostID"], "region": region.name, "dc": dc, "rack": h.get("rack") or "",
                               "up": bps or DEFAULT_NIC_BPS, "down": bps or DEFAULT_NIC_BPS})
     regions = [r.name for r in stack.regions]
+    everyone = len(fleet)
+    fleet = sample(fleet, settings.prediction_max_hosts, random.Random(0))
+    share = len(fleet) / everyone if everyone else 1.0
     size = int((build.get("artifact") or {}).get("size") or build.get("artifactSize") or 0)
     replicas = {row["region"]: row.get("replicationStatus") for row in state.replication.rows(build["buildID"])}
     held = [r for r in regions if replicas.get(r, ReplicationStatus.REPLICATED) == ReplicationStatus.REPLICATED]
     assumptions = {
-        "hosts": len(fleet), "hostsWithMeasuredThroughput": measured,
+        "hosts": everyone, "hostsWithMeasuredThroughput": measured,
         "defaultHostBytesPerS": DEFAULT_NIC_BPS, "storeBytesPerS": DEFAULT_STORE_BPS,
         "betweenRegionsBytesPerS": DEFAULT_LINK_BPS, "regionsHoldingReplica": held,
         "sizeBytes": size, "chunkBytes": settings.chunk_avg_bytes * 1.25,
         "activateSeconds": ACTIVATE_S, "unpackBytesPerS": UNPACK_BPS,
-        "coordinatorTickSeconds": 0.5, "busyReportSeconds": settings.host_busy_report_s,
+        "coordinatorTickSeconds": settings.coordinator_tick_s, "busyReportSeconds": settings.host_busy_report_s,
         "lostAfterSeconds": max(settings.host_lost_s, 3 * settings.host_idle_report_s),
         "faults": "none: every host healthy, none lost",
+        "sampled": None if share == 1.0 else {
+            "hosts": len(fleet), "of": everyone,
+            "how": "hosts drawn from every datacenter in proportion; each message to a coordinator costs "
+                   "1/share as much, so it is as loaded as with the whole fleet; the stores are not scaled, "
+                   "so the origin's share of the traffic is optimistic"},
     }
     if not fleet:
         return {"predictedSeconds": 0.0, "perRegion": [], "assumptions": assumptions, "timeline": [], "marks": [],
                 "status": DeploymentStatus.COMPLETED}
     sc = Scenario(hosts=len(fleet), size_bytes=max(size, 1), nic_bps=DEFAULT_NIC_BPS, origin_bps=DEFAULT_STORE_BPS,
+                  msg_cost_s=Scenario.msg_cost_s / share,
                   region_link_bps=DEFAULT_LINK_BPS, chunk_bytes=settings.chunk_avg_bytes * 1.25,
                   steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"], bake_s=strategy["bakeS"],
                   stage=strategy.get("stage") or "all", region_waves=strategy.get("regionWaves"),
                   busy_report_s=settings.host_busy_report_s, idle_report_s=settings.host_idle_report_s,
                   lost_s=settings.host_lost_s, unpack_bps=UNPACK_BPS, activate_s=ACTIVATE_S)
-    r = simulate(sc, fleet, regions=regions, holding=held)
+    r = simulate(sc, fleet, regions=regions, holding=held, wall_s=settings.prediction_wall_s)
+    if r["status"] == TIMED_OUT:
+        assumptions["stopped"] = (f"the simulation stopped at {r['totalSeconds']} simulated seconds: "
+                                  f"it ran past {settings.prediction_wall_s} s of real time or {sc.max_s:.0f} s simulated")
     return {"predictedSeconds": r["totalSeconds"], "perRegion": r["perRegion"], "assumptions": assumptions,
             "status": r["status"], "timeline": thin(r["timeline"], len(regions)), "marks": r["marks"]}
+
+
+def sample(fleet: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """At most about `n` hosts, from every datacenter in proportion to its size (one at least)."""
+    if len(fleet) <= n:
+        return fleet
+    by_dc: dict[str, list[dict]] = {}
+    for h in fleet:
+        by_dc.setdefault(h["dc"], []).append(h)
+    return [h for hosts in by_dc.values() for h in rng.sample(hosts, max(1, round(n * len(hosts) / len(fleet))))]
+
+
+class Predictor:
+    """Predicts deployments after they are created, one at a time, off the request path."""
+
+    def __init__(self, state: State, stack: StackConfig):
+        self.state, self.stack = state, stack
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict")
+
+    def later(self, dep_id: str, project: str, build: dict, strategy: dict,
+              done: Callable[[], None] = lambda: None) -> None:
+        self._pool.submit(self._run, dep_id, project, build, strategy, done)
+
+    def _run(self, dep_id: str, project: str, build: dict, strategy: dict, done: Callable[[], None]) -> None:
+        try:   # a prediction is a nicety: its failure is logged, never the deployment's
+            self.state.deployments.set_prediction(dep_id, predict(self.state, self.stack, project, build, strategy))
+        except Exception:
+            log.exception("predicting deployment %s failed", dep_id)
+        finally:
+            done()
 
 
 def thin(timeline: list, regions: int) -> list:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import logging
 from typing import Callable
 
 from pydantic import BaseModel, ValidationError
@@ -17,7 +16,7 @@ from gantry import builds as rules
 from gantry import cursor as listing
 from gantry import webhook
 from gantry.actors.build import buildconfig
-from gantry.actors.build.archive import ArchiveReader, list_page
+from gantry.archive.files import ArchiveReader, list_page
 from gantry.actors.build.sandbox import egress
 from gantry.rollout.waves import region_waves
 from gantry.clock import iso_ms
@@ -30,7 +29,6 @@ from gantry.state import RateLimited, State, TransitionRefused, audit
 from gantry.statuses import DEPLOYMENT_OPS, BuildStatus, DeploymentStatus
 from gantry.topology import StackConfig
 
-log = logging.getLogger("gantry.api")
 WEBHOOK_USER = "github-webhook"
 MAX_AGE_S = 100 * 365 * 24 * 3600
 
@@ -88,6 +86,7 @@ class Service:
         self.secret = stack.jwt_secret()
         self._nudge_scheduler = nudge            # wakes the scheduler; it polls anyway
         self._archive_now = archive_now          # runs the archiver now (the monitor actor)
+        self.predictor = prediction.Predictor(state, stack)
 
     def user(self, authorization: str | None) -> auth.Principal:
         """A user's principal: host tokens are for the host gateway alone."""
@@ -340,20 +339,15 @@ class Service:
         return strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
 
     def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str) -> dict:
-        """Create the deployment (its predicted timeline stored with it, for the dashboard)."""
+        """Create the deployment, then predict it off the request path (a rollback: never)."""
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
-        try:
-            predicted = prediction.predict(self.state, self.stack, project, build, strategy.model_dump())
-        except Exception:   # a prediction is a nicety: never a reason not to deploy
-            log.exception("predicting deployment of %s failed", build_id)
-            predicted = None
         previous = self.state.deployments.last_completed_build(project)
         previous = previous if previous != build_id else None
         dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                   who.user, audit=lambda dep_id: audit.prepare(
                                       who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
-        if predicted is not None:
-            self.state.deployments.set_prediction(dep["deploymentID"], predicted)
+        if action != "rollback":
+            self.predictor.later(dep["deploymentID"], project, build, strategy.model_dump())
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
                 "status": dep["status"]}
 

@@ -413,13 +413,15 @@ class Simulation:
         self.events.at(start, flip, False)
         self.events.at(start + length, flip, True)
 
-    def run(self) -> dict:
+    def run(self, wall_s: float | None = None) -> dict:
+        """Run to the deployment's end, `sc.max_s` simulated seconds, or `wall_s` real ones."""
         wall = time.monotonic()
+        deadline = wall + (wall_s or float("inf"))
         self._replicate()
         self._store_outage()
         self.events.at(0.0, self.tick)
         self.events.at(0.0, self._sample)
-        self.events.run(until=self.sc.max_s, stop=lambda: self.ended_at is not None)
+        self.events.run(until=self.sc.max_s, stop=lambda: self.ended_at is not None or time.monotonic() > deadline)
         if self.ended_at is None:
             self.timed_out, self.ended_at = True, self.events.now
         self._sample()
@@ -452,5 +454,5 @@ def _round(x):
 
 
 def simulate(sc: Scenario, fleet: list[dict] | None = None, regions: list[str] | None = None,
-             holding: list[str] | None = None) -> dict:
-    return Simulation(sc, fleet, regions, holding).run()
+             holding: list[str] | None = None, wall_s: float | None = None) -> dict:
+    return Simulation(sc, fleet, regions, holding).run(wall_s)

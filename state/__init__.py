@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 from gantry.clock import now_ms
-from gantry.state.archive import ArchivePointers
 from gantry.state.audit import AuditLog
 from gantry.state.builds import Builds, DuplicateBuild, TransitionRefused
 from gantry.state.caches import Caches
@@ -30,6 +29,7 @@ class State:
         self.caches = Caches(self.r, clock)
         self.replication = Replication(self.r, clock)
         self.logs = Logs(self.r, connect(url, decode=False, ride_out_s=ride_out_s))
+        from gantry.archive.pointers import ArchivePointers   # here: gantry.archive imports gantry.state
         self.archive = ArchivePointers(self.r)
         self.deployments = Deployments(self.r, clock)
         self.hosts = Hosts(self.r, clock)

@@ -73,10 +73,6 @@ class Builds:
         h = self.get(build_id)
         return BuildRecord.from_hash(h) if h else None
 
-    def projects_of(self, build_ids: list[str]) -> list[str | None]:
-        """Each build's project (None for a build not in Redis)."""
-        return [row[0] for row in read_fields(self.r, [keys.build(b) for b in build_ids], ("projectName",))]
-
     def for_delivery(self, project: str, delivery_id: str, create: Callable[[str], dict],
                      push: tuple[str, str] | None = None, ttl_s: int = 7 * 24 * 3600) -> tuple[dict, bool]:
         """The build a webhook delivery asked for, created once however often it is delivered,

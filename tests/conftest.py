@@ -116,7 +116,12 @@ def redis_url(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-    """Fault and chaos tests kill parts of the shared stack; run them after everything else."""
+    """A test that needs the stack (Ray, rclone, bubblewrap...) is marked `stack`, whatever folder
+    it is in: `make fast` runs the others (no Ray; a redis-server at most). Fault and chaos
+    tests kill parts of the shared stack; they run after everything else."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: ("test_faults" in item.nodeid, "/chaos/" in item.nodeid))
 
 

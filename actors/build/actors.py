@@ -15,7 +15,7 @@ import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from gantry.actors import metrics
-from gantry.actors.build.archive import Archiver
+from gantry.archive.files import Archiver
 from gantry.actors.build.attempt import BuildRunner
 from gantry.actors.build.monitor import HeartbeatMonitor
 from gantry.actors.build.scheduler import Scheduler, Size

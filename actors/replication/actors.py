@@ -8,9 +8,23 @@ from gantry.actors.replication.repair import Scrubber
 from gantry.actors.replication.replicator import Replicator
 from gantry.actors.replication.transport import object_store_fetch
 from gantry.state import State
-from gantry.artifacts.blobstore import s3_for
+from gantry.artifacts.blobstore import chunk_key, s3_for
 from gantry.settings import Settings
 from gantry.topology import StackConfig
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=16)
+class ChunkReaderActor:
+    """On the primary region's node: reads chunks from its store into the Ray object store, from
+    which the object manager carries them to the replicators. Long-lived, so no worker process
+    is started per chunk."""
+
+    def __init__(self, stack_file: str):
+        stack = StackConfig.load(stack_file)
+        self.store = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
+
+    def read(self, digest: str) -> bytes:
+        return self.store.get(chunk_key(digest))
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -27,7 +41,7 @@ class RegionReplicatorActor:
             s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
             object_store_fetch(stack.primary.name, self.settings.replication_window),
             self.settings)
-        start_loop(self.replicator.tick, lambda: 0.5)
+        start_loop(self.replicator.tick, lambda: self.settings.replicator_tick_s)
         scrubber = Scrubber(region, self.replicator.primary, self.replicator.target, self.settings.scrub_chunks_per_s)
         start_loop(scrubber.run_once, lambda: self.settings.scrub_interval_s)
 

@@ -1,30 +1,14 @@
 """How chunks travel between regions: through the Ray object store.
 
-A reader actor on the primary region's node reads chunks from its blob store into the object
+A reader actor on the primary region's node (`actors.ChunkReaderActor`) reads chunks from its blob store into the object
 store; the object manager carries them to the replicator that asked, in another region.
 """
 from __future__ import annotations
 
 import ray
 
-from gantry.artifacts.blobstore import chunk_key, s3_for
 from gantry.artifacts.chunking import ChunkRef
 from gantry.constants import NAMESPACE, reader_name
-from gantry.topology import StackConfig
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=16)
-class ChunkReaderActor:
-    """On the primary region's node: reads chunks from its store into the Ray object store, from
-    which the object manager carries them to the replicators. Long-lived, so no worker process
-    is started per chunk."""
-
-    def __init__(self, stack_file: str):
-        stack = StackConfig.load(stack_file)
-        self.store = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
-
-    def read(self, digest: str) -> bytes:
-        return self.store.get(chunk_key(digest))
 
 
 def object_store_fetch(primary: str, window: int):

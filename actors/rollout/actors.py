@@ -9,7 +9,7 @@ import ray
 from gantry.actors.loop import start_loop
 from gantry.actors.replication.repair import repair_chunk
 from gantry.actors.rollout.coordinator import Coordinator
-from gantry.actors.rollout.endpoint import HostEndpoint
+from gantry.actors.rollout.host_gateway import HostGateway
 from gantry.rollout.hostmemory import HostMemory
 from gantry.state import State
 from gantry.artifacts.blobstore import manifest_key, s3_for
@@ -25,8 +25,8 @@ URL_TTL_S = 900   # a host's presigned URLs into its region's store last this lo
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
 class RolloutCoordinatorActor:
     """One datacenter's coordinator, pinned to its region. Hosts reach it at its own endpoint on
-    its node (`endpoint.HostEndpoint`); it wakes on desired-state changes (Redis pub/sub) and
-    re-reads every 0.5 s anyway."""
+    its node (`host_gateway.HostGateway`); it wakes on desired-state changes (Redis pub/sub) and
+    re-reads every `coordinator_tick_s` anyway."""
 
     def __init__(self, stack_file: str, dc: str, region: str):
         stack = StackConfig.load(stack_file)
@@ -47,8 +47,9 @@ class RolloutCoordinatorActor:
                                        stage_timeout_s=settings.stage_timeout_s,
                                        stage_min_bytes_per_s=settings.stage_min_mbps * 1e6,
                                        distrust_s=settings.peer_distrust_s)
-        self.endpoint = HostEndpoint(self.coordinator, stack.jwt_secret(), dc, host=ray.util.get_node_ip_address(),
-                                     rate=(settings.host_rate_per_s, settings.host_rate_burst))
+        self.endpoint = HostGateway(self.coordinator, stack.jwt_secret(), dc, host=ray.util.get_node_ip_address(),
+                                     rate=(settings.host_rate_per_s, settings.host_rate_burst),
+                                     max_body=settings.max_host_report_bytes)
         self.wakeup = threading.Event()
 
         def listen():
@@ -61,7 +62,7 @@ class RolloutCoordinatorActor:
                     log.exception("desired-state subscription lost; re-subscribing")
                     threading.Event().wait(1)
         threading.Thread(target=listen, daemon=True).start()
-        start_loop(self.coordinator.tick, lambda: 0.5, self.wakeup)
+        start_loop(self.coordinator.tick, lambda: settings.coordinator_tick_s, self.wakeup)
 
     def endpoint_url(self) -> str:
         """Where this datacenter's hosts report: the endpoint on this actor's node."""

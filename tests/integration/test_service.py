@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from gantry.actors.build.archive import ArchiveReader
+from gantry.archive.files import ArchiveReader
 from gantry.artifacts.blobstore import FsBlobStore
 from gantry import auth
 from gantry.serve_app.errors import ApiError

@@ -9,7 +9,7 @@ import redis
 
 from gantry import auth
 from gantry.actors.rollout.coordinator import Coordinator
-from gantry.actors.rollout.endpoint import HostEndpoint
+from gantry.actors.rollout.host_gateway import HostGateway
 from gantry.artifacts import bitfield
 from gantry.node_daemon.slot import report_about
 from gantry.state import State, keys
@@ -183,7 +183,7 @@ def test_repair_is_only_for_chunks_of_the_hosts_targets(world):
 def endpoint(world):
     store, coord, clock = world
     coord.clock = lambda: clock.t   # the endpoint's long-polls use real time; the coordinator its own
-    ep = HostEndpoint(coord, SECRET, DC, rate=(5, 10))
+    ep = HostGateway(coord, SECRET, DC, rate=(5, 10))
     yield ep, coord
     ep.stop()
 

@@ -1,4 +1,4 @@
-"""A coordinator's own HTTP endpoint for the hosts of its datacenter.
+"""The host gateway: a coordinator's own HTTP endpoint for the hosts of its datacenter.
 
 It runs inside the coordinator actor, on the coordinator's Ray node (its region's), so a host's
 reports, peer queries and long-polls go to its region and never through the head node. The head
@@ -30,10 +30,11 @@ from pydantic import BaseModel, ValidationError
 from gantry import auth
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.models import HeartbeatIn, OriginIn, PeersIn, RepairIn, WatchIn
+from gantry.settings import Settings
 from gantry.tokenbucket import TokenBucket
 
 log = logging.getLogger("gantry.endpoint")
-MAX_BODY = 1 << 20     # a 10 GB artifact's bitfield is under 1 KB; a report of 32 of them far under this
+MAX_BODY = Settings().max_host_report_bytes
 
 
 class Refused(Exception):
@@ -42,7 +43,7 @@ class Refused(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
 
 
-class HostEndpoint:
+class HostGateway:
     def __init__(self, coordinator: Coordinator, secret: str, dc: str, host: str = "127.0.0.1",
                  port: int = 0, max_body: int = MAX_BODY, threads: int = 32, rate: tuple[float, float] = (50, 200)):
         self.coordinator, self.secret, self.dc = coordinator, secret, dc

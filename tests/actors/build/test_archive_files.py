@@ -2,7 +2,7 @@
 import json
 
 from gantry import cursor as listing
-from gantry.actors.build.archive import ArchiveReader, month_of, partition, to_parquet
+from gantry.archive.files import ArchiveReader, month_of, partition, to_parquet
 from gantry.artifacts.blobstore import FsBlobStore
 
 JAN, FEB = 1767225600000, 1769904000000   # 2026-01-01 and 2026-02-01 UTC

@@ -1,7 +1,7 @@
-"""Where a node daemon finds its coordinator: hosts report, ask for peers and long-poll at their
-datacenter's coordinator endpoint, on that coordinator's node in its region
-(`actors.rollout.endpoint`), never through the head node. The API only tells a host where that
-endpoint is. Only host tokens get an answer. (No `from __future__ import annotations`: FastAPI
+"""Where a node daemon finds its datacenter's host gateway: hosts report, ask for peers and
+long-poll at the gateway of their datacenter's coordinator, on that coordinator's node in its
+region (`actors.rollout.host_gateway`), never through the head node. The API only tells a host
+where that gateway is. Only host tokens get an answer. (No `from __future__ import annotations`: FastAPI
 must see real types.)"""
 
 import ray
@@ -12,7 +12,7 @@ from gantry.serve_app.errors import ApiError
 from gantry.serve_app.http import app
 
 
-class HostGateway:
+class DcEndpoints:
     """Routes mixed into the API deployment; it provides `service`, `stack` and `_coordinators`."""
 
     @app.get("/dc/{dc}/endpoint")

@@ -144,7 +144,7 @@ def test_a_delivery_creates_one_build_even_after_a_crash_between_its_steps(redis
 
 
 def test_archiver_moves_finished_unpinned_builds_in_bounded_batches(redis_url, r, tmp_path):
-    from gantry.actors.build.archive import Archiver, ArchiveReader, list_page
+    from gantry.archive.files import Archiver, ArchiveReader, list_page
     from gantry.artifacts.blobstore import FsBlobStore
     clock = {"t": 1_767_225_600_000}          # 2026-01-01; each build a day later
     store = State(redis_url, clock=lambda: clock["t"])
