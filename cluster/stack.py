@@ -258,7 +258,7 @@ class Stack:
         cfg = self.config()
         address = self._host_address(host_id)
         argv = [bin_path("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
-                "--region", region, "--dc", dc, "--coordinator", cfg.api_url,
+                "--region", region, "--dc", dc, "--api", cfg.api_url,
                 "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
         argv += [f for p in projects for f in ("--project", p)]

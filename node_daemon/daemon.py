@@ -83,7 +83,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class NodeDaemon:
-    def __init__(self, home: Path, host_id: str, region: str, dc: str, coordinator: str, token: str,
+    def __init__(self, home: Path, host_id: str, region: str, dc: str, api_url: str, token: str,
                  listen: str = "127.0.0.1:0", max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
                  use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0,
                  advertise: str | None = None, projects: list[str] | None = None, rack: str = "",
@@ -95,7 +95,7 @@ class NodeDaemon:
         # as root, each project's hooks run as a uid and gid of its own, unless --hook-user names one
         self.project_uids = ProjectUids(home / "project-uids.json") \
             if os.geteuid() == 0 and hook_user is None else None
-        self.api_url, self.token, self.interval_s = coordinator.rstrip("/"), token, interval_s
+        self.api_url, self.token, self.interval_s = api_url.rstrip("/"), token, interval_s
         self.endpoint: str | None = None   # the coordinator's endpoint, asked of the API
         self.rack = rack
         self.report_in = interval_s        # the coordinator says how long, in each reply
@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host-id", required=True)
     ap.add_argument("--region", required=True)
     ap.add_argument("--dc", required=True)
-    ap.add_argument("--coordinator", required=True, help="the gantry API URL")
+    ap.add_argument("--api", "--coordinator", dest="api", required=True,
+                    help="the gantry API's URL (it tells the daemon where its host gateway is); --coordinator is its old name")
     ap.add_argument("--listen", default="127.0.0.1:0", help="peer server ADDR:PORT (port 0: any free port)")
     ap.add_argument("--advertise", help="ADDR:PORT other hosts reach the peer server at (default: --listen's)")
     ap.add_argument("--rack", default="", help="this host's rack: peers in the same rack are preferred")
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if host in ("0.0.0.0", "::") and not a.advertise:
         print("--listen on every interface needs --advertise ADDR:PORT (the address peers use)", file=sys.stderr)
         return 2
-    d = NodeDaemon(home, a.host_id, a.region, a.dc, a.coordinator, token, a.listen, a.max_up, a.max_down,
+    d = NodeDaemon(home, a.host_id, a.region, a.dc, a.api, token, a.listen, a.max_up, a.max_down,
                    use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
                    advertise=a.advertise, projects=a.projects, rack=a.rack,
                    busy_budget_s=Settings().peer_busy_budget_s)

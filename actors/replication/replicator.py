@@ -44,16 +44,15 @@ class Replicator:
 
     def replicate(self, build_id: str) -> str:
         started = time.monotonic()
-        rec = self.state.builds.get(build_id)
-        if rec is None or rec.get("buildStatus") != BuildStatus.DEPLOYING:
-            status = (rec or {}).get("buildStatus", "missing")
-            self._finish(build_id, False, f"build is {status}", started)
+        rec = self.state.builds.record(build_id)
+        if rec is None or rec.status != BuildStatus.DEPLOYING:
+            self._finish(build_id, False, f"build is {rec.status if rec else 'missing'}", started)
             return "DROPPED"
         try:
-            manifest_bytes = self.primary.get(manifest_key(rec["artifactDigest"]))
-            manifest = Manifest.from_bytes(manifest_bytes, rec["artifactDigest"])
+            manifest_bytes = self.primary.get(manifest_key(rec.artifact_digest))
+            manifest = Manifest.from_bytes(manifest_bytes, rec.artifact_digest)
             self._copy(build_id, manifest)
-            self.target.put(manifest_key(rec["artifactDigest"]), manifest_bytes)  # last
+            self.target.put(manifest_key(rec.artifact_digest), manifest_bytes)  # last
         except _Stop:
             self._finish(build_id, False, "build left DEPLOYING", started)
             return "STOPPED"
@@ -92,8 +91,8 @@ class Replicator:
                 writes.append(pool.submit(self._store_chunk, build_id, ref, data))
                 while len(writes) > window:
                     writes.popleft().result()
-                if i % 8 == 7 and self.state.builds.get(build_id).get("buildStatus") != BuildStatus.DEPLOYING:
-                    raise _Stop()
+                if i % 8 == 7 and getattr(self.state.builds.record(build_id), "status", None) != BuildStatus.DEPLOYING:
+                    raise _Stop()   # cancelled (or gone) meanwhile
             for w in writes:
                 w.result()
 

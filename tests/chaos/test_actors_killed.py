@@ -18,8 +18,11 @@ def test_scheduler_and_coordinator_killed_mid_flight(api, stack, new_project):
     assert wait_build(api, project, first, timeout_s=180)["buildStatus"] == "SUCCEEDED"
     dep = api.post(f"/projects/{project}/deployments", json={"buildID": first, "strategy": SLOW}).json()["deploymentID"]
     builds = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(4)]
-    time.sleep(2)
+    wait_until(lambda: any(api.get(f"/projects/{project}/builds/{b}").json()["buildStatus"] == "BUILDING" for b in builds),
+               60, "a build to be under way")
     stack.connect()
+    assert api.get(f"/projects/{project}/deployments/{dep}").json()["status"] == "IN_PROGRESS"   # killed mid-flight
+    assert any(api.get(f"/projects/{project}/builds/{b}").json()["buildStatus"] in ("QUEUED", "BUILDING") for b in builds)
     ray.kill(ray.get_actor(SCHEDULER, namespace=NAMESPACE), no_restart=False)
     ray.kill(ray.get_actor(coordinator_name("us-east-a"), namespace=NAMESPACE), no_restart=False)
     recs = [wait_build(api, project, b, timeout_s=300) for b in builds]

@@ -14,7 +14,7 @@ from gantry.constants import NAMESPACE, coordinator_name
 from conftest import client, host_endpoint
 from gantry.artifacts import bitfield
 from gantry.auth import issue_host
-from helpers import RoguePeer, commit, wait_build
+from helpers import RoguePeer, commit, wait_build, wait_until
 
 FAST = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0.5}
 FINAL = {"COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED"}
@@ -35,6 +35,11 @@ def wait_deployment(api, project, dep_id, until=FINAL, timeout_s=180):
             return d
         assert time.monotonic() < deadline, f"deployment still {d.get('status')}: {d}"
         time.sleep(0.3)
+
+
+def dc_phase(api, project, dep_id, dc):
+    d = api.get(f"/projects/{project}/deployments/{dep_id}").json()
+    return next(x["phase"] for region in d["regions"] for x in region["dcs"] if x["dc"] == dc)
 
 
 def deploy(api, project, build_id, strategy=FAST):
@@ -90,9 +95,8 @@ def test_failing_health_rolls_back_automatically(api, stack, new_project):
     bad = build(api, project, commit(repo, {"x": "1"}))
     d = wait_deployment(api, project, deploy(api, project, bad))
     assert d["status"] == "ROLLED_BACK" and "failed" in d["reason"], d
-    time.sleep(3)
-    for host in stack.hosts():
-        assert (current(stack, host, project) / "state").read_text() == "ok\n"
+    wait_until(lambda: all((current(stack, host, project) / "state").read_text() == "ok\n" for host in stack.hosts()),
+               30, "every host back on the good build")
 
 
 def test_rollback_by_api_pause_and_resume(api, stack, new_project):
@@ -115,6 +119,8 @@ def test_rollback_by_api_pause_and_resume(api, stack, new_project):
     assert r.status_code == 202 and r.json()["buildID"] == b1
     back = wait_deployment(api, project, r.json()["deploymentID"])
     assert back["status"] == "COMPLETED" and back["strategy"]["steps"] == [1.0]
+    assert back["prediction"] is None   # a rollback is never predicted: it starts at once
+    assert api.get(f"/projects/{project}/deployments/{dep}").json()["prediction"]["predictedSeconds"] > 0
     assert all((current(stack, h, project) / "v").read_text() == "one\n" for h in stack.hosts())
 
 
@@ -161,9 +167,11 @@ def test_coordinator_killed_mid_rollout_resumes(api, stack, new_project):
     project, sha, _ = new_project("mkdir -p dist && echo c > dist/c")
     b = build(api, project, sha)
     dep = deploy(api, project, b, {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 3})
-    time.sleep(1.5)   # the canary is baking
+    wait_until(lambda: dc_phase(api, project, dep, "us-east-a") == "BAKING", 60, "the canary to bake")
     stack.connect()
     ray.kill(ray.get_actor(coordinator_name("us-east-a"), namespace=NAMESPACE), no_restart=False)
+    d = api.get(f"/projects/{project}/deployments/{dep}").json()
+    assert d["status"] == "IN_PROGRESS" and d["hosts"]["active"] < 4, d   # killed mid-flight
     d = wait_deployment(api, project, dep)
     assert d["status"] == "COMPLETED" and d["hosts"]["active"] == 4
 
@@ -194,7 +202,8 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     t = threading.Thread(target=announce, daemon=True)
     t.start()
     try:
-        time.sleep(1.5)
+        wait_until(lambda: {f"rogue-{dc}" for dc in tokens} <= {h["hostID"] for h in api.get(f"/projects/{project}/hosts").json()},
+                   30, "the rogue hosts to register")
         assert wait_deployment(api, project, deploy(api, project, b))["status"] == "COMPLETED"
     finally:
         stop.set()

@@ -7,7 +7,7 @@ from gantry.constants import NAMESPACE, replicator_name
 from gantry.state import State
 from gantry.artifacts.blobstore import chunk_key, manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
-from helpers import commit, reassemble, wait_build
+from helpers import commit, reassemble, wait_build, wait_until
 
 SEEDED = ("python3 -c \"import os, random; os.makedirs('dist', exist_ok=True); random.seed(7); "
           "open('dist/blob', 'wb').write(random.randbytes({n}))\"; cp note.txt dist/")
@@ -77,7 +77,7 @@ def test_region_store_down_mid_job_then_back(api, stack, new_project, tmp_path):
     b = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
     wait_mid_job(api, project, b)
     stack.stop_process(f"s3-{TARGET}")
-    time.sleep(3)
+    wait_until(lambda: row(api, project, b)["retries"] >= 1, 60, "the replicator to meet the outage and retry")
     stack.respawn(f"s3-{TARGET}")
     rec = wait_build(api, project, b, timeout_s=180)
     assert rec["buildStatus"] == "SUCCEEDED", rec

@@ -1,0 +1,72 @@
+"""The reconcile's rules, one snapshot at a time (no Redis, no simulator)."""
+from gantry.records import Deployment, HostView
+from gantry.rollout.dc_rollout import DcRollout
+from gantry.rollout.reconcile import Snapshot, reconcile
+from gantry.rollout.waves import Strategy
+from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus as D, HostState as H
+
+REGIONS = {"us": ["us-a"], "eu": ["eu-a"]}
+STRATEGY = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0, "stage": "all", "regionWaves": [["us"], ["eu"]]}
+
+
+def hosts(n=2, active="old", state=H.ACTIVE, target="old", **kw):
+    return {f"h{i}": HostView(f"h{i}", active, state, target, target, target, **kw) for i in range(n)}
+
+
+def snap(status=D.IN_PROGRESS, dc="us-a", region="us", **kw):
+    dep = Deployment("d1", "web", "new", "old", status, dict(STRATEGY), ["us", "eu"], reason=kw.pop("reason", ""))
+    base = dict(dc=dc, region=region, dcs_by_region=REGIONS, deployment=dep, hosts=hosts(), holding={"us", "eu"},
+                staged_dcs=set(), outcomes={}, rollout=None, current="old", now=100.0)
+    return Snapshot(**{**base, **kw})
+
+
+def test_staging_comes_first_and_is_told_to_every_live_host():
+    s = snap(hosts={**hosts(), "gone": HostView("gone", "old", H.LOST, "old")})
+    plan = reconcile(s)
+    assert plan.stages == {"h0": "new", "h1": "new"} and not plan.targets and not plan.staged
+    assert plan.staging_began == 100.0 and plan.rollout is None
+
+
+def test_staged_everywhere_then_the_first_wave_moves():
+    staged = hosts(state=H.STAGED, target="old", stage_build="new")
+    for v in staged.values():
+        v.acked_target = "new"
+    plan = reconcile(snap(hosts=staged, staged_dcs={"us-a", "eu-a"}, staging_began=90.0))
+    assert plan.staged and plan.targets == {"h0": "new"} and plan.rollout.wave == 0
+
+
+def test_a_failed_build_rolls_the_deployment_back_with_its_reason():
+    plan = reconcile(snap(holding=set(), build_status=BuildStatus.FAILED, build_error="exit 2"))
+    assert plan.status == (D.ROLLED_BACK, "build new is FAILED: exit 2")
+    assert reconcile(snap(holding=set(), build_status=BuildStatus.DEPLOYING)).status is None   # still coming
+
+
+def test_hosts_late_to_stage_count_as_failed_and_staging_ends():
+    s = snap(staging_began=0.0, stage_deadline_s=50.0, hosts=hosts(state=H.DOWNLOADING, stage_build="new"))
+    plan = reconcile(s)
+    assert plan.late == ["h0", "h1"] and plan.staged
+    late = hosts(state=H.DOWNLOADING, target="new", stage_late="new")
+    assert late["h0"].failed_on("new") and not hosts()["h0"].failed_on("new")
+
+
+def test_the_last_datacenter_done_completes_even_when_both_finished_at_once():
+    done = DcRollout.start("new", "old", ["h0", "h1"], Strategy(steps=(1.0,), bake_s=0))
+    done.phase = DcPhase.DONE
+    both_done_but_unrecorded = snap(rollout=done, staged_dcs={"us-a", "eu-a"}, outcomes={"us-a": DcPhase.DONE, "eu-a": DcPhase.DONE},
+                                    hosts=hosts(active="new", target="new"))
+    assert reconcile(both_done_but_unrecorded).status == (D.COMPLETED, "")
+    other_running = snap(rollout=done, staged_dcs={"us-a", "eu-a"}, hosts=hosts(active="new", target="new"))
+    plan = reconcile(other_running)
+    assert plan.outcome == DcPhase.DONE and plan.current == "new" and plan.status is None
+
+
+def test_a_rolled_back_deployment_leaves_an_untouched_datacenter_on_its_build():
+    plan = reconcile(snap(status=D.ROLLED_BACK, dc="eu-a", region="eu", reason="us-a: wave 1 failed",
+                          hosts={**hosts(), "new-host": HostView("new-host", None, H.IDLE, None)}))
+    assert plan.outcome == DcPhase.UNTOUCHED and plan.targets == {"new-host": "old"} and plan.status is None
+
+
+def test_pause_holds_every_host_where_it_is():
+    rolling = DcRollout.start("new", "old", ["h0", "h1"], Strategy(steps=(1, 1.0), bake_s=0))
+    plan = reconcile(snap(status=D.PAUSED, rollout=rolling, staged_dcs={"us-a", "eu-a"}))
+    assert plan.rollout.phase == DcPhase.PAUSED and not plan.targets and plan.moving
