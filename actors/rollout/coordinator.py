@@ -23,7 +23,7 @@ from gantry.rollout.tracker import Tracker
 from gantry.artifacts import bitfield
 from gantry.artifacts.blobstore import chunk_key, manifest_key
 from gantry.state import State
-from gantry.statuses import BuildStatus, HostState, ReplicationStatus
+from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
 log = logging.getLogger("gantry.coordinator")
 MANIFEST_URL_REUSE_S = 300   # a manifest's signed URL is handed out this long (it lasts longer)
@@ -285,26 +285,37 @@ class Coordinator:
             self._apply(project, plan)
 
     def snapshot(self, dep: Deployment, hosts: list[dict], now: float) -> Snapshot:
-        """What this datacenter knows of a deployment, read from Redis (and the caches above)."""
-        deps = self.state.deployments
-        views = self.state.hosts.views(self.dc, dep.project, hosts)
-        holding = {r for r in self.dcs_by_region if self._holds(dep.build_id, r)}
-        rec = None if self.region in holding else self.state.builds.record(dep.build_id)
-        began = self._staging_began.get(dep.deployment_id)
-        if began is None and dep.status.active and dep.stage_all:
-            began = deps.staging_began(dep.deployment_id, self.dc)
-            if began is not None:
-                self._remember_staging(dep.deployment_id, began)
-        saved = deps.load_rollout(dep.deployment_id, self.dc)
-        return Snapshot(
-            dc=self.dc, region=self.region, dcs_by_region=self.dcs_by_region, deployment=dep, hosts=views,
-            holding=holding, staged_dcs=deps.staged_dcs(dep.deployment_id) if dep.stage_all else {},
-            outcomes=deps.dc_outcomes(dep.deployment_id), rollout=DcRollout.from_dict(saved) if saved else None,
-            current=deps.dc_current(dep.project).get(self.dc), now=now,
-            build_status=rec.status if rec else None, build_error=rec.error if rec else "",
-            staging_began=began,
-            stage_deadline_s=self.stage_timeout_s + self._deploy_info(dep.build_id).get("artifactSize", 0)
-            / self.stage_min_bytes_per_s)
+        """What this datacenter knows of a deployment, read from Redis (and the caches above).
+        A finished deployment needs only its hosts and the build the datacenter runs; the rest
+        is read only while it is in flight, or while this datacenter may have hosts to take back."""
+        deps, dep_id = self.state.deployments, dep.deployment_id
+        snap = Snapshot(dc=self.dc, region=self.region, dcs_by_region=self.dcs_by_region, deployment=dep,
+                        hosts=self.state.hosts.views(self.dc, dep.project, hosts), holding=set(), staged_dcs=set(),
+                        outcomes={}, rollout=None, current=deps.dc_current(dep.project).get(self.dc), now=now)
+        active = dep.status.active
+        if not active and dep.status != DeploymentStatus.ROLLED_BACK:
+            return snap
+        snap.outcomes = deps.dc_outcomes(dep_id)
+        if not active and snap.outcomes.get(self.dc) not in (None, DcPhase.DONE):
+            return snap   # taken back already, or never started here
+        saved = deps.load_rollout(dep_id, self.dc)
+        snap.rollout = DcRollout.from_dict(saved) if saved else None
+        if not active:
+            return snap
+        snap.holding = {r for r in self.dcs_by_region if self._holds(dep.build_id, r)}
+        if self.region not in snap.holding:
+            rec = self.state.builds.record(dep.build_id)
+            snap.build_status, snap.build_error = (rec.status, rec.error) if rec else (None, "")
+        if dep.stage_all:
+            snap.staged_dcs = deps.staged_dcs(dep_id)
+            snap.staging_began = self._staging_began.get(dep_id)
+            if snap.staging_began is None:
+                snap.staging_began = deps.staging_began(dep_id, self.dc)
+                if snap.staging_began is not None:
+                    self._remember_staging(dep_id, snap.staging_began)
+        snap.stage_deadline_s = (self.stage_timeout_s + self._deploy_info(dep.build_id).get("artifactSize", 0)
+                                 / self.stage_min_bytes_per_s)
+        return snap
 
     def _remember_staging(self, dep_id: str, began: float) -> None:
         self._staging_began = {dep_id: began, **dict(list(self._staging_began.items())[-15:])}
