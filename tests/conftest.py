@@ -37,6 +37,9 @@ TEST_ENV = {
     "GANTRY_MAX_ARTIFACT_FILES": "5000",
     "GANTRY_RATE_USER_PER_S": "100",       # the suite's admin polls a lot; the limit tests set their own
     "GANTRY_RATE_USER_BURST": "1000",
+    "GANTRY_COORDINATOR_TICK_S": "0.2",    # the loops that wait on timers turn faster: tests wait less
+    "GANTRY_REPLICATOR_TICK_S": "0.2",
+    "GANTRY_SCHEDULER_POLL_S": "0.2",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }
@@ -117,11 +120,14 @@ def redis_url(tmp_path_factory):
 
 def pytest_collection_modifyitems(items):
     """A test that needs the stack (Ray, rclone, bubblewrap...) is marked `stack`, whatever folder
-    it is in: `make fast` runs the others (no Ray; a redis-server at most). Fault and chaos
-    tests kill parts of the shared stack; they run after everything else."""
+    it is in: `make fast` runs the others (no Ray; a redis-server at most). Under xdist
+    (`--dist loadgroup`) the stack's tests go to one worker, one after another, while the others
+    share the rest. Fault and chaos tests kill parts of the shared stack; they run after
+    everything else."""
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
+            item.add_marker(pytest.mark.xdist_group("stack"))   # under -n: one worker, in this order
     items.sort(key=lambda item: ("test_faults" in item.nodeid, "/chaos/" in item.nodeid))
 
 

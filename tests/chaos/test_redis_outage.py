@@ -1,4 +1,5 @@
-"""Chaos on the real stack: Redis down for 20 s while builds are queued and running.
+"""Chaos on the real stack: Redis down for 10 s while builds are queued and running (over three
+times a build's lease in the tests, 3 s, and the API's 3 s ride-out).
 
 What must hold: every build reaches a terminal state and none is lost (all 10 SUCCEED with no
 manual step), the API says 503 with Retry-After while Redis is down, and no build-attempt actor
@@ -13,7 +14,7 @@ from gantry.constants import NAMESPACE, WORKER_PREFIX
 from helpers import wait_build
 
 
-def test_a_20s_redis_outage_costs_time_not_builds(api, stack, new_project):
+def test_a_10s_redis_outage_costs_time_not_builds(api, stack, new_project):
     project, sha, _ = new_project("sleep 2; mkdir -p dist && echo ok > dist/f")
     builds = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(10)]
     deadline = time.monotonic() + 60
@@ -24,7 +25,7 @@ def test_a_20s_redis_outage_costs_time_not_builds(api, stack, new_project):
     stack.stop_process("redis", signal.SIGKILL)
     down_at = time.monotonic()
     answers = []
-    while time.monotonic() - down_at < 20:
+    while time.monotonic() - down_at < 10:
         r = api.get(f"/projects/{project}/builds")
         answers.append((r.status_code, r.headers.get("retry-after"), r.json()))
         time.sleep(1)

@@ -67,7 +67,8 @@ def test_host_add_starts_one_more_daemon_on_its_own_address(stack):
 
 def test_second_stack_in_another_home_and_down_stops_only_it(stack, tmp_path):
     home, port = tmp_path / "second", free_port()
-    gantry("up", "--home", str(home), "--api-port", str(port), "--regions", "solo", "--builders", "1")
+    gantry("up", "--home", str(home), "--api-port", str(port), "--regions", "solo", "--builders", "1",
+           "--hosts-per-dc", "1")
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["ok"] is True
         pids = json.loads((home / "pids.json").read_text())
