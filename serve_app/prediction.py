@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import random
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
 from gantry.settings import Settings
@@ -107,23 +110,44 @@ def sample(fleet: list[dict], n: int, rng: random.Random) -> list[dict]:
 
 
 class Predictor:
-    """Predicts deployments after they are created, one at a time, off the request path."""
+    """Predicts deployments after they are created, one at a time, off the request path: in a
+    process of its own, so a simulation never holds the API's interpreter while it answers."""
 
-    def __init__(self, state: State, stack: StackConfig):
-        self.state, self.stack = state, stack
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict")
+    def __init__(self, stack: StackConfig):
+        self.stack = stack
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def later(self, dep_id: str, project: str, build: dict, strategy: dict,
               done: Callable[[], None] = lambda: None) -> None:
-        self._pool.submit(self._run, dep_id, project, build, strategy, done)
+        with self._lock:
+            if self._pool is None:   # started on first use, again if its process died
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            pool = self._pool
+        try:
+            future = pool.submit(_predict_and_store, self.stack, dep_id, project, build, strategy)
+        except BrokenProcessPool:
+            with self._lock:
+                self._pool = None
+            return self.later(dep_id, project, build, strategy, done)
+        future.add_done_callback(lambda f: self._finished(f, dep_id, done))
 
-    def _run(self, dep_id: str, project: str, build: dict, strategy: dict, done: Callable[[], None]) -> None:
-        try:   # a prediction is a nicety: its failure is logged, never the deployment's
-            self.state.deployments.set_prediction(dep_id, predict(self.state, self.stack, project, build, strategy))
-        except Exception:
-            log.exception("predicting deployment %s failed", dep_id)
-        finally:
-            done()
+    def _finished(self, future, dep_id: str, done: Callable[[], None]) -> None:
+        if future.exception() is not None:   # a prediction is a nicety: its failure is logged, never the deployment's
+            log.error("predicting deployment %s failed: %r", dep_id, future.exception())
+            if isinstance(future.exception(), BrokenProcessPool):
+                with self._lock:
+                    self._pool = None
+        done()
+
+
+_states: dict[str, State] = {}
+
+
+def _predict_and_store(stack: StackConfig, dep_id: str, project: str, build: dict, strategy: dict) -> None:
+    """In the predictor's process: predict, and keep the prediction with the deployment."""
+    state = _states.get(stack.redis_url) or _states.setdefault(stack.redis_url, State(stack.redis_url))
+    state.deployments.set_prediction(dep_id, predict(state, stack, project, build, strategy))
 
 
 def thin(timeline: list, regions: int) -> list:

@@ -86,7 +86,7 @@ class Service:
         self.secret = stack.jwt_secret()
         self._nudge_scheduler = nudge            # wakes the scheduler; it polls anyway
         self._archive_now = archive_now          # runs the archiver now (the monitor actor)
-        self.predictor = prediction.Predictor(state, stack)
+        self.predictor = prediction.Predictor(stack)
 
     def user(self, authorization: str | None) -> auth.Principal:
         """A user's principal: host tokens are for the host gateway alone."""

@@ -55,8 +55,26 @@ def test_the_predictor_works_after_the_request_and_stores_what_it_found(redis_ur
     fields = state.deployments.create("web", "b1", None, STRATEGY, ["us", "eu"], "u")
     finished = threading.Event()
     started = time.monotonic()
-    Predictor(state, stack).later(fields["deploymentID"], "web", {"buildID": "b1", "artifactSize": 1 << 20},
-                                  STRATEGY, done=finished.set)
+    Predictor(stack).later(fields["deploymentID"], "web", {"buildID": "b1", "artifactSize": 1 << 20},
+                           STRATEGY, done=finished.set)
     assert time.monotonic() - started < 0.5 or finished.is_set()   # later() only queues it
     assert finished.wait(60)
     assert state.deployments.get(fields["deploymentID"])["prediction"]
+
+
+def test_a_predictor_whose_process_died_starts_another(redis_url):
+    import os
+    import signal
+    state, stack = fleet_of(redis_url, 9)
+    predictor = Predictor(stack)
+    ids = [state.deployments.create("web", "b1", None, STRATEGY, ["us", "eu"], "u")["deploymentID"] for _ in range(2)]
+    first = threading.Event()
+    predictor.later(ids[0], "web", {"buildID": "b1", "artifactSize": 1 << 20}, STRATEGY, done=first.set)
+    assert first.wait(60) and state.deployments.get(ids[0])["prediction"]
+    for pid in list(predictor._pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not state.deployments.get(ids[1]).get("prediction"):
+        again = threading.Event()
+        predictor.later(ids[1], "web", {"buildID": "b1", "artifactSize": 1 << 20}, STRATEGY, done=again.set)
+        assert again.wait(60) and time.monotonic() < deadline
