@@ -27,10 +27,9 @@ venv: $(BIN)/gantry
 # Tests mirror the source folders; integration/, security/ and chaos/ hold the ones across the stack.
 # `fast`: every test that needs no Ray (a redis-server of its own at most), on both cores.
 # `stack`: the tests marked `stack` (tests/conftest.py marks each that uses the stack fixture).
-# `test`: both at once: the stack's tests on one worker, in order, the rest beside them (the
-# stack waits on timers most of the time).
 test: setup
-	$(BIN)/python -m pytest -q -x -n 3 --dist loadgroup tests --durations=10
+	$(BIN)/python -m pytest -q -n 2 -m "not stack" tests
+	$(BIN)/python -m pytest -q -x -m stack tests --durations=10
 
 fast: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not stack" tests

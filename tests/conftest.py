@@ -120,14 +120,11 @@ def redis_url(tmp_path_factory):
 
 def pytest_collection_modifyitems(items):
     """A test that needs the stack (Ray, rclone, bubblewrap...) is marked `stack`, whatever folder
-    it is in: `make fast` runs the others (no Ray; a redis-server at most). Under xdist
-    (`--dist loadgroup`) the stack's tests go to one worker, one after another, while the others
-    share the rest. Fault and chaos tests kill parts of the shared stack; they run after
-    everything else."""
+    it is in: `make fast` runs the others (no Ray; a redis-server at most). Fault and chaos
+    tests kill parts of the shared stack; they run after everything else."""
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
-            item.add_marker(pytest.mark.xdist_group("stack"))   # under -n: one worker, in this order
     items.sort(key=lambda item: ("test_faults" in item.nodeid, "/chaos/" in item.nodeid))
 
 
