@@ -37,9 +37,6 @@ TEST_ENV = {
     "GANTRY_MAX_ARTIFACT_FILES": "5000",
     "GANTRY_RATE_USER_PER_S": "100",       # the suite's admin polls a lot; the limit tests set their own
     "GANTRY_RATE_USER_BURST": "1000",
-    "GANTRY_COORDINATOR_TICK_S": "0.2",    # the loops that wait on timers turn faster: tests wait less
-    "GANTRY_REPLICATOR_TICK_S": "0.2",
-    "GANTRY_SCHEDULER_POLL_S": "0.2",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }
