@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from helpers import commit, wait_build
+from helpers import commit, wait_build, wait_until
 
 from conftest import client
 from gantry.auth import issue
@@ -182,6 +182,9 @@ def test_etag_and_304_on_build_and_deployment_reads(api, new_project):
     wait_build(api, name, build_id)
     dep_id = api.post(f"/projects/{name}/deployments", json={"buildID": build_id}).json()["deploymentID"]
     api.post(f"/projects/{name}/deployments/{dep_id}", params={"op": "PAUSE"})
+    # its prediction lands a moment after it is created, off the request path: a change like any other
+    wait_until(lambda: api.get(f"/projects/{name}/deployments/{dep_id}").json()["prediction"] is not None,
+               60, "the deployment's prediction")
     for path in (f"/projects/{name}/builds/{build_id}", f"/projects/{name}/builds",
                  f"/projects/{name}/deployments/{dep_id}", f"/projects/{name}/deployments"):
         r = api.get(path)
