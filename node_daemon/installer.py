@@ -109,6 +109,10 @@ class Installer:
         os.replace(tmp, self.current)
         return previous
 
+    def deactivate(self) -> None:
+        """Point `current` nowhere: no release of the project runs here."""
+        self.current.unlink(missing_ok=True)
+
     def run_hooks(self, build_id: str, start: str | None, health: str | None, host_id: str = "") -> None:
         """Run the repo's `[deploy] start` then `health` commands in the release directory, as
         the hook user, with only the build ID, the host ID and the release path in their

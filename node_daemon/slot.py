@@ -50,8 +50,9 @@ class Slot:
     def back_on(self, target: str | None, stage: str | None) -> bool:
         """Told to run the build it runs while it shows a failure, a move that is over or a
         staged build no longer wanted: it is active again. A failure to stage the build still
-        to be staged stays (it counts against the host's wave when the wave comes)."""
+        to be staged stays (it counts against the host's wave when the wave comes), and so
+        does a failure of that very build."""
         if not target or target != self.installer.active():
             return False
-        return {HostState.DOWNLOADING: True, HostState.FAILED: self.failed_target != stage,
+        return {HostState.DOWNLOADING: True, HostState.FAILED: self.failed_target not in (stage, target),
                 HostState.STAGED: self.moving_to != stage}.get(self.state, False)

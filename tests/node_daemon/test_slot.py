@@ -42,6 +42,23 @@ def test_staging_sits_between_downloading_and_active_and_a_failed_stage_waits_fo
     assert slot.back_on("a1", "c1")       # another build is wanted now: b1's failure is over
 
 
+def test_a_first_release_that_fails_its_hooks_leaves_the_host_failed_and_running_nothing(tmp_path):
+    """With no release before it, a release that failed its start hook stayed `current`: once the
+    rollback took its staged build back, the host said it was active on the failed build."""
+    slot = Slot(tmp_path, "web")
+    (slot.installer.releases / "b1").mkdir(parents=True)
+    (slot.installer.releases / "b1" / ".complete").write_text("")
+    slot.installer.switch("b1")   # the deploy switches before the hooks run
+    slot.moving_to = "b1"
+    slot.become(H.DOWNLOADING)
+    slot.become(H.FAILED)
+    slot.failed_target = "b1"
+    assert not slot.back_on("b1", None)   # still told to run b1, nothing to stage: b1 failed, and stays so
+    slot.installer.deactivate()
+    assert slot.installer.active() is None and slot.report()["activeBuildID"] is None
+    assert slot.report()["state"] == "failed"
+
+
 def test_a_host_serves_every_project_unless_it_names_some():
     assert serves({}, "web") and serves({"serves": "*"}, "web")
     assert serves({"serves": '["shop", "web"]'}, "web") and not serves({"serves": '["shop"]'}, "web")

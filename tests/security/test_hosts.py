@@ -48,8 +48,9 @@ def test_deploy_hooks_cannot_reach_the_daemons_credentials(api, stack, new_proje
         time.sleep(0.3)
     cfg = stack.config()
     secrets = [cfg.s3_secret_key, cfg.s3_access_key]
-    failed = [h for h in api.get(f"/projects/{project}/hosts").json() if h["state"] == "failed"]
-    assert failed, "the hook should have failed a host"
+    hosts = api.get(f"/projects/{project}/hosts").json()
+    failed = [h for h in hosts if h["state"] == "failed"]
+    assert failed, ("the hook should have failed a host", api.get(f"/projects/{project}/deployments/{dep}").json(), hosts)
     for h in failed:
         assert h["error"] == "InstallFailed: start command exited with 7 (output in .gantry-hooks.log)", h
         log = (stack.home / "hosts" / h["hostID"] / "projects" / project / "releases" / b / ".gantry-hooks.log").read_text()
