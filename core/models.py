@@ -12,7 +12,6 @@ H = HostState
 ReportedState = Literal[H.IDLE, H.DOWNLOADING, H.STAGED, H.ACTIVE, H.FAILED]   # lost is the coordinator's word
 
 
-
 class Error(BaseModel):
     error: str
     detail: Any = None
@@ -371,6 +370,7 @@ class HeartbeatIn(BaseModel):
     serves: list[ProjectName] | None = Field(default=None, max_length=100)   # None: every project
     artifacts: list[ArtifactHeld] = Field(default_factory=list, max_length=32)
     download: dict = Field(default_factory=dict)
+    activation: dict = Field(default_factory=dict)   # its last switch, start and health check
 
 
 class WatchIn(BaseModel):

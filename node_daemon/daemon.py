@@ -120,7 +120,7 @@ class NodeDaemon:
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
         self.changed = threading.Event()   # a move ended: report now rather than at the next interval
-        self.last_download: dict = {}
+        self.last_download, self.last_activation = {}, {}   # what its last moves took: predictions use them
         # one connection pool each to the gateway and to peers, kept open between requests
         self.api = httpx.Client(timeout=10)
         self.peer_http = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=32))
@@ -135,8 +135,7 @@ class NodeDaemon:
         if project not in self.slots:
             user = self.hook_user
             if self.project_uids is not None:
-                uid = self.project_uids.of(project)
-                user = (uid, uid)
+                user = (self.project_uids.of(project),) * 2
             self.slots[project] = Slot(self.home, project, user, group=f"node-{self.host_id}/{project}")
         return self.slots[project]
 
@@ -179,7 +178,7 @@ class NodeDaemon:
         reply = self._post("/heartbeat", {
             "hostID": self.host_id, "region": self.region, "address": self.server.address, "rack": self.rack,
             "serves": self.serving, "projects": {p: s.report() for p, s in list(self.slots.items())},
-            "artifacts": artifacts, "download": self.last_download})
+            "artifacts": artifacts, "download": self.last_download, "activation": self.last_activation})
         resend = set(reply.get("resend") or ())
         self._announced = {d: b for d, b in sent.items() if d not in resend}
         self.report_in = float(reply.get("reportInS") or self.interval_s)
@@ -295,6 +294,7 @@ class NodeDaemon:
         slot.become(HostState.DOWNLOADING)   # moving, even if the build is already installed: not yet healthy
         try:
             self._fetch_release(slot, build_id, info)
+            began = time.monotonic()
             inst.switch(build_id)
             try:
                 inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
@@ -305,11 +305,14 @@ class NodeDaemon:
             slot.become(HostState.ACTIVE)
             slot.error, slot.failed_target = "", None
             slot.seed_until = time.monotonic() + SEED_S
+            self.last_activation = {"project": slot.project, "buildID": build_id, "seconds": round(time.monotonic() - began, 3)}
             self._prune()
         except Exception as e:
             log.warning("deploy of %s (%s) failed: %s", build_id, slot.project, e)
             if previous and inst.active() != previous and inst.installed(previous):
                 inst.switch(previous)   # keep serving what worked
+            elif not previous:
+                inst.deactivate()   # its first release failed: it runs nothing, and says so
             slot.become(HostState.FAILED)
             slot.error, slot.failed_target = f"{type(e).__name__}: {e}"[:500], build_id
             if isinstance(e, InstallFailed):
@@ -362,7 +365,9 @@ class NodeDaemon:
             try:
                 self.changed.clear()
                 self.step()
-                if not self.changed.is_set():
+                if self.job is not None and self.job.is_alive():   # no other move starts before
+                    self.changed.wait(self.report_in)                # it ends: report the moment it does
+                elif not self.changed.is_set():
                     self.watch(self.report_in)
                 continue
             except httpx.HTTPStatusError as e:

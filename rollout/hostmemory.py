@@ -59,6 +59,11 @@ class HostMemory:
         self.on_change = on_change   # (host, its new version): wakes a host waiting for news
         self.hosts: dict[str, Memo] = {}
 
+    def is_news(self, host: str, report: tuple) -> bool:
+        """Whether the report changes what the host says of its projects: a rollout may move on."""
+        m = self.hosts.get(host)
+        return m is None or m.lost or m.written is None or m.written[1] != report[1]
+
     def needs_write(self, host: str, report: tuple, now: float) -> bool:
         """Note the report; True if it must be written to Redis."""
         m = self.hosts.get(host)

@@ -82,7 +82,10 @@ class Deployments:
         made (and `audit` recorded), else None."""
         ok, cur = self._status(keys=[keys.deploy(dep_id), *audit_entries.keys_for(audit)],
                                args=[to, ",".join(only_from), reason, self.clock(), audit])
-        return cur if ok else None
+        if not ok:
+            return None
+        self._news(dep_id)
+        return cur
 
     def completed_builds(self, project: str) -> list[str]:
         """Builds of COMPLETED deployments, newest first, each once (the good builds)."""
@@ -101,13 +104,15 @@ class Deployments:
 
     def mark_dc(self, dep_id: str, dc: str, outcome: str) -> dict[str, str]:
         self.r.hset(keys.dc_outcomes(dep_id), dc, outcome)
+        self._news(dep_id)
         return self.r.hgetall(keys.dc_outcomes(dep_id))
 
     def dc_outcomes(self, dep_id: str) -> dict[str, str]:
         return self.r.hgetall(keys.dc_outcomes(dep_id))
 
     def mark_staged(self, dep_id: str, dc: str) -> None:
-        self.r.hsetnx(keys.dc_staged(dep_id), dc, self.clock())
+        if self.r.hsetnx(keys.dc_staged(dep_id), dc, self.clock()):
+            self._news(dep_id)
 
     def staging_began(self, dep_id: str, dc: str) -> float | None:
         """When (s) the datacenter began staging the deployment's build, if it has."""
@@ -138,8 +143,13 @@ class Deployments:
         raw = self.r.get(keys.rollout(dep_id, dc))
         return json.loads(raw) if raw else None
 
+    def _news(self, dep_id: str) -> None:
+        """Wake every coordinator: a status, or a datacenter's outcome or staging, changed."""
+        self.r.publish(keys.desired_channel(), dep_id)
+
     def subscribe(self):
-        """A pub/sub subscription that hears every change of any project's desired build."""
+        """A pub/sub subscription that hears of every new deployment, every change of a
+        deployment's status, and every datacenter that staged or finished one."""
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(keys.desired_channel())
         return pubsub

@@ -25,8 +25,8 @@ URL_TTL_S = 900   # a host's presigned URLs into its region's store last this lo
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
 class RolloutCoordinatorActor:
     """One datacenter's coordinator, pinned to its region. Hosts reach it at its own endpoint on
-    its node (`host_gateway.HostGateway`); it wakes on desired-state changes (Redis pub/sub) and
-    re-reads every `coordinator_tick_s` anyway."""
+    its node (`host_gateway.HostGateway`); it steps when a deployment changes (Redis pub/sub), when
+    one of its hosts reports a change, and every `coordinator_tick_s` anyway."""
 
     def __init__(self, stack_file: str, dc: str, region: str):
         stack = StackConfig.load(stack_file)
@@ -51,6 +51,7 @@ class RolloutCoordinatorActor:
                                      rate=(settings.host_rate_per_s, settings.host_rate_burst),
                                      max_body=settings.max_host_report_bytes)
         self.wakeup = threading.Event()
+        self.coordinator.on_news = self.wakeup.set
 
         def listen():
             while True:

@@ -57,18 +57,20 @@ class Coordinator:
         self._held: set[tuple[str, str]] = set()   # (build, region) whose replica has landed
         self._manifest_urls: dict[str, tuple[str, float]] = {}   # manifest digest -> (signed URL, reuse until)
         self.lock = threading.Lock()
+        self.on_news: Callable[[], None] = lambda: None   # a host's report changed: the loop steps sooner
 
     # --- what hosts call (at the coordinator's own endpoint in its region) ---------------------
 
     def heartbeat(self, host_id: str, address: str, projects: dict[str, dict], artifacts: list[dict] = (),
                   serving: list[str] | None = None, download: dict | None = None, rack: str = "",
-                  allowed: frozenset[str] | None = None) -> dict:
+                  allowed: frozenset[str] | None = None, activation: dict | None = None) -> dict:
         """A host's report: `projects` maps each project it knows to {state, activeBuildID, error,
         about} (about: the build that state concerns, see node_daemon.slot.report_about; a
         rollout counts a report only for that build), `artifacts` what it holds of each artifact
         it has ({artifact, chunks: n, bits | add, complete}: a whole bitfield or the bits added
         since the last one the coordinator took), `serving` the projects it serves (None: every
-        one). The answer gives, per project, the target and the build to stage with what
+        one), `download` and `activation` its last download and activation (the predictions
+        use them). The answer gives, per project, the target and the build to stage with what
         installing them needs, the artifacts to announce in full again (`resend`), when to
         report next (`reportInS`) and the version of its targets (`version`, see `watch`).
 
@@ -79,7 +81,8 @@ class Coordinator:
         if allowed is not None:
             serving = sorted(allowed if serving is None else set(serving) & allowed)
             projects = {p: r for p, r in projects.items() if p in allowed}
-        fields = {"address": address, "rack": rack, **({"lastDownload": json.dumps(download)} if download else {})}
+        fields = {"address": address, "rack": rack, **({"lastDownload": json.dumps(download)} if download else {}),
+                  **({"lastActivation": json.dumps(activation)} if activation else {})}
         reported = {p: {"state": r.get("state"), "activeBuildID": r.get("activeBuildID"), "error": r.get("error") or "",
                         "ackedTargetBuildID": r.get("about")} for p, r in projects.items()}
         report = (json.dumps(fields, sort_keys=True), json.dumps(reported, sort_keys=True),
@@ -87,6 +90,7 @@ class Coordinator:
         held = [(a["artifact"], a.get("bits") is not None, bitfield.decode(a.get("bits") or a.get("add") or "",
                  int(a.get("chunks") or 0)), bool(a.get("complete"))) for a in artifacts]   # bad bits: nothing written
         with self.lock:
+            news = self.memory.is_news(host_id, report)
             write = self.memory.needs_write(host_id, report, now)
             version = self.memory.version(host_id)
             targets = self.memory.targets(host_id)
@@ -94,6 +98,8 @@ class Coordinator:
             targets = self.state.hosts.report(host_id, self.region, self.dc, fields, reported, serving)
             with self.lock:
                 self.memory.wrote(host_id, report, targets, version, now)
+            if news:
+                self.on_news()
         metrics.host_reports().inc(tags={"dc": self.dc, "written": str(write).lower()})
         resend = []
         mine = self._artifacts_of(targets) if held else set()   # it announces only these, with their real chunk counts

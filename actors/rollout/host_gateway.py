@@ -131,7 +131,8 @@ class HostGateway:
         c = self.coordinator
         return await self._run(lambda: c.heartbeat(
             b.hostID, b.address, {p: r.model_dump() for p, r in b.projects.items()},
-            [a.model_dump() for a in b.artifacts], b.serves, b.download, b.rack, who.serves))
+            [a.model_dump() for a in b.artifacts], b.serves, b.download, b.rack, who.serves,
+            b.activation))
 
     async def _watch(self, b: WatchIn, who: auth.Principal) -> dict:
         """Answers as soon as the host's targets change from `version`, or after `waitS`."""

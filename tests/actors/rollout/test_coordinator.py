@@ -8,6 +8,7 @@ from gantry.actors.rollout.coordinator import Coordinator
 from gantry.artifacts import bitfield
 from gantry.node_daemon.slot import report_about
 from gantry.state import State, keys
+from gantry.statuses import DeploymentStatus
 
 REGIONS = {"us-east": ["us-east-a"], "eu-west": ["eu-west-a"]}
 # artifacts announced in these tests, with their unique chunk counts, and the builds they belong to
@@ -383,3 +384,33 @@ def test_prestage_stages_a_build_as_soon_as_it_succeeds(world, redis_url):
     assert store.deployments.get(dep["deploymentID"])["status"] == "COMPLETED"
     assert all(h.active == new["buildID"] and [w for _, w, b in h.log if b == new["buildID"]] == ["staged", "active"]
                for hs in hosts.values() for h in hs)   # staged once, then only activated
+
+
+def test_a_host_whose_report_changes_and_every_status_or_outcome_change_wake_the_coordinators(world):
+    """The loop stepped only every 0.5 s: each wave, bake and region waited a tick or two for news
+    already in hand. Now a changed report and each change another coordinator could act on wake it."""
+    store, coords, clock = world
+    woken = []
+    coords["us-east"].on_news = lambda: woken.append("report")
+    h = Host(coords["us-east"], "us-east-0")
+    h.beat()
+    assert woken == ["report"]   # a new host
+    h.beat()
+    clock.t += 40
+    h.beat()
+    assert woken == ["report"]   # the same report again, written or not, is no news
+    h.state = "failed"
+    h.beat()
+    assert woken == ["report", "report"]
+    heard = store.deployments.subscribe()
+    heard.get_message(timeout=1)   # the subscription's confirmation
+    dep = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")["deploymentID"]
+    store.deployments.mark_staged(dep, "us-east-a")
+    store.deployments.mark_staged(dep, "us-east-a")   # once
+    store.deployments.mark_dc(dep, "us-east-a", "DONE")
+    store.deployments.set_status(dep, DeploymentStatus.PAUSED)
+    store.deployments.set_status(dep, DeploymentStatus.PAUSED)   # not a change: no news
+    messages = []
+    while (m := heard.get_message(timeout=0.5)) is not None:
+        messages.append(m["data"] if isinstance(m["data"], str) else m["data"].decode())
+    assert messages == ["web", dep, dep, dep]
