@@ -1,5 +1,7 @@
 """How long a deployment will take: the fleet simulator (`gantry.sim`) run over the project's
-registered hosts, each at the throughput of its recent downloads, with the strategy asked for and
+registered hosts, each at the throughput of its recent downloads, activating as long as the
+project's hosts took last (the median; a guess by whether the build has deploy hooks when none
+has yet), with the strategy asked for and
 gantry's own settings. Every figure not measured is named in `assumptions`.
 
 It never delays a deployment: a deployment's prediction runs after it is created, off the
@@ -14,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import random
+import statistics
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,7 +33,8 @@ DEFAULT_NIC_BPS = 125e6        # 1 Gb/s where a host has no download on record
 DEFAULT_STORE_BPS = 125e6      # a region's store egress
 DEFAULT_LINK_BPS = 125e6       # between regions, for a replica still to come
 log = logging.getLogger("gantry.prediction")
-ACTIVATE_S = 1.0               # switch, start and health check
+ACTIVATE_S = 1.0               # switch, start and health check, where no host of the project has one on record
+SWITCH_S = 0.1                 # the same for a build without deploy hooks: a switch and a report
 UNPACK_BPS = 200e6
 MIN_MEASURED_BYTES = 64 << 20  # a smaller download measures waits (ticks, peers, the origin) more than bandwidth
 MAX_POINTS = 240               # per region, in the stored timeline
@@ -47,22 +51,36 @@ def measured_bps(host: dict) -> float | None:
     return moved / seconds if moved >= MIN_MEASURED_BYTES and seconds > 0 else None
 
 
+def measured_activation(host: dict, project: str) -> float | None:
+    """Seconds the host's last activation of one of the project's builds took (switch, start
+    hook and health check), if it has one on record."""
+    try:
+        a = json.loads(host.get("lastActivation") or "{}")
+        return float(a["seconds"]) if a.get("project") == project and float(a["seconds"]) >= 0 else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def predict(state: State, stack: StackConfig, project: str, build: dict, strategy: dict) -> dict:
     settings = Settings()
-    fleet, measured = [], 0
+    fleet, measured, activations = [], 0, []
     for region in stack.regions:
         for dc in region.datacenters:
             for h in state.hosts.for_project(dc, project):
                 if h.get("state") == HostState.LOST:
                     continue
-                bps = measured_bps(h)
+                bps, took = measured_bps(h), measured_activation(h, project)
                 measured += bps is not None
+                activations += [took] if took is not None else []
                 fleet.append({"hostID": h["hostID"], "region": region.name, "dc": dc, "rack": h.get("rack") or "",
                               "up": bps or DEFAULT_NIC_BPS, "down": bps or DEFAULT_NIC_BPS})
     regions = [r.name for r in stack.regions]
     everyone = len(fleet)
     fleet = sample(fleet, settings.prediction_max_hosts, random.Random(0))
     share = len(fleet) / everyone if everyone else 1.0
+    rec = state.builds.record(build["buildID"])
+    hooks = rec is None or bool(rec.deploy_start or rec.deploy_health)
+    activate_s = statistics.median(activations) if activations else ACTIVATE_S if hooks else SWITCH_S
     size = int((build.get("artifact") or {}).get("size") or build.get("artifactSize") or 0)
     replicas = {row["region"]: row.get("replicationStatus") for row in state.replication.rows(build["buildID"])}
     held = [r for r in regions if replicas.get(r, ReplicationStatus.REPLICATED) == ReplicationStatus.REPLICATED]
@@ -71,7 +89,7 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
         "defaultHostBytesPerS": DEFAULT_NIC_BPS, "storeBytesPerS": DEFAULT_STORE_BPS,
         "betweenRegionsBytesPerS": DEFAULT_LINK_BPS, "regionsHoldingReplica": held,
         "sizeBytes": size, "chunkBytes": settings.chunk_avg_bytes * 1.25,
-        "activateSeconds": ACTIVATE_S, "unpackBytesPerS": UNPACK_BPS,
+        "activateSeconds": activate_s, "hostsWithMeasuredActivation": len(activations), "unpackBytesPerS": UNPACK_BPS,
         "coordinatorTickSeconds": settings.coordinator_tick_s, "busyReportSeconds": settings.host_busy_report_s,
         "lostAfterSeconds": max(settings.host_lost_s, 3 * settings.host_idle_report_s),
         "faults": "none: every host healthy, none lost",
@@ -90,7 +108,7 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
                   steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"], bake_s=strategy["bakeS"],
                   stage=strategy.get("stage") or "all", region_waves=strategy.get("regionWaves"),
                   busy_report_s=settings.host_busy_report_s, idle_report_s=settings.host_idle_report_s,
-                  lost_s=settings.host_lost_s, unpack_bps=UNPACK_BPS, activate_s=ACTIVATE_S)
+                  lost_s=settings.host_lost_s, unpack_bps=UNPACK_BPS, activate_s=activate_s)
     r = simulate(sc, fleet, regions=regions, holding=held, wall_s=settings.prediction_wall_s)
     if r["status"] == TIMED_OUT:
         assumptions["stopped"] = (f"the simulation stopped at {r['totalSeconds']} simulated seconds: "

@@ -2,7 +2,8 @@
 
 At 0 the build is done and sits in the first region's store, and the deployment is created.
 Other regions' stores get their replicas over the links between regions. Each datacenter's
-simulated coordinator ticks as the real one does and applies the plans of the real reconcile
+simulated coordinator steps as the real one does (on news, after its rest, and every
+`tick_s`) and applies the plans of the real reconcile
 (`gantry.rollout.reconcile`: stage, then activate, region waves, the datacenter's waves, bake and
 health gate) to the model. Its targets reach hosts through the long-poll (the coordinator's answer time), hosts
 download (`swarm`), unpack, switch, run their health check and report back.
@@ -19,6 +20,7 @@ import random
 import time
 from collections import defaultdict
 
+from gantry.actors.loop import MIN_REST_S
 from gantry.records import Deployment, HostView
 from gantry.rollout.dc_rollout import DcRollout
 from gantry.rollout.reconcile import Plan, Snapshot, reconcile
@@ -42,6 +44,8 @@ class Dc:
         self.current = OLD
         self.staging_began: float | None = None
         self.dirty = True
+        self.step_due = False
+        self.last_step = -INF
         self.wake_at = INF
         self.hvs: dict[str, HostView] = {}
         self.load = 0.0         # control messages a second
@@ -56,12 +60,26 @@ class Dc:
         hv = host.hv
         hv.state, hv.active_build, hv.acked_target = state, active, about
         hv.sent_target = hv.target_build
-        self.dirty = True
+        self.news()
 
     def lost(self, host: Host) -> None:
         host.hv.state = HostState.LOST
         self.swarm.forget(host)
+        self.news()
+
+    def news(self) -> None:
+        """What its step reads changed (a host's report, a status, another datacenter): the
+        coordinator steps again once it has rested as long as its last step took (actors/loop.py)."""
         self.dirty = True
+        if not self.step_due:
+            self.step_due = True
+            rest = max(MIN_REST_S, len(self.hosts) * self.sim.sc.step_cost_per_host_s)
+            self.sim.events.at(max(self.sim.events.now, self.last_step + rest), self._step)
+
+    def _step(self) -> None:
+        self.step_due = False
+        if self.dirty:
+            self.tick()
 
     def set(self, host: Host, target: str | None = None, stage: str | None = None) -> None:
         if target is not None:
@@ -71,7 +89,7 @@ class Dc:
         self.sim.events.after(self.latency(), host.news)
 
     def tick(self) -> None:
-        self.dirty = False
+        self.dirty, self.last_step = False, self.sim.events.now
         self._measure()
         before = (self.rollout.wave, self.rollout.phase) if self.rollout else (0, DcPhase.ROLLING)
         self.apply(reconcile(self.snapshot()), before)
@@ -216,7 +234,7 @@ class Simulation:
 
     def touch_all(self) -> None:
         for dc in self.dcs:
-            dc.dirty = True
+            dc.news()
 
     def tick(self) -> None:
         """Every coordinator's loop, on the same period; one with nothing new skips its work."""

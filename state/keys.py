@@ -30,7 +30,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | dcstaging:{id}               | hash   | dc -> ms when the datacenter began staging the build (its staging deadline runs from it) |
 | current:{project}            | hash   | dc -> the buildID the datacenter runs                           |
 | rollout:{id}:{dc}            | string | the datacenter's rollout (DcRollout) as JSON                    |
-| host:{dc}:{hostID}           | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload |
+| host:{dc}:{hostID}           | hash   | the host itself: hostID, region, dc, address, serves (JSON list of projects, or "*"), updatedAt, lost ("1"), lastDownload, lastActivation |
 | hosts:{dc}                   | set    | host IDs                                                        |
 | hostp:{dc}:{hostID}:{project} | hash   | the host for one project: targetBuildID (to run), stageBuildID (to unpack beside it), activeBuildID, state, error, ackedTargetBuildID (the build its last report was about), sentTargetBuildID (the target the answer gave), updatedAt |
 | hostprojects:{dc}:{hostID}   | set    | the projects the host has a hostp record for                    |

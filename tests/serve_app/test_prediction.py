@@ -1,5 +1,6 @@
 """Predictions are bounded: a large fleet is simulated as a sample of it, scaled, and says so;
 the Predictor runs after the deployment exists, off the request path."""
+import json
 import random
 import threading
 import time
@@ -48,6 +49,23 @@ def test_ten_thousand_hosts_are_predicted_from_a_sample_and_the_answer_says_so(r
     assert out["status"] == "COMPLETED" and out["predictedSeconds"] > 30   # at least the bakes
     small_state, small_stack = fleet_of(redis_url, 150)
     assert predict(small_state, small_stack, "web", build, STRATEGY)["assumptions"]["sampled"] is None
+
+
+def test_hosts_activate_as_long_as_the_projects_last_activations_took(redis_url):
+    """A fixed 1 s activation per host made a small deployment's prediction twice what it took."""
+    state, stack = fleet_of(redis_url, 6)
+    build = {"buildID": "b1", "artifactSize": 1 << 20}
+    state.r.hset(keys.build("b1"), mapping={"buildID": "b1", "buildStatus": "SUCCEEDED"})
+    assert predict(state, stack, "web", build, STRATEGY)["assumptions"]["activateSeconds"] == 0.1   # no hooks: a switch
+    state.r.hset(keys.build("b1"), "deployHealth", "curl -f localhost:8080/health")
+    assert predict(state, stack, "web", build, STRATEGY)["assumptions"]["activateSeconds"] == 1.0   # none on record
+    took = {"h0": ("web", 4.0), "h1": ("web", 6.0), "h2": ("web", 5.0), "h3": ("shop", 60.0), "h4": ("web", "soon")}
+    for h, (project, seconds) in took.items():
+        state.r.hset(keys.host(f"{['us-a', 'us-b', 'eu-a'][int(h[1:]) % 3]}", h), "lastActivation",
+                     json.dumps({"project": project, "buildID": "b0", "seconds": seconds}))
+    out = predict(state, stack, "web", build, STRATEGY)
+    assert out["assumptions"]["activateSeconds"] == 5.0 and out["assumptions"]["hostsWithMeasuredActivation"] == 3
+    assert out["predictedSeconds"] > 2 * 5.0   # two waves at least, each waits for its hosts to activate
 
 
 def test_the_predictor_works_after_the_request_and_stores_what_it_found(redis_url):
