@@ -154,8 +154,10 @@ class BuildSchedulerActor:
                 build_id, owner, worker, node, _ = self.inflight[ref]
             try:
                 ray.get(ref)
-            except Exception as e:  # the attempt died: its worker or node was lost
-                if node:   # place nothing there until Ray has made up its mind about the node
+            except Exception as e:  # the attempt died: its worker or node was lost, or it raised
+                # (Redis away, say): only a worker that died makes its node suspect. Place nothing
+                # there until Ray has made up its mind about the node.
+                if node and not isinstance(e, ray.exceptions.RayTaskError):
                     self._suspect[node] = time.monotonic() + self.settings.node_suspect_s
                 try:
                     self.scheduler.attempt_crashed(build_id, owner, f"build worker lost ({type(e).__name__})")
