@@ -180,11 +180,11 @@ def test_etag_and_304_on_build_and_deployment_reads(api, new_project):
     name, sha, _ = new_project("mkdir -p dist && echo ok > dist/ok")
     build_id = api.post(f"/projects/{name}/builds", json={"commitSHA": sha}).json()["buildID"]
     wait_build(api, name, build_id)
-    dep_id = api.post(f"/projects/{name}/deployments", json={"buildID": build_id}).json()["deploymentID"]
-    api.post(f"/projects/{name}/deployments/{dep_id}", params={"op": "PAUSE"})
-    # its prediction lands a moment after it is created, off the request path: a change like any other
-    wait_until(lambda: api.get(f"/projects/{name}/deployments/{dep_id}").json()["prediction"] is not None,
-               60, "the deployment's prediction")
+    fast = {"steps": [1.0], "minHealthy": 0.9, "bakeS": 0}
+    dep_id = api.post(f"/projects/{name}/deployments", json={"buildID": build_id, "strategy": fast}).json()["deploymentID"]
+    # once it is over and its prediction (made off the request path) has landed, nothing changes
+    wait_until(lambda: (lambda d: d["status"] == "COMPLETED" and d["prediction"] is not None)(
+        api.get(f"/projects/{name}/deployments/{dep_id}").json()), 120, "the deployment and its prediction")
     for path in (f"/projects/{name}/builds/{build_id}", f"/projects/{name}/builds",
                  f"/projects/{name}/deployments/{dep_id}", f"/projects/{name}/deployments"):
         r = api.get(path)
@@ -194,6 +194,10 @@ def test_etag_and_304_on_build_and_deployment_reads(api, new_project):
         assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
         assert api.get(path, headers={"If-None-Match": '"stale"'}).status_code == 200
     # a change gives a new ETag
+    listed = api.get(f"/projects/{name}/deployments").headers["ETag"]
+    dep_id = api.post(f"/projects/{name}/deployments", json={"buildID": build_id}).json()["deploymentID"]
+    assert api.get(f"/projects/{name}/deployments", headers={"If-None-Match": listed}).status_code == 200
+    api.post(f"/projects/{name}/deployments/{dep_id}", params={"op": "PAUSE"})
     before = api.get(f"/projects/{name}/deployments/{dep_id}").headers["ETag"]
     api.post(f"/projects/{name}/deployments/{dep_id}", params={"op": "ABORT"})
     after = api.get(f"/projects/{name}/deployments/{dep_id}", headers={"If-None-Match": before})
