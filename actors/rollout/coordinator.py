@@ -30,6 +30,15 @@ MANIFEST_URL_REUSE_S = 300   # a manifest's signed URL is handed out this long (
 _NO_BUILD = BuildRecord("", "", BuildStatus.QUEUED)
 
 
+def _activation(a: dict | None) -> dict | None:
+    """What a host says its last activation took, as far as it is well formed (a host is not
+    trusted: nothing else of it is stored)."""
+    try:
+        return {"project": str(a["project"])[:64], "buildID": str(a["buildID"])[:64], "seconds": float(a["seconds"])}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class Coordinator:
     def __init__(self, dc: str, region: str, dcs_by_region: dict[str, list[str]], state: State,
                  lost_after_s: float = 15.0, clock: Callable[[], float] = time.time,
@@ -81,6 +90,7 @@ class Coordinator:
         if allowed is not None:
             serving = sorted(allowed if serving is None else set(serving) & allowed)
             projects = {p: r for p, r in projects.items() if p in allowed}
+        activation = _activation(activation)
         fields = {"address": address, "rack": rack, **({"lastDownload": json.dumps(download)} if download else {}),
                   **({"lastActivation": json.dumps(activation)} if activation else {})}
         reported = {p: {"state": r.get("state"), "activeBuildID": r.get("activeBuildID"), "error": r.get("error") or "",

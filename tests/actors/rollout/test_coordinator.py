@@ -414,3 +414,13 @@ def test_a_host_whose_report_changes_and_every_status_or_outcome_change_wake_the
     while (m := heard.get_message(timeout=0.5)) is not None:
         messages.append(m["data"] if isinstance(m["data"], str) else m["data"].decode())
     assert messages == ["web", dep, dep, dep]
+
+
+def test_a_hosts_activation_is_stored_only_as_far_as_it_is_well_formed(world):
+    store, coords, clock = world
+    coord = coords["us-east"]
+    for i, said in enumerate([{"project": "web", "buildID": "b1", "seconds": 2.5, "junk": "x" * 100_000},
+                              {"project": "web", "buildID": "b1", "seconds": "soon"}, {"seconds": 1}, [1, 2]]):
+        coord.heartbeat(f"h{i}", f"h{i}:7000", {}, activation=said)
+    held = {h["hostID"]: h.get("lastActivation") for h in store.hosts.in_dc("us-east-a")}
+    assert held == {"h0": '{"project": "web", "buildID": "b1", "seconds": 2.5}', "h1": None, "h2": None, "h3": None}
