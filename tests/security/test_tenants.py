@@ -33,6 +33,18 @@ def pids_running(marker: str) -> list[int]:
     return out
 
 
+def sleeps(marker: str) -> list[int]:
+    """The processes that are `sleep <marker>` and nothing else."""
+    out = []
+    for pid in pids_running(marker):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
 def as_uid(uid: int, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), user=uid, group=uid, extra_groups=[], capture_output=True, text=True)
 
@@ -49,8 +61,10 @@ def test_concurrent_builds_run_as_uids_of_their_own(api, new_project):
             "commitSHA": sha, "buildDetails": {"env": {"SECRET": f"secret-{name}"}}}).json()["buildID"]
         projects[name] = (project, b)
     try:
-        wait_until(lambda: all(pids_running(f"sleep {m}") for m in markers.values()), 120, "both builds to run")
-        pids = {n: pids_running(f"sleep {m}")[0] for n, m in markers.items()}
+        # the `sleep` itself, exec'd by the build's shell: the launcher's argv names the marker too,
+        # and a process caught before the sandbox drops to the build's uid still shows root
+        wait_until(lambda: all(sleeps(m) for m in markers.values()), 120, "both builds to run")
+        pids = {n: sleeps(m)[0] for n, m in markers.items()}
         uids = {n: uid_of(p) for n, p in pids.items()}
         assert uids["a"] != uids["b"], uids
         assert all(u in Settings().build_uids and u != HOOK_USER for u in uids.values()), uids
