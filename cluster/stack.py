@@ -231,7 +231,10 @@ class Stack:
                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                 f"--metrics-export-port={(metrics_port := free_port())}", "--object-store-memory", str(256 << 20),
                 f"--temp-dir={self._ray_temp_dir()}", "--disable-usage-stats"]
-        self._spawn("ray-head", argv, self.ray_env(), metrics_port=metrics_port)
+        # The head goes last, when nothing is left to drain its actors to: Ray's default 30 s drain
+        # on SIGTERM would only wait out `gantry down`'s grace.
+        self._spawn("ray-head", argv, {**self.ray_env(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
+                    metrics_port=metrics_port)
         wait_for(lambda: socket.create_connection((RAY_IP, gcs_port), timeout=1).close() or True, 60, "the Ray head")
 
     def _start_ray_node(self, name: str, resources: dict, gcs_port: int) -> None:
