@@ -12,10 +12,19 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
+_handed_out: set[tuple[str, int]] = set()
+
+
 def free_port(host: str = HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before by this process: a port given to a server
+    that has not bound it yet is free to the kernel, which may offer it again."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if (host, port) not in _handed_out:
+            _handed_out.add((host, port))
+            return port
 
 
 def loopback(n: int) -> str:
