@@ -26,6 +26,21 @@ def run_forever(step: Callable[[], None], period: Callable[[], float], wakeup: t
         wakeup.wait(max(0.0, period() - rest))
 
 
+def wake_on_messages(subscribe: Callable[[], object], wakeup: threading.Event, what: str,
+                     retry_s: float = 1.0) -> None:
+    """Set `wakeup` on every message of the pub/sub subscription `subscribe()` returns, from a
+    daemon thread; a lost subscription (Redis restarting) is made again `retry_s` later."""
+    def listen():
+        while True:
+            try:
+                for _ in subscribe().listen():
+                    wakeup.set()
+            except Exception:
+                log.exception("%s subscription lost; re-subscribing", what)
+                time.sleep(retry_s)
+    threading.Thread(target=listen, daemon=True).start()
+
+
 def start_loop(step: Callable[[], None], period: Callable[[], float], wakeup: threading.Event | None = None) -> None:
     """Run `step` on a daemon thread: every `period()` seconds, or sooner when `wakeup` is set."""
     threading.Thread(target=run_forever, args=(step, period, wakeup or threading.Event()), daemon=True).start()

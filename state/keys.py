@@ -42,6 +42,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | cache:{project}              | hash   | branch -> its build cache as JSON: {paths: {path: manifest digest}, buildID, savedAt} |
 
 Pub/sub channel `desired` (prefixed like a key): a project's name, each time its desired build changes.
+Pub/sub channel `replq:{region}`: a build ID, each time a job is queued in the region for now.
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ def dc_staging(dep_id: str) -> str: return _k("dcstaging", dep_id)
 def dc_current(project_name: str) -> str: return _k("current", project_name)
 def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
 def desired_channel() -> str: return _k("desired")
+def repl_channel(region: str) -> str: return _k("replq", region)
 
 
 # hosts

@@ -36,6 +36,7 @@ class Replication:
                   json.dumps(others), json.dumps(primary_row)])
         if not ok:
             raise TransitionRefused(build_id, status or None, BuildStatus.DEPLOYING.value)
+        self._news(build_id, others)
         return BuildStatus(status)
 
     def regions(self, build_id: str) -> list[str]:
@@ -76,9 +77,22 @@ class Replication:
         that is DEPLOYING again. Returns the regions restarted (none: nothing to do)."""
         regions = self.regions(build_id)   # fixed when the build published
         per_region = [k for r in regions for k in (keys.repl_row(build_id, r), keys.repl_queue(r))]
-        return self._restart(keys=[keys.build(build_id), keys.statuscount(), *audit_entries.keys_for(audit),
-                                   *per_region],
-                             args=[self.clock(), audit or "", json.dumps(regions)])
+        restarted = self._restart(keys=[keys.build(build_id), keys.statuscount(), *audit_entries.keys_for(audit),
+                                         *per_region],
+                                  args=[self.clock(), audit or "", json.dumps(regions)])
+        self._news(build_id, restarted)
+        return restarted
+
+    def _news(self, build_id: str, regions: list[str]) -> None:
+        """Wake the regions' replicators: a job of theirs is due now."""
+        for region in regions:
+            self.r.publish(keys.repl_channel(region), build_id)
+
+    def subscribe(self, region: str):
+        """A pub/sub subscription that hears of every job queued in `region` for now."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.repl_channel(region))
+        return pubsub
 
     def finish(self, build_id: str, region: str, ok: bool, reason: str = "") -> str:
         """A region's job ended; returns the build's status after it."""

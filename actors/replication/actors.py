@@ -1,9 +1,11 @@
 """The replication plane's Ray shell: one replicator per region, pinned to that region's node."""
 from __future__ import annotations
 
+import threading
+
 import ray
 
-from gantry.actors.loop import start_loop
+from gantry.actors.loop import start_loop, wake_on_messages
 from gantry.actors.replication.repair import Scrubber
 from gantry.actors.replication.replicator import Replicator
 from gantry.actors.replication.transport import object_store_fetch
@@ -41,7 +43,9 @@ class RegionReplicatorActor:
             s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
             object_store_fetch(stack.primary.name, self.settings.replication_window),
             self.settings)
-        start_loop(self.replicator.tick, lambda: self.settings.replicator_tick_s)
+        wakeup = threading.Event()   # a job queued for now wakes it; a retry's backoff is the tick's
+        wake_on_messages(lambda: self.replicator.state.replication.subscribe(region), wakeup, "replication")
+        start_loop(self.replicator.tick, lambda: self.settings.replicator_tick_s, wakeup)
         scrubber = Scrubber(region, self.replicator.primary, self.replicator.target, self.settings.scrub_chunks_per_s)
         start_loop(scrubber.run_once, lambda: self.settings.scrub_interval_s)
 

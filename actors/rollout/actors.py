@@ -1,12 +1,11 @@
 """The deploy plane's Ray shell: one rollout coordinator per datacenter, pinned to its region."""
 from __future__ import annotations
 
-import logging
 import threading
 
 import ray
 
-from gantry.actors.loop import start_loop
+from gantry.actors.loop import start_loop, wake_on_messages
 from gantry.actors.replication.repair import repair_chunk
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.actors.rollout.host_gateway import HostGateway
@@ -18,7 +17,6 @@ from gantry.peerauth import dc_key
 from gantry.settings import Settings
 from gantry.topology import StackConfig
 
-log = logging.getLogger("gantry.actors.rollout")
 URL_TTL_S = 900   # a host's presigned URLs into its region's store last this long
 
 
@@ -52,17 +50,7 @@ class RolloutCoordinatorActor:
                                      max_body=settings.max_host_report_bytes)
         self.wakeup = threading.Event()
         self.coordinator.on_news = self.wakeup.set
-
-        def listen():
-            while True:
-                try:
-                    pubsub = state.deployments.subscribe()
-                    for _ in pubsub.listen():
-                        self.wakeup.set()
-                except Exception:
-                    log.exception("desired-state subscription lost; re-subscribing")
-                    threading.Event().wait(1)
-        threading.Thread(target=listen, daemon=True).start()
+        wake_on_messages(state.deployments.subscribe, self.wakeup, "desired-state")
         start_loop(self.coordinator.tick, lambda: settings.coordinator_tick_s, self.wakeup)
 
     def endpoint_url(self) -> str:

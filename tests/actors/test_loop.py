@@ -71,3 +71,27 @@ def test_a_failing_step_is_retried(monkeypatch):
     with pytest.raises(Done):
         loop.run_forever(step, lambda: 0.5, Wakeup(fake, storm=False))
     assert len(calls) == 3
+
+
+
+def test_each_message_wakes_the_loop_and_a_lost_subscription_is_made_again():
+    import threading
+    import time
+    made, woken = [], threading.Event()
+
+    class Subscription:
+        def listen(self):
+            yield {"data": "b1"}
+            if len(made) >= 3:
+                threading.Event().wait()   # a third one lasts: the thread idles from here
+            raise ConnectionError("Redis restarting")
+
+    def subscribe():
+        made.append(1)
+        return Subscription()
+    loop.wake_on_messages(subscribe, woken, "test", retry_s=0.01)
+    assert woken.wait(10)
+    deadline = time.monotonic() + 10
+    while len(made) < 3:
+        assert time.monotonic() < deadline, made
+        time.sleep(0.01)

@@ -110,3 +110,22 @@ def test_unreachable_store_is_retried_then_given_up(world):
     assert store.replication.restart(b) == []                 # nothing gave up any more
     rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
     assert rep.tick() == [(b, "SUCCEEDED")]
+
+
+def test_a_job_queued_for_now_wakes_its_regions_replicator(world):
+    """A replicator looked for due jobs every 0.5 s: each build waited a quarter second on average
+    before its replication began. A publish and a restart now say so on the region's channel."""
+    store, primary, region, tmp = world
+    heard, elsewhere = store.replication.subscribe("eu"), store.replication.subscribe("ap")
+    for sub in (heard, elsewhere):
+        assert sub.get_message(timeout=1) is None   # the subscription's confirmation, not a message
+    b, _ = published_build(store, primary, output(tmp, "v", os.urandom(1 << 16)))
+    store.replication.finish(b, "eu", ok=False, reason="store full")
+    assert store.replication.restart(b) == ["eu"]
+
+    def messages(sub):
+        out = []
+        while (m := sub.get_message(timeout=0.5)) is not None:
+            out.append(m["data"])
+        return out
+    assert messages(heard) == [b, b] and messages(elsewhere) == []
