@@ -27,9 +27,9 @@ venv: $(BIN)/gantry
 # Tests mirror the source folders; integration/, security/ and chaos/ hold the ones across the stack.
 # `fast`: every test that needs no Ray (a redis-server of its own at most), on both cores.
 # `stack`: the tests marked `stack` (tests/conftest.py marks each that uses the stack fixture).
+# `test` runs both, the fast tier beside the stack tier at low CPU priority (tests/tiers.sh).
 test: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not stack" tests
-	$(BIN)/python -m pytest -q -x -m stack tests --durations=10
+	tests/tiers.sh $(BIN)/python
 
 fast: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not stack" tests

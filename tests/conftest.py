@@ -29,7 +29,7 @@ TEST_ENV = {
     "GANTRY_CHUNK_AVG_BYTES": str(256 << 10),   # many chunks from small test artifacts
     "GANTRY_REPLICATION_BACKOFF_S": "0.5",
     "GANTRY_REPLICATION_WINDOW": "2",
-    "GANTRY_REPLICATION_BACKOFF_MAX_S": "5",
+    "GANTRY_REPLICATION_BACKOFF_MAX_S": "3",   # eight retries (the store outage test) in 19 s
     "GANTRY_HOST_LOST_S": "10",
     "GANTRY_PEER_BUSY_BUDGET_S": "3",     # a lying peer (tests/chaos/test_lying_host.py) costs 3 s, not 10
     "GANTRY_HOST_IDLE_REPORT_S": "3",      # idle hosts report every 3 s, so a silent one is lost after 10 s

@@ -220,6 +220,7 @@ def store_hosts(coord):
 
 def test_each_host_has_a_request_budget_and_one_long_poll(endpoint):
     ep, coord = endpoint
+    ep.rate = (0.01, 10)   # a burst of 10, then one more a 100 s: however slowly this test runs
     answers = [call(ep, "greedy", "/heartbeat", {"region": REGION, "address": "10.0.0.9:7000"}) for _ in range(30)]
     codes = [r.status_code for r in answers]
     assert codes[:10] == [200] * 10 and 429 in codes, codes
