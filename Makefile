@@ -19,7 +19,7 @@ apt:
 $(BIN)/gantry: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[stack,test]'
 	@touch $@
 
 venv: $(BIN)/gantry

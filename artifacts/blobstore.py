@@ -3,8 +3,6 @@ atomic (a reader never sees a partial object), and content-addressed keys alread
 not written again."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +10,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from gantry.artifacts.atomic import write_atomically
 
 
 def chunk_key(digest: str) -> str:
@@ -28,21 +28,6 @@ def digest_of_key(key: str) -> str | None:
 def manifest_key(digest: str) -> str:
     algo, hexd = digest.split(":", 1)
     return f"manifests/{algo}/{hexd}.json"
-
-
-def write_atomically(path: Path, data: bytes, temp_prefix: str = ".tmp-") -> None:
-    """Write to a temp file beside `path`, fsync, rename into place: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BlobNotFound(KeyError):

@@ -12,11 +12,15 @@ import os
 import sys
 from pathlib import Path
 
-from gantry.client import GantryError
-from gantry.cluster import commands
-from gantry.cluster.commands import EXIT_API, UsageError
-from gantry.cluster.stack import DEFAULT_REGIONS, Stack
-from gantry.sim import cli as sim_cli
+try:
+    from gantry.client import GantryError
+    from gantry.cluster import commands
+    from gantry.cluster.commands import EXIT_API, UsageError
+    from gantry.cluster.stack import DEFAULT_REGIONS, Stack
+    from gantry.sim import cli as sim_cli
+except ModuleNotFoundError as e:   # a host's install: the agent alone
+    sys.exit(f"gantry: no module {e.name!r}. The control plane and its CLI need `pip install 'gantry[stack]'`; "
+             "this install holds the host agent (`gantry-node`) only.")
 
 
 def default_home() -> str:
@@ -62,6 +66,12 @@ def _stack_commands(sub) -> None:
     add.add_argument("--id", dest="host_id", help="its host ID (default: <dc>-h<next free number>)")
     add.add_argument("--project", action="append", default=[], dest="projects",
                      help="a project it serves (repeatable; none: every project)")
+    add.add_argument("--print", action="store_true", dest="print_only",
+                     help="start nothing: print the commands that install the agent on a real host (needs --id)")
+    add.add_argument("--api", help="with --print: the API's URL as the host reaches it (default: the stack's)")
+    add.add_argument("--listen", default="0.0.0.0:7070", help="with --print: the host's peer server ADDR:PORT")
+    add.add_argument("--advertise", help="with --print: ADDR:PORT other hosts reach it at (default: <id>:<port>)")
+    add.add_argument("--source", help="with --print: where pip gets gantry (default: this checkout)")
     add.set_defaults(func=add_host)
     remove = host.add_parser("remove", help="stop a host's daemon and take it out of the stack")
     remove.add_argument("--home", default=default_home())
@@ -206,12 +216,34 @@ def add_host(a) -> int:
     stack = Stack(a.home)
     if not stack.stack_file.exists():
         raise UsageError(f"no local stack in {a.home}; start one with gantry up")
+    if a.print_only:
+        return print_host_install(stack, a)
     try:
         host_id = stack.add_host(a.region, a.dc, a.host_id, a.projects)
     except ValueError as e:
         raise UsageError(str(e))
     print(f"host {host_id} started in {a.region}; stop it with the stack: gantry down --home {stack.home}")
     print(host_id)
+    return 0
+
+
+def print_host_install(stack: Stack, a) -> int:
+    from gantry.auth import issue_host
+    from gantry.cluster.hostinstall import default_source, install_commands
+    cfg = stack.config()
+    regions = {r.name: r for r in cfg.regions}
+    if a.region not in regions:
+        raise UsageError(f"no region {a.region!r} in this stack (it has {', '.join(regions)})")
+    dc = a.dc or regions[a.region].datacenters[0]
+    if dc not in regions[a.region].datacenters or not a.host_id:
+        raise UsageError(f"--print needs --id, and --dc one of {', '.join(regions[a.region].datacenters)}")
+    advertise = a.advertise or f"{a.host_id}:{a.listen.rsplit(':', 1)[-1]}"
+    try:
+        print(install_commands(a.host_id, a.region, dc, a.api or cfg.api_url,
+                               issue_host(cfg.jwt_secret(), a.host_id, dc, a.projects or None),
+                               a.listen, advertise, a.source or default_source()), end="")
+    except ValueError as e:
+        raise UsageError(str(e))
     return 0
 
 

@@ -255,12 +255,14 @@ class Stack:
         return name
 
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
-                   max_down_mbps: float = 0, peers: bool = True, projects: list[str] = ()) -> None:
-        """A node daemon for one host, its files under <home>/hosts/<hostID>/."""
+                   max_down_mbps: float = 0, peers: bool = True, projects: list[str] = (),
+                   agent: str | None = None) -> None:
+        """A node daemon for one host, its files under <home>/hosts/<hostID>/; `agent` is the
+        `gantry-node` to run (default: this install's)."""
         from gantry.auth import issue_host
         cfg = self.config()
         address = self._host_address(host_id)
-        argv = [bin_path("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
+        argv = [agent or bin_path("gantry-node"), "--home", str(self.home / "hosts" / host_id), "--host-id", host_id,
                 "--region", region, "--dc", dc, "--api", cfg.api_url,
                 "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])

@@ -14,7 +14,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import blake3
 
-from gantry.artifacts.blobstore import write_atomically
+from gantry.artifacts.atomic import write_atomically
 from gantry.artifacts.chunking import ChunkCorrupt, verified
 from gantry.artifacts.manifest import DIGEST_RE, Manifest
 

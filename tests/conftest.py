@@ -43,8 +43,9 @@ TEST_ENV = {
 
 
 @pytest.fixture(scope="session")
-def stack():
-    """GANTRY_TEST_HOME=<dir> keeps the stack running between runs (for working on tests)."""
+def stack(request):
+    """GANTRY_TEST_HOME=<dir> keeps the stack running between runs (for working on tests). After
+    a failure its logs and Ray's are kept in test-artifacts/ (CI removes the stack)."""
     os.environ.update(TEST_ENV)
     keep = os.environ.get("GANTRY_TEST_HOME")
     # Not under pytest's tmp dir (0700): the sandbox and hook users must pass through the home.
@@ -54,9 +55,25 @@ def stack():
     s = Stack(keep or parent / "home")
     s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2, hosts_per_dc=2)
     yield s
+    if request.session.testsfailed:
+        try:
+            keep_logs(s)
+        except Exception as e:   # what is kept helps; the stack stops regardless
+            print(f"could not keep the stack's logs: {e}")
     if parent:
         s.down()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def keep_logs(s: Stack) -> None:
+    dest = Path(os.environ.get("GANTRY_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+    dest = dest / f"stack-logs-{time.strftime('%Y%m%dT%H%M%S')}"
+    shutil.copytree(s.logs, dest / "stack", dirs_exist_ok=True, ignore_dangling_symlinks=True)
+    ray_logs = Path(s._ray_temp_dir()) / "session_latest" / "logs"
+    if ray_logs.exists():
+        shutil.copytree(ray_logs, dest / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True,
+                        ignore=shutil.ignore_patterns("*.sock"))
+    print(f"\nthe stack's logs are kept in {dest}")
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,10 @@ def test_concurrent_builds_run_as_uids_of_their_own(api, new_project):
     try:
         # the `sleep` itself, exec'd by the build's shell: the launcher's argv names the marker too,
         # and a process caught before the sandbox drops to the build's uid still shows root
-        wait_until(lambda: all(sleeps(m) for m in markers.values()), 120, "both builds to run")
+        try:
+            wait_until(lambda: all(sleeps(m) for m in markers.values()), 120, "both builds to run")
+        except AssertionError:
+            raise AssertionError(f"both builds never ran at once: {[api.get(f'/projects/{p}/builds/{b}').json() for p, b in projects.values()]}")
         pids = {n: sleeps(m)[0] for n, m in markers.items()}
         uids = {n: uid_of(p) for n, p in pids.items()}
         assert uids["a"] != uids["b"], uids
