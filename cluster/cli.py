@@ -7,20 +7,19 @@ deployment live and exits 0 only when it SUCCEEDED / COMPLETED.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
-try:
-    from gantry.client import GantryError
-    from gantry.cluster import commands
-    from gantry.cluster.commands import EXIT_API, UsageError
-    from gantry.cluster.stack import DEFAULT_REGIONS, Stack
-    from gantry.sim import cli as sim_cli
-except ModuleNotFoundError as e:   # a host's install: the agent alone
-    sys.exit(f"gantry: no module {e.name!r}. The control plane and its CLI need `pip install 'gantry[stack]'`; "
-             "this install holds the host agent (`gantry-node`) only.")
+from gantry.client import GantryError
+from gantry.cluster import commands
+from gantry.cluster.commands import EXIT_API, UsageError
+from gantry.cluster.stack import DEFAULT_REGIONS, Stack
+from gantry.sim import cli as sim_cli
+
+CONTROL_PLANE = ("ray", "redis", "boto3", "jwt")   # what `gantry up`, `serve` and `token` need beyond the agent's install
 
 
 def default_home() -> str:
@@ -298,10 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     _stack_commands(sub)
     _api_commands(sub)
     a = ap.parse_args(argv)
+    missing = [m for m in CONTROL_PLANE if a.cmd in ("up", "serve", "token") and importlib.util.find_spec(m) is None]
     try:
+        if missing:
+            raise ModuleNotFoundError(name=missing[0])
         return a.func(a) or 0
     except UsageError as e:
         ap.error(str(e))
+    except ModuleNotFoundError as e:   # a host's install: the agent alone
+        print(f"gantry {a.cmd}: no module {e.name!r}: the control plane and its CLI need "
+              "`pip install 'gantry[stack]'`; this install holds the host agent (`gantry-node`) only", file=sys.stderr)
+        return 2
     except GantryError as e:
         print(json.dumps({"status": e.status, "error": e.error, "detail": e.detail}), file=sys.stderr)
         return EXIT_API

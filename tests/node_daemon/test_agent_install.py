@@ -18,12 +18,13 @@ def agent(tmp_path_factory) -> Path:
     """A fresh venv with `pip install '<this checkout>[node]'`; returns its bin/."""
     tmp = tmp_path_factory.mktemp("agent")
     src = tmp / "src"   # a copy: pip builds in the tree it is given
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build",
-                                                             "__pycache__", "test-artifacts"))
+    skip = shutil.ignore_patterns(".venv", ".git", "*.egg-info", "__pycache__", "test-artifacts", ".cache")
+    shutil.copytree(REPO, src, ignore=lambda d, names: skip(d, names) | ({"build"} if Path(d) == REPO else set()))
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
     bin_dir = tmp / "venv" / "bin"
-    subprocess.run([str(bin_dir / "pip"), "install", "-q", "--disable-pip-version-check", f"{src}[node]"],
-                   check=True, capture_output=True, text=True)
+    r = subprocess.run([str(bin_dir / "pip"), "install", "-q", "--disable-pip-version-check", f"{src}[node]"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
     return bin_dir
 
 
@@ -34,7 +35,8 @@ def test_the_agent_installs_without_the_control_plane(agent):
     assert found == "", f"the agent's install brought {found}"
     unit = subprocess.run([str(agent / "gantry-node"), "--print-unit"], capture_output=True, text=True, check=True)
     assert "ExecStart=/opt/gantry-node/bin/gantry-node" in unit.stdout
-    cli = subprocess.run([str(agent / "gantry"), "status"], capture_output=True, text=True)
+    cli = subprocess.run([str(agent / "gantry"), "up", "--home", str(agent.parent / "home")],
+                         capture_output=True, text=True)
     assert cli.returncode != 0 and "gantry[stack]" in cli.stderr and "Traceback" not in cli.stderr
 
 
