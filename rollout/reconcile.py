@@ -140,7 +140,8 @@ def _roll(s: Snapshot, plan: Plan) -> bool:
         if s.outcomes.get(dc) != DcPhase.DONE:
             plan.current, plan.outcome = rollout.build_id, DcPhase.DONE
         done = {**s.outcomes, dc: DcPhase.DONE}
-        if all(done.get(d) == DcPhase.DONE for dcs in s.dcs_by_region.values() for d in dcs):
+        # the regions it was made for: a region that joined the stack meanwhile holds nothing open
+        if all(done.get(d) == DcPhase.DONE for r in dep.regions for d in s.dcs_by_region.get(r, ())):
             _status(plan, dep, D.COMPLETED, "")
     elif rollout.phase == DcPhase.ROLLED_BACK and s.outcomes.get(dc) != DcPhase.ROLLED_BACK:
         plan.current = rollout.previous_build

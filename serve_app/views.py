@@ -110,7 +110,8 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
     outcomes = state.deployments.dc_outcomes(dep["deploymentID"])
     running = state.deployments.dc_current(dep["projectName"])
     replicas = {row["region"]: row for row in state.replication.rows(dep["buildID"])}
-    for region in stack.regions:
+    made_for = set(json.loads(dep.get("regions") or "[]"))   # a region that joined later is not in it
+    for region in (r for r in stack.regions if r.name in made_for or not made_for):
         dcs, in_region = [], []
         row = replicas.get(region.name) or {}
         waiting = None

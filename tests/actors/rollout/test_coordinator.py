@@ -318,6 +318,27 @@ def test_a_host_that_joins_after_completion_converges_to_the_current_build(world
     assert store.deployments.get(back["deploymentID"])["status"] == "COMPLETED" and late.active == "b2"
 
 
+
+def test_a_region_that_joins_during_a_deployment_holds_nothing_open(world):
+    """A stack restarted with a third region mid-deployment: the deployment finished on every
+    host of its two regions, yet stayed IN_PROGRESS for good, counting the new region's hosts."""
+    store, coords, clock = world
+    hosts = fleet(coords, n=2)
+    dep = store.deployments.create("web", "b1", None, FAST, list(REGIONS), "alice")["deploymentID"]
+    run(coords, hosts, clock, rounds=3)
+    assert store.deployments.get(dep)["status"] == "IN_PROGRESS"
+    grown = {**REGIONS, "ap-south": ["ap-south-a"]}   # every coordinator now knows three regions
+    coords = {r: Coordinator(dcs[0], r, grown, store, lost_after_s=30, clock=clock,
+                             manifest_chunks=lambda a: set()) for r, dcs in grown.items()}
+    for r, hs in hosts.items():
+        for h in hs:
+            h.coord = coords[r]
+    hosts["ap-south"] = [Host(coords["ap-south"], f"ap-south-{i}") for i in range(2)]
+    run(coords, hosts, clock)
+    assert store.deployments.get(dep)["status"] == "COMPLETED"
+    assert all(h.active == "b1" for r in REGIONS for h in hosts[r])
+
+
 STAGED = dict(FAST, stage="all")
 
 
