@@ -16,7 +16,8 @@ from pathlib import Path
 from gantry.client import GantryError
 from gantry.cluster import commands
 from gantry.cluster.commands import EXIT_API, UsageError
-from gantry.cluster.stack import DEFAULT_REGIONS, Stack
+from gantry.cluster.shape import DEFAULT_REGIONS
+from gantry.cluster.stack import Stack
 from gantry.sim import cli as sim_cli
 
 CONTROL_PLANE = ("ray", "redis", "boto3", "jwt")   # what `gantry up`, `serve` and `token` need beyond the agent's install
@@ -27,17 +28,17 @@ def default_home() -> str:
 
 
 def _stack_commands(sub) -> None:
-    up = sub.add_parser("up", help="start the local multi-region stack in the background")
+    up = sub.add_parser("up", help="start the local multi-region stack in the background; in a home that ran "
+                                   "one, the same stack again (each flag given overrides what it recorded)")
     up.add_argument("--home", default=default_home())
-    up.add_argument("--api-port", type=int, default=8000)
-    up.add_argument("--regions", default=",".join(DEFAULT_REGIONS),
-                    help="comma-separated; the first is the primary region")
-    up.add_argument("--builders", type=int, default=1, help="builder nodes")
-    up.add_argument("--builder-cpus", type=float, default=1.0,
-                    help="cpus each builder offers builds: it runs as many at once as their cpus and memory fit")
-    up.add_argument("--builder-memory-mb", type=int, default=0,
+    up.add_argument("--api-port", type=int, help="default 8000")
+    up.add_argument("--regions", help=f"comma-separated; the first is the primary region (default {','.join(DEFAULT_REGIONS)})")
+    up.add_argument("--builders", type=int, help="builder nodes (default 1)")
+    up.add_argument("--builder-cpus", type=float,
+                    help="cpus each builder offers builds: it runs as many at once as their cpus and memory fit (default 1)")
+    up.add_argument("--builder-memory-mb", type=int,
                     help="memory each builder offers builds (default: the cpus times a default build's memory)")
-    up.add_argument("--hosts-per-dc", type=int, default=4, help="node daemons per datacenter (one per region)")
+    up.add_argument("--hosts-per-dc", type=int, help="node daemons per datacenter (one per region; default 4)")
     up.set_defaults(func=up_stack)
 
     down = sub.add_parser("down", help="stop everything `up` started in this home")
@@ -201,12 +202,16 @@ def _api_commands(sub) -> None:
 
 
 def up_stack(a) -> int:
-    regions = tuple(r.strip() for r in a.regions.split(",") if r.strip())
-    if not regions or a.builders < 1 or a.builder_cpus <= 0 or a.builder_memory_mb < 0:
+    regions = tuple(r.strip() for r in a.regions.split(",") if r.strip()) if a.regions is not None else None
+    if regions == () or (a.builders is not None and a.builders < 1) or (a.builder_cpus is not None and a.builder_cpus <= 0) \
+            or (a.builder_memory_mb is not None and a.builder_memory_mb < 0) or (a.hosts_per_dc or 0) < 0:
         raise UsageError("need at least one region and one builder, with cpus above 0")
     stack = Stack(a.home)
-    stack.up(api_port=a.api_port, regions=regions, builders=a.builders, hosts_per_dc=a.hosts_per_dc,
-             builder_cpus=a.builder_cpus, builder_memory_mb=a.builder_memory_mb)
+    try:
+        stack.up(api_port=a.api_port, regions=regions, builders=a.builders, hosts_per_dc=a.hosts_per_dc,
+                 builder_cpus=a.builder_cpus, builder_memory_mb=a.builder_memory_mb)
+    except ValueError as e:   # a shape.json that says nothing usable
+        raise UsageError(str(e))
     print(f"stop it with: gantry down --home {stack.home}")
     return 0
 

@@ -18,8 +18,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
+from gantry.cluster.shape import BuilderSpec, HostSpec, Shape, to_start
 from gantry.cluster.processes import HOST, alive, bin_path, descendants, free_port, loopback, proc_stat, wait_for
 from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 from gantry.settings import Settings
@@ -27,7 +29,6 @@ from gantry.topology import Region, StackConfig, write_private
 
 PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
-DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
 
 
 def node_marker(name: str) -> str:
@@ -54,6 +55,7 @@ class Stack:
         self.home = Path(home).resolve()
         self.pids_file = self.home / "pids.json"
         self.stack_file = self.home / "stack.json"
+        self.shape_file = self.home / "shape.json"
         self.logs = self.home / "logs"
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -106,17 +108,24 @@ class Stack:
 
     # --- up -------------------------------------------------------------------------------
 
-    def up(self, api_port: int = 8000, regions: tuple[str, ...] = DEFAULT_REGIONS, builders: int = 1,
-           hosts_per_dc: int = 4, s3_bwlimit_mbps: float = 0, say=print, builder_cpus: float = 1.0,
-           builder_memory_mb: int = 0) -> StackConfig:
+    def up(self, api_port: int | None = None, regions: tuple[str, ...] | None = None, builders: int | None = None,
+           hosts_per_dc: int | None = None, s3_bwlimit_mbps: float | None = None, say=print,
+           builder_cpus: float | None = None, builder_memory_mb: int | None = None) -> StackConfig:
         """`builders` nodes, each offering builds `builder_cpus` and `builder_memory_mb` (by default
-        as much memory as that many default-sized builds hold)."""
+        as much memory as that many default-sized builds hold). What is not given is what this
+        home's stack last had (shape.json), else the defaults."""
         if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
             say(f"already running: {self.config().api_url} (home {self.home})")
             return self.config()
         if any(self.running().values()):
             say("a previous stack in this home is partly running; stopping it first")
             self.down(say=lambda *_: None)
+        was = Shape.load(self.shape_file)
+        shape = to_start(was, api_port, regions, builders, builder_cpus, builder_memory_mb, hosts_per_dc,
+                         s3_bwlimit_mbps, Settings().build_memory_bytes >> 20)
+        if was:
+            say(f"this home ran {was.describe()}; starting {shape.describe()}" if shape != was
+                else f"bringing back the stack this home ran: {shape.describe()}")
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)   # others may pass through (to a build's workspace), list nothing
         self.pids_file.unlink(missing_ok=True)
@@ -127,31 +136,30 @@ class Stack:
         access_key, secret_key = s3_key.split(",")
         try:
             redis_port = self._start_redis(redis_password)
-            region_cfgs = [self._start_s3(r, access_key, secret_key, s3_bwlimit_mbps) for r in regions]
+            region_cfgs = [self._start_s3(r, access_key, secret_key, shape.s3_bwlimit_mbps) for r in shape.regions]
             gcs_port, dashboard_port = free_port(), free_port()
             cfg = StackConfig(
                 home=str(self.home), redis_url=f"redis://:{redis_password}@{HOST}:{redis_port}/0", regions=region_cfgs,
                 s3_access_key=access_key, s3_secret_key=secret_key,
-                jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"http://{HOST}:{api_port}",
+                jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"http://{HOST}:{shape.api_port}",
                 ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
-                builds_dir=self._builds_dir(), builder_cpus=builder_cpus,
-                builder_memory_mb=builder_memory_mb or int(builder_cpus * (Settings().build_memory_bytes >> 20)))
+                builds_dir=self._builds_dir(), builder_cpus=shape.builders[0].cpus if shape.builders else 1.0,
+                builder_memory_mb=shape.builders[0].memory_mb if shape.builders else Settings().build_memory_bytes >> 20)
             cfg.save(self.stack_file)
             self._start_ray_head(gcs_port, dashboard_port)
             self._wait_nodes(1)
             # One node at a time: on a small machine concurrent raylet start-ups time out.
-            for i, r in enumerate(regions):
+            for i, r in enumerate(shape.regions):
                 self._start_ray_node(f"ray-region-{r}", {region_resource(r): 1000}, gcs_port)
                 self._wait_nodes(2 + i)
-            for i in range(builders):
-                self.add_builder(i)
-                self._wait_nodes(2 + len(regions) + i)
-            self._deploy(api_port)
+            for i, b in enumerate(shape.builders):
+                self.add_builder(i, b.cpus, b.memory_mb)
+                self._wait_nodes(2 + len(shape.regions) + i)
+            self._deploy(shape.api_port)
             wait_for(lambda: self.api_healthy(cfg.api_url), 120, "the API to answer")
-            for region in cfg.regions:
-                for dc in region.datacenters:
-                    for i in range(hosts_per_dc):
-                        self.start_host(f"{dc}-h{i}", region.name, dc)
+            for h in shape.hosts:
+                self.start_host(h.host_id, h.region, h.dc, h.max_up_mbps, h.max_down_mbps, h.peers, list(h.projects))
+            self._save_shape()
         except BaseException:
             say(f"start-up failed; logs in {self.logs}. Stopping what was started.")
             self.down(say=lambda *_: None)
@@ -212,7 +220,8 @@ class Stack:
         # the key goes through rclone's environment (RCLONE_AUTH_KEY), never on its command line
         self._spawn(f"s3-{region}", [bin_path("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}", "--config", "/dev/null"]
                     + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else []) + [str(root)],
-                    {"RCLONE_AUTH_KEY": f'"{access_key},{secret_key}"'}, port=port)   # a CSV list of one pair
+                    {"RCLONE_AUTH_KEY": f'"{access_key},{secret_key}"'}, port=port,   # a CSV list of one pair
+                    bwlimit_mbps=bwlimit_mbps)
         wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
         return Region(name=region, s3_endpoint=f"http://{HOST}:{port}", bucket=bucket)
 
@@ -237,21 +246,23 @@ class Stack:
                     metrics_port=metrics_port)
         wait_for(lambda: socket.create_connection((RAY_IP, gcs_port), timeout=1).close() or True, 60, "the Ray head")
 
-    def _start_ray_node(self, name: str, resources: dict, gcs_port: int) -> None:
+    def _start_ray_node(self, name: str, resources: dict, gcs_port: int, **meta) -> None:
         resources = {**resources, node_marker(name): 1}
         argv = [bin_path("ray"), "start", "--block", f"--address={RAY_IP}:{gcs_port}",
                 f"--node-ip-address={RAY_IP}", "--num-cpus=1", "--resources", json.dumps(resources),
                 f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={(metrics_port := free_port())}",
                 "--object-store-memory", str(256 << 20), "--disable-usage-stats"]
-        self._spawn(name, argv, self.ray_env(), resources=resources, metrics_port=metrics_port)
+        self._spawn(name, argv, self.ray_env(), resources=resources, metrics_port=metrics_port, **meta)
 
     def add_builder(self, index: int, cpus: float | None = None, memory_mb: int | None = None) -> str:
         """A builder node (the stack's size unless told); returns its name."""
         cfg = self.config()
         gcs_port = int(cfg.ray_address.rsplit(":", 1)[1])
         name = f"ray-builder-{index}"
-        self._start_ray_node(name, {BUILDER_RESOURCE: 1, BUILD_CPU: cpus or cfg.builder_cpus,
-                                    BUILD_MEMORY: memory_mb or cfg.builder_memory_mb}, gcs_port)
+        spec = BuilderSpec(cpus or cfg.builder_cpus, memory_mb or cfg.builder_memory_mb)
+        self._start_ray_node(name, {BUILDER_RESOURCE: 1, BUILD_CPU: spec.cpus, BUILD_MEMORY: spec.memory_mb}, gcs_port,
+                             builder=asdict(spec))
+        self._save_shape()
         return name
 
     def start_host(self, host_id: str, region: str, dc: str, max_up_mbps: float = 0,
@@ -269,7 +280,18 @@ class Stack:
         argv += [f for p in projects for f in ("--project", p)]
         # its token names the projects it may serve, and it holds no store credentials
         env = {"GANTRY_HOST_TOKEN": issue_host(cfg.jwt_secret(), host_id, dc, list(projects) or None)}
-        self._spawn(f"host-{host_id}", argv, env, host=True)
+        spec = HostSpec(host_id, region, dc, tuple(projects), max_up_mbps, max_down_mbps, peers)
+        self._spawn(f"host-{host_id}", argv, env, host=True, spec=asdict(spec))
+        self._save_shape()
+
+    def _save_shape(self) -> None:
+        """Record what this stack is made of now, for the next `gantry up` in this home."""
+        cfg, pids = self.config(), self.pids()
+        Shape(api_port=int(cfg.api_url.rsplit(":", 1)[1]), regions=[r.name for r in cfg.regions],
+              builders=[BuilderSpec(**p["builder"]) for _, p in sorted(pids.items()) if "builder" in p],
+              hosts=[HostSpec(**{**p["spec"], "projects": tuple(p["spec"]["projects"])})
+                     for _, p in sorted(pids.items()) if "spec" in p],
+              s3_bwlimit_mbps=max((p.get("bwlimit_mbps") or 0 for p in pids.values()), default=0)).save(self.shape_file)
 
     def add_host(self, region: str, dc: str | None = None, host_id: str | None = None,
                  projects: list[str] = ()) -> str:
@@ -332,6 +354,7 @@ class Stack:
         partly running stack, and start it all again)."""
         self.stop_process(name)
         self.forget(name)
+        self._save_shape()
 
     def forget(self, name: str) -> None:
         pids = self.pids()

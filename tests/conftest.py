@@ -135,11 +135,13 @@ def redis_url(tmp_path_factory):
 def pytest_collection_modifyitems(items):
     """A test that needs the stack (Ray, rclone, bubblewrap...) is marked `stack`, whatever folder
     it is in: `make fast` runs the others (no Ray; a redis-server at most). Fault and chaos
-    tests kill parts of the shared stack; they run after everything else."""
+    tests kill parts of the shared stack; they run after everything else, and the whole-stack
+    restart last of all."""
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
-    items.sort(key=lambda item: ("test_faults" in item.nodeid, "/chaos/" in item.nodeid))
+    items.sort(key=lambda item: ("test_whole_stack_restart" in item.nodeid, "test_faults" in item.nodeid,
+                                 "/chaos/" in item.nodeid))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from gantry.cluster.stack import DEFAULT_REGIONS
+from gantry.cluster.shape import DEFAULT_REGIONS
 from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 
 CONFIG = yaml.safe_load((Path(__file__).parents[2] / "ray-cluster.yaml").read_text())
