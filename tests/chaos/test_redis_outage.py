@@ -15,7 +15,7 @@ from helpers import wait_build
 
 
 def test_a_10s_redis_outage_costs_time_not_builds(api, stack, new_project):
-    project, sha, _ = new_project("sleep 2; mkdir -p dist && echo ok > dist/f")
+    project, sha, _ = new_project("sleep 1; mkdir -p dist && echo ok > dist/f")
     builds = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(10)]
     deadline = time.monotonic() + 60
     while api.get(f"/projects/{project}/builds/{builds[0]}").json()["buildStatus"] == "QUEUED":
