@@ -26,9 +26,9 @@ def test_whole_stack_sigkill_then_up_brings_back_the_same_stack_and_loses_nothin
     bd = api.post(f"/projects/{deployed}/builds", json={"commitSHA": sha_d}).json()["buildID"]
     assert wait_build(api, deployed, bd)["buildStatus"] == "SUCCEEDED"
     dep = api.post(f"/projects/{deployed}/deployments", json={"buildID": bd, "strategy": WAVES}).json()["deploymentID"]
-    replicated, sha_r, _ = new_project("mkdir -p dist; head -c 41943040 /dev/urandom > dist/blob")
+    replicated, sha_r, _ = new_project("mkdir -p dist; head -c 25165824 /dev/urandom > dist/blob")
     br = api.post(f"/projects/{replicated}/builds", json={"commitSHA": sha_r}).json()["buildID"]
-    running, sha_b, _ = new_project("sleep 12; mkdir -p dist; echo built > dist/v")
+    running, sha_b, _ = new_project("sleep 9; mkdir -p dist; echo built > dist/v")
     bb = api.post(f"/projects/{running}/builds", json={"commitSHA": sha_b}).json()["buildID"]
 
     def eu_row():
@@ -47,7 +47,7 @@ def test_whole_stack_sigkill_then_up_brings_back_the_same_stack_and_loses_nothin
         else:
             stack.stop_process(name, signal.SIGKILL)
     ray.shutdown()   # this test's own connection was to the Ray that is gone
-    assert not any(alive(p["pid"]) for p in stack.pids().values())
+    wait_until(lambda: not any(alive(p["pid"]) for p in stack.pids().values()), 10, "every process to die")
     for h in active:   # a host keeps its release while nothing of gantry runs
         assert (stack.home / "hosts" / h / "projects" / deployed / "current" / "v").read_text() == "before-the-cut\n"
 
