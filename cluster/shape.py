@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gantry.artifacts.atomic import write_atomically
-from gantry.topology import Region
+from gantry.topology import Region, StackConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,15 @@ class Shape:
     def describe(self) -> str:
         return (f"{len(self.regions)} regions ({', '.join(self.regions)}), {len(self.builders)} builders, "
                 f"{len(self.hosts)} hosts, API port {self.api_port}")
+
+    @classmethod
+    def of(cls, cfg: StackConfig, pids: dict) -> "Shape":
+        """A running stack's shape: its config, and what `pids.json` says each process was started as."""
+        return cls(api_port=int(cfg.api_url.rsplit(":", 1)[1]), regions=[r.name for r in cfg.regions],
+                   builders=[BuilderSpec(**p["builder"]) for _, p in sorted(pids.items()) if "builder" in p],
+                   hosts=[HostSpec(**{**p["spec"], "projects": tuple(p["spec"]["projects"])})
+                          for _, p in sorted(pids.items()) if "spec" in p],
+                   s3_bwlimit_mbps=max((p.get("bwlimit_mbps") or 0 for p in pids.values()), default=0))
 
     def save(self, path: Path) -> None:
         write_atomically(Path(path), json.dumps(asdict(self), indent=2).encode())

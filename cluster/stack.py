@@ -56,6 +56,7 @@ class Stack:
         self.pids_file = self.home / "pids.json"
         self.stack_file = self.home / "stack.json"
         self.shape_file = self.home / "shape.json"
+        self._starting = False   # while `up` runs, the record stays as it was until the whole stack is up
         self.logs = self.home / "logs"
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -134,6 +135,7 @@ class Stack:
         s3_key = self._secret("s3.credentials", lambda: f"gantry{secrets.token_hex(6)},{secrets.token_hex(20)}")
         redis_password = self._secret("redis.password", lambda: secrets.token_hex(24))
         access_key, secret_key = s3_key.split(",")
+        self._starting = True
         try:
             redis_port = self._start_redis(redis_password)
             region_cfgs = [self._start_s3(r, access_key, secret_key, shape.s3_bwlimit_mbps) for r in shape.regions]
@@ -159,11 +161,13 @@ class Stack:
             wait_for(lambda: self.api_healthy(cfg.api_url), 120, "the API to answer")
             for h in shape.hosts:
                 self.start_host(h.host_id, h.region, h.dc, h.max_up_mbps, h.max_down_mbps, h.peers, list(h.projects))
-            self._save_shape()
         except BaseException:
             say(f"start-up failed; logs in {self.logs}. Stopping what was started.")
             self.down(say=lambda *_: None)
             raise
+        finally:
+            self._starting = False
+        self._save_shape()
         say(f"gantry is up: API {cfg.api_url}, Ray dashboard {cfg.dashboard_url}, home {self.home}")
         return cfg
 
@@ -286,12 +290,8 @@ class Stack:
 
     def _save_shape(self) -> None:
         """Record what this stack is made of now, for the next `gantry up` in this home."""
-        cfg, pids = self.config(), self.pids()
-        Shape(api_port=int(cfg.api_url.rsplit(":", 1)[1]), regions=[r.name for r in cfg.regions],
-              builders=[BuilderSpec(**p["builder"]) for _, p in sorted(pids.items()) if "builder" in p],
-              hosts=[HostSpec(**{**p["spec"], "projects": tuple(p["spec"]["projects"])})
-                     for _, p in sorted(pids.items()) if "spec" in p],
-              s3_bwlimit_mbps=max((p.get("bwlimit_mbps") or 0 for p in pids.values()), default=0)).save(self.shape_file)
+        if not self._starting:
+            Shape.of(self.config(), self.pids()).save(self.shape_file)
 
     def add_host(self, region: str, dc: str | None = None, host_id: str | None = None,
                  projects: list[str] = ()) -> str:

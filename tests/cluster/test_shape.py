@@ -37,3 +37,23 @@ def test_a_shape_file_that_says_nothing_usable_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not say what the stack was"):
         Shape.load(tmp_path / "shape.json")
     assert Shape.load(tmp_path / "none.json") is None
+
+
+def test_a_running_stacks_shape_is_what_its_processes_were_started_as():
+    from gantry.topology import Region, StackConfig
+    cfg = StackConfig(home="/h", redis_url="", regions=[Region("us", "", ""), Region("eu", "", "")], s3_access_key="",
+                      s3_secret_key="", jwt_secret_file="", api_url="http://127.0.0.1:8123")
+    pids = {"redis": {"pid": 1}, "s3-us": {"pid": 2, "bwlimit_mbps": 5},
+            "ray-builder-0": {"pid": 3, "builder": {"cpus": 2.0, "memory_mb": 2048}},
+            "ray-builder-1": {"pid": 4, "builder": {"cpus": 1.0, "memory_mb": 1024}},
+            "host-us-a-h0": {"pid": 5, "host": True, "spec": {"host_id": "us-a-h0", "region": "us", "dc": "us-a",
+                                                              "projects": [], "max_up_mbps": 0, "max_down_mbps": 0,
+                                                              "peers": True}},
+            "host-eu-a-h0": {"pid": 6, "host": True, "spec": {"host_id": "eu-a-h0", "region": "eu", "dc": "eu-a",
+                                                              "projects": [], "max_up_mbps": 0, "max_down_mbps": 0,
+                                                              "peers": True}},
+            "host-web-9": {"pid": 7, "host": True, "spec": {"host_id": "web-9", "region": "eu", "dc": "eu-a",
+                                                            "projects": ["web"], "max_up_mbps": 0, "max_down_mbps": 8,
+                                                            "peers": True}}}
+    assert Shape.of(cfg, pids) == Shape(api_port=8123, regions=["us", "eu"], builders=RAN.builders,
+                                        hosts=sorted(RAN.hosts, key=lambda h: f"host-{h.host_id}"), s3_bwlimit_mbps=5)
