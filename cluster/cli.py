@@ -235,14 +235,11 @@ def print_host_install(stack: Stack, a) -> int:
     from gantry.auth import issue_host
     from gantry.cluster.hostinstall import default_source, install_commands
     cfg = stack.config()
-    regions = {r.name: r for r in cfg.regions}
-    if a.region not in regions:
-        raise UsageError(f"no region {a.region!r} in this stack (it has {', '.join(regions)})")
-    dc = a.dc or regions[a.region].datacenters[0]
-    if dc not in regions[a.region].datacenters or not a.host_id:
-        raise UsageError(f"--print needs --id, and --dc one of {', '.join(regions[a.region].datacenters)}")
+    if not a.host_id:
+        raise UsageError("--print needs --id: the real host's ID")
     advertise = a.advertise or f"{a.host_id}:{a.listen.rsplit(':', 1)[-1]}"
     try:
+        dc = cfg.datacenter(a.region, a.dc)
         print(install_commands(a.host_id, a.region, dc, a.api or cfg.api_url,
                                issue_host(cfg.jwt_secret(), a.host_id, dc, a.projects or None),
                                a.listen, advertise, a.source or default_source()), end="")

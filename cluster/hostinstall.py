@@ -20,6 +20,9 @@ def install_commands(host_id: str, region: str, dc: str, api_url: str, token: st
                      advertise: str, source: str) -> str:
     env = {"GANTRY_HOST_TOKEN": token, "GANTRY_HOST_ID": host_id, "GANTRY_REGION": region, "GANTRY_DC": dc,
            "GANTRY_API": api_url, "GANTRY_LISTEN": listen, "GANTRY_ADVERTISE": advertise}
+    for k, v in env.items():
+        if any(c in v for c in "\n\r\\\"'$` "):
+            raise ValueError(f"{k} may not hold quotes, spaces, '$', '`' or line breaks: {v!r}")
     requirement = "gantry[node]" if source == "gantry" else f"gantry[node] @ {source}"
     lines = [
         f"# On host {host_id}, as root (Python 3.11; the agent needs no Ray):",
@@ -34,7 +37,4 @@ def install_commands(host_id: str, region: str, dc: str, api_url: str, token: st
         "systemctl daemon-reload && systemctl enable --now gantry-node",
         "journalctl -u gantry-node -f   # it reports to its coordinator within seconds",
     ]
-    for k, v in env.items():
-        if any(c in v for c in "\n\r\\\"'$` "):
-            raise ValueError(f"{k} may not hold quotes, spaces, '$', '`' or line breaks: {v!r}")
     return "\n".join(lines) + "\n"

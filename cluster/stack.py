@@ -296,12 +296,7 @@ class Stack:
     def add_host(self, region: str, dc: str | None = None, host_id: str | None = None,
                  projects: list[str] = ()) -> str:
         """One more node daemon in this running stack (as `gantry host add`); returns its ID."""
-        regions = {r.name: r for r in self.config().regions}
-        if region not in regions:
-            raise ValueError(f"no region {region!r} in this stack (it has {', '.join(regions)})")
-        dc = dc or regions[region].datacenters[0]
-        if dc not in regions[region].datacenters:
-            raise ValueError(f"no datacenter {dc!r} in {region} (it has {', '.join(regions[region].datacenters)})")
+        dc = self.config().datacenter(region, dc)
         running = set(self.hosts())
         host_id = host_id or next(f"{dc}-h{i}" for i in range(10_000) if f"{dc}-h{i}" not in running)
         if host_id in running:

@@ -41,6 +41,16 @@ class StackConfig:
     def primary(self) -> Region:
         return self.regions[0]
 
+    def datacenter(self, region: str, dc: str | None = None) -> str:
+        """`dc` (default: the region's first), once checked to be one of this stack's."""
+        regions = {r.name: r for r in self.regions}
+        if region not in regions:
+            raise ValueError(f"no region {region!r} in this stack (it has {', '.join(regions)})")
+        dc = dc or regions[region].datacenters[0]
+        if dc not in regions[region].datacenters:
+            raise ValueError(f"no datacenter {dc!r} in {region} (it has {', '.join(regions[region].datacenters)})")
+        return dc
+
     def dcs_by_region(self) -> dict[str, list[str]]:
         return {r.name: r.datacenters for r in self.regions}
 
