@@ -19,6 +19,7 @@ class Settings(BaseSettings):
 
     heartbeat_s: float = 60.0          # worker renews lastHeartbeat this often
     heartbeat_misses: int = 3          # a build is lost after this many missed heartbeats
+    worker_start_s: float = 120.0      # ... or when its leased attempt has not begun within this
     max_retries: int = 3               # infrastructure retries before DEAD
     retry_backoff_s: float = 5.0       # first retry delay; doubles per retry
     retry_backoff_max_s: float = 300.0

@@ -23,6 +23,7 @@ from helpers import make_repo  # noqa: E402
 
 TEST_ENV = {
     "GANTRY_HEARTBEAT_S": "1",
+    "GANTRY_WORKER_START_S": "20",   # a worker process starting on a loaded machine is not lost
     "GANTRY_RETRY_BACKOFF_S": "0.5",
     "GANTRY_BUILD_MEMORY_BYTES": str(256 << 20),
     "GANTRY_BUILD_PIDS": "128",

@@ -1,5 +1,6 @@
-"""The heartbeat monitor: finds BUILDING builds whose worker stopped checking in and re-queues
-them with retries + 1 and backoff, or marks them DEAD past the retry limit."""
+"""The heartbeat monitor: finds BUILDING builds whose worker stopped checking in (or never began
+the attempt it leased) and re-queues them with retries + 1 and backoff, or marks them DEAD past
+the retry limit."""
 from __future__ import annotations
 
 import logging
@@ -20,11 +21,18 @@ class HeartbeatMonitor:
         s, now, acted = self.settings, self.builds.clock(), []
         for rec in self.builds.building():
             last = int(rec.get("lastHeartbeat") or rec.get("startedAt") or 0)
-            if not heartbeat_expired(last, now, s.heartbeat_s, s.heartbeat_misses):
-                continue
             silent = (now - last) / 1000
+            if rec.get("attempt") != rec.get("leaseOwner"):
+                # leased, but its worker has not begun: a Ray worker process may take seconds to start
+                if silent <= s.worker_start_s:
+                    continue
+                why = f"lost worker: the attempt did not begin within {s.worker_start_s:g}s"
+            elif heartbeat_expired(last, now, s.heartbeat_s, s.heartbeat_misses):
+                why = f"lost worker: no heartbeat for {silent:.0f}s"
+            else:
+                continue
             try:
-                to = self.builds.retry_or_dead(rec, f"lost worker: no heartbeat for {silent:.0f}s",
+                to = self.builds.retry_or_dead(rec, why,
                                               s.max_retries, s.retry_backoff_s, s.retry_backoff_max_s)
             except TransitionRefused:
                 continue  # finished or re-leased meanwhile

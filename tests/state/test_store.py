@@ -117,6 +117,8 @@ def test_monitor_requeues_silent_builds_only(store, clock):
     silent = store.builds.create("p", SHA)["buildID"]
     alive = store.builds.create("p", SHA)["buildID"]
     store.builds.claim_next("o1"), store.builds.claim_next("o2")
+    for b, owner in ((silent, "o1"), (alive, "o2")):   # each worker begins its attempt
+        store.builds.set_fields(b, {"attempt": owner})
     mon = HeartbeatMonitor(store.builds, Settings(heartbeat_s=1, retry_backoff_s=0))
     clock.t += 2500
     store.builds.check_in(alive, "o2", heartbeat=True)
@@ -126,6 +128,25 @@ def test_monitor_requeues_silent_builds_only(store, clock):
     rec = store.builds.get(silent)
     assert rec["retries"] == "1" and "no heartbeat" in rec["error"] and rec["leaseOwner"] == ""
     assert store.builds.get(alive)["buildStatus"] == "BUILDING"
+
+
+def test_an_attempt_whose_worker_has_not_begun_gets_the_start_grace_not_the_heartbeat(store, clock):
+    """A Ray worker process can take seconds to start on a loaded builder: a lease its worker has
+    not begun is lost only after worker_start_s, then like any other lost attempt."""
+    b = store.builds.create("p", SHA)["buildID"]
+    store.builds.claim_next("o1")
+    mon = HeartbeatMonitor(store.builds, Settings(heartbeat_s=1, worker_start_s=20, retry_backoff_s=0))
+    clock.t += 19_000   # 19 heartbeats missed, but the attempt has not begun
+    assert mon.sweep() == []
+    clock.t += 2000
+    assert mon.sweep() == [(b, "QUEUED")]
+    assert "did not begin within 20s" in store.builds.get(b)["error"]
+    store.builds.promote_due()
+    assert store.builds.claim_next("o2") == b
+    store.builds.set_fields(b, {"attempt": "o2"})   # the retry's worker began: the heartbeat rules again
+    clock.t += 3100
+    assert mon.sweep() == [(b, "QUEUED")]
+    assert "no heartbeat for 3s" in store.builds.get(b)["error"]
 
 
 def test_log_is_capped(store):
