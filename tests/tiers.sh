@@ -12,7 +12,7 @@ ready=$(mktemp -u -t gantry-stack-up.XXXXXX)   # tests/conftest.py creates it on
  exec nice -n 19 "$py" -m pytest -q -n 2 -m "not stack" tests >"$log" 2>&1) &
 fast=$!
 trap 'kill "$fast" 2>/dev/null; rm -f "$log" "$ready"' INT TERM
-GANTRY_TEST_STACK_UP_FILE=$ready "$py" -m pytest -q -x -m stack tests --durations=10
+GANTRY_TEST_STACK_UP_FILE=$ready "$py" -m pytest -q -x -n 2 --dist loadfile -m stack tests --durations=40
 stack_rc=$?
 touch "$ready"   # a stack tier that ended before its stack was up: the fast tier runs now
 wait "$fast"
