@@ -91,15 +91,20 @@ class S3BlobStore:
     backoff (botocore standard mode). S3 PUTs are atomic per object."""
 
     def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, max_attempts: int = 8,
-                 timeout_s: float = 60):
+                 timeout_s: float = 60, ca_file: str = ""):
+        """`ca_file`: the CA an https endpoint's certificate is checked against (default: the system's roots)."""
         self.bucket = bucket
         self.s3 = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id=access_key,
+            "s3", endpoint_url=endpoint, aws_access_key_id=access_key, verify=ca_file or None,
             aws_secret_access_key=secret_key, region_name="us-east-1",
             config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
                           s3={"addressing_style": "path"}, signature_version="s3v4",   # presigned URLs too
                           connect_timeout=min(5, timeout_s), read_timeout=timeout_s,
-                          max_pool_connections=16))
+                          max_pool_connections=16,
+                          # Over HTTPS botocore streams bodies aws-chunked with a trailing checksum,
+                          # which rclone's S3 server refuses (MissingContentLength); chunks are
+                          # content-addressed and verified by their digest anyway.
+                          request_checksum_calculation="when_required", response_checksum_validation="when_required"))
         self.transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20,
                                        max_concurrency=4)
 
@@ -160,4 +165,4 @@ class S3BlobStore:
 
 def s3_for(region, access_key: str, secret_key: str, **kw) -> S3BlobStore:
     """The blob store of a `gantry.topology.Region`."""
-    return S3BlobStore(region.s3_endpoint, region.bucket, access_key, secret_key, **kw)
+    return S3BlobStore(region.s3_endpoint, region.bucket, access_key, secret_key, ca_file=region.ca_file, **kw)

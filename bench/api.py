@@ -33,6 +33,8 @@ from gantry.auth import issue
 from gantry.statuses import BUILD_TERMINAL, BuildStatus
 from sample_repo import commit_build
 
+VERIFY: list = [True]   # httpx's verify= for the stack under test (its CA), set once the stack is up
+
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
@@ -50,7 +52,7 @@ def timed_loop(fn, seconds: float, threads: int) -> list[float]:
     stop_at = time.monotonic() + seconds
 
     def worker():
-        with httpx.Client(timeout=30) as c:
+        with httpx.Client(timeout=30, verify=VERIFY[0]) as c:
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
                 fn(c)
@@ -90,14 +92,15 @@ def main() -> int:
     stack.up(api_port=free_port(), regions=("us-east",), builders=1, say=lambda *_: None)
     try:
         cfg = stack.config()
+        VERIFY[0] = cfg.http_verify()
         sha = commit_build(work / "repo", "mkdir -p dist && echo ok > dist/ok")
         auth = {"Authorization": "Bearer " + issue(cfg.jwt_secret(), "bench", admin=True)}
         base = cfg.api_url
-        httpx.put(f"{base}/projects/bench", json={"repoURL": str(work / "repo")}, headers=auth).raise_for_status()
+        httpx.put(verify=VERIFY[0], url=f"{base}/projects/bench", json={"repoURL": str(work / "repo")}, headers=auth).raise_for_status()
 
         # 1. queue -> BUILDING on an idle builder, one build at a time
         q2b = []
-        with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
+        with httpx.Client(base_url=base, headers=auth, timeout=30, verify=VERIFY[0]) as c:
             for _ in range(10):
                 b = c.post("/projects/bench/builds", json={"commitSHA": sha}).json()["buildID"]
                 while True:
@@ -116,12 +119,12 @@ def main() -> int:
                                            headers=auth).raise_for_status(), a.seconds, 4)
         ones = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds/{one_id}",
                                           headers=auth).raise_for_status(), a.seconds, 4)
-        etag = httpx.get(f"{base}/projects/bench/builds/{one_id}", headers=auth).headers["ETag"]
+        etag = httpx.get(verify=VERIFY[0], url=f"{base}/projects/bench/builds/{one_id}", headers=auth).headers["ETag"]
         not_modified = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds/{one_id}",
                                                   headers={**auth, "If-None-Match": etag}), a.seconds, 4)
         # 4. signed webhook deliveries, each a new push (each queues a build)
         secret = "bench-webhook-secret"
-        httpx.put(f"{base}/projects/bench", json={"repoURL": str(work / "repo"), "webhookSecret": secret},
+        httpx.put(verify=VERIFY[0], url=f"{base}/projects/bench", json={"repoURL": str(work / "repo"), "webhookSecret": secret},
                   headers=auth).raise_for_status()
         hooks = timed_loop(lambda c: deliver(c, base, secret, sha), a.seconds, 4)
         # 5. archive: finish everything queued, move it all to Parquet, then page through it
@@ -132,13 +135,13 @@ def main() -> int:
             except TransitionRefused:
                 pass
         t0 = time.perf_counter()
-        moved = httpx.post(f"{base}/admin/archive", params={"olderThanS": 0}, headers=auth, timeout=600).json()["moved"]
+        moved = httpx.post(verify=VERIFY[0], url=f"{base}/admin/archive", params={"olderThanS": 0}, headers=auth, timeout=600).json()["moved"]
         archive_s = time.perf_counter() - t0
         archived_lists = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds", params={"limit": 20},
                                                     headers=auth).raise_for_status(), a.seconds, 4)
         t0 = time.perf_counter()
         walked, cursor = 0, None
-        with httpx.Client(base_url=base, headers=auth, timeout=30) as c:
+        with httpx.Client(base_url=base, headers=auth, timeout=30, verify=VERIFY[0]) as c:
             while True:
                 page = c.get("/projects/bench/builds", params={"limit": 100, **({"nextCursor": cursor} if cursor else {})}).json()
                 walked += len(page["builds"])

@@ -117,7 +117,7 @@ def main() -> int:
     cfg = stack.up(api_port=free_port(), regions=("bench",), builders=1, builder_cpus=a.cpus, hosts_per_dc=0,
                    say=lambda *_: None)
     try:
-        client = HttpClient(cfg.api_url, issue(cfg.jwt_secret(), "bench", admin=True))
+        client = HttpClient(cfg.api_url, issue(cfg.jwt_secret(), "bench", admin=True), cfg.ca_file)
         jobs = max(1, int(a.cpus))
         # no statistics: they would rewrite files all over the cache on every build
         command = (f"export CCACHE_DIR=$HOME/.ccache CCACHE_NOSTATS=1; make -j{jobs} CC='ccache cc' "

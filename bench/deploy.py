@@ -70,7 +70,7 @@ def main() -> int:
     cfg = stack.up(api_port=free_port(), regions=REGIONS, builders=1, hosts_per_dc=a.hosts_per_dc, say=lambda *_: None)
     try:
         token = issue(cfg.jwt_secret(), "bench", admin=True)
-        with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
+        with httpx.Client(base_url=cfg.api_url, verify=cfg.http_verify(), headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
             builds = []
             for n in (1, 2):

@@ -109,7 +109,7 @@ def measure(a, probe=None) -> list[dict]:
         if probe:
             probe(stack, cfg)
         token = issue(cfg.jwt_secret(), "bench", admin=True)
-        with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
+        with httpx.Client(base_url=cfg.api_url, verify=cfg.http_verify(), headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             sha = commit_build(work / "repo", f"mkdir -p dist && head -c {size} /dev/urandom > dist/blob")
             cap = a.cap_mbps * 1e6
 

@@ -114,7 +114,7 @@ def main() -> int:
         shas = [commit_build(work / "repo", f"python3 gen.py {size} {variant}", 1800, {"gen.py": GEN})
                 for variant in (0, 1)]
         token = issue(cfg.jwt_secret(), "bench", admin=True)
-        with httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
+        with httpx.Client(base_url=cfg.api_url, verify=cfg.http_verify(), headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
             first = build(api, shas[0])
             second = build(api, shas[1])

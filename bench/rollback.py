@@ -77,7 +77,7 @@ def main() -> int:
     try:
         cfg = stack.config()
         auth = {"Authorization": "Bearer " + issue(cfg.jwt_secret(), "bench", admin=True)}
-        with httpx.Client(base_url=cfg.api_url, headers=auth, timeout=120) as c:
+        with httpx.Client(base_url=cfg.api_url, verify=cfg.http_verify(), headers=auth, timeout=120) as c:
             c.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
             builds = []
             for text in ("one", "two"):

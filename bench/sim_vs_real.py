@@ -28,7 +28,7 @@ from gantry.sim.scenario import Scenario
 
 def coordinator_rtt(stack, cfg) -> float:
     token = issue_host(cfg.jwt_secret(), "probe", p2p.DC)
-    with httpx.Client(base_url=cfg.api_url, timeout=30) as api:
+    with httpx.Client(base_url=cfg.api_url, verify=cfg.http_verify(), timeout=30) as api:
         for _ in range(60):
             r = api.get(f"/dc/{p2p.DC}/endpoint", headers={"Authorization": f"Bearer {token}"})
             if r.status_code == 200:
@@ -36,7 +36,7 @@ def coordinator_rtt(stack, cfg) -> float:
             time.sleep(1)
         url = r.json()["url"]
     times = []
-    with httpx.Client(timeout=10) as c:
+    with httpx.Client(timeout=10, verify=cfg.http_verify()) as c:
         for _ in range(40):
             t0 = time.perf_counter()
             c.post(f"{url}/peers", headers={"Authorization": "Bearer nope"}, content=b"{}")

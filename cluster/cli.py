@@ -20,7 +20,7 @@ from gantry.cluster.shape import DEFAULT_REGIONS
 from gantry.cluster.stack import Stack
 from gantry.sim import cli as sim_cli
 
-CONTROL_PLANE = ("ray", "redis", "boto3", "jwt")   # what `gantry up`, `serve` and `token` need beyond the agent's install
+CONTROL_PLANE = ("ray", "redis", "boto3", "jwt", "cryptography")   # what `gantry up`, `serve` and `token` need beyond the agent's install
 
 
 def default_home() -> str:
@@ -39,6 +39,9 @@ def _stack_commands(sub) -> None:
     up.add_argument("--builder-memory-mb", type=int,
                     help="memory each builder offers builds (default: the cpus times a default build's memory)")
     up.add_argument("--hosts-per-dc", type=int, help="node daemons per datacenter (one per region; default 4)")
+    up.add_argument("--insecure-plain-http", action=argparse.BooleanOptionalAction, default=None,
+                    help="no TLS anywhere: tokens and peer credentials cross the network readable (default: TLS "
+                         "with the stack's own CA in <home>/tls)")
     up.set_defaults(func=up_stack)
 
     down = sub.add_parser("down", help="stop everything `up` started in this home")
@@ -97,6 +100,9 @@ def _api_commands(sub) -> None:
         p.set_defaults(func=func)
         p.add_argument("--url", default=os.environ.get("GANTRY_URL"), help="API URL (env GANTRY_URL)")
         p.add_argument("--token", default=os.environ.get("GANTRY_TOKEN"), help="API token (env GANTRY_TOKEN)")
+        p.add_argument("--ca", default=os.environ.get("GANTRY_CA"),
+                       help="the CA file the API's certificate is checked against (env GANTRY_CA; default: "
+                            "the local stack's, else the system's roots)")
         p.add_argument("--home", default=default_home(), help="local stack to use when no URL/token is given")
         if json_out:
             p.add_argument("--json", action="store_true", help="print the API's JSON")
@@ -209,7 +215,7 @@ def up_stack(a) -> int:
     stack = Stack(a.home)
     try:
         stack.up(api_port=a.api_port, regions=regions, builders=a.builders, hosts_per_dc=a.hosts_per_dc,
-                 builder_cpus=a.builder_cpus, builder_memory_mb=a.builder_memory_mb)
+                 builder_cpus=a.builder_cpus, builder_memory_mb=a.builder_memory_mb, plain_http=a.insecure_plain_http)
     except ValueError as e:   # a shape.json that says nothing usable
         raise UsageError(str(e))
     print(f"stop it with: gantry down --home {stack.home}")
@@ -233,16 +239,24 @@ def add_host(a) -> int:
 
 def print_host_install(stack: Stack, a) -> int:
     from gantry.auth import issue_host
+    from gantry.cluster.certs import StackCA
     from gantry.cluster.hostinstall import default_source, install_commands
+    from gantry.tls import check_url
     cfg = stack.config()
     if not a.host_id:
         raise UsageError("--print needs --id: the real host's ID")
+    if cfg.plain_http:
+        raise UsageError("this stack runs plain HTTP (--insecure-plain-http): a real host's token would cross the "
+                         "network readable; start it with TLS (gantry up --no-insecure-plain-http)")
     advertise = a.advertise or f"{a.host_id}:{a.listen.rsplit(':', 1)[-1]}"
     try:
         dc = cfg.datacenter(a.region, a.dc)
-        print(install_commands(a.host_id, a.region, dc, a.api or cfg.api_url,
-                               issue_host(cfg.jwt_secret(), a.host_id, dc, a.projects or None),
-                               a.listen, advertise, a.source or default_source()), end="")
+        api = check_url(a.api or cfg.api_url, "--api", plain_ok=False)
+        token = issue_host(cfg.jwt_secret(), a.host_id, dc, a.projects or None)
+        ca = StackCA(Path(cfg.ca_file).parent)   # the host's certificate names the address peers reach it at
+        cert, key = ca.issue(f"host-{a.host_id}", [advertise.rsplit(":", 1)[0]])
+        print(install_commands(a.host_id, a.region, dc, api, token, a.listen, advertise, a.source or default_source(),
+                               ca.ca_file.read_text(), cert.read_text(), key.read_text()), end="")
     except ValueError as e:
         raise UsageError(str(e))
     return 0

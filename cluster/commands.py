@@ -19,15 +19,16 @@ class UsageError(Exception):
 def client_for(a):
     from gantry.client import HttpClient
     from gantry.auth import issue
-    url, token = a.url, a.token
+    url, token, ca = a.url, a.token, a.ca
     if not url or not token:
         stack = Stack(a.home)
         if not stack.stack_file.exists():
             raise SystemExit(f"no gantry to talk to: pass --url and --token, set GANTRY_URL and GANTRY_TOKEN, "
                              f"or start a local stack (gantry up --home {a.home})")
-        url = url or stack.config().api_url
-        token = token or issue(stack.config().jwt_secret(), f"local:{getpass.getuser()}", admin=True)
-    return HttpClient(url, token)
+        cfg = stack.config()
+        url, ca = url or cfg.api_url, ca or cfg.ca_file
+        token = token or issue(cfg.jwt_secret(), f"local:{getpass.getuser()}", admin=True)
+    return HttpClient(url, token, ca or "")
 
 
 def _print(a, value, text: str | None = None) -> None:
@@ -246,6 +247,7 @@ def stack_status(stack: Stack, as_json: bool) -> int:
         print(f"home       {s['home']}")
         print(f"running    {s['running']}  (API healthy: {s['apiHealthy']})")
         print(f"API        {s['apiURL']}")
+        print(f"TLS        {('CA ' + s['caFile']) if s['caFile'] else 'off: plain HTTP (--insecure-plain-http)'}")
         print(f"dashboard  {s['dashboardURL']}")
         print(f"Ray        {s['rayDashboardURL']}")
         print(f"metrics    {s['metricsURL']}")

@@ -89,8 +89,9 @@ def main() -> int:
     print(f"== starting the local stack in {home} (redis, S3 per region, Ray nodes, actors, API, hosts)")
     cfg = stack.up(api_port=port)
     token = issue(cfg.jwt_secret(), "demo", admin=True)
-    env = {**os.environ, "GANTRY_URL": cfg.api_url, "GANTRY_TOKEN": token}
-    api = httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    env = {**os.environ, "GANTRY_URL": cfg.api_url, "GANTRY_TOKEN": token, "GANTRY_CA": cfg.ca_file}
+    api = httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                       verify=cfg.http_verify())
 
     repo, other = home / "sample-repo", home / "sample-repo-greet"
     sha, greet_sha = sample_repo(repo, "hello"), sample_repo(other, "greet")

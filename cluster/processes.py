@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -84,3 +85,34 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def stop_group(pid: int, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
+    """Stop the process group `pid` leads (a process started in a session of its own), and every
+    process below it that outlives the group (Ray puts each worker in a process group of its own):
+    `sig`, then SIGKILL after `grace_s`."""
+    below = descendants(pid)
+    for s, wait in ((sig, grace_s), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pid, s)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not alive(pid):
+            break
+    try:
+        os.killpg(pid, signal.SIGKILL)  # children left in the group
+    except ProcessLookupError:
+        pass
+    for child, started in below:
+        if (fields := proc_stat(child)) and fields[19] == started:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

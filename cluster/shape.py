@@ -37,10 +37,11 @@ class Shape:
     builders: list[BuilderSpec] = field(default_factory=list)
     hosts: list[HostSpec] = field(default_factory=list)
     s3_bwlimit_mbps: float = 0
+    plain_http: bool = False   # `--insecure-plain-http`: no TLS anywhere
 
     def describe(self) -> str:
         return (f"{len(self.regions)} regions ({', '.join(self.regions)}), {len(self.builders)} builders, "
-                f"{len(self.hosts)} hosts, API port {self.api_port}")
+                f"{len(self.hosts)} hosts, API port {self.api_port}" + (", plain HTTP" if self.plain_http else ""))
 
     @classmethod
     def of(cls, cfg: StackConfig, pids: dict) -> "Shape":
@@ -49,7 +50,8 @@ class Shape:
                    builders=[BuilderSpec(**p["builder"]) for _, p in sorted(pids.items()) if "builder" in p],
                    hosts=[HostSpec(**{**p["spec"], "projects": tuple(p["spec"]["projects"])})
                           for _, p in sorted(pids.items()) if "spec" in p],
-                   s3_bwlimit_mbps=max((p.get("bwlimit_mbps") or 0 for p in pids.values()), default=0))
+                   s3_bwlimit_mbps=max((p.get("bwlimit_mbps") or 0 for p in pids.values()), default=0),
+                   plain_http=cfg.plain_http)
 
     def save(self, path: Path) -> None:
         write_atomically(Path(path), json.dumps(asdict(self), indent=2).encode())
@@ -66,7 +68,7 @@ class Shape:
             return cls(api_port=int(d["api_port"]), regions=list(d["regions"]),
                        builders=[BuilderSpec(**b) for b in d.get("builders", [])],
                        hosts=[HostSpec(**{**h, "projects": tuple(h.get("projects", ()))}) for h in d.get("hosts", [])],
-                       s3_bwlimit_mbps=float(d.get("s3_bwlimit_mbps", 0)))
+                       s3_bwlimit_mbps=float(d.get("s3_bwlimit_mbps", 0)), plain_http=bool(d.get("plain_http", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path} does not say what the stack was ({e}): give `gantry up` its shape "
                              "(--regions, --builders, --hosts-per-dc, --api-port) or remove the file") from e
@@ -78,7 +80,7 @@ DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
 def to_start(was: Shape | None, api_port: int | None = None, regions: tuple[str, ...] | None = None,
              builders: int | None = None, builder_cpus: float | None = None, builder_memory_mb: int | None = None,
              hosts_per_dc: int | None = None, s3_bwlimit_mbps: float | None = None,
-             memory_mb_per_cpu: int = 4096) -> Shape:
+             memory_mb_per_cpu: int = 4096, plain_http: bool | None = None) -> Shape:
     """The stack `gantry up` starts: each part given, else the one recorded (`was`), else the
     default (3 regions, 1 builder of 1 cpu, 4 hosts a datacenter, port 8000). Recorded hosts of
     a region no longer in the stack are left out."""
@@ -96,4 +98,5 @@ def to_start(was: Shape | None, api_port: int | None = None, regions: tuple[str,
         hosts = [HostSpec(f"{dc}-h{i}", r, dc) for r in regions for dc in Region(r, "", "").datacenters for i in range(per_dc)]
     return Shape(api_port=api_port or (was.api_port if was else 8000), regions=list(regions), builders=builder_specs,
                  hosts=hosts, s3_bwlimit_mbps=s3_bwlimit_mbps if s3_bwlimit_mbps is not None
-                 else (was.s3_bwlimit_mbps if was else 0))
+                 else (was.s3_bwlimit_mbps if was else 0),
+                 plain_http=plain_http if plain_http is not None else bool(was and was.plain_http))

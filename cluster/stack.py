@@ -15,16 +15,17 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 from gantry.cluster.shape import BuilderSpec, HostSpec, Shape, to_start
-from gantry.cluster.processes import HOST, alive, bin_path, descendants, free_port, loopback, proc_stat, wait_for
+from gantry.cluster.processes import HOST, alive, bin_path, free_port, loopback, stop_group, wait_for
 from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 from gantry.settings import Settings
+from gantry.tls import client_context
 from gantry.topology import Region, StackConfig, write_private
 
 PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
@@ -45,7 +46,9 @@ def deploy_services(stack_file: str, api_port: int, host: str = HOST) -> None:
     from gantry.actors.start import start_actors
     from gantry.serve_app.app import build_app
     start_actors(stack_file)
-    serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": api_port})
+    cfg = StackConfig.load(stack_file)
+    tls = {"ssl_certfile": cfg.tls_cert_file, "ssl_keyfile": cfg.tls_key_file} if cfg.tls_cert_file else {}
+    serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": api_port, **tls})
     serve.run(build_app(stack_file), name="gantry", route_prefix="/", blocking=False)
     ray.shutdown()
 
@@ -100,9 +103,10 @@ class Stack:
                 "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_MIDDLEWARES}
 
     def api_healthy(self, url: str | None = None) -> bool:
-        url = url or self.config().api_url
+        cfg = self.config()
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=15) as r:
+            with urllib.request.urlopen(f"{url or cfg.api_url}/healthz", timeout=15,
+                                        context=client_context(cfg.ca_file) if cfg.ca_file else None) as r:
                 return json.loads(r.read()).get("ok") is True
         except Exception:
             return False
@@ -111,10 +115,12 @@ class Stack:
 
     def up(self, api_port: int | None = None, regions: tuple[str, ...] | None = None, builders: int | None = None,
            hosts_per_dc: int | None = None, s3_bwlimit_mbps: float | None = None, say=print,
-           builder_cpus: float | None = None, builder_memory_mb: int | None = None) -> StackConfig:
+           builder_cpus: float | None = None, builder_memory_mb: int | None = None,
+           plain_http: bool | None = None) -> StackConfig:
         """`builders` nodes, each offering builds `builder_cpus` and `builder_memory_mb` (by default
         as much memory as that many default-sized builds hold). What is not given is what this
-        home's stack last had (shape.json), else the defaults."""
+        home's stack last had (shape.json), else the defaults. Every listener serves TLS with
+        certificates from the stack's CA (<home>/tls), unless `plain_http`."""
         if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
             say(f"already running: {self.config().api_url} (home {self.home})")
             return self.config()
@@ -123,7 +129,7 @@ class Stack:
             self.down(say=lambda *_: None)
         was = Shape.load(self.shape_file)
         shape = to_start(was, api_port, regions, builders, builder_cpus, builder_memory_mb, hosts_per_dc,
-                         s3_bwlimit_mbps, Settings().build_memory_bytes >> 20)
+                         s3_bwlimit_mbps, Settings().build_memory_bytes >> 20, plain_http)
         if was:
             say(f"this home ran {was.describe()}; starting {shape.describe()}" if shape != was
                 else f"bringing back the stack this home ran: {shape.describe()}")
@@ -135,15 +141,24 @@ class Stack:
         s3_key = self._secret("s3.credentials", lambda: f"gantry{secrets.token_hex(6)},{secrets.token_hex(20)}")
         redis_password = self._secret("redis.password", lambda: secrets.token_hex(24))
         access_key, secret_key = s3_key.split(",")
+        if shape.plain_http:
+            say("WARNING: plain HTTP everywhere (--insecure-plain-http): tokens, peer credentials and "
+                "presigned URLs cross the network readable by anyone on the path")
+            tls = ("", "", "")
+        else:   # the control plane's listeners are all on these addresses
+            from gantry.cluster.certs import StackCA   # cryptography: the control plane's install only
+            ca = StackCA(self.home / "tls").ensure()
+            tls = (str(ca.ca_file), *map(str, ca.issue("server", [HOST, RAY_IP, "localhost"])))
+        scheme = "http" if shape.plain_http else "https"
         self._starting = True
         try:
-            redis_port = self._start_redis(redis_password)
-            region_cfgs = [self._start_s3(r, access_key, secret_key, shape.s3_bwlimit_mbps) for r in shape.regions]
+            redis_url = self._start_redis(redis_password, *tls)
+            region_cfgs = [self._start_s3(r, access_key, secret_key, shape.s3_bwlimit_mbps, *tls) for r in shape.regions]
             gcs_port, dashboard_port = free_port(), free_port()
             cfg = StackConfig(
-                home=str(self.home), redis_url=f"redis://:{redis_password}@{HOST}:{redis_port}/0", regions=region_cfgs,
-                s3_access_key=access_key, s3_secret_key=secret_key,
-                jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"http://{HOST}:{shape.api_port}",
+                home=str(self.home), redis_url=redis_url, regions=region_cfgs,
+                s3_access_key=access_key, s3_secret_key=secret_key, ca_file=tls[0], tls_cert_file=tls[1],
+                tls_key_file=tls[2], jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"{scheme}://{HOST}:{shape.api_port}",
                 ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
                 builds_dir=self._builds_dir(), builder_cpus=shape.builders[0].cpus if shape.builders else 1.0,
                 builder_memory_mb=shape.builders[0].memory_mb if shape.builders else Settings().build_memory_bytes >> 20)
@@ -168,7 +183,8 @@ class Stack:
         finally:
             self._starting = False
         self._save_shape()
-        say(f"gantry is up: API {cfg.api_url}, Ray dashboard {cfg.dashboard_url}, home {self.home}")
+        say(f"gantry is up: API {cfg.api_url}, Ray dashboard {cfg.dashboard_url}, home {self.home}"
+            + (f"; clients trust the stack's CA {cfg.ca_file} (GANTRY_CA)" if cfg.ca_file else ""))
         return cfg
 
     def _secret(self, name: str, make) -> str:
@@ -192,42 +208,50 @@ class Stack:
         os.chmod(path, 0o711)
         return str(path)
 
-    def _start_redis(self, password: str) -> int:
+    def _start_redis(self, password: str, ca: str, cert: str, key: str) -> str:
+        """Redis on a free port (TLS only, with a CA); returns its URL."""
         port = free_port()
         (self.home / "redis").mkdir(mode=0o700, exist_ok=True)
         conf = self.home / "redis.conf"   # the password goes in a 0600 file, not on the command line
+        listen = [f"port {port}"] if not ca else [
+            "port 0", f"tls-port {port}", f"tls-cert-file {cert}", f"tls-key-file {key}", f"tls-ca-cert-file {ca}",
+            "tls-auth-clients no"]   # clients prove themselves with the password, inside TLS
         write_private(conf, "\n".join([
-            f"bind {HOST}", f"port {port}", f"dir {self.home / 'redis'}", "appendonly yes",
+            f"bind {HOST}", *listen, f"dir {self.home / 'redis'}", "appendonly yes",
             "appendfsync always", 'save ""', "protected-mode yes", "daemonize no",
             f"requirepass {password}"]).encode() + b"\n")
         argv = [shutil.which("redis-server") or "/usr/bin/redis-server", str(conf)]
         self._spawn("redis", argv, port=port)
-        wait_for(lambda: self._redis_ping(port), 30, "redis")
-        return port
+        url = (f"rediss://:{password}@{HOST}:{port}/0?ssl_ca_certs={urllib.parse.quote(ca)}" if ca
+               else f"redis://:{password}@{HOST}:{port}/0")
+        wait_for(lambda: self._redis_ping(url), 30, "redis")
+        return url
 
     def restart_redis(self, kill_signal: int = signal.SIGKILL) -> None:
         """Kill Redis (by default with SIGKILL, as a crash) and start it again on its port."""
         self.stop_process("redis", kill_signal)
         self.respawn("redis")
-        wait_for(lambda: self._redis_ping(self.pids()["redis"]["port"]), 30, "redis")
+        wait_for(lambda: self._redis_ping(self.config().redis_url), 30, "redis")
 
-    def _redis_ping(self, port: int) -> bool:
+    @staticmethod
+    def _redis_ping(url: str) -> bool:
         import redis
-        return redis.Redis(host=HOST, port=port, password=(self.home / "redis.password").read_text().strip(),
-                           socket_timeout=1).ping()
+        return redis.Redis.from_url(url, socket_timeout=1).ping()
 
-    def _start_s3(self, region: str, access_key: str, secret_key: str, bwlimit_mbps: float = 0) -> Region:
+    def _start_s3(self, region: str, access_key: str, secret_key: str, bwlimit_mbps: float = 0,
+                  ca: str = "", cert: str = "", key: str = "") -> Region:
         port = free_port()
         root = self.home / "s3" / region
         bucket = f"gantry-{region}"
         (root / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a top-level directory is a bucket
         # the key goes through rclone's environment (RCLONE_AUTH_KEY), never on its command line
         self._spawn(f"s3-{region}", [bin_path("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}", "--config", "/dev/null"]
-                    + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else []) + [str(root)],
+                    + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else [])
+                    + (["--cert", cert, "--key", key, "--min-tls-version", "tls1.2"] if cert else []) + [str(root)],
                     {"RCLONE_AUTH_KEY": f'"{access_key},{secret_key}"'}, port=port,   # a CSV list of one pair
                     bwlimit_mbps=bwlimit_mbps)
         wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
-        return Region(name=region, s3_endpoint=f"http://{HOST}:{port}", bucket=bucket)
+        return Region(name=region, s3_endpoint=f"{'https' if cert else 'http'}://{HOST}:{port}", bucket=bucket, ca_file=ca)
 
     def _short_dir(self, kind: str) -> str:
         """A per-stack directory under /tmp: short (Unix socket paths are limited to 107 bytes)
@@ -282,6 +306,12 @@ class Stack:
                 "--listen", f"{address}:{free_port(address)}",
                 "--max-up", str(max_up_mbps), "--max-down", str(max_down_mbps)] + ([] if peers else ["--no-peers"])
         argv += [f for p in projects for f in ("--project", p)]
+        if cfg.plain_http:
+            argv.append("--insecure-plain-http")
+        else:   # its peer server's certificate, for the address its peers reach it at
+            from gantry.cluster.certs import StackCA
+            cert, key = StackCA(Path(cfg.ca_file).parent).issue(f"host-{host_id}", [address])
+            argv += ["--ca", cfg.ca_file, "--cert", str(cert), "--key", str(key)]
         # its token names the projects it may serve, and it holds no store credentials
         env = {"GANTRY_HOST_TOKEN": issue_host(cfg.jwt_secret(), host_id, dc, list(projects) or None)}
         spec = HostSpec(host_id, region, dc, tuple(projects), max_up_mbps, max_down_mbps, peers)
@@ -357,37 +387,10 @@ class Stack:
         write_private(self.pids_file, json.dumps(pids, indent=2).encode())
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
-        """Stop the process group we started as `name`, and every process below it that outlives
-        the group (Ray puts each worker in a process group of its own); nothing else."""
+        """Stop the process group we started as `name` (see `processes.stop_group`); nothing else."""
         p = self.pids().get(name)
-        if not p:
-            return
-        pid = p["pid"]
-        below = descendants(pid)
-        for s, wait in ((sig, grace_s), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(pid, s)   # our process is its group's leader (start_new_session)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if not alive(pid):
-                break
-        try:
-            os.killpg(pid, signal.SIGKILL)  # children left in the group
-        except ProcessLookupError:
-            pass
-        for child, started in below:
-            if (fields := proc_stat(child)) and fields[19] == started:
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        if p:
+            stop_group(p["pid"], sig, grace_s)
 
     def node_name(self, node_id: str) -> str | None:
         """Which of our Ray nodes has this Ray node id."""
@@ -432,6 +435,7 @@ class Stack:
             "home": str(self.home), "running": bool(running) and all(running.values()),
             "processes": running,
             "apiURL": cfg.api_url if cfg else None,
+            "caFile": cfg.ca_file if cfg else None,   # what clients check the listeners' certificates against
             "apiHealthy": self.api_healthy() if cfg and running else False,
             "dashboardURL": cfg.api_url + "/ui" if cfg else None,
             "rayDashboardURL": cfg.dashboard_url if cfg else None,

@@ -1,7 +1,7 @@
 """The gantry Python SDK: one typed surface, two ways in.
 
     from gantry.client import HttpClient, InClusterClient
-    c = HttpClient("http://127.0.0.1:8000", token)        # from anywhere, over HTTP
+    c = HttpClient("https://127.0.0.1:8000", token, ca)   # from anywhere, over HTTPS (ca: the stack's CA file)
     c = InClusterClient(token)                               # from a Ray driver or actor in the cluster
     b = c.build("shop", sha); c.wait_build("shop", b.buildID)
 
@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 
+from gantry.tls import verify
 from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
                            DeploymentAccepted, DeploymentPage, Host, Prediction, Project)
 from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL, DeploymentOp
@@ -199,8 +200,9 @@ class HttpClient(_Client):
     """Over HTTP. A 429 (rate limited) or 503 (the state store unreachable) is retried after its
     Retry-After, up to `max_retries` times."""
 
-    def __init__(self, url: str, token: str, timeout_s: float = 30, max_retries: int = 10):
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s,
+    def __init__(self, url: str, token: str, ca_file: str = "", timeout_s: float = 30, max_retries: int = 10):
+        """`ca_file`: the CA the API's certificate must be signed by (default: the system's roots)."""
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, verify=verify(ca_file),
                                  headers={"Authorization": f"Bearer {token}"})
         self.max_retries = max_retries
 

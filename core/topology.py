@@ -16,6 +16,7 @@ class Region:
     s3_endpoint: str
     bucket: str
     dcs: tuple[str, ...] = ()   # its datacenters; none named means one, "<region>-a"
+    ca_file: str = ""           # the CA its store's certificate is checked against ("": the system's roots)
 
     @property
     def datacenters(self) -> list[str]:
@@ -36,6 +37,11 @@ class StackConfig:
     builds_dir: str = ""  # build workspaces (root-owned, 0711); the sandbox uid must be able to pass through
     builder_cpus: float = 1.0       # what each local builder node offers builds
     builder_memory_mb: int = 4096
+    # TLS: every client trusts ca_file; the API, the coordinators' host endpoints (and, on a local
+    # stack, its stores and Redis) serve tls_cert_file. No CA means plain HTTP (`gantry up --insecure-plain-http`).
+    ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @property
     def primary(self) -> Region:
@@ -50,6 +56,15 @@ class StackConfig:
         if dc not in regions[region].datacenters:
             raise ValueError(f"no datacenter {dc!r} in {region} (it has {', '.join(regions[region].datacenters)})")
         return dc
+
+    @property
+    def plain_http(self) -> bool:
+        return not self.ca_file
+
+    def http_verify(self):
+        """httpx's `verify=` for this stack's listeners."""
+        from gantry.tls import verify
+        return verify(self.ca_file)
 
     def dcs_by_region(self) -> dict[str, list[str]]:
         return {r.name: r.datacenters for r in self.regions}

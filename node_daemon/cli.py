@@ -6,11 +6,13 @@ import logging
 import os
 import pwd
 import signal
+import ssl
 import sys
 from pathlib import Path
 
 from gantry.node_daemon.daemon import MB, NodeDaemon, split_address
 from gantry.settings import Settings
+from gantry.tls import HostTLS, check_url
 from gantry.uids import PROJECT_UIDS, reserved
 
 
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-peers", action="store_true", help="fetch only from the regional blob store")
     ap.add_argument("--cache-max-mb", type=float, default=0,
                     help="cap on the chunk cache; it always keeps the active release (0: keep every kept release's chunks)")
+    ap.add_argument("--ca", help="the stack's CA certificate: the API, the coordinator and peers must present one it signed")
+    ap.add_argument("--cert", help="this host's certificate for its peer server (signed by the stack's CA)")
+    ap.add_argument("--key", help="the private key of --cert")
+    ap.add_argument("--insecure-plain-http", action="store_true",
+                    help="talk plain HTTP to the API, the coordinator and peers (tokens readable on the path)")
     ap.add_argument("--hook-user",
                     help="run every project's [deploy] hooks as this one user (default, as root: a uid and "
                          f"gid per project from {PROJECT_UIDS}, kept in <home>/project-uids.json)")
@@ -46,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("GANTRY_HOST_TOKEN", "")
     if not token:
         print("GANTRY_HOST_TOKEN is required (gantry token --host)", file=sys.stderr)
+        return 2
+    try:
+        tls = _tls(a)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
         return 2
     hook_user = None
     if a.hook_user:
@@ -75,13 +87,35 @@ def main(argv: list[str] | None = None) -> int:
     d = NodeDaemon(home, a.host_id, a.region, a.dc, a.api, token, a.listen, a.max_up, a.max_down,
                    use_peers=not a.no_peers, hook_user=hook_user, cache_max_bytes=int(a.cache_max_mb * MB),
                    advertise=a.advertise, projects=a.projects, rack=a.rack,
-                   busy_budget_s=Settings().peer_busy_budget_s)
+                   busy_budget_s=Settings().peer_busy_budget_s, tls=tls)
     def terminate(*_):
         d.stop.set()
         raise SystemExit(0)   # now, even in the middle of a long-poll; what is on disk survives a stop anywhere
     signal.signal(signal.SIGTERM, terminate)
     d.run()
     return 0
+
+
+def _tls(a) -> HostTLS:
+    """TLS files checked to exist and load, and an API URL a token may be sent to."""
+    if a.insecure_plain_http:
+        if a.ca or a.cert or a.key:
+            raise ValueError("--insecure-plain-http takes no --ca, --cert or --key")
+        logging.getLogger("gantry.node").warning("plain HTTP (--insecure-plain-http): this host's token and its "
+                                                 "peer credential cross the network readable by anyone on the path")
+        check_url(a.api, "--api", plain_ok=True)
+        return HostTLS()
+    if not (a.ca and a.cert and a.key):
+        raise ValueError("TLS needs --ca, and for the peer server --cert and --key (gantry host add --print "
+                         "gives them); --insecure-plain-http turns TLS off")
+    check_url(a.api, "--api", plain_ok=False)
+    tls = HostTLS(a.ca, a.cert, a.key)
+    try:
+        tls.client()
+        tls.server()
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"--ca/--cert/--key: {e}")
+    return tls
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from gantry.tokenbucket import TokenBucket
 from gantry.peerauth import PeerAuth
 from gantry.node_daemon.slot import Slot
 from gantry.statuses import HostState
+from gantry.tls import HostTLS, check_url
 from gantry.uids import ProjectUids
 
 log = logging.getLogger("gantry.node")
@@ -82,7 +83,7 @@ class NodeDaemon:
                  listen: str = "127.0.0.1:0", max_up_mbps: float = 0, max_down_mbps: float = 0, interval_s: float = 1.0,
                  use_peers: bool = True, hook_user: tuple[int, int] | None = None, cache_max_bytes: int = 0,
                  advertise: str | None = None, projects: list[str] | None = None, rack: str = "",
-                 busy_budget_s: float = 10.0):
+                 busy_budget_s: float = 10.0, tls: HostTLS = HostTLS()):
         self.cache_max_bytes = cache_max_bytes   # 0: the kept releases' chunks, however many bytes
         self.busy_budget_s = busy_budget_s       # peers that answer only 503 this long are reported
         self.use_peers, self.hook_user = use_peers, hook_user
@@ -110,16 +111,18 @@ class NodeDaemon:
         self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
         host, port = split_address(listen)
-        self.server = PeerServer(self.cache, host=host, port=port, upload=up, auth=self.peer_auth, advertise=advertise)
+        self.tls = tls
+        self.server = PeerServer(self.cache, host=host, port=port, upload=up, auth=self.peer_auth, advertise=advertise,
+                                 tls=tls.server())
         self.moving: Slot | None = None   # the project whose build is being fetched (one at a time)
         self.job: threading.Thread | None = None
         self.stop = threading.Event()
         self.changed = threading.Event()   # a move ended: report now rather than at the next interval
         self.last_download, self.last_activation = {}, {}   # what its last moves took: predictions use them
         # one connection pool each to the gateway and to peers, kept open between requests
-        self.api = httpx.Client(timeout=10)
-        self.peer_http = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=32))
-        self.store_http = httpx.Client(timeout=60)   # the region's store, through presigned URLs
+        self.api = httpx.Client(timeout=10, verify=tls.client())
+        self.peer_http = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=32), verify=tls.client())
+        self.store_http = httpx.Client(timeout=60, verify=tls.store_client())   # the region's store, presigned URLs
         self._urls: dict[str, tuple[str, float]] = {}   # chunk digest -> (URL, use it until)
         self._urls_lock = threading.Lock()
 
@@ -140,7 +143,8 @@ class NodeDaemon:
         if self.endpoint is None:
             r = self.api.get(f"{self.api_url}/dc/{self.dc}/endpoint", headers={"Authorization": f"Bearer {self.token}"})
             r.raise_for_status()
-            self.endpoint = r.json()["url"].rstrip("/")
+            # the host token goes there next: never over plain HTTP unless this host was told to
+            self.endpoint = check_url(r.json()["url"], "the coordinator's endpoint", plain_ok=not self.tls.ca).rstrip("/")
             log.info("reporting to %s (the %s coordinator's endpoint)", self.endpoint, self.dc)
         return self.endpoint
 
@@ -259,7 +263,7 @@ class NodeDaemon:
                            download=self.down,
                            credential=lambda: self.peer_auth.credential(self.host_id),
                            origin_corrupt=self.report_corrupt, http=self.peer_http,
-                           busy_budget_s=self.busy_budget_s).fetch(slot.manifest)
+                           busy_budget_s=self.busy_budget_s, scheme=self.tls.scheme).fetch(slot.manifest)
         self.last_download = {"project": slot.project, "buildID": build_id, "startedAt": round(started, 3),
                               "seconds": round(time.monotonic() - t0, 3),
                               "bytesFromPeers": stats.bytes_from_peers,

@@ -73,13 +73,14 @@ class Downloader:
                  rng: random.Random | None = None, peer_refresh_s: float = 0.25,
                  credential: Callable[[], str] = lambda: "",
                  origin_corrupt: Callable[[str], None] = lambda digest: None, http: httpx.Client | None = None,
-                 origin_after_s: float = 60.0, busy_budget_s: float = 10.0):
+                 origin_after_s: float = 60.0, busy_budget_s: float = 10.0, scheme: str = "http"):
         """`peers_for(wanted digests, reported peers: address -> "missing" | "busy")` answers (digest -> addresses of peers holding it, the
         digests this host should fetch from the origin or None if the tracker did not say); it
         is asked for everything still wanted at most every `peer_refresh_s`. `credential()` is
         this host's peer credential, sent with every chunk request. `http` keeps connections to
         peers open between chunks (the daemon shares one across downloads)."""
         self.http = http or httpx.Client(timeout=timeout_s)
+        self.scheme = scheme   # https: `http` checks each peer's certificate against the stack's CA
         self.credential = credential
         self.origin_corrupt = origin_corrupt   # reports a bad regional copy, which is then healed
         self.cache, self.origin_get, self.peers_for = cache, origin_get, peers_for
@@ -283,7 +284,7 @@ class Downloader:
         """The chunk from a peer into the cache, hashed as it streams to disk, reading no more
         than its size: a longer body is a bad peer."""
         host, _, port = address.rpartition(":")   # a checked host:port (the coordinator's PeerAddress)
-        url = httpx.URL(scheme="http", host=host.strip("[]"), port=int(port), path=f"/chunks/{ref.digest}")
+        url = httpx.URL(scheme=self.scheme, host=host.strip("[]"), port=int(port), path=f"/chunks/{ref.digest}")
         with self.http.stream("GET", url,
                               headers={HEADER: self.credential()}, timeout=self.timeout_s) as r:
             if r.status_code == 503:

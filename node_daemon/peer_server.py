@@ -1,10 +1,13 @@
 """A host's peer server: serves the chunks it holds to other hosts in its datacenter (those
 holding the datacenter's peer credential, see `peerauth`), within its upload cap. Anyone can
 connect before a credential is checked, so connections are capped (one beyond the cap is closed
-at once) and a connection that sends nothing for `idle_timeout_s` is closed."""
+at once) and a connection that sends nothing for `idle_timeout_s` is closed. With `tls` it speaks
+HTTPS only: the TLS handshake runs in the connection's own thread, within the same idle timeout,
+so a client that stalls it holds one connection slot, never the accept loop."""
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,7 +21,8 @@ SLICE = 64 << 10
 class PeerServer:
     def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
                  upload: TokenBucket | None = None, auth: PeerAuth | None = None, advertise: str | None = None,
-                 max_uploads: int = 2, max_connections: int = 64, idle_timeout_s: float = 30.0):
+                 max_uploads: int = 2, max_connections: int = 64, idle_timeout_s: float = 30.0,
+                 tls: ssl.SSLContext | None = None):
         """Listens on host:port; `advertise` is the address other hosts reach it at (default: the
         one it listens on). At most `max_uploads` chunks go out at once; a request beyond that
         gets 503 at once, so downloaders spread over the holders and each chunk arrives whole soon."""
@@ -55,7 +59,7 @@ class PeerServer:
                 if not outer.slots.acquire(blocking=False):
                     f.close()
                     return self._send(503, b"busy")
-                with f:   # straight from the cache file to the socket (sendfile), a slice per upload token
+                with f:   # from the cache file to the socket (sendfile, if not TLS), a slice per upload token
                     size = os.fstat(f.fileno()).st_size
                     self.send_response(200)
                     self.send_header("Content-Length", str(size))
@@ -78,7 +82,7 @@ class PeerServer:
                 self.wfile.write(body)
 
         Handler.protocol_version = "HTTP/1.1"   # keep-alive: a downloader reuses its connection
-        self.httpd = _CappedServer((host, port), Handler, max_connections)
+        self.httpd = _CappedServer((host, port), Handler, max_connections, tls, idle_timeout_s)
         self.address = advertise or f"{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -96,8 +100,9 @@ class _CappedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128   # the listen backlog: past it, connects wait on SYN retries
 
-    def __init__(self, address, handler, cap: int):
+    def __init__(self, address, handler, cap: int, tls: ssl.SSLContext | None = None, handshake_s: float = 30.0):
         self.connections = threading.BoundedSemaphore(cap)
+        self.tls, self.handshake_s = tls, handshake_s
         super().__init__(address, handler)
 
     def process_request(self, request, client_address):
@@ -112,6 +117,13 @@ class _CappedServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request, client_address):
         try:
+            if self.tls is not None:
+                request.settimeout(self.handshake_s)
+                try:
+                    request = self.tls.wrap_socket(request, server_side=True)
+                except (OSError, ssl.SSLError):   # plain HTTP, a stalled or a bad handshake: closed unanswered
+                    request.close()
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self.connections.release()

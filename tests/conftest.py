@@ -3,6 +3,7 @@ a Ray head plus region and builder nodes, the actors and the Serve API. Started 
 asks for it: unit tests never do."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -54,7 +55,11 @@ def stack(request):
     if parent:
         parent.chmod(0o711)
     s = Stack(keep or parent / "home")
-    s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2, hosts_per_dc=2)
+    # `make test` runs two workers, a stack each: one starts at a time (two Ray clusters starting
+    # at once on two cores timed out a driver waiting for its GCS)
+    with open(Path(tempfile.gettempdir()) / "gantry-test-stack-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        s.up(api_port=free_port(), regions=("us-east", "eu-west"), builders=2, hosts_per_dc=2)
     if os.environ.get("GANTRY_TEST_STACK_UP_FILE"):   # tests/tiers.sh starts the fast tier now
         Path(os.environ["GANTRY_TEST_STACK_UP_FILE"]).touch()
     yield s
@@ -86,7 +91,7 @@ def admin_token(stack):
 
 def client(stack, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=stack.config().api_url, headers=headers, timeout=30)
+    return httpx.Client(base_url=stack.config().api_url, headers=headers, timeout=30, verify=stack.config().http_verify())
 
 
 def host_endpoint(stack, token: str, dc: str) -> httpx.Client:
@@ -94,7 +99,8 @@ def host_endpoint(stack, token: str, dc: str) -> httpx.Client:
     with client(stack, token) as c:
         r = c.get(f"/dc/{dc}/endpoint")
         r.raise_for_status()
-    return httpx.Client(base_url=r.json()["url"], headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return httpx.Client(base_url=r.json()["url"], headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                        verify=stack.config().http_verify())
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +141,17 @@ def redis_url(tmp_path_factory):
     proc.wait(10)
 
 
+def spki_hash(cert_file: str) -> str:
+    """base64(sha256(the certificate's public key)): how Chromium pins a certificate."""
+    import base64
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    key = x509.load_pem_x509_certificate(Path(cert_file).read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 def pytest_collection_modifyitems(items):
     """A test that needs the stack (Ray, rclone, bubblewrap...) is marked `stack`, whatever folder
     it is in: `make fast` runs the others (no Ray; a redis-server at most). Fault and chaos
@@ -148,8 +165,9 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-def browser():
-    """Real headless Chromium (Debian's chromium and chromedriver) driven by Selenium."""
+def browser(stack):
+    """Real headless Chromium (Debian's chromium and chromedriver) driven by Selenium. It trusts
+    the API's certificate by its public key: the stack's CA is not in Chromium's store."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -159,6 +177,8 @@ def browser():
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         opts.add_argument(arg)
+    if stack.config().tls_cert_file:
+        opts.add_argument(f"--ignore-certificate-errors-spki-list={spki_hash(stack.config().tls_cert_file)}")
     d = webdriver.Chrome(service=Service(driver), options=opts)
     yield d
     d.quit()

@@ -1,6 +1,7 @@
 """Shared by the integration tests: real git repositories and waiting on builds."""
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import threading
@@ -78,9 +79,10 @@ def reassemble(stack, region, manifest_digest: str, dest: Path) -> Path:
 
 
 class HTTPStub:
-    """A local HTTP server on 127.0.0.1 that answers every GET `status` with `body(request)`."""
+    """A local HTTP server on 127.0.0.1 that answers every GET `status` with `body(request)`;
+    HTTPS with `tls` (a peer of a stack holds a certificate from its CA: see `peer_tls`)."""
 
-    def __init__(self, body, status: int = 200):
+    def __init__(self, body, status: int = 200, tls=None):
         class H(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
@@ -92,6 +94,8 @@ class HTTPStub:
                 self.end_headers()
                 self.wfile.write(data)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -103,8 +107,8 @@ class HTTPStub:
 class BusyPeer(HTTPStub):
     """Answers every chunk request 503, as a peer whose upload slots are all taken would: forever."""
 
-    def __init__(self):
-        super().__init__(lambda request: b"busy", status=503)
+    def __init__(self, tls=None):
+        super().__init__(lambda request: b"busy", status=503, tls=tls)
 
 
 def ask_unix(path: str, data: bytes) -> bytes:
@@ -127,5 +131,27 @@ def ask_unix(path: str, data: bytes) -> bytes:
 class RoguePeer(HTTPStub):
     """Serves garbage for every chunk."""
 
-    def __init__(self):
-        super().__init__(lambda request: os.urandom(70_000))
+    def __init__(self, tls=None):
+        super().__init__(lambda request: os.urandom(70_000), tls=tls)
+
+
+def api_connection(stack, timeout: float) -> http.client.HTTPConnection:
+    """A raw connection to the stack's API, for requests httpx will not send: HTTPS with the stack's CA."""
+    from urllib.parse import urlparse
+    from gantry.tls import client_context
+    cfg = stack.config()
+    url = urlparse(cfg.api_url)
+    if cfg.ca_file:
+        return http.client.HTTPSConnection(url.hostname, url.port, timeout=timeout, context=client_context(cfg.ca_file))
+    return http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+
+
+def peer_tls(stack):
+    """A server context with a certificate from the stack's CA for 127.0.0.1: what a host that
+    lies holds as well as an honest one (None on a plain-HTTP stack)."""
+    from gantry.cluster.certs import StackCA
+    from gantry.tls import server_context
+    cfg = stack.config()
+    if not cfg.ca_file:
+        return None
+    return server_context(*map(str, StackCA(Path(cfg.ca_file).parent).issue("test-peer", ["127.0.0.1"])))

@@ -15,6 +15,7 @@ from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.peerauth import dc_key
 from gantry.settings import Settings
+from gantry.tls import server_context
 from gantry.topology import StackConfig
 
 URL_TTL_S = 900   # a host's presigned URLs into its region's store last this long
@@ -47,7 +48,8 @@ class RolloutCoordinatorActor:
                                        distrust_s=settings.peer_distrust_s)
         self.endpoint = HostGateway(self.coordinator, stack.jwt_secret(), dc, host=ray.util.get_node_ip_address(),
                                      rate=(settings.host_rate_per_s, settings.host_rate_burst),
-                                     max_body=settings.max_host_report_bytes)
+                                     max_body=settings.max_host_report_bytes,
+                                     tls=server_context(stack.tls_cert_file, stack.tls_key_file) if stack.tls_cert_file else None)
         self.wakeup = threading.Event()
         self.coordinator.on_news = self.wakeup.set
         wake_on_messages(state.deployments.subscribe, self.wakeup, "desired-state")

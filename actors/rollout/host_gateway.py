@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -45,7 +46,9 @@ class Refused(Exception):
 
 class HostGateway:
     def __init__(self, coordinator: Coordinator, secret: str, dc: str, host: str = "127.0.0.1",
-                 port: int = 0, max_body: int = MAX_BODY, threads: int = 32, rate: tuple[float, float] = (50, 200)):
+                 port: int = 0, max_body: int = MAX_BODY, threads: int = 32, rate: tuple[float, float] = (50, 200),
+                 tls: ssl.SSLContext | None = None):
+        """With `tls` it serves HTTPS only (hosts send their tokens here)."""
         self.coordinator, self.secret, self.dc = coordinator, secret, dc
         self.rate = rate   # requests per second per host, and the burst
         self.buckets: dict[str, TokenBucket] = {}
@@ -65,7 +68,7 @@ class HostGateway:
         def serve():
             asyncio.set_event_loop(self.loop)
             self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, host, port)
+            site = web.TCPSite(self.runner, host, port, ssl_context=tls)
             self.loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]
             ready.set()
@@ -74,7 +77,7 @@ class HostGateway:
         threading.Thread(target=serve, daemon=True, name=f"endpoint-{dc}").start()
         if not ready.wait(30):
             raise RuntimeError("the host endpoint did not start")
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
 
     # --- plumbing -----------------------------------------------------------------------------
 

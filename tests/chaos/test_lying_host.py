@@ -14,7 +14,7 @@ from gantry.artifacts.manifest import Manifest
 from gantry.auth import issue_host
 from gantry.state import State
 from conftest import host_endpoint
-from helpers import BusyPeer, commit, wait_build, wait_until
+from helpers import BusyPeer, commit, peer_tls, wait_build, wait_until
 
 DC, REGION = "us-east-a", "us-east"
 STRATEGY = {"steps": [1.0], "minHealthy": 0.5, "bakeS": 0}   # staged everywhere, then activated
@@ -22,11 +22,12 @@ STRATEGY = {"steps": [1.0], "minHealthy": 0.5, "bakeS": 0}   # staged everywhere
 
 class Liar:
     def __init__(self, stack, projects: list[str]):
-        self.peer = BusyPeer()
+        self.peer = BusyPeer(peer_tls(stack))   # a registered host: its certificate is good, its answers are not
         self.address = self.peer.address
         self.id = f"liar-{uuid.uuid4().hex[:6]}"
         token = issue_host(stack.config().jwt_secret(), self.id, DC, projects)
         self.http = host_endpoint(stack, token, DC)
+        self.store = httpx.Client(verify=stack.config().http_verify())
         self.chunks: dict[str, int] = {}    # artifact -> its chunk count, from the manifests it is handed
         self.reports: dict[str, dict] = {}
         self.claimed: set[str] = set()
@@ -52,7 +53,7 @@ class Liar:
             for what in (info, stage):
                 digest = what.get("manifestDigest")
                 if digest and digest not in self.chunks:
-                    m = Manifest.from_bytes(httpx.get(what["manifestURL"]).content, digest)
+                    m = Manifest.from_bytes(self.store.get(what["manifestURL"]).content, digest)
                     self.chunks[digest] = len(m.unique_chunks())
                     self.claimed.add(digest)
             if stage.get("buildID") and stage["buildID"] != target:   # "staged it", at once

@@ -29,7 +29,7 @@ def test_a_10s_redis_outage_costs_time_not_builds(api, stack, new_project):
         r = api.get(f"/projects/{project}/builds")
         answers.append((r.status_code, r.headers.get("retry-after"), r.json()))
         time.sleep(1)
-    health = httpx.get(f"{stack.config().api_url}/healthz", timeout=30)
+    health = httpx.get(f"{stack.config().api_url}/healthz", timeout=30, verify=stack.config().http_verify())
     stack.respawn("redis")
     assert health.status_code == 503 and health.json()["redis"] is False and health.json()["ray"] is True
     assert all(health.json()["stores"].values())

@@ -23,7 +23,7 @@ def idle_project(api, tmp_path):
 
 
 def test_healthz_needs_no_token(stack):
-    r = httpx.get(stack.config().api_url + "/healthz", timeout=30)
+    r = httpx.get(stack.config().api_url + "/healthz", timeout=30, verify=stack.config().http_verify())
     assert r.status_code == 200 and r.json()["ok"] is True
     assert r.json()["redis"] is True and r.json()["ray"] is True
     assert r.json()["stores"] == {region.name: True for region in stack.config().regions}

@@ -19,7 +19,7 @@ GANTRY = str(Path(sys.executable).parent / "gantry")
 @pytest.fixture(scope="module")
 def cli(stack):
     """Run `gantry ...` as a user would, with GANTRY_URL and GANTRY_TOKEN set."""
-    env = {**os.environ, "GANTRY_URL": stack.config().api_url,
+    env = {**os.environ, "GANTRY_URL": stack.config().api_url, "GANTRY_CA": stack.config().ca_file,
            "GANTRY_TOKEN": issue(stack.config().jwt_secret(), "cli-user", admin=True)}
 
     def run(*args, timeout=300):
@@ -135,7 +135,7 @@ def test_sdk_http_and_in_cluster_clients_agree(stack, tmp_path):
     name = f"sdk-{uuid.uuid4().hex[:8]}"
     repo, sha = make_repo(tmp_path / name, "mkdir -p dist && echo sdk > dist/v")
     token = issue(stack.config().jwt_secret(), "sdk-user", admin=True)
-    http = HttpClient(stack.config().api_url, token)
+    http = HttpClient(stack.config().api_url, token, stack.config().ca_file)
     stack.connect()
     local = InClusterClient(token)
 

@@ -14,7 +14,7 @@ from gantry.constants import NAMESPACE, coordinator_name
 from conftest import client, host_endpoint
 from gantry.artifacts import bitfield
 from gantry.auth import issue_host
-from helpers import RoguePeer, commit, wait_build, wait_until
+from helpers import RoguePeer, commit, peer_tls, wait_build, wait_until
 
 FAST = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 0.5}
 FINAL = {"COMPLETED", "ROLLED_BACK", "ABORTED", "SUPERSEDED", "FAILED"}
@@ -180,7 +180,7 @@ def test_a_peer_serving_corrupt_chunks_is_detected_and_avoided(api, stack, new_p
     project, sha, _ = new_project("mkdir -p dist && head -c 4194304 /dev/urandom > dist/blob")
     b = build(api, project, sha)
     digest = api.get(f"/projects/{project}/builds/{b}").json()["artifact"]["digest"]
-    rogue, stop = RoguePeer(), threading.Event()
+    rogue, stop = RoguePeer(peer_tls(stack)), threading.Event()   # a host with a certificate, serving garbage
     tokens = {dc: issue_host(stack.config().jwt_secret(), f"rogue-{dc}", dc) for dc in ("us-east-a", "eu-west-a")}
 
     n = api.get(f"/projects/{project}/builds/{b}").json()["artifact"]["chunks"]

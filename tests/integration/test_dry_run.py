@@ -39,7 +39,7 @@ def test_a_dry_run_creates_nothing_and_predicts_within_a_factor_of_two(api, stac
                    json={"buildID": b, "strategy": {**STRATEGY, "regionWaves": [["mars"]]}})
     assert bad.status_code == 400 and "mars" in bad.json()["detail"]
     assert api.post(f"/projects/{project}/deployments?dryRun=true", json={"buildID": "0" * 32}).status_code == 404
-    env = {**os.environ, "GANTRY_URL": stack.config().api_url,
+    env = {**os.environ, "GANTRY_URL": stack.config().api_url, "GANTRY_CA": stack.config().ca_file,
            "GANTRY_TOKEN": issue(stack.config().jwt_secret(), "cli-user", admin=True)}
     cli = [GANTRY, "deploy", project, b, "--steps", "1,1.0", "--bake", "1", "--dry-run"]
     r = subprocess.run(cli, capture_output=True, text=True, timeout=120, env=env)

@@ -37,7 +37,8 @@ def push_payload(sha: str, branch: str = "main", before: str = "0" * 40) -> dict
 def deliver(stack, project: str, body: bytes, event: str = "push", delivery: str | None = None,
             secret: str = SECRET, signature: str | None = None) -> httpx.Response:
     sig = signature or "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(f"{stack.config().api_url}/webhooks/github/{project}", content=body, timeout=30, headers={
+    return httpx.post(f"{stack.config().api_url}/webhooks/github/{project}", content=body, timeout=30,
+                      verify=stack.config().http_verify(), headers={
         "X-Hub-Signature-256": sig, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
         "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/abc123"})
 
@@ -92,7 +93,8 @@ def test_bad_signatures_other_branches_and_events_build_nothing(stack, api, hook
     r = deliver(stack, name, b"{not json")
     assert r.status_code == 400 and r.json()["error"] == "invalid push payload"
     assert api.get(f"/projects/{name}/builds").json()["builds"] == []
-    unhooked = httpx.post(f"{stack.config().api_url}/webhooks/github/no-such-project", content=body)
+    unhooked = httpx.post(f"{stack.config().api_url}/webhooks/github/no-such-project", content=body,
+                          verify=stack.config().http_verify())
     assert unhooked.status_code == 404
 
 

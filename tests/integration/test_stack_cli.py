@@ -8,7 +8,7 @@ import httpx
 
 from conftest import host_endpoint
 
-from gantry.cluster.stack import free_port
+from gantry.cluster.stack import Stack, free_port
 from gantry.state import State
 from helpers import wait_until
 
@@ -24,14 +24,17 @@ def test_up_twice_is_safe_and_status_reports(stack):
     assert "already running" in out
     status = json.loads(gantry("status", "--home", str(stack.home), "--json").stdout)
     assert status["running"] and status["apiHealthy"] and status["apiURL"] == stack.config().api_url
-    assert status["dashboardURL"].startswith("http://127.0.0.1:")
+    assert status["dashboardURL"].startswith("https://127.0.0.1:") and status["caFile"] == stack.config().ca_file
+    assert f"TLS        CA {stack.config().ca_file}" in gantry("status", "--home", str(stack.home)).stdout
 
 
 def test_token_command_gives_a_working_token(stack):
     token = gantry("token", "--home", str(stack.home), "--user", "dana", "--project", "web").stdout.strip()
-    r = httpx.get(stack.config().api_url + "/projects/web/builds", headers={"Authorization": f"Bearer {token}"})
+    r = httpx.get(stack.config().api_url + "/projects/web/builds", headers={"Authorization": f"Bearer {token}"},
+                  verify=stack.config().http_verify())
     assert r.status_code == 404  # authorised for 'web', which is not registered
-    r = httpx.get(stack.config().api_url + "/projects/api/builds", headers={"Authorization": f"Bearer {token}"})
+    r = httpx.get(stack.config().api_url + "/projects/api/builds", headers={"Authorization": f"Bearer {token}"},
+                  verify=stack.config().http_verify())
     assert r.status_code == 403
 
 
@@ -42,7 +45,7 @@ def test_a_host_token_speaks_for_its_host_and_datacenter_only(stack):
     with host_endpoint(stack, token, "eu-west-a") as coordinator:
         assert coordinator.post("/heartbeat", json=body).status_code == 200
         assert coordinator.post("/heartbeat", json={**body, "hostID": "edge-2"}).status_code == 403
-    assert httpx.get(url + "/projects", headers=auth).status_code == 403   # the user API is not for hosts
+    assert httpx.get(url + "/projects", headers=auth, verify=stack.config().http_verify()).status_code == 403   # the user API is not for hosts
     assert gantry("token", "--home", str(stack.home), "--host", "edge-1", check=False).returncode == 2
 
 
@@ -70,7 +73,9 @@ def test_second_stack_in_another_home_and_down_stops_only_it(stack, tmp_path):
     gantry("up", "--home", str(home), "--api-port", str(port), "--regions", "solo", "--builders", "1",
            "--hosts-per-dc", "1")
     try:
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["ok"] is True
+        second = Stack(home).config()
+        assert second.ca_file != stack.config().ca_file   # a stack of its own, with a CA of its own
+        assert httpx.get(f"https://127.0.0.1:{port}/healthz", verify=second.http_verify()).json()["ok"] is True
         pids = json.loads((home / "pids.json").read_text())
     finally:
         gantry("down", "--home", str(home))

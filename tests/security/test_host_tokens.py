@@ -35,7 +35,7 @@ def test_a_host_token_cannot_speak_for_another_host_or_datacenter(stack, victim)
         assert c.get("/dc/eu-west-a/endpoint").status_code == 403   # not told where another datacenter reports
     with host_endpoint(stack, issue_host(secret, "x", "eu-west-a"), "eu-west-a") as eu:
         r = httpx.post(str(eu.base_url).rstrip("/") + "/heartbeat", json=report("intruder", region="eu-west"),
-                       headers={"Authorization": f"Bearer {token}"})
+                       headers={"Authorization": f"Bearer {token}"}, verify=stack.config().http_verify())
         assert r.status_code == 403                        # its own ID, but another datacenter's endpoint
     after = state.hosts.get("us-east-a", victim)
     assert after["address"] == before["address"] and "victims" not in state.hosts.targets("us-east-a", victim)
@@ -49,7 +49,8 @@ def test_tokens_that_are_not_host_tokens_or_are_malformed_are_refused(stack, vic
     unbound = jwt.encode({"sub": "host:x", "host": True, "exp": 4_000_000_000}, secret, algorithm="HS256")
     url = str(host_endpoint(stack, issue_host(secret, victim, "us-east-a"), "us-east-a").base_url).rstrip("/") + "/"
     for token, code in ((user, 403), (unbound, 401), ("forged." + user.split(".", 1)[1], 401)):
-        r = httpx.post(url + "heartbeat", json=report(victim), headers={"Authorization": f"Bearer {token}"})
+        r = httpx.post(url + "heartbeat", json=report(victim), headers={"Authorization": f"Bearer {token}"},
+                       verify=stack.config().http_verify())
         assert r.status_code == code, r.text
         with client(stack, token) as c:
             assert c.get("/dc/us-east-a/endpoint").status_code == code

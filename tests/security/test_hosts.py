@@ -20,6 +20,7 @@ from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.daemon import NodeDaemon
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
+from gantry.tls import client_context
 from gantry.peerauth import HEADER, PeerAuth, dc_key
 from gantry.uids import PROJECT_UIDS
 from helpers import wait_build
@@ -116,9 +117,10 @@ def peer_address(stack, host_id: str) -> str:
     return argv[argv.index("--listen") + 1]
 
 
-def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+def get(url: str, headers: dict | None = None, ca_file: str = "") -> tuple[int, bytes]:
+    context = client_context(ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10, context=context) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -131,18 +133,18 @@ def test_peer_servers_answer_only_their_datacenter_and_only_chunk_digests(stack,
     planted.mkdir(parents=True)
     (planted / hexd).write_bytes(b"a file outside the chunk cache")
     host = next(h for h in stack.hosts() if h.startswith("us-east"))
-    base = f"http://{peer_address(stack, host)}"
-    secret = stack.config().jwt_secret()
+    base = f"https://{peer_address(stack, host)}"
+    secret, ca = stack.config().jwt_secret(), stack.config().ca_file
     own = PeerAuth(dc_key(secret, "us-east-a")).credential("us-east-a-h1")
     foreign = PeerAuth(dc_key(secret, "eu-west-a")).credential("eu-west-a-h0")
     forged = own.rsplit(":", 1)[0] + ":" + "0" * 64
     traversal = f"{base}/chunks/{tmp_path / 'elsewhere'}:{hexd}"
-    assert get(traversal)[0] == 401
+    assert get(traversal, ca_file=ca)[0] == 401
     for cred in (foreign, forged, "us-east-a-h1:1:abc"):
-        assert get(traversal, {HEADER: cred})[0] == 401, cred
-    code, body = get(traversal, {HEADER: own})
+        assert get(traversal, {HEADER: cred}, ca)[0] == 401, cred
+    code, body = get(traversal, {HEADER: own}, ca)
     assert code == 400 and b"outside" not in body
-    assert get(f"{base}/chunks/blake3:{hexd}", {HEADER: own})[0] == 404
+    assert get(f"{base}/chunks/blake3:{hexd}", {HEADER: own}, ca)[0] == 404
 
 
 class FloodingPeer:

@@ -60,7 +60,7 @@ def test_build_directories_live_under_the_home_made_fresh(stack):
 
 def test_secrets_files_are_private(stack):
     for name in ("stack.json", "pids.json", "jwt.secret", "s3.credentials", "redis.password", "redis.conf",
-                 "ray.token"):
+                 "ray.token", "tls/ca.key", "tls/server.key"):
         path = stack.home / name
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
         r = as_nobody("cat", str(path))
@@ -68,9 +68,13 @@ def test_secrets_files_are_private(stack):
 
 
 def test_redis_requires_the_password(stack):
-    """User nobody read a project's webhook secret with redis-cli."""
+    """User nobody read a project's webhook secret with redis-cli. Redis speaks TLS only: plain
+    is reset, and inside TLS (nobody cannot read the CA, so it skips the check) the password is
+    still asked for."""
     port = stack.pids()["redis"]["port"]
     r = as_nobody("redis-cli", "-h", "127.0.0.1", "-p", str(port), "keys", "*")
+    assert r.returncode != 0 and "NOAUTH" not in r.stdout and "gantry" not in r.stdout, r
+    r = as_nobody("redis-cli", "--tls", "--insecure", "-h", "127.0.0.1", "-p", str(port), "keys", "*")
     assert "NOAUTH" in r.stdout + r.stderr, r
 
 
@@ -86,7 +90,7 @@ def test_no_secret_on_any_command_line(stack):
 def test_the_blob_store_still_requires_its_key(stack):
     region = stack.config().primary
     s3 = boto3.client("s3", endpoint_url=region.s3_endpoint, aws_access_key_id="guess",
-                      aws_secret_access_key="guess", region_name="us-east-1",
+                      aws_secret_access_key="guess", region_name="us-east-1", verify=region.ca_file or None,
                       config=Config(retries={"max_attempts": 1}))
     with pytest.raises(ClientError):
         s3.list_objects_v2(Bucket=region.bucket)
