@@ -6,6 +6,7 @@ that was given up for dead can never overwrite the result of its replacement.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -55,6 +56,19 @@ class BuildFailed(Exception):
     def __init__(self, reason: str, exit_code: int | None = None):
         super().__init__(reason)
         self.exit_code = exit_code
+
+
+def out_of_disk(path, error: BaseException, min_free: int = 1 << 20) -> str:
+    """Why a failure is the builder's disk being full ("" if it is not): the error says
+    ENOSPC, or the filesystem of `path` has less than `min_free` bytes left after it."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = None
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error) \
+            or (free is not None and free < min_free):
+        return f"the builder ran out of disk ({free if free is not None else '?'} bytes free in {path})"
+    return ""
 
 
 class CheckIn(threading.Thread):
@@ -119,14 +133,19 @@ class BuildRunner:
                 outcome = self._publish(build_id, owner, output, checkin, save_cache)
             finally:
                 os.close(output)
-        except BuildFailed as e:
-            self._log(build_id, f"FAILED: {e}")
-            outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
-                "error": str(e), "exitCode": e.exit_code,
-                "logTail": self.state.logs.tail(build_id, 2048)})
-        except InfraFault as e:
-            self._log(build_id, f"infrastructure fault: {e}")
-            outcome = self._retry(build_id, owner, str(e))
+        except (BuildFailed, InfraFault, OSError) as e:
+            full = out_of_disk(workdir or self.stack.builds_dir or self.stack.home, e)
+            if isinstance(e, InfraFault) and not full:
+                self._log(build_id, f"infrastructure fault: {e}")
+                outcome = self._retry(build_id, owner, str(e))
+            elif isinstance(e, OSError) and not full:
+                raise
+            else:   # the build's own failure, or a disk it filled: another attempt would fill it again
+                error = f"{full}: {e}" if full else str(e)
+                self._log(build_id, f"FAILED: {error}")
+                outcome = self._finish(build_id, owner, BuildStatus.FAILED, {
+                    "error": error, "exitCode": getattr(e, "exit_code", None),
+                    "logTail": self.state.logs.tail(build_id, 2048)})
         except _Stopped:
             outcome = checkin.why
         finally:
