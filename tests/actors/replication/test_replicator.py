@@ -129,3 +129,47 @@ def test_a_job_queued_for_now_wakes_its_regions_replicator(world):
             out.append(m["data"])
         return out
     assert messages(heard) == [b, b] and messages(elsewhere) == []
+
+
+def test_a_full_store_makes_replication_retry_with_the_stores_error_then_finish_once_there_is_room(world):
+    """A real S3 server (rclone) on a real 2 MB disk (tmpfs): 4 MB of chunks do not fit. The job
+    is RETRYING with the store's own error (rclone says InternalError; its log says "no space
+    left on device"), keeps what landed, and finishes once the disk has room."""
+    import secrets
+    import subprocess
+    import time
+    from gantry.artifacts.blobstore import S3BlobStore
+    from gantry.cluster.processes import bin_path, free_port, stop_group
+    store, primary, _, tmp = world
+    disk = tmp / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    (disk / "eu").mkdir()
+    port, key, secret = free_port(), f"k{secrets.token_hex(6)}", secrets.token_hex(20)
+    rclone = subprocess.Popen([bin_path("rclone"), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
+                               str(disk)], env={**os.environ, "RCLONE_AUTH_KEY": f'"{key},{secret}"'},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        target = S3BlobStore(f"http://127.0.0.1:{port}", "eu", key, secret, max_attempts=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                target.reachable()
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "rclone did not start"
+                time.sleep(0.1)
+        b, m = published_build(store, primary, output(tmp, "big", os.urandom(4 << 20)))
+        rep = Replicator("eu", store, primary, target, direct_fetch(primary), SETTINGS)
+        assert rep.tick() == [(b, "RETRYING")]
+        row = rows(store, b)["eu"]
+        assert row["replicationStatus"] == "RETRYING" and "InternalError" in row["error"], row
+        landed = int(row["chunksTransferred"])
+        assert 0 < landed < len(m.unique_chunks())   # what fit stays: the retry does not send it again
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)   # room again
+        assert rep.tick() == [(b, "SUCCEEDED")]
+        assert int(rows(store, b)["eu"]["chunksTransferred"]) == len(m.unique_chunks())
+        assert all(target.has(chunk_key(c.digest)) for c in m.unique_chunks())
+    finally:
+        stop_group(rclone.pid)
+        subprocess.run(["umount", "-l", str(disk)], check=False)
