@@ -88,31 +88,40 @@ def alive(pid: int) -> bool:
 
 
 def stop_group(pid: int, sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
-    """Stop the process group `pid` leads (a process started in a session of its own), and every
-    process below it that outlives the group (Ray puts each worker in a process group of its own):
-    `sig`, then SIGKILL after `grace_s`."""
-    below = descendants(pid)
+    """Stop the process group `pid` leads (see `stop_groups`)."""
+    stop_groups([pid], sig, grace_s)
+
+
+def stop_groups(pids: list[int], sig: int = signal.SIGTERM, grace_s: float = 10) -> None:
+    """Stop the process groups these processes lead (each started in a session of its own), and
+    every process below them that outlives its group (Ray puts each worker in a process group of
+    its own): `sig` to all at once, SIGKILL to those left after `grace_s`. At once, because a Ray
+    node whose head is gone waits out the whole grace."""
+    below = [child for pid in pids for child in descendants(pid)]
     for s, wait in ((sig, grace_s), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(pid, s)
-        except ProcessLookupError:
-            break
+        for pid in pids:
+            try:
+                os.killpg(pid, s)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
-        while alive(pid) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not alive(pid):
+        if not any(alive(pid) for pid in pids):
             break
-    try:
-        os.killpg(pid, signal.SIGKILL)  # children left in the group
-    except ProcessLookupError:
-        pass
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # children left in the group
+        except ProcessLookupError:
+            pass
     for child, started in below:
         if (fields := proc_stat(child)) and fields[19] == started:
             try:
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass

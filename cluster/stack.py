@@ -7,6 +7,7 @@ exactly those process groups and nothing else.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -15,18 +16,18 @@ import signal
 import socket
 import subprocess
 import tempfile
-import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from gantry.cluster.services import redis_ping, start_redis, start_s3
 from gantry.cluster.shape import BuilderSpec, HostSpec, Shape, to_start
-from gantry.cluster.processes import HOST, alive, bin_path, free_port, loopback, stop_group, wait_for
+from gantry.cluster.processes import HOST, alive, bin_path, free_port, loopback, stop_group, stop_groups, wait_for
 from gantry.constants import BUILD_CPU, BUILD_MEMORY, BUILDER_RESOURCE, HEAD_RESOURCE, region_resource
 from gantry.settings import Settings
 from gantry.tls import client_context
-from gantry.topology import Region, StackConfig, write_private
+from gantry.topology import StackConfig, write_private
 
 PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
@@ -124,18 +125,20 @@ class Stack:
         if self.stack_file.exists() and self.pids() and all(self.running().values()) and self.api_healthy():
             say(f"already running: {self.config().api_url} (home {self.home})")
             return self.config()
-        if any(self.running().values()):
-            say("a previous stack in this home is partly running; stopping it first")
-            self.down(say=lambda *_: None)
         was = Shape.load(self.shape_file)
         shape = to_start(was, api_port, regions, builders, builder_cpus, builder_memory_mb, hosts_per_dc,
                          s3_bwlimit_mbps, Settings().build_memory_bytes >> 20, plain_http)
+        keep = self._agents_that_stay(was, shape)
+        if any(self.running().values()):
+            say("a previous stack in this home is partly running; " + (
+                f"restarting its control plane ({len(keep)} running host agents stay)" if keep else "stopping it first"))
+            self.down(say=lambda *_: None, keep=keep)
         if was:
             say(f"this home ran {was.describe()}; starting {shape.describe()}" if shape != was
                 else f"bringing back the stack this home ran: {shape.describe()}")
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)   # others may pass through (to a build's workspace), list nothing
-        self.pids_file.unlink(missing_ok=True)
+        write_private(self.pids_file, json.dumps({k: v for k, v in self.pids().items() if k in keep}).encode())
         self._secret("jwt.secret", lambda: secrets.token_hex(32))
         self._secret("ray.token", lambda: uuid.uuid4().hex)
         s3_key = self._secret("s3.credentials", lambda: f"gantry{secrets.token_hex(6)},{secrets.token_hex(20)}")
@@ -152,8 +155,8 @@ class Stack:
         scheme = "http" if shape.plain_http else "https"
         self._starting = True
         try:
-            redis_url = self._start_redis(redis_password, *tls)
-            region_cfgs = [self._start_s3(r, access_key, secret_key, shape.s3_bwlimit_mbps, *tls) for r in shape.regions]
+            redis_url = start_redis(self, redis_password, *tls)
+            region_cfgs = [start_s3(self, r, access_key, secret_key, shape.s3_bwlimit_mbps, *tls) for r in shape.regions]
             gcs_port, dashboard_port = free_port(), free_port()
             cfg = StackConfig(
                 home=str(self.home), redis_url=redis_url, regions=region_cfgs,
@@ -174,7 +177,7 @@ class Stack:
                 self._wait_nodes(2 + len(shape.regions) + i)
             self._deploy(shape.api_port)
             wait_for(lambda: self.api_healthy(cfg.api_url), 120, "the API to answer")
-            for h in shape.hosts:
+            for h in (h for h in shape.hosts if f"host-{h.host_id}" not in keep):
                 self.start_host(h.host_id, h.region, h.dc, h.max_up_mbps, h.max_down_mbps, h.peers, list(h.projects))
         except BaseException:
             say(f"start-up failed; logs in {self.logs}. Stopping what was started.")
@@ -186,6 +189,14 @@ class Stack:
         say(f"gantry is up: API {cfg.api_url}, Ray dashboard {cfg.dashboard_url}, home {self.home}"
             + (f"; clients trust the stack's CA {cfg.ca_file} (GANTRY_CA)" if cfg.ca_file else ""))
         return cfg
+
+    def _agents_that_stay(self, was: Shape | None, shape: Shape) -> set[str]:
+        """Running host agents that `up` leaves running: a host's agent needs only the API, at
+        the same URL and CA, so the loss of the control plane (the Ray head, say) need not restart it."""
+        if not was or (was.api_port, was.plain_http) != (shape.api_port, shape.plain_http):
+            return set()
+        running = self.running()
+        return {f"host-{h.host_id}" for h in shape.hosts if h in was.hosts and running.get(f"host-{h.host_id}")}
 
     def _secret(self, name: str, make) -> str:
         path = self.home / name
@@ -208,50 +219,11 @@ class Stack:
         os.chmod(path, 0o711)
         return str(path)
 
-    def _start_redis(self, password: str, ca: str, cert: str, key: str) -> str:
-        """Redis on a free port (TLS only, with a CA); returns its URL."""
-        port = free_port()
-        (self.home / "redis").mkdir(mode=0o700, exist_ok=True)
-        conf = self.home / "redis.conf"   # the password goes in a 0600 file, not on the command line
-        listen = [f"port {port}"] if not ca else [
-            "port 0", f"tls-port {port}", f"tls-cert-file {cert}", f"tls-key-file {key}", f"tls-ca-cert-file {ca}",
-            "tls-auth-clients no"]   # clients prove themselves with the password, inside TLS
-        write_private(conf, "\n".join([
-            f"bind {HOST}", *listen, f"dir {self.home / 'redis'}", "appendonly yes",
-            "appendfsync always", 'save ""', "protected-mode yes", "daemonize no",
-            f"requirepass {password}"]).encode() + b"\n")
-        argv = [shutil.which("redis-server") or "/usr/bin/redis-server", str(conf)]
-        self._spawn("redis", argv, port=port)
-        url = (f"rediss://:{password}@{HOST}:{port}/0?ssl_ca_certs={urllib.parse.quote(ca)}" if ca
-               else f"redis://:{password}@{HOST}:{port}/0")
-        wait_for(lambda: self._redis_ping(url), 30, "redis")
-        return url
-
     def restart_redis(self, kill_signal: int = signal.SIGKILL) -> None:
         """Kill Redis (by default with SIGKILL, as a crash) and start it again on its port."""
         self.stop_process("redis", kill_signal)
         self.respawn("redis")
-        wait_for(lambda: self._redis_ping(self.config().redis_url), 30, "redis")
-
-    @staticmethod
-    def _redis_ping(url: str) -> bool:
-        import redis
-        return redis.Redis.from_url(url, socket_timeout=1).ping()
-
-    def _start_s3(self, region: str, access_key: str, secret_key: str, bwlimit_mbps: float = 0,
-                  ca: str = "", cert: str = "", key: str = "") -> Region:
-        port = free_port()
-        root = self.home / "s3" / region
-        bucket = f"gantry-{region}"
-        (root / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a top-level directory is a bucket
-        # the key goes through rclone's environment (RCLONE_AUTH_KEY), never on its command line
-        self._spawn(f"s3-{region}", [bin_path("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}", "--config", "/dev/null"]
-                    + ([f"--bwlimit={int(bwlimit_mbps * 1e6 / 1024)}k"] if bwlimit_mbps else [])
-                    + (["--cert", cert, "--key", key, "--min-tls-version", "tls1.2"] if cert else []) + [str(root)],
-                    {"RCLONE_AUTH_KEY": f'"{access_key},{secret_key}"'}, port=port,   # a CSV list of one pair
-                    bwlimit_mbps=bwlimit_mbps)
-        wait_for(lambda: socket.create_connection((HOST, port), timeout=1).close() or True, 30, f"S3 for {region}")
-        return Region(name=region, s3_endpoint=f"{'https' if cert else 'http'}://{HOST}:{port}", bucket=bucket, ca_file=ca)
+        wait_for(lambda: redis_ping(self.config().redis_url), 30, "redis")
 
     def _short_dir(self, kind: str) -> str:
         """A per-stack directory under /tmp: short (Unix socket paths are limited to 107 bytes)
@@ -405,7 +377,8 @@ class Stack:
         worker outlives its raylet long enough to finish a build)."""
         self.stop_process(name, signal.SIGKILL)
 
-    def down(self, say=print) -> None:
+    def down(self, say=print, keep: set[str] = frozenset()) -> None:
+        """Stop every process `up` started in this home (but those named in `keep`)."""
         pids = self.pids()
         if not pids:
             say(f"nothing running in {self.home}")
@@ -416,11 +389,15 @@ class Stack:
                 ray.shutdown()
         except Exception:
             pass
-        # workers first, the head and the services last
-        order = sorted(pids, key=lambda n: (not n.startswith("host-"), n == "ray-head", not n.startswith("ray-"), n))
-        for name in order:
-            self.stop_process(name)
-        self.pids_file.unlink(missing_ok=True)
+        # hosts, then the Ray worker nodes, the head, and the services last; each tier at once
+        order = sorted(set(pids) - set(keep),
+                       key=lambda n: (not n.startswith("host-"), n == "ray-head", not n.startswith("ray-"), n))
+        for _, tier in itertools.groupby(order, key=lambda n: (n.startswith("host-"), n == "ray-head", n.startswith("ray-"))):
+            stop_groups([pids[name]["pid"] for name in tier])
+        if keep:
+            write_private(self.pids_file, json.dumps({k: pids[k] for k in keep if k in pids}, indent=2).encode())
+        else:
+            self.pids_file.unlink(missing_ok=True)
         shutil.rmtree(self._short_dir("gantry-ray"), ignore_errors=True)
         if self.stack_file.exists():
             shutil.rmtree(self.config().builds_dir, ignore_errors=True)
