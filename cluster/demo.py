@@ -128,6 +128,9 @@ def main() -> int:
 
     print(f"\nAPI        {cfg.api_url}")
     print(f"dashboard  {cfg.api_url}/ui#token={token}")
+    if cfg.ca_file:
+        print(f"TLS        every listener's certificate is from the stack's CA {cfg.ca_file}: import it into "
+              "your browser, or it warns about the dashboard; the CLI uses it by itself (GANTRY_CA elsewhere)")
     print(f"token      {token}")
     print(f"metrics    {stack.status()['metricsURL']}   (Prometheus text; every node: gantry status --json)")
     print(f"The stack keeps running. Stop it with: make down   (or .venv/bin/gantry down --home {home})")

@@ -392,8 +392,11 @@ class Stack:
         # hosts, then the Ray worker nodes, the head, and the services last; each tier at once
         order = sorted(set(pids) - set(keep),
                        key=lambda n: (not n.startswith("host-"), n == "ray-head", not n.startswith("ray-"), n))
-        for _, tier in itertools.groupby(order, key=lambda n: (n.startswith("host-"), n == "ray-head", n.startswith("ray-"))):
-            stop_groups([pids[name]["pid"] for name in tier])
+        headless = "ray-head" in pids and not alive(pids["ray-head"]["pid"])
+        for (_, _, ray_node), tier in itertools.groupby(
+                order, key=lambda n: (n.startswith("host-"), n == "ray-head", n.startswith("ray-"))):
+            # a Ray node whose head is gone cannot drain: it would only wait out the grace
+            stop_groups([pids[name]["pid"] for name in tier], signal.SIGKILL if ray_node and headless else signal.SIGTERM)
         if keep:
             write_private(self.pids_file, json.dumps({k: pids[k] for k in keep if k in pids}, indent=2).encode())
         else:

@@ -155,12 +155,13 @@ def spki_hash(cert_file: str) -> str:
 def pytest_collection_modifyitems(items):
     """A test that needs the stack (Ray, rclone, bubblewrap...) is marked `stack`, whatever folder
     it is in: `make fast` runs the others (no Ray; a redis-server at most). Fault and chaos
-    tests kill parts of the shared stack; they run after everything else, and the whole-stack
-    restart last of all."""
+    tests kill parts of the shared stack; they run after everything else, and the restarts of the
+    whole stack and of its Ray head last of all."""
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
-    items.sort(key=lambda item: ("test_whole_stack_restart" in item.nodeid, "test_faults" in item.nodeid,
+    restarts = ("test_whole_stack_restart", "test_head_loss")   # last, one to each worker (tests/tiers.sh)
+    items.sort(key=lambda item: (any(r in item.nodeid for r in restarts), "test_faults" in item.nodeid,
                                  "/chaos/" in item.nodeid))
 
 
