@@ -62,6 +62,7 @@ class Coordinator:
         self._staging_began: dict[str, float] = {}   # deployment -> when this datacenter began staging it
         self.memory = memory or HostMemory()   # soft state: liveness, what Redis holds, targets' versions
         self.started = clock()
+        self.first_report: float | None = None   # since it started: hosts can reach it (the API is up)
         self._build_info: dict[str, dict] = {}
         self._held: set[tuple[str, str]] = set()   # (build, region) whose replica has landed
         self._manifest_urls: dict[str, tuple[str, float]] = {}   # manifest digest -> (signed URL, reuse until)
@@ -87,6 +88,7 @@ class Coordinator:
         serves, and what it reports, count only within it. Announces count only for the
         artifacts of its own targets, with their manifests' chunk counts."""
         now = self.clock()
+        self.first_report = self.first_report or now
         if allowed is not None:
             serving = sorted(allowed if serving is None else set(serving) & allowed)
             projects = {p: r for p, r in projects.items() if p in allowed}
@@ -244,10 +246,15 @@ class Coordinator:
         now = self.clock()
         hosts = self.state.hosts.in_dc(self.dc)
         lost_after = self.memory.lost_after(self.lost_after_s)
+        # A host not heard from since a restart gets a full period from the first report any host
+        # made since (its path here works: the API is up and names this endpoint); while none has
+        # reported, three periods from the start (the rest of the control plane may be starting).
+        since, wait = (self.first_report, lost_after) if self.first_report else (self.started, 3 * lost_after)
         for h in hosts:
-            with self.lock:   # memory knows; a host not heard from since a restart gets a full period
-                seen = self.memory.last_seen(h["hostID"]) or max(int(h.get("updatedAt") or 0) / 1000, self.started)
-            if h.get("state") != HostState.LOST and now - seen > lost_after:
+            with self.lock:   # memory knows
+                seen = self.memory.last_seen(h["hostID"])
+            silent = now - seen if seen else min(now - int(h.get("updatedAt") or 0) / 1000, now - since)
+            if h.get("state") != HostState.LOST and silent > (lost_after if seen else wait):
                 self.state.hosts.mark_lost(self.dc, h["hostID"])
                 h["state"], h["lostAt"] = HostState.LOST, str(int(now * 1000))
                 with self.lock:
