@@ -53,7 +53,7 @@ class HostTLS:
 
     def client(self) -> ssl.SSLContext | bool:
         """For the API, the coordinator's endpoint and peers: the stack's CA only."""
-        return client_context(self.ca) if self.ca else True
+        return verify(self.ca)
 
     def store_client(self) -> ssl.SSLContext | bool:
         """For the region's store: the system's roots (a cloud store) and the stack's CA (a local one)."""

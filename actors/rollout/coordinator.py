@@ -253,7 +253,7 @@ class Coordinator:
         for h in hosts:
             with self.lock:   # memory knows
                 seen = self.memory.last_seen(h["hostID"])
-            silent = now - seen if seen else min(now - int(h.get("updatedAt") or 0) / 1000, now - since)
+            silent = now - (seen or max(int(h.get("updatedAt") or 0) / 1000, since))
             if h.get("state") != HostState.LOST and silent > (lost_after if seen else wait):
                 self.state.hosts.mark_lost(self.dc, h["hostID"])
                 h["state"], h["lostAt"] = HostState.LOST, str(int(now * 1000))
