@@ -77,3 +77,23 @@ def api_requests():
 def api_latency():
     return _metric("histogram", "gantry_api_request_seconds", "API request latency by route, method and status code",
                    ("route", "method", "code"), tuple(LATENCY_BOUNDS))
+
+
+def gc_reclaimed_bytes():
+    return _metric("counter", "gantry_gc_reclaimed_bytes_total", "Bytes garbage collection deleted from a region's store",
+                   ("region",))
+
+
+def gc_reclaimed_objects():
+    return _metric("counter", "gantry_gc_reclaimed_objects_total",
+                   "Objects (chunks, manifests) garbage collection deleted from a region's store", ("region",))
+
+
+def gc_kept_bytes():
+    return _metric("gauge", "gantry_gc_kept_bytes", "Bytes a region's store holds for kept builds and caches, "
+                   "at the last sweep", ("region",))
+
+
+def gc_kept_objects():
+    return _metric("gauge", "gantry_gc_kept_objects", "Objects a region's store holds for kept builds and caches, "
+                   "at the last sweep", ("region",))

@@ -56,7 +56,8 @@ class Archiver:
         return keep
 
     def run(self, cutoff_ms: int, batch: int = 1000, max_file_bytes: int = 64 << 20) -> dict[str, int]:
-        """Move every finished, unpinned build created before cutoff_ms. Returns counts per project.
+        """Move every finished, unpinned build created before cutoff_ms but the SUCCEEDED ones (kept
+        for deploys until retention expires them). Returns counts per project.
         Reads `batch` index entries at a time and writes a file per month whenever the rows held
         reach max_file_bytes (logs may be MiBs each), so memory stays bounded."""
         moved = {}
@@ -69,17 +70,34 @@ class Archiver:
                 for member in members:
                     build_id = listing.split(member)[1]
                     rec = self.state.builds.get(build_id)
-                    if not rec or build_id in keep or not BuildStatus(rec["buildStatus"]).terminal:
-                        continue
-                    repl, log = self.state.replication.rows(build_id), self.state.logs.read(build_id, 0, 1 << 62)
-                    pending.setdefault(month_of(int(rec["createdAt"])), []).append((rec, repl, log))
-                    held += len(log) + 1024
+                    status = BuildStatus(rec["buildStatus"]) if rec else None
+                    if not rec or build_id in keep or not status.terminal or status == BuildStatus.SUCCEEDED:
+                        continue   # a SUCCEEDED build stays until retention expires it (retention/)
+                    held = self._hold(rec, pending, held)
                     if held >= max_file_bytes:
                         moved[project] = moved.get(project, 0) + self._write(project, pending)
                         pending, held = {}, 0
             if pending:
                 moved[project] = moved.get(project, 0) + self._write(project, pending)
         return moved
+
+    def move(self, project: str, build_ids: list[str], max_file_bytes: int = 64 << 20) -> int:
+        """Move these builds (retention expired them) whatever their age; returns how many moved."""
+        pending: dict[str, list[tuple]] = {}
+        held = moved = 0
+        for build_id in build_ids:
+            rec = self.state.builds.get(build_id)
+            if rec and rec.get("projectName") == project and BuildStatus(rec["buildStatus"]).terminal:
+                held = self._hold(rec, pending, held)
+            if held >= max_file_bytes:
+                moved, pending, held = moved + self._write(project, pending), {}, 0
+        return moved + (self._write(project, pending) if pending else 0)
+
+    def _hold(self, rec: dict, pending: dict[str, list[tuple]], held: int) -> int:
+        build_id = rec["buildID"]
+        repl, log = self.state.replication.rows(build_id), self.state.logs.read(build_id, 0, 1 << 62)
+        pending.setdefault(month_of(int(rec["createdAt"])), []).append((rec, repl, log))
+        return held + len(log) + 1024
 
     def _write(self, project: str, by_month: dict[str, list[tuple]]) -> int:
         for month, rows in by_month.items():

@@ -3,6 +3,7 @@ atomic (a reader never sees a partial object), and content-addressed keys alread
 not written again."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +35,13 @@ class BlobNotFound(KeyError):
     pass
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    written: float    # epoch seconds (S3 gives whole seconds)
+
+
 class BlobStore(Protocol):
     def has(self, key: str) -> bool: ...
     def put(self, key: str, data: bytes) -> bool: ...          # True if written, False if present
@@ -42,6 +50,8 @@ class BlobStore(Protocol):
     def put_file(self, key: str, path: Path) -> None: ...
     def get_file(self, key: str, path: Path) -> None: ...
     def list(self, prefix: str) -> list[str]: ...             # keys under prefix, sorted
+    def list_meta(self, prefix: str) -> list[StoredObject]: ...  # the same with size and time written
+    def delete(self, keys: list[str]) -> None: ...             # gone; a missing key is no error
 
 
 class FsBlobStore:
@@ -84,6 +94,20 @@ class FsBlobStore:
         root = self.root.resolve()
         return sorted(k for k in (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
                       if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+
+    def list_meta(self, prefix: str) -> list[StoredObject]:
+        out = []
+        for key in self.list(prefix):
+            try:
+                st = self._path(key).stat()
+            except FileNotFoundError:
+                continue
+            out.append(StoredObject(key, st.st_size, st.st_mtime))
+        return out
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
 
 
 class S3BlobStore:
@@ -157,10 +181,20 @@ class S3BlobStore:
         self.s3.download_file(self.bucket, key, str(path), Config=self.transfer)
 
     def list(self, prefix: str) -> list[str]:
-        keys = []
+        return [o.key for o in self.list_meta(prefix)]
+
+    def list_meta(self, prefix: str) -> list[StoredObject]:
+        out = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", [])]
-        return sorted(keys)
+            out += [StoredObject(o["Key"], o["Size"], o["LastModified"].timestamp()) for o in page.get("Contents", [])]
+        return sorted(out, key=lambda o: o.key)
+
+    def delete(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):   # DeleteObjects takes 1,000 keys at most
+            batch = keys[i:i + 1000]
+            out = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            if errors := [e for e in out.get("Errors", []) if e.get("Code") not in ("NoSuchKey", "404")]:
+                raise OSError(f"{len(errors)} objects not deleted from {self.bucket}, first: {errors[0]}")
 
 
 def s3_for(region, access_key: str, secret_key: str, **kw) -> S3BlobStore:

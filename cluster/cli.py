@@ -123,6 +123,11 @@ def _api_commands(sub) -> None:
     proj.add_argument("--burst", type=int, help="with --rate")
     proj.add_argument("--prestage", action=argparse.BooleanOptionalAction, default=None,
                       help="stage each build on the project's hosts as soon as it succeeds")
+    rt = proj.add_argument_group("retention (each flag changes only what it names)")
+    rt.add_argument("--keep-last", type=int, help="successful builds kept whatever else holds (default 20)")
+    rt.add_argument("--keep-deployed-days", type=float, help="a build deployed this recently is kept (default 30)")
+    rt.add_argument("--cache-unused-days", type=float, help="a build cache unused this long goes (default 14)")
+    rt.add_argument("--cache-max-bytes", type=int, help="the project's caches, least recently used go first past this")
     bs = proj.add_argument_group("build settings, for commits without a gantry.toml (any of them replaces "
                                  "the project's build settings; the file's keys win where it has one)")
     bs.add_argument("--build-command", help="sh -c, in the checkout, with no network")
@@ -201,6 +206,19 @@ def _api_commands(sub) -> None:
     a.add_argument("--project")
     a.add_argument("--limit", type=int, default=20)
     a.add_argument("--cursor")
+
+    for name, pinned, help in (("pin", True, "pin a build: retention keeps it (also `gantry build pin`)"),
+                               ("unpin", False, "unpin a build: its project's retention decides again")):
+        pn = cmd(name, help, commands.pin, json_out=True)
+        pn.add_argument("project")
+        pn.add_argument("build")
+        pn.set_defaults(pinned=pinned)
+
+    g = cmd("gc", "garbage collection now (admin): expire what retention lets go, sweep every store",
+            commands.gc, json_out=True)
+    g.add_argument("--dry-run", action="store_true", help="say what would go and why; change nothing")
+    g.add_argument("--grace", type=float, help="seconds: objects written more recently stay (default: the stack's)")
+    g.add_argument("--last", action="store_true", help="show the last pass's report instead")
 
     ar = cmd("archive", "move finished builds older than --older-than seconds to the archive now (admin)",
              commands.archive, json_out=True)
@@ -312,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     _stack_commands(sub)
     _api_commands(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] in (["build", "pin"], ["build", "unpin"]):   # `gantry build pin P B` is `gantry pin P B`
+        argv = argv[1:]
     a = ap.parse_args(argv)
     missing = [m for m in CONTROL_PLANE if a.cmd in ("up", "serve", "token") and importlib.util.find_spec(m) is None]
     try:

@@ -6,6 +6,7 @@ import getpass
 import json
 import sys
 
+from gantry.client import GantryError
 from gantry.cluster.stack import Stack
 from gantry.statuses import BuildStatus, DeploymentStatus
 
@@ -108,7 +109,8 @@ def project(a) -> int:
                                  f"deploy: {json.dumps(p.deploy) if p.deploy else '-'}",
                                  f"egressAllow: {', '.join(p.egressAllow) or 'nothing'}",
                                  f"webhook: {'configured' if p.webhookConfigured else 'none'} ({p.webhookPath}), "
-                                 f"prestage: {p.prestage}, coalesce: {p.coalesce}"]))
+                                 f"prestage: {p.prestage}, coalesce: {p.coalesce}",
+                                 f"retention: {json.dumps(p.retention.model_dump())}"]))
     else:
         if (a.rate is None) != (a.burst is None):
             raise UsageError("--rate and --burst go together")
@@ -116,11 +118,56 @@ def project(a) -> int:
                                    "fetch": a.fetch, "cache": a.cache, "cpus": a.cpus, "memoryMB": a.memory_mb,
                                    "submodules": a.submodules}.items() if v is not None}
         deploy = {k: v for k, v in {"start": a.start, "health": a.health}.items() if v is not None}
+        retention = {k: v for k, v in {"keepLast": a.keep_last, "keepDeployedDays": a.keep_deployed_days,
+                                       "cacheUnusedDays": a.cache_unused_days, "cacheMaxBytes": a.cache_max_bytes}.items()
+                     if v is not None}
+        if retention:    # the flags change only what they name
+            retention = {**_current_retention(c, a.name), **retention}
         p = c.register(a.name, a.repo, webhook_secret=a.webhook_secret, default_branch=a.default_branch,
                        coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None, prestage=a.prestage,
-                       build=build or None, deploy=deploy or None, egress_allow=a.egress_allow)
+                       build=build or None, deploy=deploy or None, egress_allow=a.egress_allow,
+                       retention=retention or None)
         _print(a, p, f"project {p.projectName} registered; GitHub webhook URL path: {p.webhookPath}")
     return 0
+
+
+def _current_retention(c, name: str) -> dict:
+    try:
+        return c.project(name).retention.model_dump()
+    except GantryError as e:
+        if e.status == 404:
+            return {}
+        raise
+
+
+def pin(a) -> int:
+    b = client_for(a).pin(a.project, a.build, a.pinned)
+    _print(a, b, f"build {b.buildID} {'pinned: retention keeps it' if b.pinned else 'unpinned'}")
+    return 0
+
+
+def gc(a) -> int:
+    c = client_for(a)
+    r = c.gc_report() if a.last else c.gc(a.dry_run, a.grace)
+    if getattr(a, "json", False):
+        return _print(a, r) or 0
+    lines = [f"{'dry run: ' if r.dryRun else ''}{r.sweep} ({r.seconds:.1f} s, started {r.startedAt})"]
+    for name, p in r.projects.items():
+        verb = "would expire" if r.dryRun else "expired"
+        lines += [f"{name}: {len(p.kept)} builds kept, {len(p.expired)} {verb}, {len(p.caches)} caches "
+                  f"{'would go' if r.dryRun else 'dropped'}, {p.archived} records archived"]
+        lines += [f"  {verb} {e.buildID}: {e.reason}" for e in p.expired]
+        lines += [f"  cache {d.branch}: {d.reason}" for d in p.caches]
+    rows = [[region, t.keptObjects, _mib(t.keptBytes), t.reclaimedObjects, _mib(t.reclaimedBytes), t.youngObjects]
+            for region, t in r.regions.items()]
+    gone = "WOULD GO" if r.dryRun else "RECLAIMED"
+    lines.append(_table(rows, ["REGION", "KEPT", "KEPT MiB", gone, f"{gone} MiB", "IN GRACE"]))
+    print("\n".join(lines))
+    return 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}"
 
 
 def build(a) -> int:

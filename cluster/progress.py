@@ -19,7 +19,8 @@ from gantry.statuses import DeploymentStatus as D
 from gantry.statuses import ReplicationStatus as R
 
 STYLE = {B.SUCCEEDED: "green", D.COMPLETED: "green", R.REPLICATED: "green", B.FAILED: "red", B.DEAD: "red",
-         D.ROLLED_BACK: "red", D.ABORTED: "red", B.CANCELLED: "yellow", D.SUPERSEDED: "yellow", D.PAUSED: "yellow"}
+         D.ROLLED_BACK: "red", D.ABORTED: "red", B.CANCELLED: "yellow", D.SUPERSEDED: "yellow", D.PAUSED: "yellow",
+         B.EXPIRED: "dim"}
 
 
 def _status(s: str) -> Text:

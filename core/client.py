@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from gantry.tls import verify
-from gantry.models import (ArchiveResult, AuditPage, Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
+from gantry.admin_models import ArchiveResult, AuditPage, GcReport
+from gantry.models import (Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
                            DeploymentAccepted, DeploymentPage, Host, Prediction, Project)
 from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL, DeploymentOp
 
@@ -44,6 +45,10 @@ ROUTES = {
     "rollback": ("POST", "/projects/{projectName}/rollback"),
     "audit": ("GET", "/audit"),
     "archive": ("POST", "/admin/archive"),
+    "pin_build": ("PUT", "/projects/{projectName}/builds/{buildID}/pin"),
+    "unpin_build": ("DELETE", "/projects/{projectName}/builds/{buildID}/pin"),
+    "gc": ("POST", "/admin/gc"),
+    "gc_report": ("GET", "/admin/gc"),
 }
 
 
@@ -84,11 +89,14 @@ class _Client(ABC):
     def register(self, name: str, repo_url: str, *, webhook_secret: str | None = None,
                  default_branch: str | None = None, coalesce: bool | None = None,
                  rate_limit: tuple[float, int] | None = None, prestage: bool | None = None,
-                 build: dict | None = None, deploy: dict | None = None, egress_allow: list[str] | None = None) -> Project:
+                 build: dict | None = None, deploy: dict | None = None, egress_allow: list[str] | None = None,
+                 retention: dict | None = None) -> Project:
         """Register or update a project. `build`, `deploy` and `egress_allow`, when given, replace
-        the project's build settings (used where a commit has no gantry.toml)."""
+        the project's build settings (used where a commit has no gantry.toml); `retention` its
+        retention policy (fields left out take their defaults)."""
         body = {"repoURL": repo_url, "webhookSecret": webhook_secret, "defaultBranch": default_branch,
                 "coalesce": coalesce, "prestage": prestage, "build": build, "deploy": deploy, "egressAllow": egress_allow,
+                "retention": retention,
                 "rateLimit": {"perSecond": rate_limit[0], "burst": rate_limit[1]} if rate_limit else None}
         out = self._call("put_project", projectName=name, body={k: v for k, v in body.items() if v is not None})
         return Project.model_validate(out.get("project", out))  # in-cluster answers {created, project}
@@ -194,6 +202,18 @@ class _Client(ABC):
 
     def archive(self, older_than_s: float | None = None) -> ArchiveResult:
         return ArchiveResult.model_validate(self._call("archive", olderThanS=older_than_s))
+
+    def pin(self, project: str, build_id: str, pinned: bool = True) -> Build:
+        """Pinned, retention keeps the build whatever its policy says; unpinned, the policy decides."""
+        return Build.model_validate(self._call("pin_build" if pinned else "unpin_build",
+                                               projectName=project, buildID=build_id))
+
+    def gc(self, dry_run: bool = False, grace_s: float | None = None) -> GcReport:
+        """A garbage-collection pass now (admin); `dry_run` only reports what would go and why."""
+        return GcReport.model_validate(self._call("gc", dryRun=dry_run, graceS=grace_s))
+
+    def gc_report(self) -> GcReport:
+        return GcReport.model_validate(self._call("gc_report"))
 
 
 class HttpClient(_Client):

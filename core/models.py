@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gantry.retention import RetentionIn
 from gantry.builds import BRANCH_RE, DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
@@ -59,6 +60,7 @@ class ProjectIn(BaseModel):
     egressAllow: list[str] | None = Field(default=None, max_length=64,
                                           description="host or host:port the fetch step may reach (80 and 443 "
                                                       "when no port is given)")
+    retention: RetentionIn | None = Field(default=None, description="replaces the project's retention policy")
 
     @field_validator("repoURL")
     @classmethod
@@ -83,6 +85,7 @@ class Project(BaseModel):
     build: dict = Field(default_factory=dict)
     deploy: dict = Field(default_factory=dict)
     egressAllow: list[str] = Field(default_factory=list)
+    retention: RetentionIn = Field(default_factory=RetentionIn)
 
 
 class BuildDetails(BaseModel):
@@ -195,6 +198,9 @@ class Build(BaseModel):
     buildSeconds: float | None = None   # the build step
     cache: BuildCache | None = None
     resources: BuildResources | None = None
+    pinned: bool = False                # retention keeps it whatever else holds
+    expiredAt: str | None = None        # EXPIRED: when retention let it go...
+    expiredReason: str | None = None    # ...and why
 
 
 class BuildLog(BaseModel):
@@ -421,22 +427,6 @@ class DeploymentPage(BaseModel):
     limit: int
 
 
-class AuditEntry(BaseModel):
-    auditID: str
-    at: str
-    user: str
-    action: str
-    project: str | None
-    target: str | None
-    detail: dict
-
-
-class AuditPage(BaseModel):
-    entries: list[AuditEntry]
-    nextCursor: str | None
-    limit: int
-
-
 class WebhookResult(BaseModel):
     delivery: str | None
     queued: bool                 # a build was queued by this delivery (or by its first delivery)
@@ -444,7 +434,3 @@ class WebhookResult(BaseModel):
     reason: str
     buildID: str | None = None
     superseded: list[str] = []
-
-
-class ArchiveResult(BaseModel):
-    moved: dict[str, int]

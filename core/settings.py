@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     rate_project_burst: float = 60.0
     archive_after_s: float = 30 * 24 * 3600.0   # finished builds older than this move to Parquet
     archive_interval_s: float = 3600.0
+    gc_interval_s: float = 6 * 3600.0   # a garbage-collection pass (retention, then mark and sweep) this often
+    gc_grace_s: float = 3600.0          # an object written this recently is never swept
+    gc_drain_s: float = 600.0           # a sweep waits this long for publishes and cache saves in flight
+    gc_writer_lease_s: float = 60.0     # a publish's fence lease (renewed), so a crashed one blocks no sweep for long
     metrics_interval_s: float = 5.0     # how often gauges (queue depth, builds by status) refresh
 
     @property

@@ -3,7 +3,8 @@
 The tables are the rules; the Redis scripts enforce them atomically (they are rendered with these
 names, see `gantry.state.scripts`), and nothing else spells a status as a string.
 
-  builds        QUEUED -> BUILDING -> DEPLOYING -> SUCCEEDED; FAILED, CANCELLED, DEAD end it early
+  builds        QUEUED -> BUILDING -> DEPLOYING -> SUCCEEDED (-> EXPIRED by retention); FAILED, CANCELLED,
+                DEAD end it early
   replication   (one row per build and region) PENDING -> RETRYING* -> REPLICATED | FAILED
   deployments   IN_PROGRESS <-> PAUSED -> COMPLETED | ROLLED_BACK | ABORTED | SUPERSEDED
   hosts         idle -> downloading -> active | failed; any -> lost (silent); lost -> as reported
@@ -23,6 +24,7 @@ class BuildStatus(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     DEAD = "DEAD"               # infrastructure faults used up its retries
+    EXPIRED = "EXPIRED"         # SUCCEEDED once; retention let it go: its chunks may be swept, it deploys no more
 
     @property
     def terminal(self) -> bool:
@@ -73,7 +75,7 @@ TIMED_OUT = "TIMED_OUT"   # a simulation's outcome when its deployment had not e
 
 B, R, D, H = BuildStatus, ReplicationStatus, DeploymentStatus, HostState
 
-BUILD_TERMINAL = frozenset({B.SUCCEEDED, B.FAILED, B.CANCELLED, B.DEAD})
+BUILD_TERMINAL = frozenset({B.SUCCEEDED, B.FAILED, B.CANCELLED, B.DEAD, B.EXPIRED})
 DEPLOYMENT_ACTIVE = frozenset({D.IN_PROGRESS, D.PAUSED})
 DEPLOYMENT_TERMINAL = frozenset(D) - DEPLOYMENT_ACTIVE
 
@@ -86,6 +88,7 @@ BUILD_FROM: dict[BuildStatus, frozenset[BuildStatus]] = {
     B.FAILED: frozenset({B.BUILDING, B.DEPLOYING}),
     B.CANCELLED: frozenset({B.QUEUED, B.BUILDING, B.DEPLOYING}),
     B.DEAD: frozenset({B.BUILDING}),
+    B.EXPIRED: frozenset({B.SUCCEEDED}),
 }
 
 REPLICATION_FROM: dict[ReplicationStatus, frozenset[ReplicationStatus]] = {

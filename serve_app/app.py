@@ -17,14 +17,16 @@ from ray import serve
 from gantry.archive.files import ArchiveReader
 from gantry.artifacts.blobstore import s3_for
 from gantry.constants import HEAD, MONITOR, NAMESPACE, SCHEDULER
-from gantry.models import (ArchiveResult, Prediction, AuditPage, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
+from gantry.admin_models import ArchiveResult, AuditPage, GcReport
+from gantry.models import (Prediction, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
                            Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Host, Project, ProjectIn,
                            RollbackIn, WebhookResult)
 from gantry import auth
 from gantry.serve_app.errors import ApiError
 from gantry.serve_app.dc_endpoints import DcEndpoints
 from gantry.serve_app.http import CACHED, app, cached
-from gantry.serve_app.service import MAX_AGE_S, Service
+from gantry.serve_app.retention_ops import MAX_AGE_S, MAX_GRACE_S
+from gantry.serve_app.service import Service
 from gantry.settings import Settings
 from gantry.state import State
 from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_ACTIVE, BuildStatus, DeploymentOp, DeploymentStatus
@@ -64,7 +66,7 @@ class GantryAPI(DcEndpoints):
         self.state = State(self.stack.redis_url)
         reader = ArchiveReader(s3_for(self.stack.primary, self.stack.s3_access_key, self.stack.s3_secret_key))
         self.service = Service(self.stack, self.settings, self.state, reader, nudge=self._nudge_scheduler,
-                               archive_now=self._archive_now)
+                               archive_now=self._archive_now, gc_now=self._gc_now)
         self._health_stores = {r.name: s3_for(r, self.stack.s3_access_key, self.stack.s3_secret_key, max_attempts=1,
                                               timeout_s=2) for r in self.stack.regions}
         self._scheduler = None
@@ -84,6 +86,10 @@ class GantryAPI(DcEndpoints):
     @staticmethod
     def _archive_now(older_than_s: float) -> dict:
         return ray.get(ray.get_actor(MONITOR, namespace=NAMESPACE).archive.remote(older_than_s), timeout=300)
+
+    @staticmethod
+    def _gc_now(dry_run: bool, grace_s: float | None, user: str) -> dict:
+        return ray.get(ray.get_actor(MONITOR, namespace=NAMESPACE).gc.remote(dry_run, grace_s, user), timeout=3600)
 
     def invoke(self, token: str, op: str, kwargs: dict) -> dict:
         """The in-cluster SDK's door: {"ok": result} or {"error": {status, error, detail}}."""
@@ -136,6 +142,15 @@ class GantryAPI(DcEndpoints):
         if op != "CANCEL":
             raise ApiError(400, "unknown op", "supported: op=CANCEL")
         return self.service.op_cancel_build(who, projectName, buildID)
+
+    @app.put("/projects/{projectName}/builds/{buildID}/pin", response_model=Build)
+    def pin_build(self, projectName: str, buildID: str, request: Request):
+        """Retention keeps a pinned build whatever its policy says."""
+        return self.service.op_pin_build(self._principal(request), projectName, buildID)
+
+    @app.delete("/projects/{projectName}/builds/{buildID}/pin", response_model=Build)
+    def unpin_build(self, projectName: str, buildID: str, request: Request):
+        return self.service.op_unpin_build(self._principal(request), projectName, buildID)
 
     @app.patch("/projects/{projectName}/builds", response_model=Build)
     def patch_builds(self, projectName: str, body: CancelIn, request: Request, op: str = Query(...)):
@@ -194,6 +209,17 @@ class GantryAPI(DcEndpoints):
     def post_archive(self, request: Request, olderThanS: float | None = Query(None, ge=0, le=MAX_AGE_S)):
         """Move finished builds older than olderThanS (default: the configured age) to the archive now."""
         return self.service.op_archive(self._principal(request), olderThanS)
+
+    @app.post("/admin/gc", response_model=GcReport)
+    def post_gc(self, request: Request, dryRun: bool = False, graceS: float | None = Query(None, ge=0, le=MAX_GRACE_S)):
+        """A garbage-collection pass now: expire the builds and caches retention lets go, then sweep
+        every regional store (dryRun: only say what would go and why). graceS overrides the grace period."""
+        return self.service.op_gc(self._principal(request), dryRun, graceS)
+
+    @app.get("/admin/gc", response_model=GcReport)
+    def get_gc(self, request: Request):
+        """The last garbage-collection pass's report."""
+        return self.service.op_gc_report(self._principal(request))
 
     # --- health and the dashboard ------------------------------------------------------------
 

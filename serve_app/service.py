@@ -24,18 +24,20 @@ from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, Strategy
 from gantry import auth
 from gantry.serve_app import prediction, views
 from gantry.serve_app.errors import ApiError, problems
+from gantry.serve_app.retention_ops import RetentionOps
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
+from gantry.state.deployments import BuildExpired
 from gantry.statuses import DEPLOYMENT_OPS, BuildStatus, DeploymentStatus
 from gantry.topology import StackConfig
 
 WEBHOOK_USER = "github-webhook"
-MAX_AGE_S = 100 * 365 * 24 * 3600
 
 # What the in-cluster SDK may call through `invoke`: each name is an `op_<name>` method below.
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
            "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
-           "deployment_op", "list_hosts", "rollback", "audit", "archive")
+           "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
+           "gc_report")
 
 
 def _check_name(name: str) -> None:
@@ -78,14 +80,16 @@ def _parse(model: type[BaseModel], body) -> BaseModel:
 
 
 
-class Service:
+class Service(RetentionOps):
     def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
                  nudge: Callable[[], None] = lambda: None,
-                 archive_now: Callable[[float], dict] | None = None):
+                 archive_now: Callable[[float], dict] | None = None,
+                 gc_now: Callable[[bool, float | None, str], dict] | None = None):
         self.stack, self.settings, self.state, self.archive_reader = stack, settings, state, archive_reader
         self.secret = stack.jwt_secret()
         self._nudge_scheduler = nudge            # wakes the scheduler; it polls anyway
         self._archive_now = archive_now          # runs the archiver now (the monitor actor)
+        self._gc_now = gc_now                    # a garbage-collection pass now (the monitor actor)
         self.predictor = prediction.Predictor(stack)
 
     def user(self, authorization: str | None) -> auth.Principal:
@@ -171,6 +175,8 @@ class Service:
             options.update(ratePerS=body.rateLimit.perSecond, rateBurst=body.rateLimit.burst)
         if body.prestage is not None:
             options["prestage"] = "1" if body.prestage else "0"
+        if body.retention is not None:
+            options["retention"] = body.retention.model_dump_json()
         options.update(self._build_settings(body))
         created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
             who.user, "project.register", projectName, None,
@@ -323,6 +329,8 @@ class Service:
     def _deployable(self, project: str, build_id: str) -> dict:
         """A SUCCEEDED build, or a DEPLOYING one: a region deploys it once its replica lands."""
         rec, archived = self._find(project, build_id)
+        if rec["buildStatus"] == BuildStatus.EXPIRED:
+            raise ApiError(409, "build expired", f"retention let it go: {rec.get('expiredReason')}; build the commit again")
         if rec["buildStatus"] not in (BuildStatus.SUCCEEDED.value, BuildStatus.DEPLOYING.value):
             raise ApiError(409, "build is not deployable",
                            f"build is {rec['buildStatus']}; only SUCCEEDED or DEPLOYING builds deploy")
@@ -343,9 +351,12 @@ class Service:
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
         previous = self.state.deployments.last_completed_build(project)
         previous = previous if previous != build_id else None
-        dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
-                                  who.user, audit=lambda dep_id: audit.prepare(
-                                      who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
+        try:
+            dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
+                                                who.user, audit=lambda dep_id: audit.prepare(
+                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
+        except BuildExpired:
+            raise ApiError(409, "build expired", "retention let it go as this deployment was made; build the commit again")
         if action != "rollback":
             self.predictor.later(dep["deploymentID"], project, build, strategy.model_dump())
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
@@ -409,16 +420,18 @@ class Service:
             target = self._deployable(projectName, body.buildID)
         else:
             current = self.state.deployments.desired(projectName).get("buildID")
-            target = next((b for b in self.state.deployments.completed_builds(projectName) if b != current), None)
+            live = [b for b in self.state.deployments.completed_builds(projectName) if b != current]
+            target = next((rec for b in live if (rec := self.state.builds.get(b))
+                           and rec["buildStatus"] in (BuildStatus.SUCCEEDED, BuildStatus.DEPLOYING)), None)
             if target is None:
-                raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of this project")
-            target = self.state.builds.get(target) or {"buildID": target}
+                raise ApiError(409, "nothing to roll back to", "no earlier completed deployment of a build that "
+                                                               "is still kept (see retention)")
         self._write_allowed(projectName, project)
         everywhere = [[r.name for r in self.stack.regions]]   # a rollback moves every region at once
         return self._deploy(who, projectName, target, StrategyIn(steps=[1.0], bakeS=0, regionWaves=everywhere),
                             "rollback")
 
-    # --- audit and archive (admins) -------------------------------------------------------------
+    # --- audit (admins; retention and the archive: retention_ops.py) -------------------------------------------------------------
 
     def op_audit(self, who: auth.Principal, project: str | None = None, nextCursor: str | None = None,
                  limit: str | int | None = None) -> dict:
@@ -428,13 +441,3 @@ class Service:
         n = _limit(limit)
         entries, cursor = self.state.audit.page(project or None, n, _cursor(nextCursor))
         return {"entries": entries, "nextCursor": cursor, "limit": n}
-
-    def op_archive(self, who: auth.Principal, olderThanS: float | None = None) -> dict:
-        self._admin(who, "archiving builds")
-        age = self.settings.archive_after_s if olderThanS is None else olderThanS
-        if not isinstance(age, (int, float)) or not 0 <= age <= MAX_AGE_S:
-            raise ApiError(400, "invalid olderThanS", f"an age in seconds from 0 to {MAX_AGE_S}")
-        moved = self._archive_now(float(age))
-        self.state.audit.record(audit.prepare(who.user, "archive", None, None, {"olderThanS": age, "moved": moved}))
-        return {"moved": moved}
-

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from gantry.retention import RetentionIn
 from gantry.clock import iso_ms
 from gantry.redact import redact
 from gantry.settings import Settings
@@ -60,6 +61,9 @@ def public_record(h: dict[str, str], replication: list[dict] | None = None) -> d
         "buildSeconds": secs("buildSeconds"),
         "cache": json.loads(h["cache"]) if h.get("cache") else None,
         "resources": json.loads(h["resources"]) if h.get("resources") else None,
+        "pinned": h.get("pinned") == "1",
+        "expiredAt": iso_ms(num("expiredAt")),
+        "expiredReason": h.get("expiredReason") or None,
     }
 
 
@@ -95,7 +99,8 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
             "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
             "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1",
             "build": json.loads(p.get("buildSettings") or "{}"), "deploy": json.loads(p.get("deploySettings") or "{}"),
-            "egressAllow": json.loads(p.get("egressAllow") or "[]")}
+            "egressAllow": json.loads(p.get("egressAllow") or "[]"),
+            "retention": RetentionIn.model_validate(json.loads(p.get("retention") or "{}")).model_dump()}
 
 
 def deployment_summary(dep: dict) -> dict:

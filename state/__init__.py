@@ -10,6 +10,7 @@ from gantry.state.builds import Builds, DuplicateBuild, TransitionRefused
 from gantry.state.caches import Caches
 from gantry.state.connection import connect
 from gantry.state.deployments import Deployments
+from gantry.state.gc import Retention
 from gantry.state.hosts import Hosts
 from gantry.state.logs import Logs
 from gantry.state.projects import Projects
@@ -34,6 +35,7 @@ class State:
         self.deployments = Deployments(self.r, clock)
         self.hosts = Hosts(self.r, clock)
         self.rates = RateLimiter(self.r)
+        self.retention = Retention(self.r, clock)
 
     def ping(self) -> bool:
         return bool(self.r.ping())

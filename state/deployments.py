@@ -16,6 +16,10 @@ from gantry.state.connection import read_fields, read_hashes
 from gantry.statuses import DeploymentStatus
 
 
+class BuildExpired(Exception):
+    """Retention expired the build: its chunks may be gone, it deploys no more."""
+
+
 class Deployments:
     def __init__(self, r: redis.Redis, clock: Callable[[], int]):
         self.r, self.clock = r, clock
@@ -37,8 +41,11 @@ class Deployments:
             prev = self.r.hget(keys.desired(project), "deploymentID") or ""
             version = self._create(
                 keys=[keys.deploy(dep_id), keys.deploys(project), keys.desired(project), keys.deployed(),
-                      keys.deploy(prev) if prev else keys.deploy(dep_id), *audit_entries.keys_for(entry)],
+                      keys.deploy(prev) if prev else keys.deploy(dep_id), *audit_entries.keys_for(entry),
+                      keys.build(build_id)],
                 args=[json.dumps(fields), now, entry, prev, keys.desired_channel()])
+            if version == -2:
+                raise BuildExpired(build_id)
             if version != -1:
                 return fields
 
@@ -94,6 +101,15 @@ class Deployments:
         for status, build_id in read_fields(self.r, [keys.deploy(i) for i in ids], ("status", "buildID")):
             if status == DeploymentStatus.COMPLETED and build_id not in out:
                 out.append(build_id)
+        return out
+
+    def deployed_at(self, project: str) -> dict[str, int]:
+        """build -> when its newest deployment was created (ms)."""
+        ids = self.r.zrange(keys.deploys(project), 0, -1)
+        out: dict[str, int] = {}
+        for build_id, created in read_fields(self.r, [keys.deploy(i) for i in ids], ("buildID", "createdAt")):
+            if build_id and created:
+                out[build_id] = max(out.get(build_id, 0), int(created))
         return out
 
     def last_completed_build(self, project: str) -> str | None:

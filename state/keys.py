@@ -6,7 +6,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | project:{name}               | hash   | name, repoURL, createdAt, webhookSecret, defaultBranch, coalesce, ratePerS, rateBurst, prestage, buildSettings, deploySettings, egressAllow (JSON) |
 | projects                     | set    | project names                                                   |
 | prestaged                    | set    | projects whose builds are staged on their hosts once they SUCCEED |
-| build:{id}                   | hash   | the build record (buildStatus, leaseOwner, artifact*, ...)      |
+| build:{id}                   | hash   | the build record (buildStatus, leaseOwner, artifact*, pinned, expiredAt, expiredReason, ...) |
 | builds:{project}             | zset   | score 0, member "<createdAt ms>:<buildID>" (lexical = time)     |
 | queue                        | zset   | buildID -> queue score (priority, then arrival)                 |
 | delayed                      | zset   | buildID -> ms when a retried build may run again                |
@@ -39,7 +39,10 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | audit:entries                | hash   | auditID -> the entry as JSON                                    |
 | audit:seq                    | string | counter that orders entries of the same millisecond            |
 | rate:{scope}                 | hash   | a token bucket: tokens, at (expires when full)                  |
-| cache:{project}              | hash   | branch -> its build cache as JSON: {paths: {path: manifest digest}, buildID, savedAt} |
+| cache:{project}              | hash   | branch -> its build cache as JSON: {paths: {path: manifest digest}, buildID, savedAt, usedAt, bytes} |
+| gc:writers                   | zset   | writers that may reuse stored chunks (publishes, cache saves) -> lease expiry ms (Redis time) |
+| gc:sweep                     | string | the sweeper's token while it deletes (expires by itself)       |
+| gc:last                      | string | the last garbage-collection pass's report, JSON                 |
 
 Pub/sub channel `desired` (prefixed like a key): a project's name, each time its desired build changes.
 Pub/sub channel `replq:{region}`: a build ID, each time a job is queued in the region for now.
@@ -58,6 +61,12 @@ def project(name: str) -> str: return _k("project", name)
 def projects() -> str: return _k("projects")
 def prestaged() -> str: return _k("prestaged")
 def build_cache(name: str) -> str: return _k("cache", name)
+
+
+# retention
+def gc_writers() -> str: return _k("gc", "writers")
+def gc_sweep() -> str: return _k("gc", "sweep")
+def gc_last() -> str: return _k("gc", "last")
 
 
 # builds and their queue

@@ -9,7 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"}
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "DEAD", "EXPIRED"}
 
 
 def git(repo: Path, *args: str) -> str:

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import ray
 import redis
@@ -16,6 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from gantry.actors import metrics
 from gantry.archive.files import Archiver
+from gantry.actors.retention.collector import GarbageCollector, Options
 from gantry.actors.build.attempt import BuildRunner
 from gantry.actors.build.monitor import HeartbeatMonitor
 from gantry.actors.build.scheduler import Scheduler, Size
@@ -217,12 +219,17 @@ class BuildMonitorActor:
         stack = StackConfig.load(stack_file)
         self.state = State(stack.redis_url)
         self.monitor = HeartbeatMonitor(self.state.builds, s)
-        self.archiver = Archiver(self.state,
-                                 s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key))
+        stores = {r.name: s3_for(r, stack.s3_access_key, stack.s3_secret_key) for r in stack.regions}
+        self.archiver = Archiver(self.state, stores[stack.primary.name])
         self._archive_lock = threading.Lock()
+        self.collector = GarbageCollector(self.state, stack, stores, Options(s.gc_grace_s, s.gc_drain_s),
+                                          self._archive_move)
+        self._gc_lock = threading.Lock()
+        self._gc_due = False      # the first scheduled pass comes one interval after the start
         for step, period in ((self.monitor.sweep, max(0.5, s.heartbeat_s / 2)),
                              (self._gauges, s.metrics_interval_s),
-                             (self._scheduled_archive, s.archive_interval_s)):
+                             (self._scheduled_archive, s.archive_interval_s),
+                             (self._scheduled_gc, s.gc_interval_s)):
             start_loop(step, lambda p=period: p)
 
     def _gauges(self) -> None:
@@ -241,6 +248,25 @@ class BuildMonitorActor:
         """Move finished builds older than `older_than_s` to the archive; returns counts per project."""
         with self._archive_lock:
             return self.archiver.run(self.state.clock() - int(older_than_s * 1000))
+
+    def _scheduled_gc(self) -> None:
+        if self._gc_due:
+            self.gc(False, None, "gantry-gc")
+        self._gc_due = True
+
+    def _archive_move(self, project: str, build_ids: list[str]) -> int:
+        with self._archive_lock:
+            return self.archiver.move(project, build_ids)
+
+    def gc(self, dry_run: bool, grace_s: float | None, user: str) -> dict:
+        """One garbage-collection pass (retention/): one at a time; `grace_s` overrides the setting."""
+        with self._gc_lock:
+            if grace_s is not None:
+                self.collector.o = replace(self.collector.o, grace_s=grace_s)
+            try:
+                return self.collector.run(dry_run, user)
+            finally:
+                self.collector.o = replace(self.collector.o, grace_s=self.settings.gc_grace_s)
 
     def ping(self) -> bool:
         return True

@@ -33,6 +33,7 @@ from gantry.actors.build.sandbox.egress import Allow
 from gantry.actors.build.sandbox.proxy import EgressProxy
 from gantry.actors.build.sandbox.limits import Limits
 from gantry.state import State, TransitionRefused
+from gantry.state.gc import FenceLost
 from gantry.state.logs import stamped
 from gantry.artifacts.blobstore import s3_for
 from gantry.artifacts.packing import OutputLimits, OutputTooLarge, UnsafeOutput
@@ -305,7 +306,14 @@ class BuildRunner:
                  save_cache: Callable[[], None] = lambda: None) -> str:
         """Chunk and upload the output to the primary store, save the build cache, then BUILDING
         -> DEPLOYING with the replication rows and jobs for every other region, in one step (so
-        the next build finds the cache once this one has ended)."""
+        the next build finds the cache once this one has ended). All of it as a writer that no
+        garbage-collection sweep deletes under (`state/gc.py`)."""
+        with self.state.retention.writing(f"publish:{build_id}", waiting=lambda: self._log(
+                build_id, "waiting for a garbage-collection sweep to end")) as fence_held:
+            return self._store(build_id, owner, output, checkin, save_cache, fence_held)
+
+    def _store(self, build_id: str, owner: str, output: int, checkin: CheckIn, save_cache: Callable[[], None],
+               fence_held: Callable[[], None]) -> str:
         s, stack = self.settings, self.stack
         self._log(build_id, f"publishing to the {stack.primary.name} blob store")
         try:
@@ -330,6 +338,10 @@ class BuildRunner:
         primary_row = {"bytesTransferred": stats.bytes_uploaded, "chunksTransferred": stats.chunks_uploaded,
                        "bytesSkipped": stats.bytes_skipped, "chunksSkipped": stats.chunks_skipped}
         others = [r.name for r in stack.regions[1:]]
+        try:
+            fence_held()
+        except FenceLost as e:
+            raise InfraFault(str(e))
         try:
             status = self.state.replication.publish(build_id, owner, fields, stack.primary.name, others, primary_row)
         except TransitionRefused as e:  # cancelled or given up on while uploading

@@ -61,6 +61,7 @@ class BuildCache:
             self.log("cache: none saved yet for this branch or the default branch")
             return
         report.branch = branch
+        self.caches.touch(project, branch, entry)
         for i, path in enumerate(paths):
             digest = entry["paths"].get(path)
             if digest is None:
@@ -82,6 +83,7 @@ class BuildCache:
     def save(self, project: str, branch: str, paths: tuple[str, ...], roots: Roots, build_id: str,
              report: CacheReport) -> None:
         saved: dict[str, str] = {}
+        size = 0
         for path in paths:
             root, rel = roots.split(path)
             try:
@@ -104,10 +106,11 @@ class BuildCache:
             finally:
                 os.close(fd)
             saved[path] = manifest.manifest_digest
+            size += manifest.size
             report.savedBytes += stats.bytes_uploaded
             self.log(f"cache: saved {path}: {manifest.size} bytes, {stats.bytes_uploaded} of them new")
         if saved:
-            self.caches.put(project, branch, saved, build_id)
+            self.caches.put(project, branch, saved, build_id, size)
 
 
 def _place(roots: Roots, path: str, tmp: Path) -> None:

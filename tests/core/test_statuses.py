@@ -15,6 +15,7 @@ ALLOWED = {
         (B.BUILDING, B.DEAD), (B.BUILDING, B.CANCELLED), (B.QUEUED, B.CANCELLED), (B.DEPLOYING, B.SUCCEEDED),
         (B.DEPLOYING, B.FAILED), (B.DEPLOYING, B.CANCELLED),
         (B.FAILED, B.DEPLOYING),   # only a build whose replication gave up, on an operator's retry
+        (B.SUCCEEDED, B.EXPIRED),  # retention let it go
     },
     ReplicationStatus: {
         (R.PENDING, R.RETRYING), (R.PENDING, R.REPLICATED), (R.PENDING, R.FAILED), (R.RETRYING, R.RETRYING),
@@ -44,8 +45,9 @@ def test_every_transition_is_allowed_or_refused_as_specified(kind, cur, to):
 
 def test_finished_builds_and_deployments_stay_finished():
     for to in BuildStatus:
-        for cur in BUILD_TERMINAL - {B.FAILED}:
+        for cur in BUILD_TERMINAL - {B.FAILED, B.SUCCEEDED}:
             assert not allowed(cur, to)
+    assert [to for to in BuildStatus if allowed(B.SUCCEEDED, to)] == [B.EXPIRED]
     for cur, to in itertools.product(DEPLOYMENT_TERMINAL, DeploymentStatus):
         assert not allowed(cur, to)
     assert DEPLOYMENT_ACTIVE | DEPLOYMENT_TERMINAL == set(DeploymentStatus)
