@@ -12,7 +12,8 @@ what it runs, as soon as the region holds the replica; activation waits until ev
 that can stage has (`activation.may_activate`), and region waves go one after another. A host
 that has not staged within the deadline counts as failed for its wave. With "wave", each wave
 downloads and activates. Where no rollout moves hosts, every live host converges to the build
-the datacenter runs (a host that joined or came back late).
+the datacenter runs (a host that joined or came back late); a region that joined the stack during
+a deployment runs its build once the deployment is COMPLETED and the region holds the replica.
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def reconcile(s: Snapshot) -> Plan:
     elif dep.status in (D.ROLLED_BACK, D.ABORTED):
         unstage("", [h for h in s.hosts.values() if h.stage_build == dep.build_id], plan)
     plan.moving = _roll(s, plan)
+    if (dep.status == D.COMPLETED and dep.regions and s.region not in dep.regions and s.region in s.holding
+            and s.current != dep.build_id):
+        plan.current = dep.build_id   # a region that joined during it converges once it is done
     current = plan.current or s.current
     if not plan.moving and current:
         for host, v in s.hosts.items():

@@ -349,6 +349,7 @@ class Service(RetentionOps):
     def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str) -> dict:
         """Create the deployment, then predict it off the request path (a rollback: never)."""
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
+        self.state.replication.backfill(build_id, regions)   # regions that joined since it published
         previous = self.state.deployments.last_completed_build(project)
         previous = previous if previous != build_id else None
         try:

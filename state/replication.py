@@ -23,6 +23,7 @@ class Replication:
         self._restart = scripts.register(r, "restart_replication")
         self._finish = scripts.register(r, "finish_replication")
         self._retry = scripts.register(r, "retry_replication")
+        self._backfill = scripts.register(r, "backfill_replication")
 
     def publish(self, build_id: str, owner: str, fields: dict, primary: str, others: list[str],
                 primary_row: dict) -> BuildStatus:
@@ -38,6 +39,15 @@ class Replication:
             raise TransitionRefused(build_id, status or None, BuildStatus.DEPLOYING.value)
         self._news(build_id, others)
         return BuildStatus(status)
+
+    def backfill(self, build_id: str, regions: list[str]) -> list[str]:
+        """Queue a job in each of `regions` (ones that joined the stack after the build published)
+        that has no row for it; returns the regions queued."""
+        queued = [r for r in regions if self._backfill(
+            keys=[keys.build(build_id), keys.repl_regions(build_id), keys.repl_row(build_id, r), keys.repl_queue(r)],
+            args=[build_id, r, self.clock()])]
+        self._news(build_id, queued)
+        return queued
 
     def regions(self, build_id: str) -> list[str]:
         return sorted(self.r.smembers(keys.repl_regions(build_id)))

@@ -1,6 +1,7 @@
 """The replication plane's Ray shell: one replicator per region, pinned to that region's node."""
 from __future__ import annotations
 
+import logging
 import threading
 
 import ray
@@ -13,6 +14,8 @@ from gantry.state import State
 from gantry.artifacts.blobstore import chunk_key, s3_for
 from gantry.settings import Settings
 from gantry.topology import StackConfig
+
+log = logging.getLogger("gantry.replication")
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=16)
@@ -43,6 +46,8 @@ class RegionReplicatorActor:
             s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
             object_store_fetch(stack.primary.name, self.settings.replication_window),
             self.settings)
+        if queued := self.replicator.backfill():
+            log.info("%s joined after %d builds in use published: replicating them", region, len(queued))
         wakeup = threading.Event()   # a job queued for now wakes it; a retry's backoff is the tick's
         wake_on_messages(lambda: self.replicator.state.replication.subscribe(region), wakeup, "replication")
         start_loop(self.replicator.tick, lambda: self.settings.replicator_tick_s, wakeup)

@@ -28,6 +28,10 @@ log = logging.getLogger("gantry.replicator")
 Fetch = Callable[[list[ChunkRef]], Iterator[tuple[ChunkRef, bytes]]]
 
 
+# a job copies a build still deploying, or a SUCCEEDED one into a region that joined later
+COPYABLE = (BuildStatus.DEPLOYING, BuildStatus.SUCCEEDED)
+
+
 class _Stop(Exception):
     """The build left DEPLOYING (cancelled) while its job ran."""
 
@@ -38,6 +42,14 @@ class Replicator:
         self.region, self.state, self.primary, self.target = region, state, primary, target
         self.fetch, self.settings = fetch, settings
 
+    def backfill(self) -> list[str]:
+        """A region that joined the stack: queue the builds the fleet runs or is moving to (each
+        project's desired build and what each datacenter runs) that it lacks."""
+        deployments = self.state.deployments
+        wanted = {b for p in deployments.projects_with_desired_state()
+                  for b in (deployments.desired(p).get("buildID"), *deployments.dc_current(p).values()) if b}
+        return [b for b in sorted(wanted) if self.state.replication.backfill(b, [self.region])]
+
     def tick(self) -> list[tuple[str, str]]:
         """Run every due job; returns (buildID, outcome) for each."""
         return [(b, self.replicate(b)) for b in self.state.replication.due(self.region)]
@@ -45,7 +57,7 @@ class Replicator:
     def replicate(self, build_id: str) -> str:
         started = time.monotonic()
         rec = self.state.builds.record(build_id)
-        if rec is None or rec.status != BuildStatus.DEPLOYING:
+        if rec is None or rec.status not in COPYABLE:
             self._finish(build_id, False, f"build is {rec.status if rec else 'missing'}", started)
             return "DROPPED"
         try:
@@ -91,7 +103,7 @@ class Replicator:
                 writes.append(pool.submit(self._store_chunk, build_id, ref, data))
                 while len(writes) > window:
                     writes.popleft().result()
-                if i % 8 == 7 and getattr(self.state.builds.record(build_id), "status", None) != BuildStatus.DEPLOYING:
+                if i % 8 == 7 and getattr(self.state.builds.record(build_id), "status", None) not in COPYABLE:
                     raise _Stop()   # cancelled (or gone) meanwhile
             for w in writes:
                 w.result()

@@ -317,6 +317,9 @@ class Coordinator:
                         outcomes={}, rollout=None, current=deps.dc_current(dep.project).get(self.dc), now=now)
         active = dep.status.active
         if not active and dep.status != DeploymentStatus.ROLLED_BACK:
+            if dep.regions and self.region not in dep.regions and snap.current != dep.build_id \
+                    and self._holds(dep.build_id, self.region):
+                snap.holding = {self.region}   # this region joined during it: its hosts converge now
             return snap
         snap.outcomes = deps.dc_outcomes(dep_id)
         if not active and snap.outcomes.get(self.dc) not in (None, DcPhase.DONE):

@@ -173,3 +173,20 @@ def test_a_full_store_makes_replication_retry_with_the_stores_error_then_finish_
     finally:
         stop_group(rclone.pid)
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_region_that_joins_later_backfills_the_builds_in_use_and_only_those(world):
+    store, primary, region, tmp = world
+    rep = Replicator("eu", store, primary, region, direct_fetch(primary), SETTINGS)
+    b1, m1 = published_build(store, primary, output(tmp, "v1", os.urandom(200_000)))
+    assert rep.tick() == [(b1, "SUCCEEDED")]
+    idle, _ = published_build(store, primary, output(tmp, "v2", os.urandom(200_000)), owner="o2")
+    rep.tick()
+    store.deployments.create("p", b1, None, {}, ["us", "eu"], "dana")
+    ap = FsBlobStore(tmp / "ap")
+    joined = Replicator("ap", store, primary, ap, direct_fetch(primary), SETTINGS)
+    assert joined.backfill() == [b1] and joined.backfill() == []          # the desired build, once
+    assert rows(store, b1)["ap"]["replicationStatus"] == "PENDING" and "ap" not in rows(store, idle)
+    assert joined.tick() == [(b1, "SUCCEEDED")]                          # a SUCCEEDED build is copied too
+    assert rows(store, b1)["ap"]["replicationStatus"] == "REPLICATED"
+    assert all(ap.has(chunk_key(c.digest)) for c in m1.chunks) and store.builds.get(b1)["buildStatus"] == "SUCCEEDED"

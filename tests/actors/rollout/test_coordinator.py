@@ -337,6 +337,12 @@ def test_a_region_that_joins_during_a_deployment_holds_nothing_open(world):
     run(coords, hosts, clock)
     assert store.deployments.get(dep)["status"] == "COMPLETED"
     assert all(h.active == "b1" for r in REGIONS for h in hosts[r])
+    # the new region's hosts wait for its replica (a backfill job), then converge like late hosts
+    assert not any(h.active for h in hosts["ap-south"])
+    replica(store.r, "b1", "ap-south")
+    run(coords, hosts, clock, rounds=6)
+    assert all(h.active == "b1" for h in hosts["ap-south"])
+    assert store.deployments.dc_current("web")["ap-south-a"] == "b1"
 
 
 STAGED = dict(FAST, stage="all")
