@@ -132,8 +132,9 @@ class GarbageCollector:
         """build -> how it is in use: what rollbacks, datacenters and hosts need now."""
         use: dict[str, str] = {}
         desired = self.state.deployments.desired(name).get("buildID")
-        for build_id in self.state.deployments.completed_builds(name):
-            if build_id != desired:
+        for build_id in self.state.deployments.completed_builds(name):   # as `gantry rollback` picks
+            rec = self.state.builds.get(build_id) if build_id != desired else None
+            if rec and rec["buildStatus"] in (BuildStatus.SUCCEEDED, BuildStatus.DEPLOYING):
                 use[build_id] = "what a rollback would pick"
                 break
         for dep in self.state.deployments.desired_deployments():
