@@ -71,6 +71,13 @@ class DcPhase(StrEnum):
     WAITING_FOR_REPLICA = "WAITING_FOR_REPLICA"   # shown only: not started, the region's replica is not in yet
 
 
+class AnalysisOutcome(StrEnum):
+    """A canary analysis's word on a measurement, an interval or a whole wave."""
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"   # no data, too few samples, or a marginal score: a person decides
+
+
 TIMED_OUT = "TIMED_OUT"   # a simulation's outcome when its deployment had not ended by the limit
 
 B, R, D, H = BuildStatus, ReplicationStatus, DeploymentStatus, HostState
