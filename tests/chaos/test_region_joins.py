@@ -1,10 +1,11 @@
-"""Issue 24: a region joins the stack while a deployment runs (`gantry down`, then `gantry up`
-with one more region, and a host added there). Runs last (see conftest): it restarts the shared
+"""Issue 24: a region joins the stack while a deployment runs (the control plane stopped, then
+`gantry up` with one more region, and a host added there). Runs last (see conftest): it restarts the shared
 stack and leaves it with three regions.
 
 The deployment was made for two regions: it COMPLETES there, the new region holds nothing open,
 and once it is done the new region's host runs the build too (its store got the replica by a
 backfill job) like a host that joined late."""
+import signal
 import subprocess
 import time
 
@@ -13,7 +14,7 @@ import ray
 from gantry.cluster.processes import bin_path
 from helpers import wait_build, wait_until
 
-WAVES = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 8}
+WAVES = {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 3}
 
 
 def test_a_region_added_during_a_deployment_holds_nothing_open_and_converges_after(api, stack, new_project):
@@ -26,9 +27,7 @@ def test_a_region_added_during_a_deployment_holds_nothing_open_and_converges_aft
     assert api.get(f"/projects/{name}/deployments/{dep}").json()["status"] == "IN_PROGRESS"
     regions = [r.name for r in stack.config().regions]
 
-    down = subprocess.run([bin_path("gantry"), "down", "--home", str(stack.home)], capture_output=True, text=True,
-                          timeout=120)
-    assert down.returncode == 0, down.stdout + down.stderr
+    stack.stop_process("ray-head", signal.SIGKILL)   # the control plane goes; the host agents stay
     ray.shutdown()   # this test's own connection was to the Ray that is gone
     grown = ",".join([*regions, "ap-south"])
     up = subprocess.run([bin_path("gantry"), "up", "--home", str(stack.home), "--regions", grown],

@@ -193,8 +193,8 @@ def test_a_peer_cannot_make_a_host_buffer_an_unbounded_body(tmp_path):
 
 def test_a_release_bigger_than_the_free_disk_is_refused_before_download(tmp_path):
     d = NodeDaemon(tmp_path / "host", "h1", "r", "r-a", "http://127.0.0.1:1", "token")
-    free = shutil.disk_usage(tmp_path).free
-    fake = Manifest(size=free + 1, digest="blake3:" + "0" * 64, chunks=())
+    free = shutil.disk_usage(tmp_path).free   # far over it: other tests free disk meanwhile
+    fake = Manifest(size=2 * free + (1 << 30), digest="blake3:" + "0" * 64, chunks=())
     with pytest.raises(InstallFailed, match="not enough disk"):
         d._check_disk(fake)
     d.server.httpd.server_close()   # never started
