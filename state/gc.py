@@ -75,6 +75,7 @@ class Retention:
                         lost.set()
                 except redis.RedisError:
                     pass   # the next renewal tries again; the lease outlives two misses
+
         def check():
             if lost.is_set():
                 raise FenceLost(f"{what}: its garbage-collection lease ran out while it wrote")

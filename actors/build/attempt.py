@@ -308,7 +308,7 @@ class BuildRunner:
         -> DEPLOYING with the replication rows and jobs for every other region, in one step (so
         the next build finds the cache once this one has ended). All of it as a writer that no
         garbage-collection sweep deletes under (`state/gc.py`)."""
-        with self.state.retention.writing(f"publish:{build_id}", waiting=lambda: self._log(
+        with self.state.retention.writing(f"publish:{build_id}", self.settings.gc_writer_lease_s, waiting=lambda: self._log(
                 build_id, "waiting for a garbage-collection sweep to end")) as fence_held:
             return self._store(build_id, owner, output, checkin, save_cache, fence_held)
 

@@ -29,6 +29,7 @@ from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.gc")
 PREFIXES = ("chunks/", "manifests/")
+DELETE_BATCH = 1000    # keys per DeleteObjects request
 
 
 class MarkFailed(Exception):
@@ -223,9 +224,10 @@ class GarbageCollector:
             before = time.time() - self.o.grace_s
             for region, objects in listed.items():
                 tally, doomed = self._tally(objects, marked, before)
-                if not self.state.retention.renew_sweep(token, self.o.lease_s):
-                    return "stopped: the sweep's lease ran out"
-                self.stores[region].delete(doomed)
+                for i in range(0, len(doomed), DELETE_BATCH):   # the lease is renewed batch by batch
+                    if not self.state.retention.renew_sweep(token, self.o.lease_s):
+                        return "stopped: the sweep's lease ran out (writers may have entered)"
+                    self.stores[region].delete(doomed[i:i + DELETE_BATCH])
                 report.regions[region] = tally.__dict__
                 if tally.reclaimedObjects:     # a Ray counter takes only positive steps
                     metrics.gc_reclaimed_bytes().inc(max(1, tally.reclaimedBytes), tags={"region": region})
