@@ -6,8 +6,9 @@ any live build that is not EXPIRED (so a DEPLOYING build's replication, or a hos
 kept build, always finds its chunks) or a kept cache's. Manifests are read from the primary store
 (or, failing that, any region); if one cannot be read, nothing is swept.
 
-Sweep: the stores are listed first; then the sweep takes the fence (`state/gc.py`), waits for the
-writers in flight, marks again, and deletes what is listed, unmarked, and older than the grace.
+Sweep: the stores are listed first; then the sweep takes the fence (`state/gc.py`) at a moment no
+writer is in flight (or, after the drain window, waits for those in flight while new ones wait),
+marks again, and deletes what is listed, unmarked, and older than the grace.
 """
 from __future__ import annotations
 
@@ -210,6 +211,11 @@ class GarbageCollector:
         return t, doomed
 
     def _sweep(self, listed: dict[str, list[StoredObject]], report: Report, known: dict[str, set[str]]) -> str:
+        # Take the stores at a moment no writer is in flight, so none waits for a drain; only if
+        # there is none within the drain window, take them anyway and wait for those in flight.
+        deadline = time.monotonic() + self.o.drain_s
+        while self.state.retention.writers_in_flight() > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
         token = self.state.retention.begin_sweep(self.o.lease_s)
         if token is None:
             return "not swept: another sweep holds the stores"

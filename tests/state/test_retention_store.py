@@ -153,11 +153,10 @@ def test_a_publish_that_reuses_an_expiring_builds_chunks_is_fenced_from_the_swee
         assert stats.chunks_skipped > 0                                       # it reused stored chunks
         t, report = gc_in_background(gc)
         if fenced:
-            deadline = time.monotonic() + 10
-            while not state.retention.sweeping() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            time.sleep(0.5)
-            assert state.retention.sweeping() and t.is_alive()                # the sweep waits for the writer
+            time.sleep(1.0)
+            assert t.is_alive() and not state.retention.sweeping()           # it waits for a quiet moment...
+            with state.retention.writing("cache:shop"):                      # ...and other writers still enter
+                pass
             assert present(stores, manifest)["us"]
         else:
             t.join(30)
@@ -167,6 +166,19 @@ def test_a_publish_that_reuses_an_expiring_builds_chunks_is_fenced_from_the_swee
         t.join(30)
         assert report["sweep"] == "swept"
         assert present(stores, manifest)["us"] is fenced, fenced
+
+
+def test_a_sweep_that_finds_no_quiet_moment_holds_the_stores_and_waits_for_the_writers_in_flight(world):
+    state, stores, gc, _ = world
+    gc.o.drain_s = 2
+    with state.retention.writing("publish:long"):
+        t, report = gc_in_background(gc)
+        deadline = time.monotonic() + 10
+        while not state.retention.sweeping() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert state.retention.sweeping() and t.is_alive()                   # new writers wait now
+    t.join(10)
+    assert report["sweep"] == "swept"
 
 
 def test_a_writer_waits_while_a_sweep_holds_the_stores_and_a_dead_sweepers_lease_runs_out(world):
