@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver socat ccache
+APT_PACKAGES := redis-server bubblewrap git chromium chromium-driver socat ccache prometheus
 
 .PHONY: setup apt venv test fast stack unit chaos demo down clean
 

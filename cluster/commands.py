@@ -298,6 +298,7 @@ def stack_status(stack: Stack, as_json: bool) -> int:
         print(f"dashboard  {s['dashboardURL']}")
         print(f"Ray        {s['rayDashboardURL']}")
         print(f"metrics    {s['metricsURL']}")
+        print(f"Prometheus {s.get('prometheusURL') or '-'}")
         print(f"regions    {', '.join(s['regions'])}")
         for name, alive in s["processes"].items():
             print(f"  {'up  ' if alive else 'DOWN'} {name}")

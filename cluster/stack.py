@@ -21,6 +21,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from gantry.cluster.prometheus import start_prometheus, write_node_targets
 from gantry.cluster.services import redis_ping, start_redis, start_s3
 from gantry.cluster.shape import BuilderSpec, HostSpec, Shape, to_start
 from gantry.cluster.processes import HOST, alive, bin_path, free_port, loopback, stop_group, stop_groups, wait_for
@@ -157,13 +158,14 @@ class Stack:
         try:
             redis_url = start_redis(self, redis_password, *tls)
             region_cfgs = [start_s3(self, r, access_key, secret_key, shape.s3_bwlimit_mbps, *tls) for r in shape.regions]
+            prometheus_url = start_prometheus(self, *tls)
             gcs_port, dashboard_port = free_port(), free_port()
             cfg = StackConfig(
                 home=str(self.home), redis_url=redis_url, regions=region_cfgs,
                 s3_access_key=access_key, s3_secret_key=secret_key, ca_file=tls[0], tls_cert_file=tls[1],
                 tls_key_file=tls[2], jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"{scheme}://{HOST}:{shape.api_port}",
                 ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
-                builds_dir=self._builds_dir(), builder_cpus=shape.builders[0].cpus if shape.builders else 1.0,
+                prometheus_url=prometheus_url, builds_dir=self._builds_dir(), builder_cpus=shape.builders[0].cpus if shape.builders else 1.0,
                 builder_memory_mb=shape.builders[0].memory_mb if shape.builders else Settings().build_memory_bytes >> 20)
             cfg.save(self.stack_file)
             self._start_ray_head(gcs_port, dashboard_port)
@@ -244,6 +246,7 @@ class Stack:
         # on SIGTERM would only wait out `gantry down`'s grace.
         self._spawn("ray-head", argv, {**self.ray_env(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
                     metrics_port=metrics_port)
+        write_node_targets(self, RAY_IP)
         wait_for(lambda: socket.create_connection((RAY_IP, gcs_port), timeout=1).close() or True, 60, "the Ray head")
 
     def _start_ray_node(self, name: str, resources: dict, gcs_port: int, **meta) -> None:
@@ -253,6 +256,7 @@ class Stack:
                 f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={(metrics_port := free_port())}",
                 "--object-store-memory", str(256 << 20), "--disable-usage-stats"]
         self._spawn(name, argv, self.ray_env(), resources=resources, metrics_port=metrics_port, **meta)
+        write_node_targets(self, RAY_IP)   # the stack's Prometheus scrapes it
 
     def add_builder(self, index: int, cpus: float | None = None, memory_mb: int | None = None) -> str:
         """A builder node (the stack's size unless told); returns its name."""
@@ -423,6 +427,7 @@ class Stack:
             # scheduler's and monitor's metrics, the region and builder nodes the rest.
             "metricsURL": metrics.get("ray-head"),
             "metricsTargets": metrics,
+            "prometheusURL": cfg.prometheus_url if cfg else None,   # scrapes all of them, and the apps
             "rayAddress": cfg.ray_address if cfg else None,
             "regions": [r.name for r in cfg.regions] if cfg else [],
         }

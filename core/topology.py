@@ -42,6 +42,7 @@ class StackConfig:
     ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    prometheus_url: str = ""      # the stack's Prometheus (cluster/prometheus.py), or an operator's
 
     @property
     def primary(self) -> Region:

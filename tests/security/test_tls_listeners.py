@@ -92,7 +92,8 @@ def test_the_agent_sends_its_token_to_no_plain_url_and_needs_its_tls_files(ca):
 
 def listeners(stack) -> dict[str, tuple[str, int]]:
     cfg = stack.config()
-    out = {"api": urlsplit(cfg.api_url), **{f"s3-{r.name}": urlsplit(r.s3_endpoint) for r in cfg.regions}}
+    out = {"api": urlsplit(cfg.api_url), "prometheus": urlsplit(cfg.prometheus_url),
+           **{f"s3-{r.name}": urlsplit(r.s3_endpoint) for r in cfg.regions}}
     out = {k: (u.hostname, u.port) for k, u in out.items()}
     out["redis"] = ("127.0.0.1", stack.pids()["redis"]["port"])
     return out
@@ -101,6 +102,7 @@ def listeners(stack) -> dict[str, tuple[str, int]]:
 def test_every_listener_of_the_stack_speaks_tls_only(stack):
     cfg = stack.config()
     assert cfg.api_url.startswith("https://") and all(r.s3_endpoint.startswith("https://") for r in cfg.regions)
+    assert cfg.prometheus_url.startswith("https://127.0.0.1:")
     found = listeners(stack)
     for dc in ("us-east-a", "eu-west-a"):
         with host_endpoint(stack, issue_host(cfg.jwt_secret(), f"probe-{dc}", dc), dc) as c:
@@ -111,7 +113,7 @@ def test_every_listener_of_the_stack_speaks_tls_only(stack):
         address = (stack.home / "hosts" / name / "address").read_text().strip()
         argv = stack.pids()[f"host-{name}"]["argv"]
         found[f"peer-{name}"] = (address, int(argv[argv.index("--listen") + 1].rsplit(":", 1)[1]))
-    assert len(found) >= 8
+    assert len(found) >= 9
     for name, (host, port) in found.items():
         if name != "redis":
             assert plain_request_is_refused(host, port), f"{name} answered plain HTTP"
