@@ -65,7 +65,12 @@ class Plan:
 def reconcile(s: Snapshot) -> Plan:
     plan = Plan()
     dep = s.deployment
-    if dep.status.active and dep.stage_all:
+    going_back = s.rollout is not None and s.rollout.phase in (DcPhase.ROLLING_BACK, DcPhase.ROLLED_BACK)
+    if dep.status.active and dep.stage_all and going_back:
+        # a host back on the previous build with the new one staged reports `staged` about the
+        # new one, so it would never count as running the previous: take the new one back
+        unstage("", s.hosts.values(), plan)
+    elif dep.status.active and dep.stage_all:
         if s.region in s.holding:
             plan.staged = stage(dep.build_id, s.hosts.values(), plan, s)
     elif dep.status.active:   # "wave": each wave downloads; nothing older stays staged

@@ -70,3 +70,19 @@ def test_pause_holds_every_host_where_it_is():
     rolling = DcRollout.start("new", "old", ["h0", "h1"], Strategy(steps=(1, 1.0), bake_s=0))
     plan = reconcile(snap(status=D.PAUSED, rollout=rolling, staged_dcs={"us-a", "eu-a"}))
     assert plan.rollout.phase == DcPhase.PAUSED and not plan.targets and plan.moving
+
+
+def test_a_datacenter_rolling_back_takes_the_staged_build_back_so_its_hosts_settle_on_the_previous():
+    """Found when the head was lost during a stage-all wave's bake: the datacenter rolled back, its
+    hosts ran the previous build again with the new one still staged, reported `staged` about
+    the new one, and the rollback never finished."""
+    rollout = DcRollout.start("new", "old", ["h0", "h1"], Strategy(steps=(1, 1.0), min_healthy=0.9, bake_s=0))
+    rollout.phase = DcPhase.ROLLING_BACK     # wave 1 (h0) moved, then went bad
+    back = hosts(state=H.STAGED, active="old", target="old", stage_build="new")
+    for v in back.values():
+        v.acked_target = "new"           # its report is about the staged build
+    plan = reconcile(snap(hosts=back, rollout=rollout, staged_dcs={"us-a", "eu-a"}))
+    assert plan.stages == {"h0": "", "h1": ""} and plan.rollout.phase == DcPhase.ROLLING_BACK
+    settled = hosts(state=H.ACTIVE, active="old", target="old")   # it took the staged build back
+    plan = reconcile(snap(hosts=settled, rollout=plan.rollout, staged_dcs={"us-a", "eu-a"}))
+    assert plan.rollout.phase == DcPhase.ROLLED_BACK and plan.status[0] == D.ROLLED_BACK
