@@ -264,7 +264,11 @@ class Coordinator:
             self.tracker.expire(now, lost_after)
         states: Counter = Counter()   # (host, project) pairs by state
         desired = {d.project: d for d in self.state.deployments.desired_deployments()}
+        with self.lock:
+            unheard = [h["hostID"] for h in hosts if h.get("state") != HostState.LOST and not self.memory.last_seen(h["hostID"])]
         for dep in desired.values():
+            if unheard and dep.status.active:
+                continue   # since its start: a wave is judged on what its hosts say now, not before a restart
             states.update(v.state for v in self._drive(dep, hosts, now).values())
         for project in self.state.projects.prestaged():
             self._prestage(project, desired.get(project), hosts)

@@ -1,6 +1,7 @@
 """A coordinator that restarts with the whole control plane (see test_coordinator.py for the
 world: real Redis, simulated hosts, a clock of its own)."""
 from gantry.actors.rollout.coordinator import Coordinator
+from gantry.state import keys
 from test_coordinator import REGIONS, fleet, run, world  # noqa: F401  (world: the fixture)
 
 
@@ -39,3 +40,25 @@ def test_a_restarted_coordinator_calls_no_host_lost_before_its_hosts_can_reach_i
     clock.t += 2
     c2.tick()
     assert lost() == {h.id for h in hosts["us-east"]}
+
+
+def test_a_restarted_coordinator_judges_no_wave_before_its_hosts_report_again(world):
+    """Found killing the Ray head during a wave's bake: the restarted coordinator ended the bake on
+    the hosts' records from before the restart (the wave's last report not yet settled) and rolled
+    the datacenter back. Now it drives a deployment under way only once every live host of its
+    datacenter has reported since its start (or been marked lost)."""
+    store, coords, clock = world
+    hosts = fleet(coords, n=2)
+    dep = store.deployments.create("web", "b1", None, {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 5},
+                                   list(REGIONS), "alice")["deploymentID"]
+    run(coords, hosts, clock, rounds=3)
+    assert store.deployments.load_rollout(dep, "us-east-a")["phase"] == "BAKING"
+    c = Coordinator("us-east-a", "us-east", REGIONS, store, lost_after_s=30, clock=clock)
+    for h in hosts["us-east"]:
+        h.coord = c
+    store.r.hset(keys.host_project("us-east-a", "us-east-0", "web"), "ackedTargetBuildID", "")   # unsettled
+    clock.t += 10   # the bake is over while nobody could report
+    c.tick()
+    assert store.deployments.load_rollout(dep, "us-east-a")["phase"] == "BAKING"   # held, not rolled back
+    run({**coords, "us-east": c}, hosts, clock, rounds=30)
+    assert store.deployments.get(dep)["status"] == "COMPLETED"
