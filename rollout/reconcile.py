@@ -119,8 +119,10 @@ def _roll(s: Snapshot, plan: Plan) -> bool:
     if dep.status == D.ROLLED_BACK:   # take back what this datacenter moved, once
         if s.outcomes.get(dc) not in (None, DcPhase.DONE):
             return False
-    elif not dep.status.active or not may_activate(
-            s.region, dep.strategy.get("regionWaves") or [[r] for r in dep.regions], s.dcs_by_region,
+    elif not dep.status.active:
+        return False
+    elif s.rollout is None and not may_activate(   # once started here, a rollout goes on
+            s.region, dep.strategy.get("regionWaves") or [[r] for r in dep.regions], _made_for(s),
             s.holding.__contains__, dep.stage_all, s.staged_dcs, s.outcomes):
         return False
     rollout = s.rollout
@@ -157,6 +159,13 @@ def _roll(s: Snapshot, plan: Plan) -> bool:
         plan.outcome = DcPhase.ROLLED_BACK
         _status(plan, dep, D.ROLLED_BACK, f"{dc}: {rollout.reason}")
     return rollout.phase not in (DcPhase.DONE, DcPhase.ROLLED_BACK)
+
+
+def _made_for(s: Snapshot) -> dict[str, list[str]]:
+    """The datacenters of the regions the deployment was made for (a region that joined the stack
+    since is not waited for)."""
+    regions = s.deployment.regions
+    return {r: dcs for r, dcs in s.dcs_by_region.items() if not regions or r in regions}
 
 
 def _status(plan: Plan, dep: Deployment, to: DeploymentStatus, reason: str) -> None:

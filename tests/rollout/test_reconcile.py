@@ -86,3 +86,21 @@ def test_a_datacenter_rolling_back_takes_the_staged_build_back_so_its_hosts_sett
     settled = hosts(state=H.ACTIVE, active="old", target="old")   # it took the staged build back
     plan = reconcile(snap(hosts=settled, rollout=plan.rollout, staged_dcs={"us-a", "eu-a"}))
     assert plan.rollout.phase == DcPhase.ROLLED_BACK and plan.status[0] == D.ROLLED_BACK
+
+
+def test_a_region_that_joined_neither_blocks_activation_nor_turns_back_a_started_rollout():
+    """Found killing the head in a stage-all wave's bake and bringing the stack back with a third
+    region: the new region held the replica (a backfill) but had not staged, so activation was
+    no longer allowed, and the datacenter's rollout, already baking, stopped counting as moving:
+    its wave host was sent back to the build the datacenter ran, and the wave failed its bake."""
+    joined = {**REGIONS, "ap": ["ap-a"]}
+    wave = hosts(state=H.ACTIVE, active="old", target="old")
+    wave["h0"] = HostView("h0", "new", H.ACTIVE, "new", "new", "new")
+    rollout = DcRollout.start("new", "old", ["h0", "h1"], Strategy(steps=(1, 1.0), min_healthy=0.9, bake_s=10))
+    rollout.phase, rollout.bake_until = DcPhase.BAKING, 105.0
+    plan = reconcile(snap(hosts=wave, rollout=rollout, dcs_by_region=joined, holding={"us", "eu", "ap"},
+                          staged_dcs={"us-a", "eu-a"}))
+    assert "h0" not in plan.targets and plan.rollout.phase == DcPhase.BAKING and plan.moving
+    fresh = reconcile(snap(hosts=hosts(state=H.STAGED, stage_build="new"), dcs_by_region=joined,
+                           holding={"us", "eu", "ap"}, staged_dcs={"us-a", "eu-a"}, staging_began=90.0))
+    assert fresh.targets == {"h0": "new"}    # ap-a was not staged: the deployment was made for us and eu
