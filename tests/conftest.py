@@ -160,7 +160,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
-    restarts = ("test_whole_stack_restart", "test_head_loss", "test_region_joins")   # last (tests/tiers.sh)
+    restarts = ("test_whole_stack_restart", "test_head_loss")   # last, one to each worker (tests/tiers.sh)
     items.sort(key=lambda item: (any(r in item.nodeid for r in restarts), "test_faults" in item.nodeid,
                                  "/chaos/" in item.nodeid))
 

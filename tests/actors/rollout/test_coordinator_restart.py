@@ -45,9 +45,9 @@ def test_a_restarted_coordinator_calls_no_host_lost_before_its_hosts_can_reach_i
 def test_a_restarted_coordinator_judges_no_wave_before_its_hosts_report_again(world):
     """A restarted coordinator must not end a wave's bake on host records written before its start
     (here the wave host's last report is not settled): it drives a deployment under way only once
-    every live host of its datacenter has reported since its start, or been marked lost. (Looking
-    for why a head lost in a bake rolled the deployment back; that rollback still happens on the
-    real stack, so this was not the whole cause.)"""
+    every live host of its datacenter has reported since its start, or been marked lost. (Added
+    while looking for why a head lost in a bake rolled the deployment back; the cause was another:
+    see tests/rollout/test_reconcile.py, a region that joined.)"""
     store, coords, clock = world
     hosts = fleet(coords, n=2)
     dep = store.deployments.create("web", "b1", None, {"steps": [1, 1.0], "minHealthy": 0.9, "bakeS": 5},
