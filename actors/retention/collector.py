@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from gantry import cursor as listing
 from gantry.actors import metrics
 from gantry.artifacts.blobstore import BlobStore, StoredObject, chunk_key, digest_of_key, manifest_key
 from gantry.artifacts.manifest import Manifest
@@ -125,7 +126,7 @@ class GarbageCollector:
                 "caches": self._caches(name, policy, now, dry_run, going), "archived": archived}
 
     def _live_builds(self, name: str) -> list[dict]:
-        ids = [m.split(":", 1)[1] for m in self.state.r.zrange(keys.builds(name), 0, -1)]
+        ids = [listing.split(m)[1] for m in self.state.r.zrange(keys.builds(name), 0, -1)]
         fields = ("buildID", "buildStatus", "createdAt", "pinned", "artifactDigest")
         rows = read_fields(self.state.r, [keys.build(i) for i in ids], fields)
         return [dict(zip(fields, row)) for row in rows if row[0]]
