@@ -24,6 +24,7 @@ from helpers import make_repo  # noqa: E402
 
 TEST_ENV = {
     "GANTRY_HEARTBEAT_S": "1",
+    "GANTRY_HEARTBEAT_MISSES": "5",   # 5 s: a check-in thread starved by a loaded CI machine is not a lost worker
     "GANTRY_WORKER_START_S": "20",   # a worker process starting on a loaded machine is not lost
     "GANTRY_RETRY_BACKOFF_S": "0.5",
     "GANTRY_BUILD_MEMORY_BYTES": str(256 << 20),

@@ -14,12 +14,14 @@ from helpers import host_processes_matching, wait_build, wait_until
 def test_scheduler_killed_mid_run_loses_nothing(api, stack, new_project):
     project, sha, _ = new_project("sleep 4; mkdir -p dist; echo ok > dist/ok")
     running = api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"]
-    wait_build(api, project, running, until={"BUILDING"})
+    store = State(stack.config().redis_url)
+    wait_until(lambda: store.builds.get(running).get("attempt") == store.builds.get(running).get("leaseOwner"),
+               60, "the attempt to begin")   # BUILDING comes at the claim, a moment before the attempt starts
     stack.connect()
     ray.kill(ray.get_actor(SCHEDULER, namespace=NAMESPACE), no_restart=False)  # Ray restarts it
     queued = [api.post(f"/projects/{project}/builds", json={"commitSHA": sha}).json()["buildID"] for _ in range(2)]
     first = wait_build(api, project, running)
-    assert first["buildStatus"] == "SUCCEEDED" and first["retries"] == 0  # the attempt outlived the scheduler
+    assert (first["buildStatus"], first["retries"]) == ("SUCCEEDED", 0), first  # the attempt outlived the scheduler
     for b in queued:
         assert wait_build(api, project, b)["buildStatus"] == "SUCCEEDED"
     wait_until(lambda: ray.get(ray.get_actor(SCHEDULER, namespace=NAMESPACE).stats.remote())["inflight"] == 0,
