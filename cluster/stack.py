@@ -21,7 +21,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from gantry.cluster.prometheus import start_prometheus, write_node_targets
+from gantry.cluster.prometheus import home_of, start_prometheus, write_node_targets
 from gantry.cluster.services import redis_ping, start_redis, start_s3
 from gantry.cluster.shape import BuilderSpec, HostSpec, Shape, to_start
 from gantry.cluster.processes import HOST, alive, bin_path, free_port, loopback, stop_group, stop_groups, wait_for
@@ -165,7 +165,7 @@ class Stack:
                 s3_access_key=access_key, s3_secret_key=secret_key, ca_file=tls[0], tls_cert_file=tls[1],
                 tls_key_file=tls[2], jwt_secret_file=str(self.home / "jwt.secret"), api_url=f"{scheme}://{HOST}:{shape.api_port}",
                 ray_address=f"{RAY_IP}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}",
-                prometheus_url=prometheus_url, builds_dir=self._builds_dir(), builder_cpus=shape.builders[0].cpus if shape.builders else 1.0,
+                prometheus_url=prometheus_url, prometheus_targets_dir=str(home_of(self) / "targets"), builds_dir=self._builds_dir(), builder_cpus=shape.builders[0].cpus if shape.builders else 1.0,
                 builder_memory_mb=shape.builders[0].memory_mb if shape.builders else Settings().build_memory_bytes >> 20)
             cfg.save(self.stack_file)
             self._start_ray_head(gcs_port, dashboard_port)

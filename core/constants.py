@@ -7,6 +7,7 @@ NAMESPACE = "gantry"
 # Detached actors, found again by name after a restart.
 SCHEDULER = "build-scheduler"
 MONITOR = "build-monitor"
+ANALYST = "canary-analyst"
 WORKER_PREFIX = "build-attempt-"   # + the attempt's lease owner
 
 

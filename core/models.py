@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gantry.retention import RetentionIn
+from gantry.rollout.analysis import AnalysisIn
 from gantry.builds import BRANCH_RE, DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
@@ -42,6 +43,8 @@ class DeploySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: str | None = Field(default=None, max_length=65536)
     health: str | None = Field(default=None, max_length=65536)
+    metricsPort: int | None = Field(default=None, ge=1, le=65535, description="where the app serves Prometheus "
+                                    "metrics, at each host's address (the stack's Prometheus scrapes it)")
 
 
 class ProjectIn(BaseModel):
@@ -61,6 +64,9 @@ class ProjectIn(BaseModel):
                                           description="host or host:port the fetch step may reach (80 and 443 "
                                                       "when no port is given)")
     retention: RetentionIn | None = Field(default=None, description="replaces the project's retention policy")
+    analysis: AnalysisIn | None = Field(default=None, description="canary analysis of each wave (replaces it)")
+    prometheusURL: str | None = Field(default=None, pattern=r"^(https?://[^\s]{1,2040})?$",
+                                      description="an existing Prometheus for its analysis (\"\": the stack's)")
 
     @field_validator("repoURL")
     @classmethod
@@ -86,6 +92,8 @@ class Project(BaseModel):
     deploy: dict = Field(default_factory=dict)
     egressAllow: list[str] = Field(default_factory=list)
     retention: RetentionIn = Field(default_factory=RetentionIn)
+    analysis: AnalysisIn | None = None
+    prometheusURL: str | None = None
 
 
 class BuildDetails(BaseModel):
@@ -255,6 +263,8 @@ class DeploymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     buildID: str = Field(pattern=r"^[0-9a-f]{32}$")
     strategy: StrategyIn | None = None
+    analysis: AnalysisIn | Literal["off"] | None = Field(default=None, description="this deployment's canary "
+                                                         'analysis instead of the project\'s; "off": none')
 
 
 class RollbackIn(BaseModel):

@@ -19,12 +19,14 @@ class Deployment:
     strategy: dict = field(default_factory=dict)
     regions: list[str] = field(default_factory=list)
     reason: str = ""
+    analysis: dict | None = None     # its canary analysis (rollout.analysis.AnalysisIn), if any
 
     @classmethod
     def from_hash(cls, h: dict) -> "Deployment":
         return cls(h["deploymentID"], h["projectName"], h["buildID"], h.get("previousBuildID") or None,
                    DeploymentStatus(h["status"]), json.loads(h.get("strategy") or "{}"),
-                   json.loads(h.get("regions") or "[]"), h.get("reason") or "")
+                   json.loads(h.get("regions") or "[]"), h.get("reason") or "",
+                   json.loads(h.get("analysis") or "null"))
 
     @property
     def stage_all(self) -> bool:

@@ -43,6 +43,7 @@ class StackConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     prometheus_url: str = ""      # the stack's Prometheus (cluster/prometheus.py), or an operator's
+    prometheus_targets_dir: str = ""   # where the apps' file-based discovery targets go ("": nowhere)
 
     @property
     def primary(self) -> Region:

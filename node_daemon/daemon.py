@@ -111,6 +111,7 @@ class NodeDaemon:
         self.down = TokenBucket(max_down_mbps * MB, burst=max(max_down_mbps * MB / 4, 1 << 20)) if max_down_mbps else TokenBucket(0)
         up = TokenBucket(max_up_mbps * MB, burst=max(max_up_mbps * MB / 4, 1 << 20)) if max_up_mbps else TokenBucket(0)
         host, port = split_address(listen)
+        self.host_ip = split_address(advertise)[0] if advertise else host   # where this host's apps listen
         self.tls = tls
         self.server = PeerServer(self.cache, host=host, port=port, upload=up, auth=self.peer_auth, advertise=advertise,
                                  tls=tls.server())
@@ -296,7 +297,7 @@ class NodeDaemon:
             began = time.monotonic()
             inst.switch(build_id)
             try:
-                inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id)
+                inst.run_hooks(build_id, info.get("deployStart"), info.get("deployHealth"), self.host_id, self.host_ip)
             except BaseException:
                 inst.stop(build_id)   # what a failed release started does not run on beside the previous one
                 raise

@@ -113,17 +113,19 @@ class Installer:
         """Point `current` nowhere: no release of the project runs here."""
         self.current.unlink(missing_ok=True)
 
-    def run_hooks(self, build_id: str, start: str | None, health: str | None, host_id: str = "") -> None:
+    def run_hooks(self, build_id: str, start: str | None, health: str | None, host_id: str = "",
+                  host_ip: str = "") -> None:
         """Run the repo's `[deploy] start` then `health` commands in the release directory, as
-        the hook user, with only the build ID, the host ID and the release path in their
-        environment. The start command runs detached in its own session: one still running after
+        the hook user, with only the build ID, the host ID and address (GANTRY_HOST_IP: where its
+        app listens, and where Prometheus scrapes the project's `metricsPort`) and the release
+        path in their environment. The start command runs detached in its own session: one still running after
         `start_grace_s` is taken to be the service and left running; one that exits non-zero
         sooner fails the install. Output of both goes to the release's hook log."""
         release = self.releases / build_id
         if not (start or health):
             return
         env = {"PATH": HOOK_PATH, "LANG": "C.UTF-8", "HOME": str(release), "GANTRY_RELEASE": str(release),
-               "GANTRY_BUILD_ID": build_id, "GANTRY_HOST_ID": host_id}
+               "GANTRY_BUILD_ID": build_id, "GANTRY_HOST_ID": host_id, "GANTRY_HOST_IP": host_ip}
         fd = os.open(release, DIR_FLAGS)
         try:
             log = os.open(HOOK_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -16,8 +16,9 @@ queries it and hands the values in.
 
 Query templates name `{{build}}`, `{{baseline}}`, `{{dc}}`, `{{region}}`, `{{project}}`,
 `{{wave}}`, `{{hosts}}` and `{{baselineHosts}}` (host lists become a regex alternation). Each
-placeholder must sit inside a double-quoted PromQL string, and its value is escaped for it, so no
-host or build name can change the query.
+must sit inside a double-quoted PromQL string, and its value is escaped for it, so no host or
+build name can change the query. `{{interval}}`, the analysis interval as a PromQL duration
+("30s", for a range selector), is the one placeholder outside quotes: gantry writes its value.
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gantry.statuses import AnalysisOutcome as O
 
-PLACEHOLDERS = ("build", "baseline", "dc", "region", "project", "wave", "hosts", "baselineHosts")
+PLACEHOLDERS = ("build", "baseline", "dc", "region", "project", "wave", "hosts", "baselineHosts", "interval")
 LISTS = ("hosts", "baselineHosts")
+UNQUOTED = ("interval",)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -108,7 +110,9 @@ def check_template(template: str) -> None:
     for m in _PLACEHOLDER.finditer(template):
         if m[1] not in PLACEHOLDERS:
             raise ValueError(f"unknown placeholder {{{{{m[1]}}}}}; known: {', '.join(PLACEHOLDERS)}")
-        if not _in_string(template, m.start()):
+        if (m[1] in UNQUOTED) == _in_string(template, m.start()):
+            if m[1] in UNQUOTED:
+                raise ValueError(f"placeholder {m[0]} is a duration: it goes outside quotes, as in rate(x[{m[0]}])")
             raise ValueError(f"placeholder {m[0]} must be inside a double-quoted string, as a label value")
 
 
@@ -137,6 +141,8 @@ def render(template: str, values: dict[str, str | list[str]]) -> str:
 
     def one(m: re.Match) -> str:
         v = values.get(m[1], "")
+        if m[1] in UNQUOTED:
+            return f"{int(float(v or 0))}s"
         if m[1] in LISTS:
             v = "|".join(re.escape(h) for h in v) if v else "$^"
         return _quote(str(v))
@@ -151,6 +157,7 @@ class Measurement:
     outcome: O
     reason: str
     value: float | None = None               # threshold
+    baselineValue: float | None = None       # threshold: the same query over the baseline hosts, for comparison
     canary: list[float] = field(default_factory=list)     # compare: per-host samples
     baseline: list[float] = field(default_factory=list)
     statistic: float | None = None           # Mann-Whitney U
@@ -171,16 +178,20 @@ def finite(xs) -> list[float]:
     return out
 
 
-def threshold(m: MetricIn, value) -> Measurement:
-    clean = finite([value])
+def threshold(m: MetricIn, value, baseline=None) -> Measurement:
+    """`value` on the canary hosts decides; `baseline`, the same query on the baseline hosts, is
+    only shown beside it."""
+    clean, base = finite([value]), finite([baseline])
+    b = base[0] if base else None
     if not clean:
-        return Measurement(m.name, O.INCONCLUSIVE, f"{m.name}: no data (the query returned {value!r})")
+        return Measurement(m.name, O.INCONCLUSIVE, f"{m.name}: no data (the query returned {value!r})", baselineValue=b)
     x = clean[0]
+    shown = f"{m.name} = {x:.6g}" + (f" on the canary (baseline {b:.6g})" if b is not None else "")
     if m.failure is not None and m.failure.holds(x):
-        return Measurement(m.name, O.FAIL, f"{m.name} = {x:.6g}, which is {m.failure} (failure condition)", x)
+        return Measurement(m.name, O.FAIL, f"{shown}, which is {m.failure} (failure condition)", x, b)
     if m.success is not None and not m.success.holds(x):
-        return Measurement(m.name, O.FAIL, f"{m.name} = {x:.6g}, which is not {m.success} (success condition)", x)
-    return Measurement(m.name, O.PASS, f"{m.name} = {x:.6g}", x)
+        return Measurement(m.name, O.FAIL, f"{shown}, which is not {m.success} (success condition)", x, b)
+    return Measurement(m.name, O.PASS, shown, x, b)
 
 
 def compare(m: MetricIn, canary, baseline) -> Measurement:

@@ -8,6 +8,11 @@ Phases: ROLLING (a wave's hosts are moving to the build) -> BAKING (the wave is 
 `bake_s`, then re-check) -> next wave ... -> DONE. A wave below the gate (`min_healthy`) starts
 ROLLING_BACK: every host this rollout moved goes back to the previous build -> ROLLED_BACK.
 PAUSED holds everything where it is.
+
+With canary analysis (`analyze`), a wave's bake ends only when the analysis of that wave has
+passed too (`verdict`: the analysis's (outcome, reason) for the wave, None while it runs); a
+failed analysis rolls back at once; an inconclusive one holds the wave (`held`: why), and the
+reconcile pauses the deployment for a person.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 from gantry.records import HostView
 from gantry.rollout.waves import Strategy, gate_failed_already, gate_passes, plan_waves
-from gantry.statuses import DcPhase, HostState
+from gantry.statuses import AnalysisOutcome, DcPhase, HostState
 
 ROLLING, BAKING, DONE = DcPhase.ROLLING, DcPhase.BAKING, DcPhase.DONE
 ROLLING_BACK, ROLLED_BACK, PAUSED = DcPhase.ROLLING_BACK, DcPhase.ROLLED_BACK, DcPhase.PAUSED
@@ -35,11 +40,15 @@ class DcRollout:
     paused_from: str = ""
     bake_until: float = 0.0
     reason: str = ""
+    analyze: bool = False       # each wave's bake waits for its canary analysis to pass
+    bake_began: float = 0.0     # when the wave became healthy (the analysis's window starts here)
+    held: str = ""              # the wave waits for a person: its analysis was inconclusive
 
     @classmethod
-    def start(cls, build_id: str, previous_build: str | None, hosts: list[str], strategy: Strategy) -> "DcRollout":
+    def start(cls, build_id: str, previous_build: str | None, hosts: list[str], strategy: Strategy,
+              analyze: bool = False) -> "DcRollout":
         return cls(build_id, previous_build, tuple(strategy.steps), strategy.min_healthy, strategy.bake_s,
-                   waves=plan_waves(sorted(hosts), strategy.steps))
+                   waves=plan_waves(sorted(hosts), strategy.steps), analyze=analyze)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,8 +75,15 @@ class DcRollout:
             self.reason = reason
             self.phase = ROLLING_BACK if self.previous_build is not None else ROLLED_BACK
 
-    def step(self, hosts: dict[str, HostView], now: float) -> dict[str, str]:
+    def baseline(self, hosts) -> list[str]:
+        """The hosts this rollout has not moved yet (the current wave's baseline)."""
+        moved = set(self.moved)
+        return sorted(h for h in hosts if h not in moved)
+
+    def step(self, hosts: dict[str, HostView], now: float,
+             verdict: tuple[str, str] | None = None) -> dict[str, str]:
         """Advance as far as the snapshot allows; returns {host: build} targets to set."""
+        self.held = ""
         if self.phase == PAUSED or self.phase == ROLLED_BACK:
             return {}
         if self.phase == ROLLING_BACK:
@@ -85,7 +101,15 @@ class DcRollout:
             return self._start_rollback(hosts, f"wave {self.wave + 1}: {failed} of {len(wave)} hosts failed "
                                                f"(gate {self.min_healthy:.0%} healthy)")
         if self.phase == ROLLING and healthy + failed == len(wave) and gate_passes(healthy, failed, len(wave), self.min_healthy):
-            self.phase, self.bake_until = BAKING, now + self.bake_s
+            self.phase, self.bake_until, self.bake_began = BAKING, now + self.bake_s, now
+        if self.phase == BAKING and self.analyze:
+            outcome, why = verdict or ("", "")
+            if outcome == AnalysisOutcome.FAIL:
+                return self._start_rollback(hosts, f"wave {self.wave + 1}: canary analysis failed: {why}")
+            if outcome == AnalysisOutcome.INCONCLUSIVE:
+                self.held = why
+            if outcome != AnalysisOutcome.PASS:
+                return targets
         if self.phase == BAKING and now >= self.bake_until:
             if not gate_passes(healthy, failed, len(wave), self.min_healthy):
                 return self._start_rollback(hosts, f"wave {self.wave + 1} became unhealthy while baking")
@@ -94,7 +118,7 @@ class DcRollout:
             else:
                 self.wave += 1
                 self.phase = ROLLING
-                return self.step(hosts, now)
+                return self.step(hosts, now)   # the next wave has no verdict yet
         return targets
 
     def _start_rollback(self, hosts: dict[str, HostView], reason: str) -> dict[str, str]:

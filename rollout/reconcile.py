@@ -46,6 +46,7 @@ class Snapshot:
     build_error: str = ""
     staging_began: float | None = None  # when this datacenter began staging the build
     stage_deadline_s: float = float("inf")
+    analysis: dict[int, tuple[str, str]] = field(default_factory=dict)   # wave -> its canary analysis's verdict here
 
 
 @dataclass
@@ -140,13 +141,15 @@ def _roll(s: Snapshot, plan: Plan) -> bool:
         strategy = dep.strategy
         rollout = DcRollout.start(dep.build_id, dep.previous_build, [h for h, v in s.hosts.items() if not v.lost],
                                   Strategy(steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"],
-                                           bake_s=strategy["bakeS"]))
+                                           bake_s=strategy["bakeS"]), analyze=bool(dep.analysis))
     if dep.status == D.PAUSED:
         rollout.pause()
     else:
         rollout.resume()
-    plan.targets.update(rollout.step(s.hosts, s.now))
+    plan.targets.update(rollout.step(s.hosts, s.now, s.analysis.get(rollout.wave)))
     plan.rollout = rollout
+    if rollout.held and dep.status == D.IN_PROGRESS:   # a person decides: resume goes on, abort rolls back
+        _status(plan, dep, D.PAUSED, f"{rollout.held} ({dc}, wave {rollout.wave + 1})")
     if rollout.phase == DcPhase.DONE:
         if s.outcomes.get(dc) != DcPhase.DONE:
             plan.current, plan.outcome = rollout.build_id, DcPhase.DONE

@@ -188,6 +188,11 @@ class GantryAPI(DcEndpoints):
     def get_deployment(self, projectName: str, deploymentID: str, request: Request):
         return cached(request, self.service.op_get_deployment(self._principal(request), projectName, deploymentID))
 
+    @app.get("/projects/{projectName}/deployments/{deploymentID}/analysis")
+    def get_analysis(self, projectName: str, deploymentID: str, request: Request):
+        """The deployment's canary analysis: every wave's measurements, samples and decisions."""
+        return self.service.op_get_analysis(self._principal(request), projectName, deploymentID)
+
     @app.post("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
     def op_deployment(self, projectName: str, deploymentID: str, request: Request, op: str = Query(...)):
         return self.service.op_deployment_op(self._principal(request), projectName, deploymentID, op)

@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
 from gantry.settings import Settings
+from gantry.rollout.analysis import AnalysisIn, intervals
 from gantry.sim.run import simulate
 from gantry.sim.scenario import Scenario
 from gantry.state import State
@@ -61,7 +62,8 @@ def measured_activation(host: dict, project: str) -> float | None:
         return None
 
 
-def predict(state: State, stack: StackConfig, project: str, build: dict, strategy: dict) -> dict:
+def predict(state: State, stack: StackConfig, project: str, build: dict, strategy: dict,
+            analysis: dict | None = None) -> dict:
     settings = Settings()
     fleet, measured, activations = [], 0, []
     for region in stack.regions:
@@ -93,6 +95,7 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
         "coordinatorTickSeconds": settings.coordinator_tick_s, "busyReportSeconds": settings.host_busy_report_s,
         "lostAfterSeconds": max(settings.host_lost_s, 3 * settings.host_idle_report_s),
         "faults": "none: every host healthy, none lost",
+        "analysisSecondsPerWave": analysis_seconds(analysis, strategy["bakeS"], settings.prometheus_scrape_s),
         "sampled": None if share == 1.0 else {
             "hosts": len(fleet), "of": everyone,
             "how": "hosts drawn from every datacenter in proportion; each message to a coordinator costs "
@@ -108,7 +111,8 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
                   steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"], bake_s=strategy["bakeS"],
                   stage=strategy.get("stage") or "all", region_waves=strategy.get("regionWaves"),
                   busy_report_s=settings.host_busy_report_s, idle_report_s=settings.host_idle_report_s,
-                  lost_s=settings.host_lost_s, unpack_bps=UNPACK_BPS, activate_s=activate_s)
+                  lost_s=settings.host_lost_s, unpack_bps=UNPACK_BPS, activate_s=activate_s,
+                  analysis_s=assumptions["analysisSecondsPerWave"])
     r = simulate(sc, fleet, regions=regions, holding=held, wall_s=settings.prediction_wall_s)
     if r["status"] == TIMED_OUT:
         assumptions["stopped"] = (f"the simulation stopped at {r['totalSeconds']} simulated seconds: "
@@ -136,18 +140,18 @@ class Predictor:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def later(self, dep_id: str, project: str, build: dict, strategy: dict,
+    def later(self, dep_id: str, project: str, build: dict, strategy: dict, analysis: dict | None = None,
               done: Callable[[], None] = lambda: None) -> None:
         with self._lock:
             if self._pool is None:   # started on first use, again if its process died
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
             pool = self._pool
         try:
-            future = pool.submit(_predict_and_store, self.stack, dep_id, project, build, strategy)
+            future = pool.submit(_predict_and_store, self.stack, dep_id, project, build, strategy, analysis)
         except BrokenProcessPool:
             with self._lock:
                 self._pool = None
-            return self.later(dep_id, project, build, strategy, done)
+            return self.later(dep_id, project, build, strategy, analysis, done)
         future.add_done_callback(lambda f: self._finished(f, dep_id, done))
 
     def _finished(self, future, dep_id: str, done: Callable[[], None]) -> None:
@@ -162,10 +166,20 @@ class Predictor:
 _states: dict[str, State] = {}
 
 
-def _predict_and_store(stack: StackConfig, dep_id: str, project: str, build: dict, strategy: dict) -> None:
+def _predict_and_store(stack: StackConfig, dep_id: str, project: str, build: dict, strategy: dict,
+                       analysis: dict | None) -> None:
     """In the predictor's process: predict, and keep the prediction with the deployment."""
     state = _states.get(stack.redis_url) or _states.setdefault(stack.redis_url, State(stack.redis_url))
-    state.deployments.set_prediction(dep_id, predict(state, stack, project, build, strategy))
+    state.deployments.set_prediction(dep_id, predict(state, stack, project, build, strategy, analysis))
+
+
+def analysis_seconds(analysis: dict | None, bake_s: float, scrape_s: float) -> float:
+    """How long each wave's canary analysis keeps it baking: its intervals, and the scrapes the
+    last one waits for."""
+    if not analysis:
+        return 0.0
+    a = AnalysisIn.model_validate(analysis)
+    return intervals(a, bake_s) * a.intervalS + 2 * scrape_s
 
 
 def thin(timeline: list, regions: int) -> list:

@@ -24,6 +24,7 @@ from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, Strategy
 from gantry import auth
 from gantry.serve_app import prediction, views
 from gantry.serve_app.errors import ApiError, problems
+from gantry.serve_app.analysis_ops import AnalysisOps
 from gantry.serve_app.retention_ops import RetentionOps
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
@@ -37,7 +38,7 @@ WEBHOOK_USER = "github-webhook"
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
            "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
            "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
-           "gc_report")
+           "gc_report", "get_analysis")
 
 
 def _check_name(name: str) -> None:
@@ -80,7 +81,7 @@ def _parse(model: type[BaseModel], body) -> BaseModel:
 
 
 
-class Service(RetentionOps):
+class Service(RetentionOps, AnalysisOps):
     def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
                  nudge: Callable[[], None] = lambda: None,
                  archive_now: Callable[[float], dict] | None = None,
@@ -177,6 +178,10 @@ class Service(RetentionOps):
             options["prestage"] = "1" if body.prestage else "0"
         if body.retention is not None:
             options["retention"] = body.retention.model_dump_json()
+        if body.analysis is not None:
+            options["analysis"] = body.analysis.model_dump_json()
+        if body.prometheusURL is not None:   # only admins register projects: only they point one elsewhere
+            options["prometheusURL"] = body.prometheusURL
         options.update(self._build_settings(body))
         created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
             who.user, "project.register", projectName, None,
@@ -193,7 +198,9 @@ class Service(RetentionOps):
                                                 buildconfig.Bounds.of(self.settings))
                 out["buildSettings"] = json.dumps(build)
             if body.deploy is not None:
-                out["deploySettings"] = json.dumps(buildconfig.check_deploy(body.deploy.model_dump(exclude_none=True), "deploy"))
+                hooks = body.deploy.model_dump(exclude_none=True, exclude={"metricsPort"})
+                out["deploySettings"] = json.dumps(buildconfig.check_deploy(hooks, "deploy"))
+                out["metricsPort"] = body.deploy.metricsPort or ""
         except buildconfig.ConfigError as e:
             raise ApiError(422, "invalid build settings", str(e))
         if body.egressAllow is not None:
@@ -346,7 +353,8 @@ class Service(RetentionOps):
             raise ApiError(400, "unknown region in regionWaves", f"{', '.join(unknown)}; regions: {', '.join(regions)}")
         return strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
 
-    def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str) -> dict:
+    def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str,
+                analysis: dict | None = None) -> dict:
         """Create the deployment, then predict it off the request path (a rollback: never)."""
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
         self.state.replication.backfill(build_id, regions)   # regions that joined since it published
@@ -355,11 +363,12 @@ class Service(RetentionOps):
         try:
             dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                                 who.user, audit=lambda dep_id: audit.prepare(
-                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}))
+                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}),
+                analysis=analysis)
         except BuildExpired:
             raise ApiError(409, "build expired", "retention let it go as this deployment was made; build the commit again")
         if action != "rollback":
-            self.predictor.later(dep["deploymentID"], project, build, strategy.model_dump())
+            self.predictor.later(dep["deploymentID"], project, build, strategy.model_dump(), analysis)
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
                 "status": dep["status"]}
 
@@ -376,10 +385,11 @@ class Service(RetentionOps):
         rec = self._deployable(projectName, body.buildID)
         self._write_allowed(projectName, project)
         strategy = self._strategy(body.strategy or StrategyIn())
+        analysis = self._analysis_for(project, body.analysis)
         if dryRun:
-            out = prediction.predict(self.state, self.stack, projectName, rec, strategy.model_dump())
+            out = prediction.predict(self.state, self.stack, projectName, rec, strategy.model_dump(), analysis)
             return {k: v for k, v in out.items() if k != "marks"}
-        return self._deploy(who, projectName, rec, strategy, "deployment.create")
+        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis)
 
     def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                             limit: str | int | None = None) -> dict:
@@ -401,18 +411,14 @@ class Service(RetentionOps):
         to = DEPLOYMENT_OPS[op]   # from where: statuses.DEPLOYMENT_FROM, checked by the script
         entry = audit.prepare(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
         reason = "aborted by user" if to == DeploymentStatus.ABORTED else ""
+        to, reason = self._at_analysis(who, dep, op) or (to, reason)
         if self.state.deployments.set_status(deploymentID, to, reason, entry) is None:
             raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
         return views.deployment_view(self.state, self.stack, self._deployment(projectName, deploymentID))
 
     def op_list_hosts(self, who: auth.Principal, projectName: str) -> list[dict]:
-        """The hosts that serve the project, each with its state for this project."""
         self._project(who, projectName)
-        return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"], "address": h.get("address") or None,
-                 "activeBuildID": h.get("activeBuildID") or None, "state": h["state"], "error": h.get("error") or None,
-                 "updatedAt": iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
-                for r in self.stack.regions for dc in r.datacenters
-                for h in self.state.hosts.for_project(dc, projectName)]
+        return views.project_hosts(self.state, self.stack, projectName)
 
     def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
         project = self._project(who, projectName)

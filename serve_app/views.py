@@ -98,9 +98,12 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
             "defaultBranch": p.get("defaultBranch") or "main", "coalesce": p.get("coalesce") == "1",
             "webhookConfigured": bool(p.get("webhookSecret")), "webhookPath": f"/webhooks/github/{name}",
             "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1",
-            "build": json.loads(p.get("buildSettings") or "{}"), "deploy": json.loads(p.get("deploySettings") or "{}"),
+            "build": json.loads(p.get("buildSettings") or "{}"),
+            "deploy": {**json.loads(p.get("deploySettings") or "{}"),
+                       **({"metricsPort": int(p["metricsPort"])} if p.get("metricsPort") else {})},
             "egressAllow": json.loads(p.get("egressAllow") or "[]"),
-            "retention": RetentionIn.model_validate(json.loads(p.get("retention") or "{}")).model_dump()}
+            "retention": RetentionIn.model_validate(json.loads(p.get("retention") or "{}")).model_dump(),
+            "analysis": json.loads(p.get("analysis") or "null"), "prometheusURL": p.get("prometheusURL") or None}
 
 
 def deployment_summary(dep: dict) -> dict:
@@ -140,3 +143,11 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
             "currentRegion": current if dep["status"] in DEPLOYMENT_ACTIVE else None,
             "regions": regions, "hosts": host_counts(everyone, dep["buildID"]),
             "prediction": json.loads(dep["prediction"]) if dep.get("prediction") else None}
+
+
+def project_hosts(state: State, stack: StackConfig, project: str) -> list[dict]:
+    """The hosts that serve the project, each with its state for this project."""
+    return [{"hostID": h["hostID"], "region": h["region"], "dc": h["dc"], "address": h.get("address") or None,
+             "activeBuildID": h.get("activeBuildID") or None, "state": h["state"], "error": h.get("error") or None,
+             "updatedAt": iso_ms(int(h["updatedAt"])) if h.get("updatedAt") else None}
+            for r in stack.regions for dc in r.datacenters for h in state.hosts.for_project(dc, project)]

@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtt-ms", default="0.5,80,1",
                    help="round trips: within a datacenter, between regions, to the coordinator")
     p.add_argument("--bake-s", type=float, default=30.0)
+    p.add_argument("--analysis-s", type=float, default=0.0, help="each wave's canary analysis (0: none)")
     p.add_argument("--steps", default="1,0.1,0.5,1.0", help="waves: a whole number is hosts, a fraction of the datacenter")
     p.add_argument("--min-healthy", type=float, default=0.9)
     p.add_argument("--stage", choices=("all", "wave"), default="all")
@@ -56,7 +57,7 @@ def scenario(a) -> Scenario:
     sc = Scenario(hosts=a.hosts, regions=a.regions, dcs_per_region=a.dcs_per_region, size_bytes=a.size_gb * GB,
                   nic_bps=a.nic_gbps * GB / 8, origin_bps=a.origin_gbps * GB / 8,
                   region_link_bps=a.region_link_gbps * GB / 8,
-                  steps=parse_steps(a.steps), min_healthy=a.min_healthy, bake_s=a.bake_s, stage=a.stage,
+                  steps=parse_steps(a.steps), min_healthy=a.min_healthy, bake_s=a.bake_s, analysis_s=a.analysis_s, stage=a.stage,
                   fail_health=a.fail_health, lose=a.lose, slow=a.slow, slow_factor=a.slow_factor, store_down=down,
                   rack_oversub=a.rack_oversub, max_pieces=a.max_pieces, seed=a.seed)
     sc.rtt_dc_s, sc.rtt_region_s, sc.rtt_coord_s = (x if x is not None else d for x, d in

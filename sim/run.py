@@ -31,7 +31,8 @@ from gantry.sim.network import INF, Network, Resource
 from gantry.sim.scenario import Scenario
 from gantry.sim.host import NEW, OLD, Host
 from gantry.sim.swarm import Swarm, Transfer
-from gantry.statuses import DEPLOYMENT_TERMINAL, TIMED_OUT, BuildStatus, DcPhase, DeploymentStatus, HostState
+from gantry.statuses import DEPLOYMENT_TERMINAL, TIMED_OUT, AnalysisOutcome, BuildStatus, DcPhase, DeploymentStatus, \
+    HostState
 
 D = DeploymentStatus
 
@@ -103,7 +104,17 @@ class Dc:
                         hosts=self.hvs, holding=sim.holds, staged_dcs=sim.staged_dcs, outcomes=sim.outcomes,
                         rollout=self.rollout, current=self.current, now=sim.events.now,
                         build_status=None if self.region in sim.holds else BuildStatus.DEPLOYING, staging_began=self.staging_began,
-                        stage_deadline_s=sim.stage_deadline_s)
+                        stage_deadline_s=sim.stage_deadline_s, analysis=self._analysis())
+
+    def _analysis(self) -> dict:
+        """The baking wave's canary analysis: a pass, once its intervals have run."""
+        r = self.rollout
+        if not self.sim.analysis_s or r is None or r.phase != DcPhase.BAKING:
+            return {}
+        if self.sim.events.now >= r.bake_began + self.sim.analysis_s:
+            return {r.wave: (AnalysisOutcome.PASS, "simulated")}
+        self.wake(r.bake_began + self.sim.analysis_s)
+        return {}
 
     def apply(self, plan: Plan, before: tuple = (0, DcPhase.ROLLING)) -> None:
         """A plan, applied to the model as the coordinator writes it to Redis."""
@@ -191,7 +202,8 @@ class Simulation:
         self.region_waves = region_waves(self.regions, sc.region_waves)
         self.deployment = Deployment("sim", "sim", NEW, OLD, D.IN_PROGRESS, regions=self.regions, strategy={
             "steps": list(sc.steps), "minHealthy": sc.min_healthy, "bakeS": sc.bake_s, "stage": sc.stage,
-            "regionWaves": self.region_waves})
+            "regionWaves": self.region_waves}, analysis={"simulatedS": sc.analysis_s} if sc.analysis_s else None)
+        self.analysis_s = sc.analysis_s
         settings = Settings()
         self.stage_deadline_s = settings.stage_timeout_s + sc.size_bytes / (settings.stage_min_mbps * 1e6)
         self.stores = {r: Resource(f"{r}/store", sc.origin_bps) for r in self.regions}

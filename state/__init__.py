@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from gantry.clock import now_ms
+from gantry.state.analysis import Analyses
 from gantry.state.audit import AuditLog
 from gantry.state.builds import Builds, DuplicateBuild, TransitionRefused
 from gantry.state.caches import Caches
@@ -33,6 +34,7 @@ class State:
         from gantry.archive.pointers import ArchivePointers   # here: gantry.archive imports gantry.state
         self.archive = ArchivePointers(self.r)
         self.deployments = Deployments(self.r, clock)
+        self.analyses = Analyses(self.r)
         self.hosts = Hosts(self.r, clock)
         self.rates = RateLimiter(self.r)
         self.retention = Retention(self.r, clock)

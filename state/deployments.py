@@ -27,7 +27,8 @@ class Deployments:
         self._status = scripts.register(r, "deployment_status")
 
     def create(self, project: str, build_id: str, previous_build: str | None, strategy: dict,
-               regions: list[str], user: str, audit: Callable[[str], str] | None = None) -> dict:
+               regions: list[str], user: str, audit: Callable[[str], str] | None = None,
+               analysis: dict | None = None) -> dict:
         """A new deployment, superseding the one in flight; `audit(deploymentID)` gives the
         audit entry written with it."""
         dep_id = uuid.uuid4().hex
@@ -35,7 +36,8 @@ class Deployments:
         fields = {"deploymentID": dep_id, "projectName": project, "buildID": build_id,
                   "previousBuildID": previous_build or "", "strategy": json.dumps(strategy),
                   "status": DeploymentStatus.IN_PROGRESS.value, "reason": "", "regions": json.dumps(regions),
-                  "createdAt": str(now), "updatedAt": str(now), "createdBy": user}
+                  "createdAt": str(now), "updatedAt": str(now), "createdBy": user,
+                  **({"analysis": json.dumps(analysis)} if analysis else {})}
         entry = audit(dep_id) if audit else ""
         while True:   # the one in flight is read first, so the script is handed its key
             prev = self.r.hget(keys.desired(project), "deploymentID") or ""

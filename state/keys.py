@@ -103,6 +103,8 @@ def dc_staged(dep_id: str) -> str: return _k("dcstaged", dep_id)
 def dc_staging(dep_id: str) -> str: return _k("dcstaging", dep_id)
 def dc_current(project_name: str) -> str: return _k("current", project_name)
 def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
+def analysis(dep_id: str) -> str: return _k("analysis", dep_id)            # "<dc>/<wave>" -> the wave's measurements
+def analysis_verdicts(dep_id: str) -> str: return _k("verdict", dep_id)    # "<dc>/<wave>" -> its outcome and why
 def desired_channel() -> str: return _k("desired")
 def repl_channel(region: str) -> str: return _k("replq", region)
 

@@ -7,6 +7,8 @@ import ray
 
 from gantry.actors.loop import start_loop, wake_on_messages
 from gantry.actors.replication.repair import repair_chunk
+from gantry.actors.rollout.analyst import Analyst
+from gantry.actors.rollout.prometheus_api import PrometheusAPI
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.actors.rollout.host_gateway import HostGateway
 from gantry.rollout.hostmemory import HostMemory
@@ -15,6 +17,7 @@ from gantry.artifacts.blobstore import manifest_key, s3_for
 from gantry.artifacts.manifest import Manifest
 from gantry.peerauth import dc_key
 from gantry.settings import Settings
+from gantry.constants import HEAD
 from gantry.tls import server_context
 from gantry.topology import StackConfig
 
@@ -63,3 +66,23 @@ class RolloutCoordinatorActor:
         """Where hosts are served: this actor's node, its endpoint, and how many requests it answered."""
         return {"node": ray.get_runtime_context().get_node_id(), "url": self.endpoint.url,
                 "served": self.endpoint.served}
+
+
+@ray.remote(num_cpus=0, resources=HEAD, max_restarts=-1, max_task_retries=-1)
+class AnalystActor:
+    """Canary analysis of baking waves, and the apps' discovery targets (`analyst.Analyst`)."""
+
+    def __init__(self, stack_file: str):
+        stack, settings = StackConfig.load(stack_file), Settings()
+        clients: dict[str, PrometheusAPI] = {}
+
+        def client(url: str) -> PrometheusAPI:   # the stack's CA verifies the stack's own Prometheus
+            if url not in clients:
+                clients[url] = PrometheusAPI(url, stack.ca_file if url == stack.prometheus_url else "")
+            return clients[url]
+        self.analyst = Analyst(State(stack.redis_url), stack.dcs_by_region(), client, stack.prometheus_url,
+                               settings.prometheus_scrape_s, stack.prometheus_targets_dir)
+        start_loop(self.analyst.tick, lambda: settings.analyst_tick_s)
+
+    def ping(self) -> bool:
+        return True

@@ -333,6 +333,8 @@ class Coordinator:
         if not active:
             return snap
         snap.holding = {r for r in self.dcs_by_region if self._holds(dep.build_id, r)}
+        if dep.analysis:
+            snap.analysis = self.state.analyses.verdicts(dep_id, self.dc)
         if self.region not in snap.holding:
             rec = self.state.builds.record(dep.build_id)
             snap.build_status, snap.build_error = (rec.status, rec.error) if rec else (None, "")

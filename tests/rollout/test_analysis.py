@@ -124,3 +124,18 @@ def test_templates_are_checked_when_a_project_sets_them():
         with pytest.raises(ValidationError):
             MetricIn(name="q", kind="compare", query=bad)
     check_template('x{b="a\\"{{build}}"}')    # an escaped quote does not end the string
+
+
+def test_the_interval_is_the_one_placeholder_outside_quotes_and_gantry_writes_it():
+    q = render('rate(x{h=~"{{hosts}}"}[{{interval}}])', {"hosts": ["a"], "interval": 30.0})
+    assert q == 'rate(x{h=~"a"}[30s])'
+    with pytest.raises(ValueError, match="goes outside quotes"):
+        check_template('x{b="{{interval}}"}')
+
+
+def test_a_threshold_shows_the_baseline_beside_the_canary_and_decides_on_the_canary():
+    bad = threshold(ERRORS, 0.05, baseline=0.001)
+    assert bad.outcome == O.FAIL and bad.baselineValue == 0.001
+    assert bad.reason == "errors = 0.05 on the canary (baseline 0.001), which is > 0.01 (failure condition)"
+    assert threshold(ERRORS, 0.001, baseline=0.5).outcome == O.PASS
+    assert threshold(ERRORS, None, baseline=0.001).outcome == O.INCONCLUSIVE

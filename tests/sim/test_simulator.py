@@ -87,6 +87,13 @@ def test_bakes_add_up_along_the_critical_path():
     assert baked["totalSeconds"] - quick["totalSeconds"] >= 8 * 30
 
 
+def test_a_canary_analysis_longer_than_the_bake_holds_every_wave_for_it():
+    baked, analysed = simulate(fleet(bake_s=10)), simulate(fleet(bake_s=10, analysis_s=40))
+    assert analysed["status"] == "COMPLETED"
+    # 4 waves in each of 2 region waves, each now waits 40 s rather than 10
+    assert analysed["totalSeconds"] - baked["totalSeconds"] >= 8 * 30
+
+
 def test_thirty_percent_failing_health_rolls_back():
     r = simulate(fleet(fail_health=0.3))
     assert r["status"] == "ROLLED_BACK" and "failed" in r["reason"]

@@ -1,0 +1,145 @@
+"""Issue 25: canary analysis on the real stack. A sample app (tests/apps/canary_app.py) runs on
+every host and exports its requests and latency with prometheus-client; the stack's real
+Prometheus scrapes it through the targets gantry writes; each wave's bake waits for the analysis.
+One project, deployed build after build: a good build passes every wave, a bad one (5% errors)
+and a slow one (p99 twice the baseline) are rolled back at the canary wave by the analysis, and
+a metric without data pauses the deployment for a person to resume or abort."""
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_build, wait_until
+
+PORT = random.randint(20000, 29999)   # on every host's own address
+PY = "python3"                        # the host's; prometheus-client comes with the build (vendor/)
+APP = (Path(__file__).parent.parent / "apps" / "canary_app.py").read_text()
+HEALTH = f"""import os, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen("http://" + os.environ["GANTRY_HOST_IP"] + ":{PORT}/healthz", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    raise SystemExit("the app does not answer")
+"""
+TOML = f'''[build]
+command = "mkdir -p dist && cp -r app.py health.py vendor dist/ && echo {PORT} $FAIL_EVERY $LATENCY_MS > dist/app.conf"
+output = "dist"
+[deploy]
+start = "exec {PY} app.py"
+health = "{PY} health.py"
+'''
+HOSTS = 'gantry_project="{{project}}",gantry_host=~"{{hosts}}"'
+ERRORS = {"name": "error-rate", "kind": "threshold", "critical": True, "failure": {"op": ">", "value": 0.02},
+          "query": f'sum(rate(app_requests_total{{code="500",{HOSTS}}}[{{{{interval}}}}])) / '
+                   f'sum(rate(app_requests_total{{{HOSTS}}}[{{{{interval}}}}]))'}
+LATENCY = {"name": "p99-latency", "kind": "compare", "direction": "increase", "minEffect": 0.2, "minSamples": 4,
+           "query": f'histogram_quantile(0.99, sum by (le, gantry_host) (rate(app_request_seconds_bucket{{{HOSTS}}}[3s])))'}
+ANALYSIS = {"intervalS": 4, "count": 2, "failureLimit": 0, "inconclusiveLimit": 0, "metrics": [ERRORS, LATENCY]}
+NO_DATA = {"intervalS": 2, "count": 1, "inconclusiveLimit": 0, "metrics": [
+    {"name": "ghost", "kind": "threshold", "failure": {"op": ">", "value": 1},
+     "query": f'sum(rate(no_such_metric_total{{{HOSTS}}}[{{{{interval}}}}]))'}]}
+BUILDS = {"v1": ("1000", "20"), "good": ("1000", "10"), "bad": ("20", "20"), "slow": ("1000", "40"),
+          "quiet": ("1000", "20"), "quiet2": ("1000", "20")}
+
+
+@pytest.fixture(scope="module")
+def sample(api, stack, tmp_path_factory):
+    """The project, and one build per behaviour (fail one request in N, latency in ms)."""
+    import prometheus_client
+    from helpers import commit, make_repo
+    name = f"canary-{random.randint(0, 1 << 30):x}"
+    repo, _ = make_repo(tmp_path_factory.mktemp("canary") / name, "true",
+                        files={"gantry.toml": TOML, "app.py": APP, "health.py": HEALTH})
+    shutil.copytree(Path(prometheus_client.__file__).parent, repo / "vendor" / "prometheus_client",
+                    ignore=shutil.ignore_patterns("__pycache__"))   # the app ships its dependency, as a service would
+    sha = commit(repo, {})
+    r = api.put(f"/projects/{name}", json={"repoURL": str(repo), "deploy": {"metricsPort": PORT}, "analysis": ANALYSIS})
+    assert r.status_code == 201, r.text
+    assert r.json()["analysis"]["metrics"][0]["name"] == "error-rate" and r.json()["deploy"]["metricsPort"] == PORT
+    builds = {k: api.post(f"/projects/{name}/builds", json={"commitSHA": sha, "buildDetails": {"env": {
+        "FAIL_EVERY": every, "LATENCY_MS": ms}}}).json()["buildID"] for k, (every, ms) in BUILDS.items()}
+    for b in builds.values():
+        assert wait_build(api, name, b, timeout_s=300)["buildStatus"] == "SUCCEEDED"
+    regions = [r.name for r in stack.config().regions]
+    return name, builds, {"steps": [1, 1.0], "minHealthy": 1.0, "bakeS": 1, "regionWaves": [regions]}
+
+
+def deploy(api, project, build, strategy, **kw):
+    r = api.post(f"/projects/{project}/deployments", json={"buildID": build, "strategy": strategy, **kw})
+    assert r.status_code == 202, r.text
+    return r.json()["deploymentID"]
+
+
+def wait_status(api, project, dep, want, timeout_s=240):
+    url = f"/projects/{project}/deployments/{dep}"
+    wait_until(lambda: api.get(url).json()["status"] in want, timeout_s, f"deployment {dep} to be {want}")
+    return api.get(url).json()
+
+
+def hosts_run(api, project, build):
+    return all(h["activeBuildID"] == build for h in api.get(f"/projects/{project}/hosts").json() if h["state"] != "lost")
+
+
+def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, sample):
+    project, builds, strategy = sample
+    first = deploy(api, project, builds["v1"], strategy, analysis="off")
+    assert wait_status(api, project, first, {"COMPLETED", "ROLLED_BACK"})["status"] == "COMPLETED"
+
+    good = deploy(api, project, builds["good"], strategy)
+    done = wait_status(api, project, good, {"COMPLETED", "ROLLED_BACK", "PAUSED"})
+    assert done["status"] == "COMPLETED", done["reason"]
+    report = api.get(f"/projects/{project}/deployments/{good}/analysis").json()
+    waves = report["waves"]
+    dcs = {w["dc"] for w in waves}
+    assert len(dcs) >= 2 and all(w["outcome"] == "PASS" for w in waves), waves
+    canary = next(w for w in waves if w["wave"] == 1)
+    assert canary["canaryHosts"] and canary["baselineHosts"] and len(canary["intervals"]) == 2
+    latency = next(m for m in canary["intervals"][0]["measurements"] if m["metric"] == "p99-latency")
+    assert latency["outcome"] == "PASS" and len(latency["canary"]) >= 4 and len(latency["baseline"]) >= 4
+    assert latency["pValue"] is not None and latency["effect"] < 0   # faster: better, not worse
+    quoted = re.escape(canary["canaryHosts"][0]).replace("\\", "\\\\")   # a regex, in a PromQL string
+    assert f'gantry_host=~"{quoted}"' in latency["query"], latency["query"]
+    errors = next(m for m in canary["intervals"][0]["measurements"] if m["metric"] == "error-rate")
+    assert errors["value"] < 0.02 and errors["baselineValue"] is not None and errors["link"].startswith("http")
+    last = next(w for w in waves if w["wave"] == 2)
+    assert not last["baselineHosts"] and any(m["outcome"] == "SKIPPED" for m in last["intervals"][0]["measurements"])
+
+    bad = deploy(api, project, builds["bad"], strategy)
+    out = wait_status(api, project, bad, {"COMPLETED", "ROLLED_BACK", "PAUSED"})
+    assert out["status"] == "ROLLED_BACK" and "wave 1: canary analysis failed" in out["reason"], out["reason"]
+    assert "error-rate = 0.0" in out["reason"] and "baseline 0" in out["reason"] and "> 0.02" in out["reason"]
+    wait_until(lambda: hosts_run(api, project, builds["good"]), 120, "every host back on the good build")
+
+    slow = deploy(api, project, builds["slow"], strategy)
+    out = wait_status(api, project, slow, {"COMPLETED", "ROLLED_BACK", "PAUSED"})
+    assert out["status"] == "ROLLED_BACK" and "p99-latency: canary median" in out["reason"], out["reason"]
+    assert "p=" in out["reason"] and "vs baseline" in out["reason"]
+    wait_until(lambda: hosts_run(api, project, builds["good"]), 120, "every host back on the good build")
+
+
+def test_no_data_pauses_resume_goes_on_abort_rolls_back(api, sample):
+    project, builds, strategy = sample
+    dep = deploy(api, project, builds["quiet"], strategy, analysis=NO_DATA)
+    out = wait_status(api, project, dep, {"PAUSED", "COMPLETED", "ROLLED_BACK"})
+    assert out["status"] == "PAUSED" and out["reason"].startswith("analysis inconclusive: ghost: no data"), out["reason"]
+    for _ in range(6):   # each datacenter's waves: a person resumes each one
+        r = api.post(f"/projects/{project}/deployments/{dep}", params={"op": "RESUME"})
+        assert r.status_code == 200, r.text
+        out = wait_status(api, project, dep, {"PAUSED", "COMPLETED", "ROLLED_BACK"})
+        if out["status"] != "PAUSED":
+            break
+    assert out["status"] == "COMPLETED", out
+    waived = [w for w in api.get(f"/projects/{project}/deployments/{dep}/analysis").json()["waves"]]
+    assert waived and all(w["outcome"] == "PASS" and w["reason"].startswith("resumed by") for w in waived), waived
+
+    dep = deploy(api, project, builds["quiet2"], strategy, analysis=NO_DATA)
+    assert wait_status(api, project, dep, {"PAUSED", "COMPLETED", "ROLLED_BACK"})["status"] == "PAUSED"
+    r = api.post(f"/projects/{project}/deployments/{dep}", params={"op": "ABORT"})
+    assert r.status_code == 200 and r.json()["status"] == "ROLLED_BACK", r.text
+    assert "aborted by" in r.json()["reason"] and "inconclusive" in r.json()["reason"]
+    wait_until(lambda: hosts_run(api, project, builds["quiet"]), 120, "every host back on the previous build")
