@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gantry.client import GantryError
-from gantry.cluster import commands
+from gantry.cluster import analysis_cli, commands
 from gantry.cluster.commands import EXIT_API, UsageError
 from gantry.cluster.shape import DEFAULT_REGIONS
 from gantry.cluster.stack import Stack
@@ -220,6 +220,8 @@ def _api_commands(sub) -> None:
     g.add_argument("--grace", type=float, help="seconds: objects written more recently stay (default: the stack's)")
     g.add_argument("--last", action="store_true", help="show the last pass's report instead")
 
+    analysis_cli.add_commands(cmd)
+
     ar = cmd("archive", "move finished builds older than --older-than seconds to the archive now (admin)",
              commands.archive, json_out=True)
     ar.add_argument("--older-than", type=float)
@@ -333,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] in (["build", "pin"], ["build", "unpin"]):   # `gantry build pin P B` is `gantry pin P B`
         argv = argv[1:]
+    if argv[:2] == ["deploy", "watch"]:
+        argv = ["deploy-watch", *argv[2:]]
     a = ap.parse_args(argv)
     missing = [m for m in CONTROL_PLANE if a.cmd in ("up", "serve", "token") and importlib.util.find_spec(m) is None]
     try:

@@ -113,12 +113,31 @@ def watch_build(client: _Client, project: str, build_id: str, console: Console, 
     return b
 
 
+def analysis_view(report: dict) -> Panel | None:
+    """Each wave's canary analysis: its state, and each metric's last measurement."""
+    if not report.get("waves"):
+        return None
+    t = Table.grid(padding=(0, 2))
+    for w in report["waves"]:
+        last = w["intervals"][-1] if w["intervals"] else None
+        where = f"{w['dc']} wave {w['wave']}"
+        t.add_row(where, _status(w["outcome"] or "RUNNING"), f"{len(w['intervals'])}/{w['planned']} intervals",
+                  Text(w["reason"] or (last or {}).get("reason") or "", overflow="fold"))
+        for m in (last or {}).get("measurements", []):
+            t.add_row("", "", f"  {m['metric']}", _status(m["outcome"]), Text(m.get("reason") or "", overflow="fold"))
+    return Panel(t, title="canary analysis", title_align="left", border_style="dim")
+
+
 def watch_deployment(client: _Client, project: str, deployment_id: str, console: Console, poll_s: float = 1.0,
                      timeout_s: float = 3600) -> Deployment:
+    def view(d: Deployment):
+        analysis = analysis_view(client.analysis(project, deployment_id))
+        return Group(deployment_view(d), analysis) if analysis else deployment_view(d)
+
     with _Watcher(console) as w:
         d = client.wait_deployment(project, deployment_id, timeout_s, poll_s,
-                                   on_update=lambda d: w.show(d.status, deployment_view(d)))
+                                   on_update=lambda d: w.show(d.status, view(d)))
     if not w.live:
-        console.print(deployment_view(d))
+        console.print(view(d))
     return d
 

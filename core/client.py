@@ -49,6 +49,8 @@ ROUTES = {
     "unpin_build": ("DELETE", "/projects/{projectName}/builds/{buildID}/pin"),
     "gc": ("POST", "/admin/gc"),
     "gc_report": ("GET", "/admin/gc"),
+    "get_analysis": ("GET", "/projects/{projectName}/deployments/{deploymentID}/analysis"),
+    "analysis_check": ("POST", "/projects/{projectName}/analysis/check"),
 }
 
 
@@ -214,6 +216,15 @@ class _Client(ABC):
 
     def gc_report(self) -> GcReport:
         return GcReport.model_validate(self._call("gc_report"))
+
+    # canary analysis (plain dicts: see serve_app/analysis_ops.py)
+    def analysis(self, project: str, deployment_id: str) -> dict:
+        """Every wave's analysis: its intervals, measurements, samples and decisions."""
+        return self._call("get_analysis", projectName=project, deploymentID=deployment_id)
+
+    def analysis_check(self, project: str, runs: int = 20) -> dict:
+        """The project's analysis, A/A on its current fleet: how often it fails a build that changed nothing."""
+        return self._call("analysis_check", projectName=project, runs=runs)
 
 
 class HttpClient(_Client):

@@ -7,10 +7,13 @@ import json
 
 from gantry import auth
 from gantry.rollout.analysis import AnalysisIn
+from gantry.serve_app.errors import ApiError
 from gantry.statuses import AnalysisOutcome, DeploymentOp, DeploymentStatus
 
 
 class AnalysisOps:
+    _analysis_check_now = None   # (project, runs) -> the A/A report: the analyst actor's, set by the app
+
     def _analysis_for(self, project: dict, asked) -> dict | None:
         """The deployment's analysis: the one it asks for, none ("off"), or the project's."""
         if asked == "off":
@@ -31,6 +34,17 @@ class AnalysisOps:
             waves.append({**rec, "outcome": outcome, "reason": reason})
         return {"deploymentID": deploymentID, "status": dep["status"], "reason": dep.get("reason") or None,
                 "analysis": json.loads(dep.get("analysis") or "null"), "waves": waves}
+
+    def op_analysis_check(self, who: auth.Principal, projectName: str, runs: int = 20) -> dict:
+        """Calibration: the project's analysis, A/A on its fleet (`analyst.Analyst.check`)."""
+        project = self._project(who, projectName)
+        if not project.get("analysis"):
+            raise ApiError(409, "no analysis", f"project {projectName} has no analysis; set one with PUT /projects/{projectName}")
+        if not isinstance(runs, int) or not 1 <= runs <= 200:
+            raise ApiError(400, "invalid runs", "a whole number from 1 to 200")
+        if self._analysis_check_now is None:
+            raise ApiError(503, "analysis unavailable", "no analyst in this process")
+        return self._analysis_check_now(projectName, runs)
 
     def _at_analysis(self, who: auth.Principal, dep: dict, op: str) -> tuple[DeploymentStatus, str] | None:
         """At a pause for an inconclusive analysis: resume waives it (the wave goes on) and abort

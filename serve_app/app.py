@@ -16,7 +16,7 @@ from ray import serve
 
 from gantry.archive.files import ArchiveReader
 from gantry.artifacts.blobstore import s3_for
-from gantry.constants import HEAD, MONITOR, NAMESPACE, SCHEDULER
+from gantry.constants import ANALYST, HEAD, MONITOR, NAMESPACE, SCHEDULER
 from gantry.admin_models import ArchiveResult, AuditPage, GcReport
 from gantry.models import (Prediction, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
                            Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Host, Project, ProjectIn,
@@ -67,6 +67,7 @@ class GantryAPI(DcEndpoints):
         reader = ArchiveReader(s3_for(self.stack.primary, self.stack.s3_access_key, self.stack.s3_secret_key))
         self.service = Service(self.stack, self.settings, self.state, reader, nudge=self._nudge_scheduler,
                                archive_now=self._archive_now, gc_now=self._gc_now)
+        self.service._analysis_check_now = self._analysis_check_now
         self._health_stores = {r.name: s3_for(r, self.stack.s3_access_key, self.stack.s3_secret_key, max_attempts=1,
                                               timeout_s=2) for r in self.stack.regions}
         self._scheduler = None
@@ -86,6 +87,10 @@ class GantryAPI(DcEndpoints):
     @staticmethod
     def _archive_now(older_than_s: float) -> dict:
         return ray.get(ray.get_actor(MONITOR, namespace=NAMESPACE).archive.remote(older_than_s), timeout=300)
+
+    @staticmethod
+    def _analysis_check_now(project: str, runs: int) -> dict:
+        return ray.get(ray.get_actor(ANALYST, namespace=NAMESPACE).check.remote(project, runs), timeout=600)
 
     @staticmethod
     def _gc_now(dry_run: bool, grace_s: float | None, user: str) -> dict:
@@ -192,6 +197,12 @@ class GantryAPI(DcEndpoints):
     def get_analysis(self, projectName: str, deploymentID: str, request: Request):
         """The deployment's canary analysis: every wave's measurements, samples and decisions."""
         return self.service.op_get_analysis(self._principal(request), projectName, deploymentID)
+
+    @app.post("/projects/{projectName}/analysis/check")
+    def analysis_check(self, projectName: str, request: Request, runs: int = Query(20, ge=1, le=200)):
+        """An A/A run of the project's analysis on its current fleet: how often it would fail a
+        build that changed nothing."""
+        return self.service.op_analysis_check(self._principal(request), projectName, runs)
 
     @app.post("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
     def op_deployment(self, projectName: str, deploymentID: str, request: Request, op: str = Query(...)):

@@ -38,7 +38,7 @@ WEBHOOK_USER = "github-webhook"
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
            "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
            "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
-           "gc_report", "get_analysis")
+           "gc_report", "get_analysis", "analysis_check")
 
 
 def _check_name(name: str) -> None:

@@ -84,5 +84,5 @@ class AnalystActor:
                                settings.prometheus_scrape_s, stack.prometheus_targets_dir)
         start_loop(self.analyst.tick, lambda: settings.analyst_tick_s)
 
-    def ping(self) -> bool:
-        return True
+    def check(self, project: str, runs: int) -> dict:
+        return self.analyst.check(project, runs)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
+from collections import Counter
 import time
 from pathlib import Path
 from typing import Callable
@@ -119,6 +121,51 @@ class Analyst:
         return outcome, {**shown, **{k: _json(v) for k, v in outcome.__dict__.items() if k != "metric"},
                          "outcome": outcome.outcome.value}
 
+    # --- calibration --------------------------------------------------------------------------
+
+    def check(self, project: str, runs: int = 20, seed: int | None = None) -> dict:
+        """An A/A run of the project's analysis: in each datacenter, the hosts that run its most
+        common build are split at random into a canary (one host, as the first wave) and a
+        baseline, and the analysis judges the split over each of the last `runs` intervals
+        since the fleet last changed. A build that changed nothing should hardly ever fail."""
+        p = self.state.projects.get(project) or {}
+        if not p.get("analysis"):
+            raise ValueError(f"project {project} has no analysis to check")
+        a = AnalysisIn.model_validate_json(p["analysis"])
+        url, now, rng = p.get("prometheusURL") or self.default_url, self.clock(), random.Random(seed)
+        last = self.state.deployments.get(self.state.deployments.desired(project).get("deploymentID") or "") or {}
+        # the fleet changed last as its last deployment ended; its hosts settle within an interval
+        since = int(last.get("updatedAt") or 0) / 1000 + a.intervalS
+        ends = [e for k in range(runs) if (e := now - self.settle_s - k * a.intervalS) - a.intervalS >= since]
+        results, skipped = [], []
+        for region, dcs in self.dcs_by_region.items():
+            for dc in dcs:
+                live = [h for h in self.state.hosts.for_project(dc, project) if h["state"] == HostState.ACTIVE]
+                build = Counter(h["activeBuildID"] for h in live).most_common(1)
+                group = sorted(h["hostID"] for h in live if build and h["activeBuildID"] == build[0][0])
+                if len(group) < 2:
+                    skipped.append(f"{dc}: {len(group)} host(s) run one build; a split needs two")
+                    continue
+                dep = Deployment("a/a", project, build[0][0], build[0][0], DeploymentStatus.IN_PROGRESS)
+                for end in ends:
+                    canary = rng.sample(group, 1)
+                    rec = {"dc": dc, "region": region, "wave": 1, "canaryHosts": canary, "intervalS": a.intervalS,
+                           "baselineHosts": [h for h in group if h not in canary], "prometheus": url}
+                    measured = [self._measure(m, dep, rec, end - a.intervalS, end) for m in a.metrics]
+                    done = [x for x, _ in measured if x is not None]
+                    v = score(a, done) if done else Verdict(O.PASS, None, "nothing to measure")
+                    results.append({"dc": dc, "build": build[0][0], "start": end - a.intervalS, "end": end, "canaryHosts": canary,
+                                    "baselineHosts": rec["baselineHosts"], "outcome": v.outcome.value, "score": v.score,
+                                    "reason": v.reason, "measurements": [m for _, m in measured]})
+        n = len(results)
+        count = Counter(r["outcome"] for r in results)
+        return {"project": project, "since": since, "runs": n, "pass": count[O.PASS],
+                "fail": count[O.FAIL], "inconclusive": count[O.INCONCLUSIVE],
+                "falseFailureRate": count[O.FAIL] / n if n else None,
+                "inconclusiveRate": count[O.INCONCLUSIVE] / n if n else None,
+                "skipped": skipped + ([] if n else [f"no interval of {a.intervalS:g} s since the fleet last changed"]),
+                "failures": [r["reason"] for r in results if r["outcome"] == O.FAIL][:10], "results": results}
+
     # --- discovery ----------------------------------------------------------------------------
 
     def write_targets(self, desired: dict[str, Deployment]) -> None:
@@ -144,16 +191,17 @@ class Analyst:
                         groups.append({"targets": [f"{ip}:{port}"], "labels": {
                             "gantry_project": project, "gantry_build": h.get("activeBuildID") or "none",
                             "gantry_dc": dc, "gantry_region": region, "gantry_host": h["hostID"],
-                            "gantry_wave": waves.get(h["hostID"], "baseline")}})
+                            "gantry_wave": waves.get(h["hostID"], "baseline") if waves is not None else "none"}})
             body = json.dumps(groups, indent=1, sort_keys=True).encode()
             if self._written.get(project) != body:
                 write_atomically(path, body)
                 self._written[project] = body
 
-    def _waves(self, dep: Deployment | None, dc: str) -> dict[str, str]:
-        """host -> the wave (1-based) of the deployment that moved it, for hosts moved so far."""
+    def _waves(self, dep: Deployment | None, dc: str) -> dict[str, str] | None:
+        """host -> the wave (1-based) of the deployment that moved it, for hosts moved so far
+        (the rest are its baseline); None when no deployment is under way."""
         if dep is None or not dep.status.active:
-            return {}
+            return None
         saved = self.state.deployments.load_rollout(dep.deployment_id, dc)
         if not saved:
             return {}

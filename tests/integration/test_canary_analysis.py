@@ -4,15 +4,19 @@ Prometheus scrapes it through the targets gantry writes; each wave's bake waits 
 One project, deployed build after build: a good build passes every wave, a bad one (5% errors)
 and a slow one (p99 twice the baseline) are rolled back at the canary wave by the analysis, and
 a metric without data pauses the deployment for a person to resume or abort."""
+import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import wait_build, wait_until
 
+GANTRY = str(Path(sys.executable).parent / "gantry")
 PORT = random.randint(20000, 29999)   # on every host's own address
 PY = "python3"                        # the host's; prometheus-client comes with the build (vendor/)
 APP = (Path(__file__).parent.parent / "apps" / "canary_app.py").read_text()
@@ -85,7 +89,7 @@ def hosts_run(api, project, build):
     return all(h["activeBuildID"] == build for h in api.get(f"/projects/{project}/hosts").json() if h["state"] != "lost")
 
 
-def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, sample):
+def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, stack, sample):
     project, builds, strategy = sample
     first = deploy(api, project, builds["v1"], strategy, analysis="off")
     assert wait_status(api, project, first, {"COMPLETED", "ROLLED_BACK"})["status"] == "COMPLETED"
@@ -108,6 +112,16 @@ def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, sample
     assert errors["value"] < 0.02 and errors["baselineValue"] is not None and errors["link"].startswith("http")
     last = next(w for w in waves if w["wave"] == 2)
     assert not last["baselineHosts"] and any(m["outcome"] == "SKIPPED" for m in last["intervals"][0]["measurements"])
+
+    targets = json.loads((stack.home / "prometheus" / "targets" / f"apps-{project}.json").read_text())
+    labels = {t["labels"]["gantry_host"]: t["labels"] for t in targets}
+    assert set(labels) == {h for w in waves for h in w["canaryHosts"]} and all(
+        lb["gantry_build"] == builds["good"] and lb["gantry_project"] == project and lb["gantry_dc"] in dcs
+        and lb["gantry_region"] and lb["gantry_wave"] == "none" for lb in labels.values()), labels   # none under way
+    assert all(t["targets"][0].endswith(f":{PORT}") for t in targets)
+    shown = subprocess.run([GANTRY, "deploy", "watch", project, good, "--home", str(stack.home)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "canary analysis" in shown.stdout and "p99-latency" in shown.stdout, shown
 
     bad = deploy(api, project, builds["bad"], strategy)
     out = wait_status(api, project, bad, {"COMPLETED", "ROLLED_BACK", "PAUSED"})
@@ -143,3 +157,24 @@ def test_no_data_pauses_resume_goes_on_abort_rolls_back(api, sample):
     assert r.status_code == 200 and r.json()["status"] == "ROLLED_BACK", r.text
     assert "aborted by" in r.json()["reason"] and "inconclusive" in r.json()["reason"]
     wait_until(lambda: hosts_run(api, project, builds["quiet"]), 120, "every host back on the previous build")
+
+
+def test_an_aa_check_of_a_fleet_on_one_build_reports_few_false_failures(api, stack, sample):
+    """Calibration: the project's analysis with the default statistics, judged A/A over the
+    intervals since the last deployment ended (the fleet runs one build)."""
+    project, _, _ = sample
+    defaults = {**ANALYSIS, "failureLimit": 0, "metrics": [ERRORS, {k: LATENCY[k] for k in ("name", "kind", "query")}]}
+    assert api.put(f"/projects/{project}", json={"repoURL": api.get(f"/projects/{project}").json()["repoURL"],
+                                                 "analysis": defaults}).status_code == 200
+    runs = 12
+    check = lambda: api.post(f"/projects/{project}/analysis/check", params={"runs": runs}).json()  # noqa: E731
+    wait_until(lambda: check()["runs"] >= 2 * runs, 120, f"{runs} intervals of history in each datacenter")
+    out = subprocess.run([GANTRY, "analysis", "check", project, "--runs", str(runs), "--home", str(stack.home)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out
+    rate = float(re.search(r"false-failure rate ([\d.]+)%", out.stdout)[1])
+    assert rate < 5, out.stdout
+    report = check()
+    assert report["runs"] >= 2 * runs and all(len(r["canaryHosts"]) == 1 for r in report["results"])
+    assert any(m["metric"] == "p99-latency" and m["pValue"] is not None
+               for r in report["results"] for m in r["measurements"]), report["results"][0]
