@@ -66,7 +66,7 @@ class MetricIn(BaseModel):
     failure: Condition | None = Field(default=None, description="threshold: the value must not meet it")
     direction: Direction = Direction.INCREASE
     minEffect: float = Field(0.1, ge=0, description="compare: the medians must differ by this fraction")
-    alpha: float = Field(0.05, gt=0, lt=1, description="compare: the test's significance level")
+    alpha: float = Field(0.02, gt=0, lt=1, description="compare: the test's significance level (Kayenta: 98% confidence)")
     minSamples: int = Field(3, ge=2, le=10_000, description="compare: per side, else INCONCLUSIVE")
     critical: bool = Field(False, description="its failure fails the interval whatever the score")
     weight: float = Field(1.0, gt=0)

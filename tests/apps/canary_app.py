@@ -1,7 +1,7 @@
 """The sample service of the canary-analysis tests: serves HTTP on its host's address
 (GANTRY_HOST_IP) and exports a request counter by status code and a latency histogram with
 prometheus-client (vendored beside it by its build) on the same port (/metrics). Its build decides how it behaves: app.conf holds
-"<port> <one failed request in N (0: none)> <latency in ms>". It sends itself 20 requests a
+"<port> <one failed request in N (0: none)> <latency in ms>". It sends itself about 25 requests a
 second, so its metrics move without a load generator. It stops when its release is removed."""
 import os
 import random
@@ -68,7 +68,7 @@ def load(url):
             urllib.request.urlopen(url, timeout=5).read()
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.05)
+        time.sleep(0.02)
     os._exit(0)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gantry.auth import issue
 from helpers import wait_build, wait_until
 
 GANTRY = str(Path(sys.executable).parent / "gantry")
@@ -42,7 +43,8 @@ ERRORS = {"name": "error-rate", "kind": "threshold", "critical": True, "failure"
           "query": f'sum(rate(app_requests_total{{code="500",{HOSTS}}}[{{{{interval}}}}])) / '
                    f'sum(rate(app_requests_total{{{HOSTS}}}[{{{{interval}}}}]))'}
 LATENCY = {"name": "p99-latency", "kind": "compare", "direction": "increase", "minEffect": 0.2, "minSamples": 4,
-           "query": f'histogram_quantile(0.99, sum by (le, gantry_host) (rate(app_request_seconds_bucket{{{HOSTS}}}[3s])))'}
+           # irate: each sample is the last scrape's second alone, so neighbouring samples share no requests
+           "query": f'histogram_quantile(0.99, sum by (le, gantry_host) (irate(app_request_seconds_bucket{{{HOSTS}}}[3s])))'}
 ANALYSIS = {"intervalS": 4, "count": 2, "failureLimit": 0, "inconclusiveLimit": 0, "metrics": [ERRORS, LATENCY]}
 NO_DATA = {"intervalS": 2, "count": 1, "inconclusiveLimit": 0, "metrics": [
     {"name": "ghost", "kind": "threshold", "failure": {"op": ">", "value": 1},
@@ -89,7 +91,30 @@ def hosts_run(api, project, build):
     return all(h["activeBuildID"] == build for h in api.get(f"/projects/{project}/hosts").json() if h["state"] != "lost")
 
 
-def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, stack, sample):
+def dashboard_draws_the_analysis(stack, browser, project, build):
+    """In real headless Chromium: the build's rollout shows each metric's chart, canary against
+    baseline, with a link to the query in the stack's Prometheus."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    token = issue(stack.config().jwt_secret(), "dana", [project])
+    browser.get(f"{stack.config().api_url}/ui#token={token}")
+    browser.get(f"{stack.config().api_url}/ui#/p/{project}/b/{build}")
+    seen = """const c = document.querySelector("[data-testid=analysis-chart-p99-latency]");
+      if (!c) return null;
+      const pts = (id) => (c.querySelector(`polyline[data-testid=${id}]`) || {getAttribute: () => ""}).getAttribute("points") || "";
+      const link = document.querySelector("[data-testid=prometheus-link]");
+      return {canary: pts("canary"), baseline: pts("baseline"), dots: c.querySelectorAll("circle").length,
+              errors: !!document.querySelector("[data-testid=analysis-chart-error-rate]"), link: link && link.href,
+              error: document.querySelector("[data-testid=error]").textContent};"""   # at once: the page re-renders
+
+    def drawn(driver):
+        page = driver.execute_script(seen)
+        return page if page and page["canary"].count(",") >= 2 and page["baseline"].count(",") >= 1 else None
+    page = WebDriverWait(browser, 60, poll_frequency=0.5).until(drawn)
+    assert page["dots"] and page["errors"] and page["error"] == "", page   # the samples, as dots
+    assert page["link"].startswith(stack.config().prometheus_url + "/graph?"), page
+
+
+def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, stack, browser, sample):
     project, builds, strategy = sample
     first = deploy(api, project, builds["v1"], strategy, analysis="off")
     assert wait_status(api, project, first, {"COMPLETED", "ROLLED_BACK"})["status"] == "COMPLETED"
@@ -113,15 +138,22 @@ def test_good_passes_every_wave_bad_and_slow_roll_back_at_the_canary(api, stack,
     last = next(w for w in waves if w["wave"] == 2)
     assert not last["baselineHosts"] and any(m["outcome"] == "SKIPPED" for m in last["intervals"][0]["measurements"])
 
-    targets = json.loads((stack.home / "prometheus" / "targets" / f"apps-{project}.json").read_text())
-    labels = {t["labels"]["gantry_host"]: t["labels"] for t in targets}
-    assert set(labels) == {h for w in waves for h in w["canaryHosts"]} and all(
-        lb["gantry_build"] == builds["good"] and lb["gantry_project"] == project and lb["gantry_dc"] in dcs
-        and lb["gantry_region"] and lb["gantry_wave"] == "none" for lb in labels.values()), labels   # none under way
+    path = stack.home / "prometheus" / "targets" / f"apps-{project}.json"
+    canaries = {h for w in waves for h in w["canaryHosts"]}
+
+    def settled():   # the analyst rewrites the targets every 2 s
+        targets = json.loads(path.read_text())
+        labels = {t["labels"]["gantry_host"]: t["labels"] for t in targets}
+        return targets if set(labels) == canaries and all(
+            lb["gantry_build"] == builds["good"] and lb["gantry_project"] == project and lb["gantry_dc"] in dcs
+            and lb["gantry_region"] and lb["gantry_wave"] == "none" for lb in labels.values()) else None   # none under way
+    wait_until(settled, 30, "the targets to label every host with the good build")
+    targets = settled()
     assert all(t["targets"][0].endswith(f":{PORT}") for t in targets)
     shown = subprocess.run([GANTRY, "deploy", "watch", project, good, "--home", str(stack.home)],
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "canary analysis" in shown.stdout and "p99-latency" in shown.stdout, shown
+    dashboard_draws_the_analysis(stack, browser, project, builds["good"])
 
     bad = deploy(api, project, builds["bad"], strategy)
     out = wait_status(api, project, bad, {"COMPLETED", "ROLLED_BACK", "PAUSED"})
