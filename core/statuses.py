@@ -76,6 +76,7 @@ class AnalysisOutcome(StrEnum):
     PASS = "PASS"
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"   # no data, too few samples, or a marginal score: a person decides
+    SKIPPED = "SKIPPED"             # a measurement not taken: no host is left on the previous build to compare with
 
 
 TIMED_OUT = "TIMED_OUT"   # a simulation's outcome when its deployment had not ended by the limit

@@ -105,7 +105,7 @@ class Analyst:
                  "link": api.graph_link(query, start, end), "critical": m.critical}
         if m.kind == "compare" and not base_query:
             why = f"{m.name}: skipped, no host of {rec['dc']} is left on the previous build to compare with"
-            return None, {**shown, "outcome": "SKIPPED", "reason": why}
+            return None, {**shown, "outcome": O.SKIPPED.value, "reason": why}
         try:
             if m.kind == "threshold":
                 values = [v for _, v in api.instant(query, end)]

@@ -8,7 +8,7 @@ from gantry import statuses
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("core", "state", "actors", "rollout", "serve_app", "cluster", "node_daemon", "sim", "artifacts", "bench")
 KINDS = (statuses.BuildStatus, statuses.ReplicationStatus, statuses.DeploymentStatus, statuses.HostState,
-         statuses.DcPhase, statuses.AttemptEnd, statuses.DeploymentOp)
+         statuses.DcPhase, statuses.AttemptEnd, statuses.DeploymentOp, statuses.AnalysisOutcome)
 VALUES = {m.value for kind in KINDS for m in kind} | {statuses.TIMED_OUT}
 UPPER = sorted((v for v in VALUES if v.isupper()), key=len, reverse=True)
 LOWER = sorted((v for v in VALUES if not v.isupper()), key=len, reverse=True)
