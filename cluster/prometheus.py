@@ -29,11 +29,14 @@ def start_prometheus(stack, ca: str, cert: str, key: str) -> str:
     """Start it for `stack`; returns its URL."""
     d = home_of(stack)
     (d / "targets").mkdir(parents=True, exist_ok=True)
-    every = f"{Settings().prometheus_scrape_s:g}s"
+    apps = f"{Settings().prometheus_scrape_s:g}s"
     discover = lambda pattern: [{"files": [str(d / "targets" / pattern)], "refresh_interval": "5s"}]  # noqa: E731
-    config = {"global": {"scrape_interval": every, "evaluation_interval": every},
+    # Ray's own pages are large (thousands of series a node): at most every 15 s, whatever the apps need
+    own = f"{max(15.0, Settings().prometheus_scrape_s):g}s"
+    config = {"global": {"scrape_interval": own, "evaluation_interval": own},
               "scrape_configs": [{"job_name": "gantry", "file_sd_configs": discover("gantry-*.json")},
-                                 {"job_name": "apps", "file_sd_configs": discover("apps-*.json")}]}
+                                 {"job_name": "apps", "scrape_interval": apps, "scrape_timeout": apps,
+                                  "file_sd_configs": discover("apps-*.json")}]}
     write_atomically(d / "prometheus.yml", json.dumps(config, indent=2).encode())   # JSON is YAML
     port = free_port()
     argv = [shutil.which("prometheus") or "/usr/bin/prometheus", f"--config.file={d / 'prometheus.yml'}",

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     gc_grace_s: float = 3600.0          # an object written this recently is never swept
     gc_drain_s: float = 600.0           # a sweep waits this long for publishes and cache saves in flight
     gc_writer_lease_s: float = 60.0     # a publish's fence lease (renewed), so a crashed one blocks no sweep for long
-    prometheus_scrape_s: float = 15.0   # the stack's Prometheus scrapes gantry and the apps this often
+    prometheus_scrape_s: float = 15.0   # the stack's Prometheus scrapes the apps this often (gantry's own: 15 s or more)
     analyst_tick_s: float = 1.0         # canary analysis looks for intervals due this often
     metrics_interval_s: float = 5.0     # how often gauges (queue depth, builds by status) refresh
 

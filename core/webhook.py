@@ -2,7 +2,8 @@
 
 GitHub signs the raw body with HMAC-SHA256 under the webhook's secret and sends
 `X-Hub-Signature-256: sha256=<hex>`; the event name is in `X-GitHub-Event` and a unique id per
-delivery in `X-GitHub-Delivery` (a redelivery reuses it).
+delivery in `X-GitHub-Delivery` (a redelivery reuses it). The body is the JSON payload, or with
+the content type `form` (GitHub's default for a new webhook) `payload=<the JSON, URL-encoded>`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 ZERO_SHA = "0" * 40
 DELIVERY_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -37,16 +39,32 @@ class Decision:
     pusher: str | None = None
 
 
-def decide(event: str | None, body: bytes, default_branch: str) -> Decision:
+FORM = "application/x-www-form-urlencoded"
+
+
+def payload_of(body: bytes, content_type: str | None) -> bytes:
+    """The JSON payload of a delivery of either content type (ValueError if a form has none)."""
+    if (content_type or "").split(";")[0].strip().lower() != FORM:
+        return body
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=16)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"body is not a {FORM} form")
+    if len(fields.get("payload", [])) != 1:
+        raise ValueError("form body has no single 'payload' field (GitHub sends payload=<JSON>)")
+    return fields["payload"][0].encode()
+
+
+def decide(event: str | None, body: bytes, default_branch: str, content_type: str | None = None) -> Decision:
     """What a verified delivery asks for. Raises ValueError on a body that is not a push payload."""
     if event == "ping":
         return Decision(False, "pong")
     if event != "push":
         return Decision(False, f"event '{event}' is ignored; only push builds")
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise ValueError("body is not JSON")
+        payload = json.loads(payload_of(body, content_type))
+    except ValueError as e:
+        raise ValueError(str(e) if "form" in str(e) else "body is not JSON")
     if not isinstance(payload, dict) or not isinstance(payload.get("ref"), str):
         raise ValueError("push payload has no 'ref'")
     ref, after = payload["ref"], payload.get("after")

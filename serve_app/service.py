@@ -309,7 +309,7 @@ class Service(RetentionOps, AnalysisOps):
         if delivery is not None and not webhook.DELIVERY_RE.match(delivery):
             raise ApiError(400, "invalid X-GitHub-Delivery", "a delivery ID of letters, digits and '-'")
         try:
-            decision = webhook.decide(headers.get("x-github-event"), body, project.get("defaultBranch") or "main")
+            decision = webhook.decide(headers.get("x-github-event"), body, project.get("defaultBranch") or "main", headers.get("content-type"))
         except ValueError as e:
             raise ApiError(400, "invalid push payload", str(e))
         if not decision.build:

@@ -1,8 +1,9 @@
 """The sample service of the canary-analysis tests: serves HTTP on its host's address
 (GANTRY_HOST_IP) and exports a request counter by status code and a latency histogram with
 prometheus-client (vendored beside it by its build) on the same port (/metrics). Its build decides how it behaves: app.conf holds
-"<port> <one failed request in N (0: none)> <latency in ms>". It sends itself about 25 requests a
-second, so its metrics move without a load generator. It stops when its release is removed."""
+"<port> <one failed request in N (0: none)> <latency in ms> <stop file>". It sends itself about 25
+requests a second, so its metrics move without a load generator. It stops when the stop file
+appears (the tests are done with it) or its release is removed."""
 import os
 import random
 import socket
@@ -16,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, "vendor")
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest  # noqa: E402
 
-port, fail_every, latency_ms = (int(x) for x in open("app.conf").read().split())
+port, fail_every, latency_ms, stop = open("app.conf").read().split()
+port, fail_every, latency_ms = int(port), int(fail_every), int(latency_ms)
 REQUESTS = Counter("app_requests", "requests served, by status code", ["code"])
 for code in ("200", "500"):
     REQUESTS.labels(code=code)   # exported as 0 from the start: "no errors yet" is a 0, not no data
@@ -63,7 +65,7 @@ class Server(ThreadingHTTPServer):
 
 def load(url):
     release = os.getcwd()
-    while os.path.exists(release):
+    while os.path.exists(release) and not os.path.exists(stop):
         try:
             urllib.request.urlopen(url, timeout=5).read()
         except (urllib.error.URLError, OSError):

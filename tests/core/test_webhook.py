@@ -52,3 +52,17 @@ def test_a_custom_default_branch():
 def test_malformed_pushes_are_errors(body):
     with pytest.raises(ValueError):
         webhook.decide("push", body, "main")
+
+
+def test_a_form_encoded_delivery_decides_as_its_json_payload():
+    """GitHub's default content type for a new webhook is `form`: payload=<the JSON, URL-encoded>."""
+    from urllib.parse import urlencode
+    form = urlencode({"payload": payload().decode()}).encode()
+    d = webhook.decide("push", form, "main", "application/x-www-form-urlencoded")
+    assert d == webhook.decide("push", payload(), "main", "application/json")
+    assert webhook.decide("push", form, "main", "application/x-www-form-urlencoded; charset=utf-8").build
+    for bad in (b"", b"other=1", urlencode([("payload", "{}"), ("payload", "{}")]).encode(), b"\xff\xfe", b"payload=%7B"):
+        with pytest.raises(ValueError):
+            webhook.decide("push", bad, "main", "application/x-www-form-urlencoded")
+    with pytest.raises(ValueError, match="not JSON"):
+        webhook.decide("push", form, "main", "application/json")   # a form sent as JSON is not JSON

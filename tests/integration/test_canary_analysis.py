@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ else:
     raise SystemExit("the app does not answer")
 """
 TOML = f'''[build]
-command = "mkdir -p dist && cp -r app.py health.py vendor dist/ && echo {PORT} $FAIL_EVERY $LATENCY_MS > dist/app.conf"
+command = "mkdir -p dist && cp -r app.py health.py vendor dist/ && echo {PORT} $FAIL_EVERY $LATENCY_MS $STOP_FILE > dist/app.conf"
 output = "dist"
 [deploy]
 start = "exec {PY} app.py"
@@ -67,12 +68,15 @@ def sample(api, stack, tmp_path_factory):
     r = api.put(f"/projects/{name}", json={"repoURL": str(repo), "deploy": {"metricsPort": PORT}, "analysis": ANALYSIS})
     assert r.status_code == 201, r.text
     assert r.json()["analysis"]["metrics"][0]["name"] == "error-rate" and r.json()["deploy"]["metricsPort"] == PORT
+    stop = Path(tempfile.mkdtemp(prefix="gantry-canary-")) / "stop"   # the apps' uid can look; the suite says when
+    stop.parent.chmod(0o755)
     builds = {k: api.post(f"/projects/{name}/builds", json={"commitSHA": sha, "buildDetails": {"env": {
-        "FAIL_EVERY": every, "LATENCY_MS": ms}}}).json()["buildID"] for k, (every, ms) in BUILDS.items()}
+        "FAIL_EVERY": every, "LATENCY_MS": ms, "STOP_FILE": str(stop)}}}).json()["buildID"] for k, (every, ms) in BUILDS.items()}
     for b in builds.values():
         assert wait_build(api, name, b, timeout_s=300)["buildStatus"] == "SUCCEEDED"
     regions = [r.name for r in stack.config().regions]
-    return name, builds, {"steps": [1, 1.0], "minHealthy": 1.0, "bakeS": 1, "regionWaves": [regions]}
+    yield name, builds, {"steps": [1, 1.0], "minHealthy": 1.0, "bakeS": 1, "regionWaves": [regions]}
+    stop.touch()   # the apps send themselves requests: not for the rest of the suite
 
 
 def deploy(api, project, build, strategy, **kw):

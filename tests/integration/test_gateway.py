@@ -35,12 +35,12 @@ def push_payload(sha: str, branch: str = "main", before: str = "0" * 40) -> dict
 
 
 def deliver(stack, project: str, body: bytes, event: str = "push", delivery: str | None = None,
-            secret: str = SECRET, signature: str | None = None) -> httpx.Response:
+            secret: str = SECRET, signature: str | None = None, content_type: str = "application/json") -> httpx.Response:
     sig = signature or "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return httpx.post(f"{stack.config().api_url}/webhooks/github/{project}", content=body, timeout=30,
                       verify=stack.config().http_verify(), headers={
         "X-Hub-Signature-256": sig, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/abc123"})
+        "Content-Type": content_type, "User-Agent": "GitHub-Hookshot/abc123"})
 
 
 @pytest.fixture
@@ -72,6 +72,28 @@ def test_push_to_default_branch_builds_once_per_delivery(stack, api, hooked):
     assert rec["buildDetails"]["branch"] == "main" and rec["buildDetails"]["source"] == "github-webhook"
     ids = [b["buildID"] for b in api.get(f"/projects/{name}/builds").json()["builds"]]
     assert ids == [build_id]  # the replay built nothing
+
+
+def test_a_form_encoded_push_queues_the_same_build_as_the_json_one(stack, api, hooked):
+    """GitHub's default content type for a new webhook: payload=<the JSON, URL-encoded>, signed as sent."""
+    from urllib.parse import urlencode
+    name, sha, _ = hooked
+    as_json = json.dumps(push_payload(sha)).encode()
+    form = urlencode({"payload": as_json.decode()}).encode()
+    r = deliver(stack, name, form, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 202, r.text
+    j = deliver(stack, name, as_json)
+    assert j.status_code == 202, j.text
+    builds = [wait_build(api, name, x.json()["buildID"]) for x in (r, j)]
+    same = ("commitSHA", "buildStatus")
+    assert [{k: b[k] for k in same} for b in builds] == [{"commitSHA": sha, "buildStatus": "SUCCEEDED"}] * 2
+    assert builds[0]["buildDetails"]["branch"] == builds[1]["buildDetails"]["branch"] == "main"
+    assert builds[0]["buildDetails"]["pusher"] == builds[1]["buildDetails"]["pusher"] == "dana"
+    sig = "sha256=" + hmac.new(SECRET.encode(), form, hashlib.sha256).hexdigest()
+    tampered = form.replace(b"dana", b"mall")
+    assert deliver(stack, name, tampered, signature=sig, content_type="application/x-www-form-urlencoded").status_code == 401
+    r = deliver(stack, name, b"other=1", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400 and "payload" in r.json()["detail"]
 
 
 def test_bad_signatures_other_branches_and_events_build_nothing(stack, api, hooked):

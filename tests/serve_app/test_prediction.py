@@ -98,3 +98,15 @@ def test_a_predictor_whose_process_died_starts_another(redis_url):
         again = threading.Event()
         predictor.later(ids[1], "web", {"buildID": "b1", "artifactSize": 1 << 20}, STRATEGY, done=again.set)
         assert again.wait(60) and time.monotonic() < deadline
+
+
+def test_a_canary_analysis_longer_than_the_bake_lengthens_the_prediction(redis_url):
+    state, stack = fleet_of(redis_url, 6)
+    build = {"buildID": "b1", "artifactSize": 1 << 20}
+    analysis = {"intervalS": 60, "count": 2, "metrics": [{"name": "e", "kind": "threshold", "query": 'x{h=~"{{hosts}}"}',
+                                                          "failure": {"op": ">", "value": 1}}]}
+    plain, analysed = predict(state, stack, "web", build, STRATEGY), predict(state, stack, "web", build, STRATEGY, analysis)
+    per_wave = analysed["assumptions"]["analysisSecondsPerWave"]
+    assert per_wave >= 120 and plain["assumptions"]["analysisSecondsPerWave"] == 0
+    # 4 waves in each of 2 region waves wait 120 s or more rather than their 30 s bake
+    assert analysed["predictedSeconds"] - plain["predictedSeconds"] >= 8 * (120 - 30)
