@@ -48,3 +48,4 @@ def watch(a) -> int:
     if getattr(a, "json", False):
         print(json.dumps(d.model_dump(), indent=2))
     return 0 if d.status == DeploymentStatus.COMPLETED else 1
+

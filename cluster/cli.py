@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gantry.client import GantryError
-from gantry.cluster import analysis_cli, commands
+from gantry.cluster import analysis_cli, commands, freeze_cli
 from gantry.cluster.commands import EXIT_API, UsageError
 from gantry.cluster.shape import DEFAULT_REGIONS
 from gantry.cluster.stack import Stack
@@ -181,6 +181,7 @@ def _api_commands(sub) -> None:
                    help="regions that activate together, wave after wave (default: the first region, then the rest)")
     d.add_argument("--wait", action="store_true", help="follow it live; exit 0 only if it COMPLETED")
     d.add_argument("--dry-run", action="store_true", help="predict how long it would take (simulated); deploy nothing")
+    d.add_argument("--override-freeze", metavar="REASON", help="deploy inside a freeze window (admins), saying why")
 
     ds = cmd("deployments", "list a project's deployments, or show one", commands.deployments, json_out=True)
     ds.add_argument("project")
@@ -221,6 +222,7 @@ def _api_commands(sub) -> None:
     g.add_argument("--last", action="store_true", help="show the last pass's report instead")
 
     analysis_cli.add_commands(cmd)
+    freeze_cli.add_commands(cmd)
 
     ar = cmd("archive", "move finished builds older than --older-than seconds to the archive now (admin)",
              commands.archive, json_out=True)

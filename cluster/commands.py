@@ -224,7 +224,8 @@ def deploy(a) -> int:
         p = c.predict(a.project, a.build, _strategy(a))
         _print(a, p, prediction_text(p))
         return 0
-    acc = c.deploy(a.project, a.build, _strategy(a)) if a.cmd == "deploy" else c.rollback(a.project, a.build)
+    acc = c.deploy(a.project, a.build, _strategy(a), a.override_freeze) if a.cmd == "deploy" \
+        else c.rollback(a.project, a.build)
     return _maybe_wait(a, acc, f"deployment {acc.deploymentID} of build {acc.buildID} {acc.status}",
                        lambda: progress.watch_deployment(c, a.project, acc.deploymentID, _console()),
                        lambda d: d.status == DeploymentStatus.COMPLETED)

@@ -51,6 +51,8 @@ ROUTES = {
     "gc_report": ("GET", "/admin/gc"),
     "get_analysis": ("GET", "/projects/{projectName}/deployments/{deploymentID}/analysis"),
     "analysis_check": ("POST", "/projects/{projectName}/analysis/check"),
+    "get_freeze": ("GET", "/admin/freeze"),
+    "put_freeze": ("PUT", "/admin/freeze"),
 }
 
 
@@ -157,8 +159,11 @@ class _Client(ABC):
                      f"build {build_id}", timeout_s, poll_s, on_update)
 
     # deployments
-    def deploy(self, project: str, build_id: str, strategy: dict | None = None) -> DeploymentAccepted:
-        body = {"buildID": build_id, **({"strategy": strategy} if strategy else {})}
+    def deploy(self, project: str, build_id: str, strategy: dict | None = None,
+               override_freeze_reason: str | None = None) -> DeploymentAccepted:
+        """Deploy a build; `override_freeze_reason` (admins) deploys inside a freeze window, saying why."""
+        body = {"buildID": build_id, **({"strategy": strategy} if strategy else {}),
+                **({"overrideFreeze": True, "reason": override_freeze_reason} if override_freeze_reason else {})}
         return DeploymentAccepted.model_validate(self._call("create_deployment", projectName=project, body=body))
 
     def predict(self, project: str, build_id: str, strategy: dict | None = None) -> Prediction:
@@ -216,6 +221,15 @@ class _Client(ABC):
 
     def gc_report(self) -> GcReport:
         return GcReport.model_validate(self._call("gc_report"))
+
+    # freeze windows (plain dicts: see serve_app/freeze_ops.py)
+    def freeze(self) -> dict:
+        """The stack-wide deploy freeze windows, and the one open now."""
+        return self._call("get_freeze")
+
+    def set_freeze(self, windows: list[dict]) -> dict:
+        """Replace the stack-wide windows (admin): each {reason, cron, durationS, timeZone} or {reason, start, end}."""
+        return self._call("put_freeze", body={"windows": windows})
 
     # canary analysis (plain dicts: see serve_app/analysis_ops.py)
     def analysis(self, project: str, deployment_id: str) -> dict:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gantry.retention import RetentionIn
 from gantry.rollout.analysis import AnalysisIn
+from gantry.rollout.freeze import FreezeIn
 from gantry.builds import BRANCH_RE, DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
@@ -67,6 +68,7 @@ class ProjectIn(BaseModel):
     analysis: AnalysisIn | None = Field(default=None, description="canary analysis of each wave (replaces it)")
     prometheusURL: str | None = Field(default=None, pattern=r"^(https?://[^\s]{1,2040})?$",
                                       description="an existing Prometheus for its analysis (\"\": the stack's)")
+    freeze: list[FreezeIn] | None = Field(default=None, max_length=50, description="its deploy freeze windows (replaces them)")
 
     @field_validator("repoURL")
     @classmethod
@@ -94,6 +96,7 @@ class Project(BaseModel):
     retention: RetentionIn = Field(default_factory=RetentionIn)
     analysis: AnalysisIn | None = None
     prometheusURL: str | None = None
+    freeze: list[FreezeIn] = Field(default_factory=list)
 
 
 class BuildDetails(BaseModel):
@@ -265,6 +268,8 @@ class DeploymentIn(BaseModel):
     strategy: StrategyIn | None = None
     analysis: AnalysisIn | Literal["off"] | None = Field(default=None, description="this deployment's canary "
                                                          'analysis instead of the project\'s; "off": none')
+    overrideFreeze: bool = Field(default=False, description="deploy inside a freeze window (admins, with a reason)")
+    reason: str | None = Field(default=None, max_length=500, description="why: needed to override a freeze")
 
 
 class RollbackIn(BaseModel):

@@ -16,6 +16,7 @@ from ray import serve
 
 from gantry.archive.files import ArchiveReader
 from gantry.artifacts.blobstore import s3_for
+from gantry.rollout.freeze import FreezeWindows
 from gantry.constants import ANALYST, HEAD, MONITOR, NAMESPACE, SCHEDULER
 from gantry.admin_models import ArchiveResult, AuditPage, GcReport
 from gantry.models import (Prediction, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
@@ -197,6 +198,16 @@ class GantryAPI(DcEndpoints):
     def get_analysis(self, projectName: str, deploymentID: str, request: Request):
         """The deployment's canary analysis: every wave's measurements, samples and decisions."""
         return self.service.op_get_analysis(self._principal(request), projectName, deploymentID)
+
+    @app.get("/admin/freeze")
+    def get_freeze(self, request: Request):
+        """The stack-wide deploy freeze windows, and the one open now."""
+        return self.service.op_get_freeze(self._principal(request))
+
+    @app.put("/admin/freeze")
+    def put_freeze(self, body: FreezeWindows, request: Request):
+        """Replace the stack-wide deploy freeze windows (admins)."""
+        return self.service.op_put_freeze(self._principal(request), body)
 
     @app.post("/projects/{projectName}/analysis/check")
     def analysis_check(self, projectName: str, request: Request, runs: int = Query(20, ge=1, le=200)):

@@ -15,16 +15,15 @@ from pydantic import BaseModel, ValidationError
 from gantry import builds as rules
 from gantry import cursor as listing
 from gantry import webhook
-from gantry.actors.build import buildconfig
 from gantry.archive.files import ArchiveReader, list_page
-from gantry.actors.build.sandbox import egress
 from gantry.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
 from gantry import auth
-from gantry.serve_app import prediction, views
+from gantry.serve_app import prediction, project_settings, views
 from gantry.serve_app.errors import ApiError, problems
 from gantry.serve_app.analysis_ops import AnalysisOps
+from gantry.serve_app.freeze_ops import FreezeOps
 from gantry.serve_app.retention_ops import RetentionOps
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
@@ -38,7 +37,7 @@ WEBHOOK_USER = "github-webhook"
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
            "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
            "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
-           "gc_report", "get_analysis", "analysis_check")
+           "gc_report", "get_analysis", "analysis_check", "get_freeze", "put_freeze")
 
 
 def _check_name(name: str) -> None:
@@ -81,7 +80,7 @@ def _parse(model: type[BaseModel], body) -> BaseModel:
 
 
 
-class Service(RetentionOps, AnalysisOps):
+class Service(RetentionOps, AnalysisOps, FreezeOps):
     def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
                  nudge: Callable[[], None] = lambda: None,
                  archive_now: Callable[[float], dict] | None = None,
@@ -182,34 +181,14 @@ class Service(RetentionOps, AnalysisOps):
             options["analysis"] = body.analysis.model_dump_json()
         if body.prometheusURL is not None:   # only admins register projects: only they point one elsewhere
             options["prometheusURL"] = body.prometheusURL
-        options.update(self._build_settings(body))
+        if body.freeze is not None:
+            options["freeze"] = json.dumps([w.model_dump(mode="json") for w in body.freeze])
+        options.update(project_settings.checked(body, self.settings))
         created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
             who.user, "project.register", projectName, None,
             {"repoURL": body.repoURL, "changed": sorted(body.model_fields_set)}))
         return {"created": created, "project": self.op_get_project(who, projectName)}
 
-    def _build_settings(self, body: ProjectIn) -> dict:
-        """The project fields for `build`, `deploy` and `egressAllow`, checked by the rules a
-        gantry.toml is checked by; a 422 naming the wrong one."""
-        out = {}
-        try:
-            if body.build is not None:
-                build = buildconfig.check_build(body.build.model_dump(exclude_none=True), "build",
-                                                buildconfig.Bounds.of(self.settings))
-                out["buildSettings"] = json.dumps(build)
-            if body.deploy is not None:
-                hooks = body.deploy.model_dump(exclude_none=True, exclude={"metricsPort"})
-                out["deploySettings"] = json.dumps(buildconfig.check_deploy(hooks, "deploy"))
-                out["metricsPort"] = body.deploy.metricsPort or ""
-        except buildconfig.ConfigError as e:
-            raise ApiError(422, "invalid build settings", str(e))
-        if body.egressAllow is not None:
-            try:
-                egress.parse(body.egressAllow)
-            except egress.BadEntry as e:
-                raise ApiError(422, "invalid egressAllow", str(e))
-            out["egressAllow"] = json.dumps([e.strip() for e in body.egressAllow])
-        return out
     def _find(self, project: str, build_id: str) -> tuple[dict, tuple[list[dict], bytes] | None]:
         """The build's record, and for an archived build its (replication rows, log) from the archive."""
         _check_id(build_id, "buildID")
@@ -220,6 +199,7 @@ class Service(RetentionOps, AnalysisOps):
         if rec is None or rec.get("projectName") != project:
             raise ApiError(404, "build not found", build_id)
         return rec, archived
+
 
     def _build(self, project: str, build_id: str) -> dict:
         """The live record, or the archived one."""
@@ -354,7 +334,7 @@ class Service(RetentionOps, AnalysisOps):
         return strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
 
     def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str,
-                analysis: dict | None = None) -> dict:
+                analysis: dict | None = None, noted: dict | None = None) -> dict:
         """Create the deployment, then predict it off the request path (a rollback: never)."""
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
         self.state.replication.backfill(build_id, regions)   # regions that joined since it published
@@ -363,7 +343,7 @@ class Service(RetentionOps, AnalysisOps):
         try:
             dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                                 who.user, audit=lambda dep_id: audit.prepare(
-                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous}),
+                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous, **(noted or {})}),
                 analysis=analysis)
         except BuildExpired:
             raise ApiError(409, "build expired", "retention let it go as this deployment was made; build the commit again")
@@ -389,7 +369,8 @@ class Service(RetentionOps, AnalysisOps):
         if dryRun:
             out = prediction.predict(self.state, self.stack, projectName, rec, strategy.model_dump(), analysis)
             return {k: v for k, v in out.items() if k != "marks"}
-        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis)
+        override = self._freeze_gate(who, projectName, project, body.overrideFreeze, body.reason)
+        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis, override)
 
     def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                             limit: str | int | None = None) -> dict:
@@ -421,6 +402,7 @@ class Service(RetentionOps, AnalysisOps):
         return views.project_hosts(self.state, self.stack, projectName)
 
     def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
+        """Never frozen: a rollback is what a freeze is for."""
         project = self._project(who, projectName)
         body = _parse(RollbackIn, body)
         if body.buildID:

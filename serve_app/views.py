@@ -103,7 +103,8 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
                        **({"metricsPort": int(p["metricsPort"])} if p.get("metricsPort") else {})},
             "egressAllow": json.loads(p.get("egressAllow") or "[]"),
             "retention": RetentionIn.model_validate(json.loads(p.get("retention") or "{}")).model_dump(),
-            "analysis": json.loads(p.get("analysis") or "null"), "prometheusURL": p.get("prometheusURL") or None}
+            "analysis": json.loads(p.get("analysis") or "null"), "prometheusURL": p.get("prometheusURL") or None,
+            "freeze": json.loads(p.get("freeze") or "[]")}
 
 
 def deployment_summary(dep: dict) -> dict:

@@ -67,6 +67,7 @@ def build_cache(name: str) -> str: return _k("cache", name)
 def gc_writers() -> str: return _k("gc", "writers")
 def gc_sweep() -> str: return _k("gc", "sweep")
 def gc_last() -> str: return _k("gc", "last")
+def freeze() -> str: return _k("freeze")            # the stack's freeze windows (JSON)
 
 
 # builds and their queue

@@ -1,6 +1,7 @@
 """Projects: a name, its repository and its options."""
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import redis
@@ -29,6 +30,16 @@ class Projects:
                 self.audit_log.record(audit, client=p)
             created = p.execute()[0]
         return bool(created)
+
+    def stack_freeze(self) -> list[dict]:
+        """The stack-wide freeze windows (`gantry.rollout.freeze.FreezeIn`, as JSON)."""
+        return json.loads(self.r.get(keys.freeze()) or "[]")
+
+    def set_stack_freeze(self, windows: list[dict], audit: str) -> None:
+        with self.r.pipeline() as p:
+            p.set(keys.freeze(), json.dumps(windows))
+            self.audit_log.record(audit, client=p)
+            p.execute()
 
     def prestaged(self) -> list[str]:
         """Projects whose builds are staged on their hosts as soon as they succeed."""
