@@ -46,6 +46,9 @@ class DeploySettings(BaseModel):
     health: str | None = Field(default=None, max_length=65536)
     metricsPort: int | None = Field(default=None, ge=1, le=65535, description="where the app serves Prometheus "
                                     "metrics, at each host's address (the stack's Prometheus scrapes it)")
+    concurrency: Literal["queue", "supersede", "reject"] | None = Field(
+        default=None, description="a deployment asked for while another is under way: waits its turn (queue, the "
+                                  "default), drops the queued ones for itself (supersede), or is refused (reject)")
 
 
 class ProjectIn(BaseModel):
@@ -282,6 +285,7 @@ class DeploymentAccepted(BaseModel):
     projectName: str
     buildID: str
     status: str
+    queuePosition: int | None = None   # QUEUED: its place in the project's queue (1: next)
 
 
 class HostCounts(BaseModel):
@@ -325,6 +329,7 @@ class Deployment(BaseModel):
     regions: list[RegionProgress]
     hosts: HostCounts
     prediction: dict | None = None     # what the simulator predicted when it was created (see Prediction)
+    queue: dict | None = None          # QUEUED: {position, ahead, etaSeconds}
 
 
 class RegionPrediction(BaseModel):

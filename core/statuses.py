@@ -39,6 +39,7 @@ class ReplicationStatus(StrEnum):
 
 
 class DeploymentStatus(StrEnum):
+    QUEUED = "QUEUED"            # waits for the project's deployment under way (deploy.concurrency "queue")
     IN_PROGRESS = "IN_PROGRESS"
     PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
@@ -85,7 +86,7 @@ B, R, D, H = BuildStatus, ReplicationStatus, DeploymentStatus, HostState
 
 BUILD_TERMINAL = frozenset({B.SUCCEEDED, B.FAILED, B.CANCELLED, B.DEAD, B.EXPIRED})
 DEPLOYMENT_ACTIVE = frozenset({D.IN_PROGRESS, D.PAUSED})
-DEPLOYMENT_TERMINAL = frozenset(D) - DEPLOYMENT_ACTIVE
+DEPLOYMENT_TERMINAL = frozenset(D) - DEPLOYMENT_ACTIVE - {D.QUEUED}
 
 # Each table maps a status to the statuses it may be entered from.
 BUILD_FROM: dict[BuildStatus, frozenset[BuildStatus]] = {
@@ -107,12 +108,13 @@ REPLICATION_FROM: dict[ReplicationStatus, frozenset[ReplicationStatus]] = {
 }
 
 DEPLOYMENT_FROM: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
-    D.IN_PROGRESS: frozenset({D.PAUSED}),      # resume; a new deployment starts IN_PROGRESS
+    D.QUEUED: frozenset(),   # a new deployment starts IN_PROGRESS, or QUEUED behind the one under way
+    D.IN_PROGRESS: frozenset({D.PAUSED, D.QUEUED}),   # resume, or its turn came (promote_deployment.lua)
     D.PAUSED: frozenset({D.IN_PROGRESS}),
     D.COMPLETED: frozenset({D.IN_PROGRESS}),
     D.ROLLED_BACK: DEPLOYMENT_ACTIVE,
-    D.ABORTED: DEPLOYMENT_ACTIVE,
-    D.SUPERSEDED: DEPLOYMENT_ACTIVE,
+    D.ABORTED: DEPLOYMENT_ACTIVE | {D.QUEUED},
+    D.SUPERSEDED: DEPLOYMENT_ACTIVE | {D.QUEUED},
 }
 
 # A host agent starts idle (or active, with a release installed), downloads a new target, and
@@ -137,6 +139,15 @@ class DeploymentOp(StrEnum):
 
 
 DEPLOYMENT_OPS = {DeploymentOp.PAUSE: D.PAUSED, DeploymentOp.RESUME: D.IN_PROGRESS, DeploymentOp.ABORT: D.ABORTED}
+OP_ONLY_FROM = {DeploymentOp.RESUME: (D.PAUSED,)}   # a queued deployment starts in its turn, not on a resume
+
+
+class Concurrency(StrEnum):
+    """What a new deployment of a project does while another is under way (`deploy.concurrency`)."""
+    QUEUE = "queue"           # it waits its turn
+    SUPERSEDE = "supersede"   # the queued ones not yet started are dropped for it; it waits its turn
+    REJECT = "reject"         # 409, naming the one under way
+    PREEMPT = "preempt"       # it replaces the one under way at once (a rollback; the store's default)
 
 
 class AttemptEnd(StrEnum):

@@ -12,7 +12,7 @@ from gantry.settings import Settings
 
 
 def checked(body: ProjectIn, settings: Settings) -> dict:
-    """The project fields for `build`, `deploy` (its hooks, and the metrics port apart) and
+    """The project fields for `build`, `deploy` (its hooks; the metrics port and concurrency apart) and
     `egressAllow`."""
     out = {}
     try:
@@ -21,9 +21,10 @@ def checked(body: ProjectIn, settings: Settings) -> dict:
                                             buildconfig.Bounds.of(settings))
             out["buildSettings"] = json.dumps(build)
         if body.deploy is not None:
-            hooks = body.deploy.model_dump(exclude_none=True, exclude={"metricsPort"})
+            hooks = body.deploy.model_dump(exclude_none=True, exclude={"metricsPort", "concurrency"})
             out["deploySettings"] = json.dumps(buildconfig.check_deploy(hooks, "deploy"))
             out["metricsPort"] = body.deploy.metricsPort or ""
+            out["concurrency"] = body.deploy.concurrency or ""
     except buildconfig.ConfigError as e:
         raise ApiError(422, "invalid build settings", str(e))
     if body.egressAllow is not None:

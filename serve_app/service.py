@@ -27,8 +27,8 @@ from gantry.serve_app.freeze_ops import FreezeOps
 from gantry.serve_app.retention_ops import RetentionOps
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
-from gantry.state.deployments import BuildExpired
-from gantry.statuses import DEPLOYMENT_OPS, BuildStatus, DeploymentStatus
+from gantry.state.deployments import BuildExpired, DeployBusy
+from gantry.statuses import DEPLOYMENT_OPS, OP_ONLY_FROM, BuildStatus, Concurrency, DeploymentStatus
 from gantry.topology import StackConfig
 
 WEBHOOK_USER = "github-webhook"
@@ -334,7 +334,8 @@ class Service(RetentionOps, AnalysisOps, FreezeOps):
         return strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
 
     def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str,
-                analysis: dict | None = None, noted: dict | None = None) -> dict:
+                analysis: dict | None = None, noted: dict | None = None,
+                concurrency: Concurrency = Concurrency.PREEMPT) -> dict:
         """Create the deployment, then predict it off the request path (a rollback: never)."""
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
         self.state.replication.backfill(build_id, regions)   # regions that joined since it published
@@ -344,13 +345,16 @@ class Service(RetentionOps, AnalysisOps, FreezeOps):
             dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                                 who.user, audit=lambda dep_id: audit.prepare(
                 who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous, **(noted or {})}),
-                analysis=analysis)
+                analysis=analysis, concurrency=concurrency)
+        except DeployBusy as e:
+            raise ApiError(409, "a deployment is under way", f"deployment {e} of {project}; its deploy.concurrency is "
+                                                             "reject (queue or supersede would wait for it)")
         except BuildExpired:
             raise ApiError(409, "build expired", "retention let it go as this deployment was made; build the commit again")
         if action != "rollback":
             self.predictor.later(dep["deploymentID"], project, build, strategy.model_dump(), analysis)
         return {"deploymentID": dep["deploymentID"], "projectName": project, "buildID": build_id,
-                "status": dep["status"]}
+                "status": dep["status"], "queuePosition": dep["queuePosition"]}
 
     def _deployment(self, project: str, dep_id: str) -> dict:
         _check_id(dep_id, "deploymentID")
@@ -370,7 +374,8 @@ class Service(RetentionOps, AnalysisOps, FreezeOps):
             out = prediction.predict(self.state, self.stack, projectName, rec, strategy.model_dump(), analysis)
             return {k: v for k, v in out.items() if k != "marks"}
         override = self._freeze_gate(who, projectName, project, body.overrideFreeze, body.reason)
-        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis, override)
+        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis, override,
+                            Concurrency(project.get("concurrency") or Concurrency.QUEUE))
 
     def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                             limit: str | int | None = None) -> dict:
@@ -393,7 +398,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps):
         entry = audit.prepare(who.user, f"deployment.{op.lower()}", projectName, deploymentID)
         reason = "aborted by user" if to == DeploymentStatus.ABORTED else ""
         to, reason = self._at_analysis(who, dep, op) or (to, reason)
-        if self.state.deployments.set_status(deploymentID, to, reason, entry) is None:
+        if self.state.deployments.set_status(deploymentID, to, reason, entry, OP_ONLY_FROM.get(op, ())) is None:
             raise ApiError(409, f"deployment cannot {op.lower()}", f"deployment is {dep['status']}")
         return views.deployment_view(self.state, self.stack, self._deployment(projectName, deploymentID))
 

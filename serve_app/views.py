@@ -8,7 +8,7 @@ from gantry.clock import iso_ms
 from gantry.redact import redact
 from gantry.settings import Settings
 from gantry.state import State
-from gantry.statuses import DEPLOYMENT_ACTIVE, DcPhase, HostState, ReplicationStatus
+from gantry.statuses import DEPLOYMENT_ACTIVE, DEPLOYMENT_TERMINAL, Concurrency, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 from gantry.topology import StackConfig
 
 COUNTED = (HostState.DOWNLOADING, HostState.STAGED, HostState.ACTIVE, HostState.FAILED, HostState.LOST)
@@ -100,7 +100,8 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
             "rateLimit": {"perSecond": rate, "burst": burst}, "prestage": p.get("prestage") == "1",
             "build": json.loads(p.get("buildSettings") or "{}"),
             "deploy": {**json.loads(p.get("deploySettings") or "{}"),
-                       **({"metricsPort": int(p["metricsPort"])} if p.get("metricsPort") else {})},
+                       **({"metricsPort": int(p["metricsPort"])} if p.get("metricsPort") else {}),
+                       "concurrency": p.get("concurrency") or Concurrency.QUEUE.value},
             "egressAllow": json.loads(p.get("egressAllow") or "[]"),
             "retention": RetentionIn.model_validate(json.loads(p.get("retention") or "{}")).model_dump(),
             "analysis": json.loads(p.get("analysis") or "null"), "prometheusURL": p.get("prometheusURL") or None,
@@ -143,7 +144,32 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
             "previousBuildID": dep.get("previousBuildID") or None, "strategy": json.loads(dep["strategy"]),
             "currentRegion": current if dep["status"] in DEPLOYMENT_ACTIVE else None,
             "regions": regions, "hosts": host_counts(everyone, dep["buildID"]),
-            "prediction": json.loads(dep["prediction"]) if dep.get("prediction") else None}
+            "prediction": json.loads(dep["prediction"]) if dep.get("prediction") else None,
+            "queue": queue_place(state, dep) if dep["status"] == DeploymentStatus.QUEUED else None}
+
+
+def queue_place(state: State, dep: dict) -> dict:
+    """A queued deployment's place: the ones ahead of it, and when it should start by the
+    simulator's predictions (what the one under way has left, and each queued one ahead whole)."""
+    ahead = []
+    for dep_id in state.deployments.queue(dep["projectName"]):
+        if dep_id == dep["deploymentID"]:
+            break
+        ahead.append(dep_id)
+    under_way = state.deployments.desired(dep["projectName"]).get("deploymentID")
+    now_ms, eta = state.clock(), 0.0
+    for dep_id in [under_way, *ahead]:
+        d = state.deployments.get(dep_id or "") or {}
+        p = json.loads(d.get("prediction") or "null")
+        if d.get("status") in DEPLOYMENT_TERMINAL or (dep_id == under_way and d.get("status") not in DEPLOYMENT_ACTIVE):
+            continue
+        if not p or p.get("predictedSeconds") is None:
+            eta = None
+            break
+        started = int(d.get("startedAt") or d.get("createdAt") or now_ms) if dep_id == under_way else now_ms
+        eta += max(0.0, p["predictedSeconds"] - (now_ms - started) / 1000)
+    return {"position": len(ahead) + 1, "ahead": ahead, "underWay": under_way or None,
+            "etaSeconds": round(eta, 1) if eta is not None else None}
 
 
 def project_hosts(state: State, stack: StackConfig, project: str) -> list[dict]:

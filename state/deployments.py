@@ -13,11 +13,15 @@ from gantry.records import Deployment
 from gantry.state import audit as audit_entries
 from gantry.state import keys, scripts
 from gantry.state.connection import read_fields, read_hashes
-from gantry.statuses import DeploymentStatus
+from gantry.statuses import DEPLOYMENT_TERMINAL, Concurrency, DeploymentStatus
 
 
 class BuildExpired(Exception):
     """Retention expired the build: its chunks may be gone, it deploys no more."""
+
+
+class DeployBusy(Exception):
+    """The project's concurrency is `reject`, and this deployment is under way (or waits)."""
 
 
 class Deployments:
@@ -25,12 +29,15 @@ class Deployments:
         self.r, self.clock = r, clock
         self._create = scripts.register(r, "create_deployment")
         self._status = scripts.register(r, "deployment_status")
+        self._promote = scripts.register(r, "promote_deployment")
 
     def create(self, project: str, build_id: str, previous_build: str | None, strategy: dict,
                regions: list[str], user: str, audit: Callable[[str], str] | None = None,
-               analysis: dict | None = None) -> dict:
-        """A new deployment, superseding the one in flight; `audit(deploymentID)` gives the
-        audit entry written with it."""
+               analysis: dict | None = None, concurrency: Concurrency = Concurrency.PREEMPT) -> dict:
+        """A new deployment: by `concurrency`, it supersedes the one in flight (PREEMPT), or waits
+        its turn in the project's queue (QUEUE; SUPERSEDE drops the queued ones first), or is
+        refused while one is under way (REJECT: raises DeployBusy). `audit(deploymentID)` gives
+        the audit entry written with it. The fields returned say its status and `queuePosition`."""
         dep_id = uuid.uuid4().hex
         now = self.clock()
         fields = {"deploymentID": dep_id, "projectName": project, "buildID": build_id,
@@ -39,17 +46,54 @@ class Deployments:
                   "createdAt": str(now), "updatedAt": str(now), "createdBy": user,
                   **({"analysis": json.dumps(analysis)} if analysis else {})}
         entry = audit(dep_id) if audit else ""
-        while True:   # the one in flight is read first, so the script is handed its key
+        while True:   # the one in flight and the queue are read first, so the script is handed their keys
             prev = self.r.hget(keys.desired(project), "deploymentID") or ""
-            version = self._create(
+            queued = self.r.lrange(keys.deploy_queue(project), 0, -1)
+            version, place = self._create(
                 keys=[keys.deploy(dep_id), keys.deploys(project), keys.desired(project), keys.deployed(),
                       keys.deploy(prev) if prev else keys.deploy(dep_id), *audit_entries.keys_for(entry),
-                      keys.build(build_id)],
-                args=[json.dumps(fields), now, entry, prev, keys.desired_channel()])
+                      keys.build(build_id), keys.deploy_queue(project), *[keys.deploy(q) for q in queued]],
+                args=[json.dumps(fields), now, entry, prev, keys.desired_channel(), concurrency.value, ",".join(queued)])
             if version == -2:
                 raise BuildExpired(build_id)
+            if version == -3:
+                raise DeployBusy(prev if prev and self.get(prev) else (queued or [""])[0])
             if version != -1:
-                return fields
+                status = DeploymentStatus.QUEUED if place else DeploymentStatus.IN_PROGRESS
+                return {**fields, "status": status.value, "queuePosition": place or None}
+
+    def queue(self, project: str) -> list[str]:
+        """The project's deployments waiting their turn, first first."""
+        return self.r.lrange(keys.deploy_queue(project), 0, -1)
+
+    def promote_waiting(self, projects: list[str]) -> None:
+        """For each of these projects (their desired deployment has ended), start the next queued
+        one: what a status change does itself, done again in case its writer died in between."""
+        with self.r.pipeline(transaction=False) as p:
+            for project in projects:
+                p.llen(keys.deploy_queue(project))
+            waiting = p.execute()
+        for project, n in zip(projects, waiting):
+            if n:
+                self.promote_next(project)
+
+    def promote_next(self, project: str) -> str | None:
+        """Start the project's next queued deployment if the desired one has ended; its ID, if one started."""
+        for _ in range(1000):
+            head = self.r.lindex(keys.deploy_queue(project), 0)
+            if head is None:
+                return None
+            desired = self.r.hget(keys.desired(project), "deploymentID") or ""
+            previous = next((b for b in self.completed_builds(project) if b != self.r.hget(keys.deploy(head), "buildID")), "")
+            got = self._promote(keys=[keys.desired(project), keys.deploy_queue(project), keys.deploy(head),
+                                      keys.deploy(desired) if desired else keys.deploy(head)],
+                                args=[head, desired, self.clock(), keys.desired_channel(), previous])
+            if got == 0:
+                return None
+            if got == 2:
+                self._news(head)
+                return head
+        return None
 
     def set_prediction(self, dep_id: str, prediction: dict) -> None:
         """What the simulator predicted for it when it was created (shown beside its progress)."""
@@ -94,6 +138,8 @@ class Deployments:
         if not ok:
             return None
         self._news(dep_id)
+        if to in DEPLOYMENT_TERMINAL and cur != DeploymentStatus.QUEUED:   # its turn ended: the next one's begins
+            self.promote_next(self.r.hget(keys.deploy(dep_id), "projectName") or "")
         return cur
 
     def completed_builds(self, project: str) -> list[str]:

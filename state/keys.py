@@ -98,6 +98,7 @@ def archived_newest() -> str: return _k("archivedNewest")
 def deploy(dep_id: str) -> str: return _k("deploy", dep_id)
 def deploys(project_name: str) -> str: return _k("deploys", project_name)
 def desired(project_name: str) -> str: return _k("desired", project_name)
+def deploy_queue(project_name: str) -> str: return _k("depqueue", project_name)   # deployments waiting their turn
 def deployed() -> str: return _k("deployed")
 def dc_outcomes(dep_id: str) -> str: return _k("dcdone", dep_id)
 def dc_staged(dep_id: str) -> str: return _k("dcstaged", dep_id)

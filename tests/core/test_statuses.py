@@ -25,6 +25,8 @@ ALLOWED = {
         (D.IN_PROGRESS, D.PAUSED), (D.PAUSED, D.IN_PROGRESS), (D.IN_PROGRESS, D.COMPLETED),
         (D.IN_PROGRESS, D.ROLLED_BACK), (D.PAUSED, D.ROLLED_BACK), (D.IN_PROGRESS, D.ABORTED), (D.PAUSED, D.ABORTED),
         (D.IN_PROGRESS, D.SUPERSEDED), (D.PAUSED, D.SUPERSEDED),
+        # the deploy queue: a queued one starts in its turn, or is aborted or superseded while it waits
+        (D.QUEUED, D.IN_PROGRESS), (D.QUEUED, D.ABORTED), (D.QUEUED, D.SUPERSEDED),
     },
     HostState: {
         (H.IDLE, H.DOWNLOADING), (H.IDLE, H.ACTIVE), (H.DOWNLOADING, H.ACTIVE), (H.DOWNLOADING, H.FAILED),
@@ -50,7 +52,7 @@ def test_finished_builds_and_deployments_stay_finished():
     assert [to for to in BuildStatus if allowed(B.SUCCEEDED, to)] == [B.EXPIRED]
     for cur, to in itertools.product(DEPLOYMENT_TERMINAL, DeploymentStatus):
         assert not allowed(cur, to)
-    assert DEPLOYMENT_ACTIVE | DEPLOYMENT_TERMINAL == set(DeploymentStatus)
+    assert DEPLOYMENT_ACTIVE | DEPLOYMENT_TERMINAL | {DeploymentStatus.QUEUED} == set(DeploymentStatus)
 
 
 def test_statuses_read_and_compare_as_their_plain_names():

@@ -47,12 +47,12 @@ def test_cli_every_command_against_the_live_stack(cli, tmp_path):
     shown = out(cli("project", "show", name, "--json"))
     assert shown["build"] == {"command": "make", "output": "out", "cache": ["~/.ccache", "deps"], "cpus": 2.0,
                               "fetch": "pip download -d deps x"}
-    assert shown["deploy"] == {"health": "./ok"} and shown["egressAllow"] == ["pypi.org"]
+    assert shown["deploy"] == {"health": "./ok", "concurrency": "queue"} and shown["egressAllow"] == ["pypi.org"]
     assert "egressAllow: pypi.org" in cli("project", "show", name).stdout
     r = cli("project", "add", name, str(repo), "--cache", "../etc")
     assert r.returncode == 2 and "must be inside the checkout" in r.stderr, r.stderr
     shown = out(cli("project", "add", name, str(repo), "--build-command", "true", "--health", "", "--json"))
-    assert shown["build"] == {"command": "true"} and shown["deploy"] == {"health": ""}   # each replaces the last
+    assert shown["build"] == {"command": "true"} and shown["deploy"] == {"health": "", "concurrency": "queue"}   # each replaces the last
 
     r = cli("build", name, sha, "--wait")
     assert r.returncode == 0, r.stdout + r.stderr
