@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_DURATION_S = 14 * 24 * 3600
@@ -28,6 +27,7 @@ class FreezeIn(BaseModel):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
+        from croniter import croniter   # the control plane's (the stack extra); the models load on hosts too
         if v is not None and not croniter.is_valid(v):
             raise ValueError(f"not a cron expression: {v!r}")
         return v
@@ -56,6 +56,7 @@ class FreezeIn(BaseModel):
         """When the window closes, if it is open at `now` (aware); else None."""
         if self.cron is None:
             return self.end if self.start <= now < self.end else None
+        from croniter import croniter
         local = now.astimezone(ZoneInfo(self.timeZone))
         began = croniter(self.cron, local + timedelta(seconds=1)).get_prev(datetime)   # a start at `now` counts
         ends = began + timedelta(seconds=self.durationS)
