@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from gantry import auth
 from gantry.actors.rollout.coordinator import Coordinator
-from gantry.models import HeartbeatIn, OriginIn, PeersIn, RepairIn, WatchIn
+from gantry.host_models import HeartbeatIn, OriginIn, PeersIn, RepairIn, WatchIn
 from gantry.settings import Settings
 from gantry.tokenbucket import TokenBucket
 
