@@ -84,9 +84,10 @@ class Deployments:
             if head is None:
                 return None
             desired = self.r.hget(keys.desired(project), "deploymentID") or ""
-            previous = next((b for b in self.completed_builds(project) if b != self.r.hget(keys.deploy(head), "buildID")), "")
+            build = self.r.hget(keys.deploy(head), "buildID") or ""
+            previous = next((b for b in self.completed_builds(project) if b != build), "")
             got = self._promote(keys=[keys.desired(project), keys.deploy_queue(project), keys.deploy(head),
-                                      keys.deploy(desired) if desired else keys.deploy(head)],
+                                      keys.deploy(desired) if desired else keys.deploy(head), keys.build(build)],
                                 args=[head, desired, self.clock(), keys.desired_channel(), previous])
             if got == 0:
                 return None

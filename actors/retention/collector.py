@@ -26,7 +26,7 @@ from gantry.clock import iso_ms
 from gantry.retention import BuildFacts, CacheFacts, RetentionIn, decide_builds, decide_caches
 from gantry.state import State, audit, keys
 from gantry.state.connection import read_fields
-from gantry.statuses import BuildStatus
+from gantry.statuses import BuildStatus, DeploymentStatus
 from gantry.topology import StackConfig
 
 log = logging.getLogger("gantry.gc")
@@ -143,6 +143,9 @@ class GarbageCollector:
         for dep in self.state.deployments.desired_deployments():
             if dep.project == name and dep.status.active and dep.previous_build:
                 use[dep.previous_build] = f"deployment {dep.deployment_id} rolls back to it"
+        for dep_id in self.state.deployments.queue(name):
+            if (dep := self.state.deployments.get(dep_id) or {}).get("status") == DeploymentStatus.QUEUED:
+                use[dep["buildID"]] = f"deployment {dep_id} waits its turn to deploy it"
         for dc, build_id in self.state.deployments.dc_current(name).items():
             use[build_id] = f"datacenter {dc} runs it"
         for region in self.stack.regions:

@@ -1,6 +1,6 @@
 -- The project's next queued deployment starts, once the desired one has ended.
 -- KEYS: desired, the project's queue, the queue's head, the desired deployment as the caller read it
--- (or the head's key if none)
+-- (or the head's key if none), the head's build
 -- ARGV: the head's ID, the desired deploymentID the caller read ('' if none), now, channel, the
 -- build it now rolls back to ('' if none)
 -- Returns 2 when the head started, 1 when the head was dropped (it no longer waits: aborted or
@@ -13,6 +13,11 @@ if ARGV[2] ~= '' then
 end
 redis.call('LPOP', KEYS[2])
 if redis.call('HGET', KEYS[3], 'status') ~= '${DeploymentStatus.QUEUED}' then return 1 end
+if redis.call('HGET', KEYS[5], 'buildStatus') == '${BuildStatus.EXPIRED}' then   -- retention let it go meanwhile
+  redis.call('HSET', KEYS[3], 'status', '${DeploymentStatus.ABORTED}', 'updatedAt', ARGV[3],
+             'reason', 'its build expired while it waited; build the commit again')
+  return 1
+end
 redis.call('HSET', KEYS[3], 'status', '${DeploymentStatus.IN_PROGRESS}', 'updatedAt', ARGV[3], 'startedAt', ARGV[3],
            'previousBuildID', ARGV[5])
 local project = redis.call('HGET', KEYS[3], 'projectName')

@@ -83,3 +83,12 @@ def test_a_writer_that_died_between_the_status_and_the_promotion_is_covered_by_t
     assert status(deps, second) == D.IN_PROGRESS
     deps.promote_waiting(["web"])   # nothing more waits: nothing changes
     assert deps.desired("web")["deploymentID"] == second["deploymentID"]
+
+
+def test_a_queued_deployment_whose_build_expired_meanwhile_does_not_start(deps):
+    first, second, third = make(deps, "b1"), make(deps, "b2"), make(deps, "b3")
+    deps.r.hset("gantry:build:b2", "buildStatus", "EXPIRED")   # retention, in the gap before it could see the queue
+    deps.set_status(first["deploymentID"], D.COMPLETED)
+    gone = deps.get(second["deploymentID"])
+    assert gone["status"] == D.ABORTED and "expired while it waited" in gone["reason"]
+    assert status(deps, third) == D.IN_PROGRESS

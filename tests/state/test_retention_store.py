@@ -16,7 +16,7 @@ from gantry.artifacts.publish import publish
 from gantry.actors.retention.collector import GarbageCollector, Options
 from gantry.state import State
 from gantry.state.deployments import BuildExpired
-from gantry.statuses import BuildStatus as S
+from gantry.statuses import BuildStatus as S, Concurrency
 from gantry.topology import Region, StackConfig
 
 SHA = "a" * 40
@@ -124,6 +124,19 @@ def test_pinned_and_desired_builds_never_expire_and_an_expired_one_never_deploys
     with pytest.raises(BuildExpired):
         state.deployments.create("shop", pinned, None, {}, ["us"], "dana")
     assert state.retention.pin(pinned, True) == (False, "EXPIRED")
+
+
+def test_a_build_whose_deployment_waits_in_the_queue_is_kept(world):
+    state, stores, gc, _ = world
+    running, _ = built(world, {"a": blob(8, 200_000)})
+    waiting, waiting_m = built(world, {"a": blob(9, 200_000)})
+    built(world, {"a": blob(10, 200_000)})   # the newest: keepLast 1 keeps it alone
+    state.deployments.create("shop", running, None, {}, ["us", "eu"], "dana", concurrency=Concurrency.QUEUE)
+    queued = state.deployments.create("shop", waiting, None, {}, ["us", "eu"], "dana", concurrency=Concurrency.QUEUE)
+    assert queued["status"] == "QUEUED"
+    report = gc.run()
+    assert waiting not in {e["buildID"] for e in report["projects"]["shop"]["expired"]}
+    assert present(stores, waiting_m) == {"us": True, "eu": True}
 
 
 def gc_in_background(gc):
