@@ -13,7 +13,7 @@ from gantry.records import Deployment
 from gantry.state import audit as audit_entries
 from gantry.state import keys, scripts
 from gantry.state.connection import read_fields, read_hashes
-from gantry.statuses import DEPLOYMENT_TERMINAL, Concurrency, DeploymentStatus
+from gantry.statuses import DEPLOYMENT_ACTIVE, DEPLOYMENT_TERMINAL, Concurrency, DeploymentStatus
 
 
 class BuildExpired(Exception):
@@ -56,8 +56,9 @@ class Deployments:
                 args=[json.dumps(fields), now, entry, prev, keys.desired_channel(), concurrency.value, ",".join(queued)])
             if version == -2:
                 raise BuildExpired(build_id)
-            if version == -3:
-                raise DeployBusy(prev if prev and self.get(prev) else (queued or [""])[0])
+            if version == -3:   # name the one under way, else the first that waits
+                under_way = prev and (self.get(prev) or {}).get("status") in DEPLOYMENT_ACTIVE
+                raise DeployBusy(prev if under_way else (queued or [""])[0])
             if version != -1:
                 status = DeploymentStatus.QUEUED if place else DeploymentStatus.IN_PROGRESS
                 return {**fields, "status": status.value, "queuePosition": place or None}

@@ -12,8 +12,8 @@ import json
 import logging
 import math
 import random
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -76,13 +76,10 @@ class Analyst:
         end = start + a.intervalS
         if now < end + self.settle_s:
             return
-        measured = [self._measure(m, dep, rec, start, end) for m in a.metrics]
-        done = [x for x, _ in measured if x is not None]
-        v = score(a, done) if done else Verdict(O.PASS, None, "nothing to measure: " + "; ".join(
-            skip for _, skip in measured if skip))
+        v, shown = self._judge(a, dep, rec, start, end)
         rec["intervals"].append({"index": len(rec["intervals"]) + 1, "start": start, "end": end,
                                  "outcome": v.outcome.value, "score": v.score, "reason": v.reason,
-                                 "measurements": [m for _, m in measured]})
+                                 "measurements": shown})
         so_far = [Verdict(O(i["outcome"]), i["score"], i["reason"]) for i in rec["intervals"]]
         final = conclude(a, so_far, rec["planned"])
         if final is not None:
@@ -92,6 +89,14 @@ class Analyst:
                  v.outcome.value, v.reason)
         if final is not None:
             self.state.analyses.conclude(dep.deployment_id, dc, r.wave, final.outcome, final.reason)
+
+    def _judge(self, a: AnalysisIn, dep: Deployment, rec: dict, start: float, end: float) -> tuple[Verdict, list[dict]]:
+        """One interval: each metric measured, the verdict over them, and what each measurement shows."""
+        measured = [self._measure(m, dep, rec, start, end) for m in a.metrics]
+        done = [x for x, _ in measured if x is not None]
+        skipped = "; ".join(shown["reason"] for x, shown in measured if x is None)
+        v = score(a, done) if done else Verdict(O.PASS, None, f"nothing to measure: {skipped}")
+        return v, [shown for _, shown in measured]
 
     def _measure(self, m: MetricIn, dep: Deployment, rec: dict, start: float, end: float) -> tuple:
         """(the decided measurement or None if skipped, its record)."""
@@ -108,10 +113,8 @@ class Analyst:
             return None, {**shown, "outcome": O.SKIPPED.value, "reason": why}
         try:
             if m.kind == "threshold":
-                values = [v for _, v in api.instant(query, end)]
-                base_values = [v for _, v in api.instant(base_query, end)] if base_query else []
-                outcome = _worst([threshold(m, v, base_values[0] if base_values else None) for v in values]) \
-                    or threshold(m, None, base_values[0] if base_values else None)
+                base = next((v for _, v in api.instant(base_query, end)), None) if base_query else None
+                outcome = _worst([threshold(m, v, base) for _, v in api.instant(query, end)]) or threshold(m, None, base)
             else:
                 step = max(self.scrape_s, 1.0)
                 samples = lambda q: [x for _, xs in api.range(q, start, end, step) for x in xs]  # noqa: E731
@@ -151,12 +154,10 @@ class Analyst:
                     canary = rng.sample(group, 1)
                     rec = {"dc": dc, "region": region, "wave": 1, "canaryHosts": canary, "intervalS": a.intervalS,
                            "baselineHosts": [h for h in group if h not in canary], "prometheus": url}
-                    measured = [self._measure(m, dep, rec, end - a.intervalS, end) for m in a.metrics]
-                    done = [x for x, _ in measured if x is not None]
-                    v = score(a, done) if done else Verdict(O.PASS, None, "nothing to measure")
+                    v, shown = self._judge(a, dep, rec, end - a.intervalS, end)
                     results.append({"dc": dc, "build": build[0][0], "start": end - a.intervalS, "end": end, "canaryHosts": canary,
                                     "baselineHosts": rec["baselineHosts"], "outcome": v.outcome.value, "score": v.score,
-                                    "reason": v.reason, "measurements": [m for _, m in measured]})
+                                    "reason": v.reason, "measurements": shown})
         n = len(results)
         count = Counter(r["outcome"] for r in results)
         return {"project": project, "since": since, "runs": n, "pass": count[O.PASS],
