@@ -57,6 +57,8 @@ def _stack_commands(sub) -> None:
                      help="a project the token is for (repeatable); with --host, the projects the host may serve "
                           "(none: every project)")
     tok.add_argument("--admin", action="store_true")
+    tok.add_argument("--role", action="append", default=[], choices=["deployer"],
+                     help="a role (repeatable): a deployer may approve deployments and override freeze windows")
     tok.add_argument("--rate", type=float, help="this user's own requests per second")
     tok.add_argument("--burst", type=float, help="with --rate: the bucket's size")
     tok.set_defaults(func=token)
@@ -179,6 +181,10 @@ def _api_commands(sub) -> None:
                    help="all (default): stage everywhere first, waves only activate; wave: each wave downloads")
     d.add_argument("--region-waves", metavar="R1;R2,R3",
                    help="regions that activate together, wave after wave (default: the first region, then the rest)")
+    d.add_argument("--approve-before", action="append", metavar="GATE", help="an approval gate (repeatable): "
+                   "wave:N or regionWave:N; the deployment waits there until `gantry deploy approve`")
+    d.add_argument("--approvals", type=int, default=1, help="with --approve-before: different people needed (default 1)")
+    d.add_argument("--not-requester", action="store_true", help="with --approve-before: you may not approve it yourself")
     d.add_argument("--wait", action="store_true", help="follow it live; exit 0 only if it COMPLETED")
     d.add_argument("--dry-run", action="store_true", help="predict how long it would take (simulated); deploy nothing")
     d.add_argument("--override-freeze", metavar="REASON", help="deploy inside a freeze window (admins), saying why")
@@ -194,6 +200,12 @@ def _api_commands(sub) -> None:
         p = cmd(name, help, commands.deployment_op, json_out=True)
         p.add_argument("project")
         p.add_argument("deployment")
+
+    ap_ = cmd("deploy-approve", "approve the gate a deployment waits at (also `gantry deploy approve P D`)",
+              commands.approve, json_out=True)
+    ap_.add_argument("project")
+    ap_.add_argument("deployment")
+    ap_.add_argument("--comment", help="recorded with the approval in the audit log")
 
     rb = cmd("rollback", "deploy the previous good build (or --build) in one wave", commands.deploy, json_out=True)
     rb.add_argument("project")
@@ -325,7 +337,7 @@ def token(a) -> int:
         raise UsageError("--user is required (or --host and --dc for a node daemon)")
     if (a.rate is None) != (a.burst is None):
         raise UsageError("--rate and --burst go together")
-    print(issue(secret, a.user, a.project, a.admin, rate=(a.rate, a.burst) if a.rate else None))
+    print(issue(secret, a.user, a.project, a.admin, rate=(a.rate, a.burst) if a.rate else None, roles=a.role))
     return 0
 
 
@@ -337,8 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] in (["build", "pin"], ["build", "unpin"]):   # `gantry build pin P B` is `gantry pin P B`
         argv = argv[1:]
-    if argv[:2] == ["deploy", "watch"]:
-        argv = ["deploy-watch", *argv[2:]]
+    if argv[:2] in (["deploy", "watch"], ["deploy", "approve"]):
+        argv = [f"deploy-{argv[1]}", *argv[2:]]
     a = ap.parse_args(argv)
     missing = [m for m in CONTROL_PLANE if a.cmd in ("up", "serve", "token") and importlib.util.find_spec(m) is None]
     try:

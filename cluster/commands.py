@@ -58,6 +58,8 @@ def _strategy(a) -> dict | None:
         s["stage"] = a.stage
     if a.region_waves:
         s["regionWaves"] = [[r.strip() for r in wave.split(",") if r.strip()] for wave in a.region_waves.split(";")]
+    if getattr(a, "approve_before", None):
+        s["approve"] = [{"before": g, "count": a.approvals, "notRequester": a.not_requester} for g in a.approve_before]
     return s or None
 
 
@@ -263,6 +265,12 @@ def deployments(a) -> int:
 def deployment_op(a) -> int:
     d = getattr(client_for(a), a.cmd)(a.project, a.deployment)
     _print(a, d, f"deployment {d.deploymentID} {d.status}")
+    return 0
+
+
+def approve(a) -> int:
+    d = client_for(a).approve(a.project, a.deployment, a.comment)
+    _print(a, d, f"deployment {d.deploymentID} {d.status}" + (f": {d.reason}" if d.reason else ""))
     return 0
 
 

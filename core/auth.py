@@ -20,15 +20,21 @@ class Principal:
     host_id: str | None = None   # ...as this host...
     dc: str | None = None        # ...to this datacenter's coordinator...
     serves: frozenset[str] | None = frozenset()   # ...for these projects (None: every one)
+    roles: frozenset[str] = frozenset()   # e.g. "deployer": may approve gates and override freezes
 
     def may_access(self, project: str) -> bool:
         return self.admin or project in self.projects
 
+    def has_role(self, role: str) -> bool:
+        return self.admin or role in self.roles
+
 
 def issue(secret: str, user: str, projects: list[str] = (), admin: bool = False,
-          ttl_s: int = 30 * 24 * 3600, rate: tuple[float, float] | None = None) -> str:
+          ttl_s: int = 30 * 24 * 3600, rate: tuple[float, float] | None = None, roles: list[str] = ()) -> str:
     now = int(time.time())
     claims = {"sub": user, "projects": sorted(projects), "admin": admin, "iat": now, "exp": now + ttl_s}
+    if roles:
+        claims["roles"] = sorted(roles)
     if rate:
         claims["rate"] = [float(rate[0]), float(rate[1])]
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -67,6 +73,9 @@ def verify(secret: str, authorization: str | None) -> Principal:
     if rate is not None and not (isinstance(rate, list) and len(rate) == 2
                                  and all(isinstance(x, (int, float)) and x > 0 for x in rate)):
         raise ValueError("invalid token: 'rate' must be [requests per second, burst]")
+    roles = claims.get("roles", [])
+    if not (isinstance(roles, list) and all(isinstance(x, str) for x in roles)):
+        raise ValueError("invalid token: 'roles' must be a list of role names")
     host = claims.get("host", False) is True
     host_id, dc = claims.get("hostID"), claims.get("dc")
     if host and not (isinstance(host_id, str) and HOST_ID_RE.match(host_id) and isinstance(dc, str)
@@ -77,4 +86,4 @@ def verify(secret: str, authorization: str | None) -> Principal:
         raise ValueError("invalid token: 'serves' must be \"*\" or a list of project names")
     return Principal(str(claims["sub"]), frozenset(projects), claims.get("admin", False) is True and not host,
                      host, tuple(rate) if rate else None, host_id if host else None, dc if host else None,
-                     None if serves == "*" else frozenset(serves))
+                     None if serves == "*" else frozenset(serves), frozenset(roles) if not host else frozenset())

@@ -43,6 +43,7 @@ ROUTES = {
     "deployment_op": ("POST", "/projects/{projectName}/deployments/{deploymentID}"),
     "list_hosts": ("GET", "/projects/{projectName}/hosts"),
     "rollback": ("POST", "/projects/{projectName}/rollback"),
+    "approve_deployment": ("POST", "/projects/{projectName}/deployments/{deploymentID}/approve"),
     "audit": ("GET", "/audit"),
     "archive": ("POST", "/admin/archive"),
     "pin_build": ("PUT", "/projects/{projectName}/builds/{buildID}/pin"),
@@ -190,6 +191,11 @@ class _Client(ABC):
 
     def abort(self, project: str, deployment_id: str) -> Deployment:
         return self._op(project, deployment_id, DeploymentOp.ABORT)
+
+    def approve(self, project: str, deployment_id: str, comment: str | None = None) -> Deployment:
+        """Approve the gate a WAITING_APPROVAL deployment waits at."""
+        return Deployment.model_validate(self._call("approve_deployment", projectName=project, deploymentID=deployment_id,
+                                                    body={"comment": comment} if comment else {}))
 
     def rollback(self, project: str, build_id: str | None = None) -> DeploymentAccepted:
         body = {"buildID": build_id} if build_id else {}

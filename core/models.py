@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gantry.retention import RetentionIn
 from gantry.rollout.analysis import AnalysisIn
+from gantry.rollout.approvals import ApprovalGate
 from gantry.rollout.freeze import FreezeIn
 from gantry.builds import BRANCH_RE, DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, ReplicationStatus
@@ -242,6 +243,21 @@ class StrategyIn(BaseModel):
         default=None, max_length=64, description="regions that activate together, wave after wave, e.g. "
         '[["us-east"], ["eu-west", "ap-south"]]; regions left out go last, together. Default: the first '
         "region alone, then every other region together")
+    approve: list[ApprovalGate] | None = Field(
+        default=None, max_length=20, description='approval gates, e.g. {"before": "regionWave:2", "role": "deployer", '
+        '"count": 1, "notRequester": true}: the deployment waits at each (WAITING_APPROVAL) until approved')
+
+    @field_validator("approve", mode="before")
+    @classmethod
+    def _one_gate(cls, v):
+        return [v] if isinstance(v, dict) else v
+
+    @field_validator("approve")
+    @classmethod
+    def _gates(cls, v: list[ApprovalGate] | None) -> list[ApprovalGate] | None:
+        if v is not None and len({g.before for g in v}) != len(v):
+            raise ValueError("two approval gates stand before the same wave")
+        return v
 
     @field_validator("regionWaves")
     @classmethod
@@ -271,6 +287,11 @@ class DeploymentIn(BaseModel):
                                                          'analysis instead of the project\'s; "off": none')
     overrideFreeze: bool = Field(default=False, description="deploy inside a freeze window (admins, with a reason)")
     reason: str | None = Field(default=None, max_length=500, description="why: needed to override a freeze")
+
+
+class ApproveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(default=None, max_length=500, description="recorded with the approval")
 
 
 class RollbackIn(BaseModel):
@@ -328,6 +349,7 @@ class Deployment(BaseModel):
     hosts: HostCounts
     prediction: dict | None = None     # what the simulator predicted when it was created (see Prediction)
     queue: dict | None = None          # QUEUED: {position, ahead, etaSeconds}
+    approval: dict | None = None       # WAITING_APPROVAL: {gate, mayApprove, approvals}
 
 
 class RegionPrediction(BaseModel):

@@ -20,13 +20,14 @@ class Deployment:
     regions: list[str] = field(default_factory=list)
     reason: str = ""
     analysis: dict | None = None     # its canary analysis (rollout.analysis.AnalysisIn), if any
+    awaiting: str = ""               # WAITING_APPROVAL: the approval gate it waits at
 
     @classmethod
     def from_hash(cls, h: dict) -> "Deployment":
         return cls(h["deploymentID"], h["projectName"], h["buildID"], h.get("previousBuildID") or None,
                    DeploymentStatus(h["status"]), json.loads(h.get("strategy") or "{}"),
                    json.loads(h.get("regions") or "[]"), h.get("reason") or "",
-                   json.loads(h.get("analysis") or "null"))
+                   json.loads(h.get("analysis") or "null"), h.get("awaiting") or "")
 
     @property
     def stage_all(self) -> bool:

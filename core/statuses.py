@@ -6,7 +6,8 @@ names, see `gantry.state.scripts`), and nothing else spells a status as a string
   builds        QUEUED -> BUILDING -> DEPLOYING -> SUCCEEDED (-> EXPIRED by retention); FAILED, CANCELLED,
                 DEAD end it early
   replication   (one row per build and region) PENDING -> RETRYING* -> REPLICATED | FAILED
-  deployments   IN_PROGRESS <-> PAUSED -> COMPLETED | ROLLED_BACK | ABORTED | SUPERSEDED
+  deployments   (QUEUED ->) IN_PROGRESS <-> PAUSED | WAITING_APPROVAL -> COMPLETED | ROLLED_BACK | ABORTED |
+                SUPERSEDED
   hosts         idle -> downloading -> active | failed; any -> lost (silent); lost -> as reported
   datacenter    a deployment's share of one datacenter: ROLLING <-> BAKING -> DONE, or ROLLING_BACK
   rollouts      -> ROLLED_BACK; PAUSED holds (see rollout/dc_rollout.py)
@@ -42,6 +43,7 @@ class DeploymentStatus(StrEnum):
     QUEUED = "QUEUED"            # waits for the project's deployment under way (deploy.concurrency "queue")
     IN_PROGRESS = "IN_PROGRESS"
     PAUSED = "PAUSED"
+    WAITING_APPROVAL = "WAITING_APPROVAL"   # at an approval gate of its strategy: a person with the role says go
     COMPLETED = "COMPLETED"
     ROLLED_BACK = "ROLLED_BACK"
     ABORTED = "ABORTED"
@@ -85,7 +87,7 @@ TIMED_OUT = "TIMED_OUT"   # a simulation's outcome when its deployment had not e
 B, R, D, H = BuildStatus, ReplicationStatus, DeploymentStatus, HostState
 
 BUILD_TERMINAL = frozenset({B.SUCCEEDED, B.FAILED, B.CANCELLED, B.DEAD, B.EXPIRED})
-DEPLOYMENT_ACTIVE = frozenset({D.IN_PROGRESS, D.PAUSED})
+DEPLOYMENT_ACTIVE = frozenset({D.IN_PROGRESS, D.PAUSED, D.WAITING_APPROVAL})
 DEPLOYMENT_TERMINAL = frozenset(D) - DEPLOYMENT_ACTIVE - {D.QUEUED}
 
 # Each table maps a status to the statuses it may be entered from.
@@ -109,8 +111,10 @@ REPLICATION_FROM: dict[ReplicationStatus, frozenset[ReplicationStatus]] = {
 
 DEPLOYMENT_FROM: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     D.QUEUED: frozenset(),   # a new deployment starts IN_PROGRESS, or QUEUED behind the one under way
-    D.IN_PROGRESS: frozenset({D.PAUSED, D.QUEUED}),   # resume, or its turn came (promote_deployment.lua)
-    D.PAUSED: frozenset({D.IN_PROGRESS}),
+    D.IN_PROGRESS: frozenset({D.PAUSED, D.QUEUED, D.WAITING_APPROVAL}),   # resume, its turn came
+                                                                          # (promote_deployment.lua), or approved
+    D.PAUSED: frozenset({D.IN_PROGRESS, D.WAITING_APPROVAL}),
+    D.WAITING_APPROVAL: frozenset({D.IN_PROGRESS}),
     D.COMPLETED: frozenset({D.IN_PROGRESS}),
     D.ROLLED_BACK: DEPLOYMENT_ACTIVE,
     D.ABORTED: DEPLOYMENT_ACTIVE | {D.QUEUED},

@@ -13,6 +13,9 @@ With canary analysis (`analyze`), a wave's bake ends only when the analysis of t
 passed too (`verdict`: the analysis's (outcome, reason) for the wave, None while it runs); a
 failed analysis rolls back at once; an inconclusive one holds the wave (`held`: why), and the
 reconcile pauses the deployment for a person.
+
+With approval gates (`gates`: the waves that wait for one), the wave before a gate ends its bake
+and holds (`awaiting`: the gate, "wave:N") until the gate is among those `approved`.
 """
 from __future__ import annotations
 
@@ -43,19 +46,21 @@ class DcRollout:
     analyze: bool = False       # each wave's bake waits for its canary analysis to pass
     bake_began: float = 0.0     # when the wave became healthy (the analysis's window starts here)
     held: str = ""              # the wave waits for a person: its analysis was inconclusive
+    gates: tuple = ()           # waves (0-based) that start only once approved
+    awaiting: str = ""          # the approval gate it holds at ("wave:N")
 
     @classmethod
     def start(cls, build_id: str, previous_build: str | None, hosts: list[str], strategy: Strategy,
-              analyze: bool = False) -> "DcRollout":
+              analyze: bool = False, gates: tuple = ()) -> "DcRollout":
         return cls(build_id, previous_build, tuple(strategy.steps), strategy.min_healthy, strategy.bake_s,
-                   waves=plan_waves(sorted(hosts), strategy.steps), analyze=analyze)
+                   waves=plan_waves(sorted(hosts), strategy.steps), analyze=analyze, gates=tuple(gates))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "DcRollout":
-        return cls(**{**d, "steps": tuple(d["steps"])})
+        return cls(**{**d, "steps": tuple(d["steps"]), "gates": tuple(d.get("gates", ()))})
 
     @property
     def moved(self) -> list[str]:
@@ -80,10 +85,10 @@ class DcRollout:
         moved = set(self.moved)
         return sorted(h for h in hosts if h not in moved)
 
-    def step(self, hosts: dict[str, HostView], now: float,
-             verdict: tuple[str, str] | None = None) -> dict[str, str]:
+    def step(self, hosts: dict[str, HostView], now: float, verdict: tuple[str, str] | None = None,
+             approved=()) -> dict[str, str]:
         """Advance as far as the snapshot allows; returns {host: build} targets to set."""
-        self.held = ""
+        self.held = self.awaiting = ""
         if self.phase == PAUSED or self.phase == ROLLED_BACK:
             return {}
         if self.phase == ROLLING_BACK:
@@ -92,6 +97,8 @@ class DcRollout:
             return {h: self.build_id for h, v in hosts.items() if v.state != HostState.LOST and v.target_build != self.build_id}
         if not self.waves:
             self.phase = DONE
+            return {}
+        if self.wave == 0 and self.phase == ROLLING and not self._may_start(0, approved):
             return {}
         wave = [h for h in self.waves[self.wave] if h in hosts]
         targets = {h: self.build_id for h in self.moved if h in hosts and hosts[h].target_build != self.build_id}
@@ -115,11 +122,20 @@ class DcRollout:
                 return self._start_rollback(hosts, f"wave {self.wave + 1} became unhealthy while baking")
             if self.wave + 1 >= len(self.waves):
                 self.phase = DONE
+            elif not self._may_start(self.wave + 1, approved):
+                return targets
             else:
                 self.wave += 1
                 self.phase = ROLLING
-                return self.step(hosts, now)   # the next wave has no verdict yet
+                return self.step(hosts, now, None, approved)   # the next wave has no verdict yet
         return targets
+
+    def _may_start(self, wave: int, approved) -> bool:
+        """Whether wave `wave` (0-based) may start; if not, it awaits its gate."""
+        if wave in self.gates and f"wave:{wave + 1}" not in approved:
+            self.awaiting = f"wave:{wave + 1}"
+            return False
+        return True
 
     def _start_rollback(self, hosts: dict[str, HostView], reason: str) -> dict[str, str]:
         self.reason = reason

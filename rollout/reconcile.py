@@ -11,7 +11,9 @@ Stage, then activate: with `strategy.stage` "all" every live host first stages t
 what it runs, as soon as the region holds the replica; activation waits until every datacenter
 that can stage has (`activation.may_activate`), and region waves go one after another. A host
 that has not staged within the deadline counts as failed for its wave. With "wave", each wave
-downloads and activates. Where no rollout moves hosts, every live host converges to the build
+downloads and activates. A datacenter at an approval gate of the strategy (before a wave, or before
+its region wave) holds there and the deployment waits (WAITING_APPROVAL, naming the gate) until
+the gate is approved; then any datacenter's reconcile lets it go on. Where no rollout moves hosts, every live host converges to the build
 the datacenter runs (a host that joined or came back late); a region that joined the stack during
 a deployment runs its build once the deployment is COMPLETED and the region holds the replica.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 from gantry.records import Deployment, HostView
 from gantry.rollout.activation import may_activate, staging, stragglers, to_unstage
+from gantry.rollout.approvals import region_gate, wave_gates
 from gantry.rollout.dc_rollout import DcRollout
 from gantry.rollout.waves import Strategy
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, allowed
@@ -47,6 +50,7 @@ class Snapshot:
     staging_began: float | None = None  # when this datacenter began staging the build
     stage_deadline_s: float = float("inf")
     analysis: dict[int, tuple[str, str]] = field(default_factory=dict)   # wave -> its canary analysis's verdict here
+    approved: Collection[str] = ()      # the deployment's approval gates that are approved ("wave:2", ...)
 
 
 @dataclass
@@ -60,12 +64,15 @@ class Plan:
     outcome: str | None = None                              # this datacenter's new outcome
     current: str | None = None                              # this datacenter now runs it
     status: tuple[DeploymentStatus, str] | None = None      # the deployment's next status, and why
+    awaiting: str = ""                                      # with WAITING_APPROVAL: the gate it waits at
     moving: bool = False                                    # a rollout moves (or holds) hosts here
 
 
 def reconcile(s: Snapshot) -> Plan:
     plan = Plan()
     dep = s.deployment
+    if dep.status == D.WAITING_APPROVAL and dep.awaiting in s.approved:
+        _status(plan, dep, D.IN_PROGRESS, f"{dep.awaiting} approved")
     going_back = s.rollout is not None and s.rollout.phase in (DcPhase.ROLLING_BACK, DcPhase.ROLLED_BACK)
     if dep.status.active and dep.stage_all and going_back:
         # a host back on the previous build with the new one staged reports `staged` about the
@@ -122,10 +129,15 @@ def _roll(s: Snapshot, plan: Plan) -> bool:
             return False
     elif not dep.status.active:
         return False
-    elif s.rollout is None and not may_activate(   # once started here, a rollout goes on
-            s.region, dep.strategy.get("regionWaves") or [[r] for r in dep.regions], _made_for(s),
-            s.holding.__contains__, dep.stage_all, s.staged_dcs, s.outcomes):
-        return False
+    elif s.rollout is None:   # once started here, a rollout goes on
+        region_waves = dep.strategy.get("regionWaves") or [[r] for r in dep.regions]
+        if not may_activate(s.region, region_waves, _made_for(s), s.holding.__contains__, dep.stage_all,
+                            s.staged_dcs, s.outcomes):
+            return False
+        gate = region_gate(dep.strategy, region_waves, s.region)
+        if gate and gate not in s.approved and s.region in s.holding:
+            _wait(plan, dep, gate, dc)
+            return False
     rollout = s.rollout
     if rollout is None and dep.status != D.ROLLED_BACK and s.region not in s.holding:
         if s.build_status not in (BuildStatus.DEPLOYING, BuildStatus.SUCCEEDED):   # a failed build never lands
@@ -141,13 +153,16 @@ def _roll(s: Snapshot, plan: Plan) -> bool:
         strategy = dep.strategy
         rollout = DcRollout.start(dep.build_id, dep.previous_build, [h for h, v in s.hosts.items() if not v.lost],
                                   Strategy(steps=tuple(strategy["steps"]), min_healthy=strategy["minHealthy"],
-                                           bake_s=strategy["bakeS"]), analyze=bool(dep.analysis))
+                                           bake_s=strategy["bakeS"]), analyze=bool(dep.analysis),
+                                  gates=wave_gates(strategy))
     if dep.status == D.PAUSED:
         rollout.pause()
     else:
         rollout.resume()
-    plan.targets.update(rollout.step(s.hosts, s.now, s.analysis.get(rollout.wave)))
+    plan.targets.update(rollout.step(s.hosts, s.now, s.analysis.get(rollout.wave), s.approved))
     plan.rollout = rollout
+    if rollout.awaiting:
+        _wait(plan, dep, rollout.awaiting, dc)
     if rollout.held and dep.status == D.IN_PROGRESS:   # a person decides: resume goes on, abort rolls back
         _status(plan, dep, D.PAUSED, f"{rollout.held} ({dc}, wave {rollout.wave + 1})")
     if rollout.phase == DcPhase.DONE:
@@ -169,6 +184,12 @@ def _made_for(s: Snapshot) -> dict[str, list[str]]:
     since is not waited for)."""
     regions = s.deployment.regions
     return {r: dcs for r, dcs in s.dcs_by_region.items() if not regions or r in regions}
+
+
+def _wait(plan: Plan, dep: Deployment, gate: str, dc: str) -> None:
+    """The deployment waits at an approval gate (once: it may wait at one gate at a time)."""
+    if dep.status == D.IN_PROGRESS and plan.status is None:
+        plan.status, plan.awaiting = (D.WAITING_APPROVAL, f"approval needed before {gate} ({dc} is there)"), gate
 
 
 def _status(plan: Plan, dep: Deployment, to: DeploymentStatus, reason: str) -> None:

@@ -21,7 +21,7 @@ from gantry.constants import ANALYST, HEAD, MONITOR, NAMESPACE, SCHEDULER
 from gantry.admin_models import ArchiveResult, AuditPage, GcReport
 from gantry.models import (Prediction, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
                            Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Host, Project, ProjectIn,
-                           RollbackIn, WebhookResult)
+                           RollbackIn, WebhookResult, ApproveIn)
 from gantry import auth
 from gantry.serve_app.errors import ApiError
 from gantry.serve_app.dc_endpoints import DcEndpoints
@@ -218,6 +218,11 @@ class GantryAPI(DcEndpoints):
     @app.post("/projects/{projectName}/deployments/{deploymentID}", response_model=Deployment)
     def op_deployment(self, projectName: str, deploymentID: str, request: Request, op: str = Query(...)):
         return self.service.op_deployment_op(self._principal(request), projectName, deploymentID, op)
+
+    @app.post("/projects/{projectName}/deployments/{deploymentID}/approve", response_model=Deployment)
+    def approve_deployment(self, projectName: str, deploymentID: str, request: Request, body: ApproveIn | None = None):
+        """Approve the gate a WAITING_APPROVAL deployment waits at (a token with the gate's role)."""
+        return self.service.op_approve_deployment(self._principal(request), projectName, deploymentID, body)
 
     @app.get("/projects/{projectName}/hosts", response_model=list[Host])
     def get_hosts(self, projectName: str, request: Request):

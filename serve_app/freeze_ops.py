@@ -1,6 +1,6 @@
 """The API's freeze windows, mixed into `service.Service`: the stack's windows (admins set them;
 a project's are its `freeze` setting), and the gate a new deployment passes: refused with 409
-while a window is open, naming it and when it ends, unless an admin overrides it with a reason.
+while a window is open, naming it and when it ends, unless an admin or deployer overrides it with a reason.
 Rollbacks never pass this gate."""
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ class FreezeOps:
         named = f"{scope} freeze window '{window.reason}' ({window.describe()}) until {until.isoformat()}"
         if not override:
             raise ApiError(409, "deploys are frozen", f"{named}; a rollback is not frozen, and an admin may "
-                                                      "override with overrideFreeze and a reason")
-        if not who.admin:
-            raise ApiError(403, "forbidden", f"overriding the {named} needs an admin token")
+                                                      "or deployer may override with overrideFreeze and a reason")
+        if not who.has_role("deployer"):
+            raise ApiError(403, "forbidden", f"overriding the {named} needs an admin or deployer token")
         if not (reason or "").strip():
             raise ApiError(400, "override needs a reason", f"say why the {named} does not apply")
         return {"freezeOverride": {"window": window.reason, "scope": scope, "until": until.isoformat(),

@@ -23,6 +23,7 @@ from gantry import auth
 from gantry.serve_app import prediction, project_settings, views
 from gantry.serve_app.errors import ApiError, problems
 from gantry.serve_app.analysis_ops import AnalysisOps
+from gantry.serve_app.approval_ops import ApprovalOps
 from gantry.serve_app.freeze_ops import FreezeOps
 from gantry.serve_app.retention_ops import RetentionOps
 from gantry.settings import Settings
@@ -37,7 +38,8 @@ WEBHOOK_USER = "github-webhook"
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
            "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
            "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
-           "gc_report", "get_analysis", "analysis_check", "get_freeze", "put_freeze")
+           "gc_report", "get_analysis", "analysis_check", "get_freeze", "put_freeze",
+           "approve_deployment")
 
 
 def _check_name(name: str) -> None:
@@ -80,7 +82,7 @@ def _parse(model: type[BaseModel], body) -> BaseModel:
 
 
 
-class Service(RetentionOps, AnalysisOps, FreezeOps):
+class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps):
     def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
                  nudge: Callable[[], None] = lambda: None,
                  archive_now: Callable[[float], dict] | None = None,
@@ -331,7 +333,13 @@ class Service(RetentionOps, AnalysisOps, FreezeOps):
         unknown = [r for wave in strategy.regionWaves or [] for r in wave if r not in regions]
         if unknown:
             raise ApiError(400, "unknown region in regionWaves", f"{', '.join(unknown)}; regions: {', '.join(regions)}")
-        return strategy.model_copy(update={"regionWaves": region_waves(regions, strategy.regionWaves)})
+        waves = region_waves(regions, strategy.regionWaves)
+        limits = {"wave": len(strategy.steps) + 1, "regionWave": len(waves)}
+        beyond = [g.before for g in strategy.approve or [] if int(g.before.split(":")[1]) > limits[g.before.split(":")[0]]]
+        if beyond:
+            raise ApiError(400, "approval gate beyond the last wave", f"{', '.join(beyond)}: this strategy has at most "
+                           f"{limits['wave']} waves per datacenter and {limits['regionWave']} region waves")
+        return strategy.model_copy(update={"regionWaves": waves})
 
     def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str,
                 analysis: dict | None = None, noted: dict | None = None,

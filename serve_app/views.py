@@ -6,6 +6,7 @@ import json
 from gantry.retention import RetentionIn
 from gantry.clock import iso_ms
 from gantry.redact import redact
+from gantry.rollout import approvals
 from gantry.settings import Settings
 from gantry.state import State
 from gantry.statuses import DEPLOYMENT_ACTIVE, DEPLOYMENT_TERMINAL, Concurrency, DcPhase, DeploymentStatus, HostState, ReplicationStatus
@@ -145,7 +146,16 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
             "currentRegion": current if dep["status"] in DEPLOYMENT_ACTIVE else None,
             "regions": regions, "hosts": host_counts(everyone, dep["buildID"]),
             "prediction": json.loads(dep["prediction"]) if dep.get("prediction") else None,
-            "queue": queue_place(state, dep) if dep["status"] == DeploymentStatus.QUEUED else None}
+            "queue": queue_place(state, dep) if dep["status"] == DeploymentStatus.QUEUED else None,
+            "approval": approval_view(state, dep) if dep["status"] == DeploymentStatus.WAITING_APPROVAL else None}
+
+
+def approval_view(state: State, dep: dict) -> dict:
+    """Where a waiting deployment waits, who may approve, and who has."""
+    gate_name = dep.get("awaiting") or ""
+    gate = approvals.gates(json.loads(dep.get("strategy") or "{}")).get(gate_name) or {"count": 1, "role": "deployer"}
+    return {"gate": gate_name, "mayApprove": approvals.describe(gate), "needed": gate["count"],
+            "approvals": state.approvals.given(dep["deploymentID"]).get(gate_name, [])}
 
 
 def queue_place(state: State, dep: dict) -> dict:

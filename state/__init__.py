@@ -6,6 +6,7 @@ from typing import Callable
 
 from gantry.clock import now_ms
 from gantry.state.analysis import Analyses
+from gantry.state.approvals import Approvals
 from gantry.state.audit import AuditLog
 from gantry.state.builds import Builds, DuplicateBuild, TransitionRefused
 from gantry.state.caches import Caches
@@ -35,6 +36,7 @@ class State:
         self.archive = ArchivePointers(self.r)
         self.deployments = Deployments(self.r, clock)
         self.analyses = Analyses(self.r)
+        self.approvals = Approvals(self.r, self.audit)
         self.hosts = Hosts(self.r, clock)
         self.rates = RateLimiter(self.r)
         self.retention = Retention(self.r, clock)

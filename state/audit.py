@@ -20,7 +20,8 @@ from gantry.state import keys, scripts
 
 ACTIONS = ("project.register", "build.create", "build.cancel", "build.supersede", "deployment.create",
            "deployment.pause", "deployment.resume", "deployment.abort", "rollback", "archive",
-           "replication.retry", "build.expire", "build.pin", "build.unpin", "gc", "freeze.set")
+           "replication.retry", "build.expire", "build.pin", "build.unpin", "gc", "freeze.set",
+           "deployment.approve")
 
 
 def prepare(user: str, action: str, project: str | None, target: str | None = None,

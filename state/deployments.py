@@ -131,12 +131,13 @@ class Deployments:
         return sorted(self.r.smembers(keys.deployed()))
 
     def set_status(self, dep_id: str, to: DeploymentStatus, reason: str = "", audit: str = "",
-                   only_from=()) -> str | None:
+                   only_from=(), fields: dict | None = None) -> str | None:
         """Move the deployment to `to` if `statuses.DEPLOYMENT_FROM` allows it from where it is
-        (and, if given, it is in `only_from`). Returns the previous status if the change was
-        made (and `audit` recorded), else None."""
+        (and, if given, it is in `only_from`), setting `fields` with it. Returns the previous
+        status if the change was made (and `audit` recorded), else None."""
         ok, cur = self._status(keys=[keys.deploy(dep_id), *audit_entries.keys_for(audit)],
-                               args=[to, ",".join(only_from), reason, self.clock(), audit])
+                               args=[to, ",".join(only_from), reason, self.clock(), audit,
+                                     json.dumps(fields) if fields else ""])
         if not ok:
             return None
         self._news(dep_id)

@@ -16,6 +16,7 @@ from typing import Callable
 
 from gantry.actors import metrics
 from gantry.records import BuildRecord, Deployment, HostView
+from gantry.rollout.approvals import approved
 from gantry.rollout.dc_rollout import DcRollout
 from gantry.rollout.hostmemory import HostMemory
 from gantry.rollout.reconcile import Plan, Snapshot, reconcile, stage
@@ -336,6 +337,8 @@ class Coordinator:
         snap.holding = {r for r in self.dcs_by_region if self._holds(dep.build_id, r)}
         if dep.analysis:
             snap.analysis = self.state.analyses.verdicts(dep_id, self.dc)
+        if dep.strategy.get("approve"):
+            snap.approved = approved(dep.strategy, self.state.approvals.given(dep_id))
         if self.region not in snap.holding:
             rec = self.state.builds.record(dep.build_id)
             snap.build_status, snap.build_error = (rec.status, rec.error) if rec else (None, "")
@@ -382,6 +385,6 @@ class Coordinator:
         if plan.outcome:
             deps.mark_dc(dep_id, self.dc, plan.outcome)
         if plan.status:
-            deps.set_status(dep_id, *plan.status)
+            deps.set_status(dep_id, *plan.status, fields={"awaiting": plan.awaiting} if plan.awaiting else None)
 
 

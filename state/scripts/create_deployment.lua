@@ -21,6 +21,7 @@ local busy = #queued > 0
 if prev ~= '' then
   local st = redis.call('HGET', KEYS[5], 'status')
   busy = busy or st == '${DeploymentStatus.IN_PROGRESS}' or st == '${DeploymentStatus.PAUSED}'
+    or st == '${DeploymentStatus.WAITING_APPROVAL}'
 end
 local function record()
   for k, v in pairs(f) do redis.call('HSET', KEYS[1], k, v) end

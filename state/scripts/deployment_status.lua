@@ -1,6 +1,7 @@
 -- A status change, if gantry.statuses.DEPLOYMENT_FROM allows it (and the caller's own
 -- from-list, if any, names the current status too). KEYS: deploy, audit keys (4)
--- ARGV: to, from csv ('' = the table's), reason, now, audit entry. Returns {1, from} or {0, current}.
+-- ARGV: to, from csv ('' = the table's), reason, now, audit entry, fields json ('' = none) to set with it.
+-- Returns {1, from} or {0, current}.
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 if not may(${FROM.DeploymentStatus}, cur, ARGV[1]) then return {0, cur} end
@@ -11,5 +12,6 @@ if ARGV[2] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[4])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+if ARGV[6] ~= '' then for k, v in pairs(cjson.decode(ARGV[6])) do redis.call('HSET', KEYS[1], k, v) end end
 audit(ARGV[5], 2)
 return {1, cur}

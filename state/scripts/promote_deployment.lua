@@ -9,7 +9,8 @@ if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[1] then return -1 end
 if (redis.call('HGET', KEYS[1], 'deploymentID') or '') ~= ARGV[2] then return -1 end
 if ARGV[2] ~= '' then
   local st = redis.call('HGET', KEYS[4], 'status')
-  if st == '${DeploymentStatus.IN_PROGRESS}' or st == '${DeploymentStatus.PAUSED}' then return 0 end
+  if st == '${DeploymentStatus.IN_PROGRESS}' or st == '${DeploymentStatus.PAUSED}'
+    or st == '${DeploymentStatus.WAITING_APPROVAL}' then return 0 end
 end
 redis.call('LPOP', KEYS[2])
 if redis.call('HGET', KEYS[3], 'status') ~= '${DeploymentStatus.QUEUED}' then return 1 end

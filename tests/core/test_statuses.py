@@ -27,6 +27,9 @@ ALLOWED = {
         (D.IN_PROGRESS, D.SUPERSEDED), (D.PAUSED, D.SUPERSEDED),
         # the deploy queue: a queued one starts in its turn, or is aborted or superseded while it waits
         (D.QUEUED, D.IN_PROGRESS), (D.QUEUED, D.ABORTED), (D.QUEUED, D.SUPERSEDED),
+        # an approval gate: waits, is approved, paused or ended there like any deployment under way
+        (D.IN_PROGRESS, D.WAITING_APPROVAL), (D.WAITING_APPROVAL, D.IN_PROGRESS), (D.WAITING_APPROVAL, D.PAUSED),
+        (D.WAITING_APPROVAL, D.ROLLED_BACK), (D.WAITING_APPROVAL, D.ABORTED), (D.WAITING_APPROVAL, D.SUPERSEDED),
     },
     HostState: {
         (H.IDLE, H.DOWNLOADING), (H.IDLE, H.ACTIVE), (H.DOWNLOADING, H.ACTIVE), (H.DOWNLOADING, H.FAILED),
