@@ -48,6 +48,12 @@ class DeploySettings(BaseModel):
     concurrency: Literal["queue", "supersede", "reject"] | None = Field(
         default=None, description="a deployment asked for while another is under way: waits its turn (queue, the "
                                   "default), drops the queued ones for itself (supersede), or is refused (reject)")
+    auto: bool | None = Field(default=None, description="each build of the default branch that SUCCEEDS deploys "
+                              "itself with the default strategy, through the queue, freezes and approvals")
+    duringFreeze: Literal["refuse", "wait"] | None = Field(
+        default=None, description="a deployment asked for inside a freeze window: 409 (refuse, the default) or "
+                                  "QUEUED until the window ends (wait); an automatic one always waits")
+    strategy: StrategyIn | None = Field(default=None, description="the default strategy (automatic deployments use it)")
 
 
 class ProjectIn(BaseModel):

@@ -12,7 +12,7 @@ from gantry.settings import Settings
 
 
 def checked(body: ProjectIn, settings: Settings) -> dict:
-    """The project fields for `build`, `deploy` (its hooks; the metrics port and concurrency apart) and
+    """The project fields for `build`, `deploy` (its hooks; its other settings apart) and
     `egressAllow`."""
     out = {}
     try:
@@ -21,10 +21,14 @@ def checked(body: ProjectIn, settings: Settings) -> dict:
                                             buildconfig.Bounds.of(settings))
             out["buildSettings"] = json.dumps(build)
         if body.deploy is not None:
-            hooks = body.deploy.model_dump(exclude_none=True, exclude={"metricsPort", "concurrency"})
+            d = body.deploy
+            hooks = d.model_dump(exclude_none=True, exclude={"metricsPort", "concurrency", "auto", "duringFreeze", "strategy"})
             out["deploySettings"] = json.dumps(buildconfig.check_deploy(hooks, "deploy"))
-            out["metricsPort"] = body.deploy.metricsPort or ""
-            out["concurrency"] = body.deploy.concurrency or ""
+            out["metricsPort"] = d.metricsPort or ""
+            out["concurrency"] = d.concurrency or ""
+            out["autoDeploy"] = "1" if d.auto else ""
+            out["duringFreeze"] = d.duringFreeze or ""
+            out["defaultStrategy"] = d.strategy.model_dump_json(exclude_unset=True) if d.strategy else ""
     except buildconfig.ConfigError as e:
         raise ApiError(422, "invalid build settings", str(e))
     if body.egressAllow is not None:

@@ -60,7 +60,7 @@ class Builds:
         entry = audit(build_id) if audit else ""
         ok = self._create(
             keys=[keys.build(build_id), keys.builds(project), keys.queue(), keys.seq(), keys.statuscount(),
-                  *audit_entries.keys_for(entry)],
+                  *audit_entries.keys_for(entry), keys.events()],
             args=[json.dumps(fields), cursor.key(created, build_id), entry])
         if not ok:
             raise DuplicateBuild(build_id)
@@ -155,7 +155,7 @@ class Builds:
             fields.setdefault("leaseOwner", "")
         ok, cur = self._transition(   # the script allows statuses.BUILD_FROM's moves only
             keys=[keys.build(build_id), keys.building(), keys.queue(), keys.delayed(), keys.seq(),
-                  keys.statuscount(), *audit_entries.keys_for(audit)],
+                  keys.statuscount(), *audit_entries.keys_for(audit), keys.events()],
             args=[to.value, "", lease_owner, json.dumps(fields), delay_until_ms, audit])
         if not ok:
             raise TransitionRefused(build_id, cur or None, to.value)

@@ -52,7 +52,7 @@ class Deployments:
             version, place = self._create(
                 keys=[keys.deploy(dep_id), keys.deploys(project), keys.desired(project), keys.deployed(),
                       keys.deploy(prev) if prev else keys.deploy(dep_id), *audit_entries.keys_for(entry),
-                      keys.build(build_id), keys.deploy_queue(project), *[keys.deploy(q) for q in queued]],
+                      keys.build(build_id), keys.deploy_queue(project), *[keys.deploy(q) for q in queued], keys.events()],
                 args=[json.dumps(fields), now, entry, prev, keys.desired_channel(), concurrency.value, ",".join(queued)])
             if version == -2:
                 raise BuildExpired(build_id)
@@ -88,7 +88,8 @@ class Deployments:
             build = self.r.hget(keys.deploy(head), "buildID") or ""
             previous = next((b for b in self.completed_builds(project) if b != build), "")
             got = self._promote(keys=[keys.desired(project), keys.deploy_queue(project), keys.deploy(head),
-                                      keys.deploy(desired) if desired else keys.deploy(head), keys.build(build)],
+                                      keys.deploy(desired) if desired else keys.deploy(head), keys.build(build),
+                                      keys.events()],
                                 args=[head, desired, self.clock(), keys.desired_channel(), previous])
             if got == 0:
                 return None
@@ -135,7 +136,7 @@ class Deployments:
         """Move the deployment to `to` if `statuses.DEPLOYMENT_FROM` allows it from where it is
         (and, if given, it is in `only_from`), setting `fields` with it. Returns the previous
         status if the change was made (and `audit` recorded), else None."""
-        ok, cur = self._status(keys=[keys.deploy(dep_id), *audit_entries.keys_for(audit)],
+        ok, cur = self._status(keys=[keys.deploy(dep_id), *audit_entries.keys_for(audit), keys.events()],
                                args=[to, ",".join(only_from), reason, self.clock(), audit,
                                      json.dumps(fields) if fields else ""])
         if not ok:

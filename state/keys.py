@@ -43,6 +43,7 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | gc:writers                   | zset   | writers that may reuse stored chunks (publishes, cache saves) -> lease expiry ms (Redis time) |
 | gc:sweep                     | string | the sweeper's token while it deletes (expires by itself)       |
 | gc:last                      | string | the last garbage-collection pass's report, JSON                 |
+| events                       | stream | kind (build, deployment), id, project, status, from: each status change, as it is made |
 | approvals:{id}               | hash   | a deployment's approval gate ("wave:2") -> JSON list of {user, at, comment} |
 
 Pub/sub channel `desired` (prefixed like a key): a project's name, each time its desired build changes.
@@ -109,6 +110,7 @@ def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
 def analysis(dep_id: str) -> str: return _k("analysis", dep_id)            # "<dc>/<wave>" -> the wave's measurements
 def analysis_verdicts(dep_id: str) -> str: return _k("verdict", dep_id)    # "<dc>/<wave>" -> its outcome and why
 def approvals(dep_id: str) -> str: return _k("approvals", dep_id)
+def events() -> str: return _k("events")   # stream: every status change of a build or deployment (scripts/events.lua)
 def desired_channel() -> str: return _k("desired")
 def repl_channel(region: str) -> str: return _k("replq", region)
 

@@ -32,7 +32,7 @@ class Replication:
         per_region = [k for r in others for k in (keys.repl_row(build_id, r), keys.repl_queue(r))]
         ok, status = self._publish(
             keys=[keys.build(build_id), keys.building(), keys.statuscount(), keys.repl_regions(build_id),
-                  keys.repl_row(build_id, primary), *per_region],
+                  keys.repl_row(build_id, primary), *per_region, keys.events()],
             args=[owner, json.dumps({k: str(v) for k, v in fields.items()}), self.clock(), primary,
                   json.dumps(others), json.dumps(primary_row)])
         if not ok:
@@ -110,6 +110,6 @@ class Replication:
                   "error": reason}
         rows = [keys.repl_row(build_id, r) for r in self.regions(build_id)]
         return self._finish(keys=[keys.build(build_id), keys.statuscount(), keys.repl_row(build_id, region),
-                                  keys.repl_queue(region), *rows],
+                                  keys.repl_queue(region), *rows, keys.events()],
                             args=[build_id, "1" if ok else "0", json.dumps(fields), self.clock(),
                                   f"replication to {region} failed: {reason}"])

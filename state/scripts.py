@@ -5,7 +5,8 @@ when it is loaded, so the enums stay the one spelling. `${FROM.BuildStatus}` is 
 transition table (`statuses.TABLES`) as a Lua table, to-status -> {from-status = true}: a
 script changes a status only if `FROM[to][current]` (see `may` in `statuses.lua`, put in front
 of every script that uses a table). A script that records audit entries calls `audit(entry, k)`;
-the `audit.lua` function is put in front of it likewise.
+the `audit.lua` function is put in front of it likewise, and `events.lua`'s `emit(...)` in front of
+a script that tells of a status change (its caller hands the events stream as the last key).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def source(name: str) -> str:
         text = source("statuses") + text
     if re.search(r"\baudit\(", text) and name != "audit":
         text = source("audit") + text
+    if re.search(r"\bemit\(", text) and name != "events":
+        text = source("events") + text
     text = _TABLE.sub(lambda m: lua_table(m[1]), text)
     return _NAME.sub(lambda m: getattr(getattr(statuses, m[1]), m[2]).value, text)
 

@@ -2,9 +2,10 @@
 -- preempt: it supersedes the one in flight and is desired at once; queue: while one is in flight
 -- (or others wait), it waits at the end of the project's queue; supersede: so does it, and the
 -- queued ones not yet started are superseded by it; reject: while one is in flight or waits, -3.
+-- One held by a freeze window (fields holdFreeze) waits in the queue whatever runs (reject: queue).
 -- KEYS: deploy, project's deployments, desired, deployed set, the deployment in flight as the
 -- caller read it (or the new one's key if none), audit keys (4), the build, the project's queue,
--- then the queued deployments' keys as the caller read the queue
+-- then the queued deployments' keys as the caller read the queue, then the events stream
 -- ARGV: fields json, now, audit entry, the in-flight deploymentID the caller read ('' if none),
 -- channel, concurrency, the queue as the caller read it (IDs, comma-separated)
 -- Returns {the new desired version (0 when it waits), its place in the queue (0: none)}; {-1, 0} if
@@ -17,7 +18,8 @@ if prev ~= ARGV[4] then return {-1, 0} end
 local queued = redis.call('LRANGE', KEYS[11], 0, -1)
 if table.concat(queued, ',') ~= ARGV[7] then return {-1, 0} end
 local mode = ARGV[6]
-local busy = #queued > 0
+local busy = #queued > 0 or f['holdFreeze'] == '1'
+if f['holdFreeze'] == '1' and mode ~= 'supersede' then mode = 'queue' end
 if prev ~= '' then
   local st = redis.call('HGET', KEYS[5], 'status')
   busy = busy or st == '${DeploymentStatus.IN_PROGRESS}' or st == '${DeploymentStatus.PAUSED}'
@@ -28,6 +30,7 @@ local function record()
   redis.call('ZADD', KEYS[2], ARGV[2], f['deploymentID'])
   redis.call('SADD', KEYS[4], f['projectName'])
   audit(ARGV[3], 6)
+  emit('deployment', f['deploymentID'], f['projectName'], f['status'], '')
 end
 if busy and mode == 'reject' then return {-3, 0} end
 if busy and mode ~= 'preempt' then
@@ -37,6 +40,7 @@ if busy and mode ~= 'preempt' then
       if may(${FROM.DeploymentStatus}, redis.call('HGET', key, 'status'), '${DeploymentStatus.SUPERSEDED}') then
         redis.call('HSET', key, 'status', '${DeploymentStatus.SUPERSEDED}', 'reason', 'superseded by ' .. f['deploymentID'],
                    'updatedAt', ARGV[2])
+        emit('deployment', queued[i], f['projectName'], '${DeploymentStatus.SUPERSEDED}', '${DeploymentStatus.QUEUED}')
       end
     end
     redis.call('DEL', KEYS[11])
@@ -52,6 +56,7 @@ if prev ~= '' then
   if may(${FROM.DeploymentStatus}, st, '${DeploymentStatus.SUPERSEDED}') then
     redis.call('HSET', KEYS[5], 'status', '${DeploymentStatus.SUPERSEDED}',
                'reason', 'superseded by ' .. f['deploymentID'], 'updatedAt', ARGV[2])
+    emit('deployment', prev, f['projectName'], '${DeploymentStatus.SUPERSEDED}', st)
   end
 end
 record()

@@ -1,5 +1,5 @@
 -- A region's job ended. KEYS: build, statuscount, the region's row, the region's job queue, then
--- the rows of every region of the build.
+-- the rows of every region of the build, then the events stream.
 -- ARGV: buildID, ok ('1'/'0'), row fields json, now, reason
 -- Returns the build's status after it: SUCCEEDED once every row is REPLICATED, FAILED on a
 -- failed region; unchanged if the build is no longer DEPLOYING (cancelled meanwhile).
@@ -20,9 +20,10 @@ if ARGV[2] == '0' and may(${FROM.BuildStatus}, st, '${BuildStatus.FAILED}') then
              'replicationFailed', '1')
   redis.call('HINCRBY', KEYS[2], '${BuildStatus.DEPLOYING}', -1)
   redis.call('HINCRBY', KEYS[2], '${BuildStatus.FAILED}', 1)
+  emit('build', ARGV[1], redis.call('HGET', KEYS[1], 'projectName'), '${BuildStatus.FAILED}', st)
   return '${BuildStatus.FAILED}'
 end
-for i = 5, #KEYS do
+for i = 5, #KEYS - 1 do
   if redis.call('HGET', KEYS[i], 'replicationStatus') ~= '${ReplicationStatus.REPLICATED}' then
     return '${BuildStatus.DEPLOYING}'
   end
@@ -31,4 +32,5 @@ if ARGV[2] == '0' or not may(${FROM.BuildStatus}, st, '${BuildStatus.SUCCEEDED}'
 redis.call('HSET', KEYS[1], 'buildStatus', '${BuildStatus.SUCCEEDED}', 'finishedAt', ARGV[4])
 redis.call('HINCRBY', KEYS[2], '${BuildStatus.DEPLOYING}', -1)
 redis.call('HINCRBY', KEYS[2], '${BuildStatus.SUCCEEDED}', 1)
+emit('build', ARGV[1], redis.call('HGET', KEYS[1], 'projectName'), '${BuildStatus.SUCCEEDED}', st)
 return '${BuildStatus.SUCCEEDED}'

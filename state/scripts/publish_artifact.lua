@@ -1,7 +1,7 @@
 -- The artifact is in the primary store: BUILDING -> DEPLOYING, one replication row per region
 -- (the primary's already REPLICATED) and a job per other region, in one step.
 -- KEYS: build, building, statuscount, the build's regions set, the primary's row, then for each
--- other region its row and its job queue.
+-- other region its row and its job queue, then the events stream.
 -- ARGV: lease owner, fields json, now, primary region, other regions json, primary row json
 -- Returns {1, DEPLOYING or SUCCEEDED (no other region)} or {0, current status}.
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
@@ -31,7 +31,9 @@ end
 if #others == 0 and may(FROM, '${BuildStatus.DEPLOYING}', '${BuildStatus.SUCCEEDED}') then
   redis.call('HSET', KEYS[1], 'buildStatus', '${BuildStatus.SUCCEEDED}', 'finishedAt', now)
   redis.call('HINCRBY', KEYS[3], '${BuildStatus.SUCCEEDED}', 1)
+  emit('build', id, redis.call('HGET', KEYS[1], 'projectName'), '${BuildStatus.SUCCEEDED}', cur)
   return {1, '${BuildStatus.SUCCEEDED}'}
 end
 redis.call('HINCRBY', KEYS[3], '${BuildStatus.DEPLOYING}', 1)
+emit('build', id, redis.call('HGET', KEYS[1], 'projectName'), '${BuildStatus.DEPLOYING}', cur)
 return {1, '${BuildStatus.DEPLOYING}'}

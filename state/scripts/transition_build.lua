@@ -1,5 +1,5 @@
 -- Move a build to another status if it is in one it may come from (and, for a worker, if it
--- holds the lease). KEYS: build, building, queue, delayed, seq, statuscount, audit keys (4)
+-- holds the lease). KEYS: build, building, queue, delayed, seq, statuscount, audit keys (4), events
 -- ARGV: to, (unused), lease owner ('' = any), fields json, delay-until ms, audit entry
 -- Returns {1, from} or {0, current}. The moves allowed are gantry.statuses.BUILD_FROM's.
 local cur = redis.call('HGET', KEYS[1], 'buildStatus')
@@ -25,4 +25,5 @@ if to == '${BuildStatus.QUEUED}' then
   end
 end
 audit(ARGV[6], 7)
+emit('build', id, redis.call('HGET', KEYS[1], 'projectName'), to, cur)
 return {1, cur}

@@ -95,7 +95,8 @@ def test_project_build_settings_are_checked_stored_and_shown(svc):
                                                  "cache": ["~/.ccache", "wheels"], "cpus": 2, "memoryMB": 2048},
                 "deploy": {"health": "./ok"}, "egressAllow": ["127.0.0.1:8080 private", "pypi.org", "[::1]:99 private"]}
     project = svc.op_put_project(root, "web", settings)["project"]
-    assert project["build"] == {**settings["build"], "cpus": 2.0} and project["deploy"] == {"health": "./ok", "concurrency": "queue"}
+    assert project["build"] == {**settings["build"], "cpus": 2.0} and project["deploy"] == {"health": "./ok", "concurrency": "queue",
+                                                                                 "auto": False, "duringFreeze": "refuse"}
     assert project["egressAllow"] == settings["egressAllow"]
     for body, error in (({"build": {"output": "../x"}}, "invalid build settings"),
                         ({"build": {"cache": ["/root"]}}, "invalid build settings"),

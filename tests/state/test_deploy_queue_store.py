@@ -77,7 +77,8 @@ def test_a_rollback_preempts_the_running_one_and_the_queue_waits_behind_it(deps)
 def test_a_writer_that_died_between_the_status_and_the_promotion_is_covered_by_the_next_tick(deps):
     first, second = make(deps, "b1"), make(deps, "b2")
     # the status alone, as a process that died before promoting would have left it
-    deps._status(keys=[f"gantry:deploy:{first['deploymentID']}", "a", "b", "c", "d"], args=[D.COMPLETED, "", "", 1, ""])
+    deps._status(keys=[f"gantry:deploy:{first['deploymentID']}", "a", "b", "c", "d", "gantry:events"],
+                 args=[D.COMPLETED, "", "", 1, "", ""])
     assert status(deps, second) == D.QUEUED
     deps.promote_waiting(["web"])
     assert status(deps, second) == D.IN_PROGRESS
