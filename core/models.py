@@ -293,6 +293,9 @@ class DeploymentIn(BaseModel):
                                                          'analysis instead of the project\'s; "off": none')
     overrideFreeze: bool = Field(default=False, description="deploy inside a freeze window (admins, with a reason)")
     reason: str | None = Field(default=None, max_length=500, description="why: needed to override a freeze")
+    waitForFreeze: bool | None = Field(default=None, description="inside a freeze window, wait in the queue until it "
+                                       "ends instead of a 409 (default: the project's deploy.duringFreeze); with "
+                                       "concurrency reject, queue instead (what continuous deployment asks)")
 
 
 class ApproveIn(BaseModel):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from pydantic import ValidationError
+
 from gantry import auth
 from gantry.clock import iso_ms
 from gantry.models import ApproveIn
 from gantry.rollout import approvals as rules
-from gantry.serve_app.errors import ApiError
+from gantry.serve_app.errors import ApiError, problems
 from gantry.state import audit
 from gantry.statuses import DeploymentStatus
 
@@ -18,7 +20,10 @@ class ApprovalOps:
         """Approve the gate the deployment waits at; the deployment goes on once the gate has
         its count of approvals (the coordinators would also see it within a tick)."""
         project = self._project(who, projectName)
-        body = body if isinstance(body, ApproveIn) else ApproveIn.model_validate(body or {})
+        try:
+            body = body if isinstance(body, ApproveIn) else ApproveIn.model_validate(body or {})
+        except ValidationError as e:
+            raise ApiError(422, "invalid request", problems(e.errors()))
         dep = self._deployment(projectName, deploymentID)
         if dep["status"] != DeploymentStatus.WAITING_APPROVAL:
             raise ApiError(409, "nothing to approve", f"deployment is {dep['status']}, not {DeploymentStatus.WAITING_APPROVAL}")

@@ -1,20 +1,20 @@
 """The API's freeze windows, mixed into `service.Service`: the stack's windows (admins set them;
 a project's are its `freeze` setting), and the gate a new deployment passes: refused with 409
-while a window is open, naming it and when it ends, unless an admin or deployer overrides it with a reason.
-Rollbacks never pass this gate."""
+while a window is open, naming it and when it ends, or queued until it ends (the project's
+`deploy.duringFreeze` "wait", and every automatic deployment), unless an admin or deployer
+overrides it with a reason. Rollbacks never pass this gate."""
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from gantry import auth
-from gantry.rollout.freeze import FreezeIn, FreezeWindows, frozen
+from gantry.rollout.freeze import FreezeWindows, frozen
 from gantry.serve_app.errors import ApiError
 from gantry.state import audit
-
-WINDOWS = TypeAdapter(list[FreezeIn])
+from gantry.state.projects import WINDOWS, describe
 
 
 class FreezeOps:
@@ -36,23 +36,24 @@ class FreezeOps:
         self.state.projects.set_stack_freeze(dumped, audit.prepare(who.user, "freeze.set", None, None, {"windows": dumped}))
         return self.op_get_freeze(who)
 
-    def _freeze_gate(self, who: auth.Principal, projectName: str, project: dict, override: bool,
-                     reason: str | None) -> dict:
-        """Pass, or 409 naming the open window. An admin's override passes with a reason; the
-        returned detail goes into the deployment's audit entry."""
-        windows = {"stack": WINDOWS.validate_python(self.state.projects.stack_freeze()),
-                   "project": WINDOWS.validate_python(json.loads(project.get("freeze") or "[]"))}
-        now = frozen(windows, datetime.now(timezone.utc))
+    def _freeze_gate(self, who: auth.Principal, projectName: str, override: bool, reason: str | None,
+                     wait: bool = False) -> dict:
+        """Pass ({}); or 409 naming the open window; or, with `wait`, the deployment's fields that
+        make it wait in the queue until the window ends. An admin's or deployer's override passes
+        with a reason: the fields returned record it on the deployment (which announces it)."""
+        now = self.state.projects.frozen(projectName)
         if now is None:
             return {}
         scope, window, until = now
-        named = f"{scope} freeze window '{window.reason}' ({window.describe()}) until {until.isoformat()}"
+        named = describe(now)
+        if not override and wait:
+            return {"holdFreeze": "1", "reason": f"waits for the {named}"}
         if not override:
-            raise ApiError(409, "deploys are frozen", f"{named}; a rollback is not frozen, and an admin may "
-                                                      "or deployer may override with overrideFreeze and a reason")
+            raise ApiError(409, "deploys are frozen", f"{named}; a rollback is not frozen, and an admin or deployer "
+                                                      "may override with overrideFreeze and a reason")
         if not who.has_role("deployer"):
             raise ApiError(403, "forbidden", f"overriding the {named} needs an admin or deployer token")
         if not (reason or "").strip():
             raise ApiError(400, "override needs a reason", f"say why the {named} does not apply")
-        return {"freezeOverride": {"window": window.reason, "scope": scope, "until": until.isoformat(),
-                                   "reason": reason.strip()}}
+        return {"freezeOverride": json.dumps({"window": window.reason, "scope": scope, "until": until.isoformat(),
+                                              "reason": reason.strip()})}

@@ -342,9 +342,13 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps):
         return strategy.model_copy(update={"regionWaves": waves})
 
     def _deploy(self, who: auth.Principal, project: str, build: dict, strategy: StrategyIn, action: str,
-                analysis: dict | None = None, noted: dict | None = None,
+                analysis: dict | None = None, fields: dict | None = None,
                 concurrency: Concurrency = Concurrency.PREEMPT) -> dict:
-        """Create the deployment, then predict it off the request path (a rollback: never)."""
+        """Create the deployment (with `fields`: what the freeze gate said), then predict it off
+        the request path (a rollback: never)."""
+        fields = fields or {}
+        noted = ({"freezeOverride": json.loads(fields["freezeOverride"])} if "freezeOverride" in fields else
+                 {"heldByFreeze": fields["reason"]} if "holdFreeze" in fields else {})
         regions, build_id = [r.name for r in self.stack.regions], build["buildID"]
         self.state.replication.backfill(build_id, regions)   # regions that joined since it published
         previous = self.state.deployments.last_completed_build(project)
@@ -352,8 +356,8 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps):
         try:
             dep = self.state.deployments.create(project, build_id, previous, strategy.model_dump(), regions,
                                                 who.user, audit=lambda dep_id: audit.prepare(
-                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous, **(noted or {})}),
-                analysis=analysis, concurrency=concurrency)
+                who.user, action, project, dep_id, {"buildID": build_id, "previousBuildID": previous, **noted}),
+                analysis=analysis, concurrency=concurrency, fields=fields)
         except DeployBusy as e:
             raise ApiError(409, "a deployment is under way", f"deployment {e} of {project}; its deploy.concurrency is "
                                                              "reject (queue or supersede would wait for it)")
@@ -376,14 +380,18 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps):
         body = _parse(DeploymentIn, body)
         rec = self._deployable(projectName, body.buildID)
         self._write_allowed(projectName, project)
-        strategy = self._strategy(body.strategy or StrategyIn())
+        default = StrategyIn.model_validate_json(project["defaultStrategy"]) if project.get("defaultStrategy") else StrategyIn()
+        strategy = self._strategy(body.strategy or default)
         analysis = self._analysis_for(project, body.analysis)
         if dryRun:
             out = prediction.predict(self.state, self.stack, projectName, rec, strategy.model_dump(), analysis)
             return {k: v for k, v in out.items() if k != "marks"}
-        override = self._freeze_gate(who, projectName, project, body.overrideFreeze, body.reason)
-        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis, override,
-                            Concurrency(project.get("concurrency") or Concurrency.QUEUE))
+        wait = body.waitForFreeze if body.waitForFreeze is not None else project.get("duringFreeze") == "wait"
+        held = self._freeze_gate(who, projectName, body.overrideFreeze, body.reason, wait)
+        concurrency = Concurrency(project.get("concurrency") or Concurrency.QUEUE)
+        if body.waitForFreeze and concurrency == Concurrency.REJECT:   # continuous deployment: never dropped
+            concurrency = Concurrency.QUEUE
+        return self._deploy(who, projectName, rec, strategy, "deployment.create", analysis, held, concurrency)
 
     def op_list_deployments(self, who: auth.Principal, projectName: str, nextCursor: str | None = None,
                             limit: str | int | None = None) -> dict:

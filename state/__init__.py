@@ -34,7 +34,7 @@ class State:
         self.logs = Logs(self.r, connect(url, decode=False, ride_out_s=ride_out_s))
         from gantry.archive.pointers import ArchivePointers   # here: gantry.archive imports gantry.state
         self.archive = ArchivePointers(self.r)
-        self.deployments = Deployments(self.r, clock)
+        self.deployments = Deployments(self.r, clock, frozen=self.projects.freeze_reason)
         self.analyses = Analyses(self.r)
         self.approvals = Approvals(self.r, self.audit)
         self.hosts = Hosts(self.r, clock)

@@ -25,26 +25,29 @@ class DeployBusy(Exception):
 
 
 class Deployments:
-    def __init__(self, r: redis.Redis, clock: Callable[[], int]):
-        self.r, self.clock = r, clock
+    def __init__(self, r: redis.Redis, clock: Callable[[], int], frozen: Callable[[str], str | None] = lambda p: None):
+        """`frozen(project)`: why no deployment of the project may start now (a freeze window), if so."""
+        self.r, self.clock, self.frozen = r, clock, frozen
         self._create = scripts.register(r, "create_deployment")
         self._status = scripts.register(r, "deployment_status")
         self._promote = scripts.register(r, "promote_deployment")
 
     def create(self, project: str, build_id: str, previous_build: str | None, strategy: dict,
                regions: list[str], user: str, audit: Callable[[str], str] | None = None,
-               analysis: dict | None = None, concurrency: Concurrency = Concurrency.PREEMPT) -> dict:
+               analysis: dict | None = None, concurrency: Concurrency = Concurrency.PREEMPT,
+               fields: dict | None = None) -> dict:
         """A new deployment: by `concurrency`, it supersedes the one in flight (PREEMPT), or waits
         its turn in the project's queue (QUEUE; SUPERSEDE drops the queued ones first), or is
         refused while one is under way (REJECT: raises DeployBusy). `audit(deploymentID)` gives
-        the audit entry written with it. The fields returned say its status and `queuePosition`."""
+        the audit entry written with it; `fields` are set on it too (holdFreeze "1": it waits in the
+        queue until no freeze window is open). The fields returned say its status and `queuePosition`."""
         dep_id = uuid.uuid4().hex
         now = self.clock()
         fields = {"deploymentID": dep_id, "projectName": project, "buildID": build_id,
                   "previousBuildID": previous_build or "", "strategy": json.dumps(strategy),
                   "status": DeploymentStatus.IN_PROGRESS.value, "reason": "", "regions": json.dumps(regions),
                   "createdAt": str(now), "updatedAt": str(now), "createdBy": user,
-                  **({"analysis": json.dumps(analysis)} if analysis else {})}
+                  **({"analysis": json.dumps(analysis)} if analysis else {}), **(fields or {})}
         entry = audit(dep_id) if audit else ""
         while True:   # the one in flight and the queue are read first, so the script is handed their keys
             prev = self.r.hget(keys.desired(project), "deploymentID") or ""
@@ -79,12 +82,15 @@ class Deployments:
                 self.promote_next(project)
 
     def promote_next(self, project: str) -> str | None:
-        """Start the project's next queued deployment if the desired one has ended; its ID, if one started."""
+        """Start the project's next queued deployment if the desired one has ended and no freeze
+        window is open (unless the head overrode it); its ID, if one started."""
         for _ in range(1000):
             head = self.r.lindex(keys.deploy_queue(project), 0)
             if head is None:
                 return None
             desired = self.r.hget(keys.desired(project), "deploymentID") or ""
+            if self._held(project, head, desired):
+                return None
             build = self.r.hget(keys.deploy(head), "buildID") or ""
             previous = next((b for b in self.completed_builds(project) if b != build), "")
             got = self._promote(keys=[keys.desired(project), keys.deploy_queue(project), keys.deploy(head),
@@ -97,6 +103,18 @@ class Deployments:
                 self._news(head)
                 return head
         return None
+
+    def _held(self, project: str, head: str, desired: str) -> bool:
+        """The queue's head may not start now: a freeze window is open (its reason says so)."""
+        if desired and self.r.hget(keys.deploy(desired), "status") in DEPLOYMENT_ACTIVE:
+            return False   # its turn has not come: the script says so
+        status, override, reason = self.r.hmget(keys.deploy(head), "status", "freezeOverride", "reason")
+        if status != DeploymentStatus.QUEUED or override:
+            return False
+        why = self.frozen(project)
+        if why and reason != f"waits for the {why}":
+            self.r.hset(keys.deploy(head), "reason", f"waits for the {why}")
+        return why is not None
 
     def set_prediction(self, dep_id: str, prediction: dict) -> None:
         """What the simulator predicted for it when it was created (shown beside its progress)."""

@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Callable
 
 import redis
+from pydantic import TypeAdapter
 
+from gantry.rollout.freeze import FreezeIn, frozen
 from gantry.state import keys
 from gantry.state.connection import read_fields
 from gantry.state.audit import AuditLog
+
+
+WINDOWS = TypeAdapter(list[FreezeIn])
+
+
+def describe(frozen_now: tuple[str, FreezeIn, datetime]) -> str:
+    scope, window, until = frozen_now
+    return f"{scope} freeze window '{window.reason}' ({window.describe()}) until {until.isoformat()}"
 
 
 class Projects:
@@ -40,6 +51,18 @@ class Projects:
             p.set(keys.freeze(), json.dumps(windows))
             self.audit_log.record(audit, client=p)
             p.execute()
+
+    def frozen(self, name: str, now: datetime | None = None) -> tuple[str, FreezeIn, datetime] | None:
+        """The freeze window open now for the project (the stack's or its own), as
+        `rollout.freeze.frozen` gives it: (scope, window, when it closes); None when none is."""
+        windows = {"stack": WINDOWS.validate_python(self.stack_freeze()),
+                   "project": WINDOWS.validate_python(json.loads(self.r.hget(keys.project(name), "freeze") or "[]"))}
+        return frozen(windows, now or datetime.now(timezone.utc))
+
+    def freeze_reason(self, name: str) -> str | None:
+        """Why nothing of the project may start now ("the stack freeze window ... until ..."), if so."""
+        now = self.frozen(name)
+        return describe(now) if now else None
 
     def prestaged(self) -> list[str]:
         """Projects whose builds are staged on their hosts as soon as they succeed."""

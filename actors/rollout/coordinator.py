@@ -265,7 +265,8 @@ class Coordinator:
             self.tracker.expire(now, lost_after)
         states: Counter = Counter()   # (host, project) pairs by state
         desired = {d.project: d for d in self.state.deployments.desired_deployments()}
-        self.state.deployments.promote_waiting([p for p, d in desired.items() if not d.status.active])
+        self.state.deployments.promote_waiting([p for p in self.state.deployments.projects_with_desired_state()
+                                                if p not in desired or not desired[p].status.active])
         with self.lock:
             unheard = [h["hostID"] for h in hosts if h.get("state") != HostState.LOST and not self.memory.last_seen(h["hostID"])]
         for dep in desired.values():

@@ -54,3 +54,33 @@ def test_a_stack_wide_recurring_window_freezes_every_project_until_an_admin_clea
     assert any(x["action"] == "freeze.set" for x in svc.op_audit(admin)["entries"])
     svc.op_put_freeze(admin, {"windows": []})
     assert svc.op_create_deployment(dana, "web", {"buildID": b})["status"] == "IN_PROGRESS"
+
+
+def test_a_deploy_that_waits_is_queued_until_the_window_ends_and_a_deployer_may_override(svc):
+    admin, dana, b = who(svc, "root", (), admin=True), who(svc), built(svc)
+    now = datetime.now(timezone.utc)
+    window = {"reason": "release week", "start": (now - timedelta(minutes=1)).isoformat(),
+              "end": (now + timedelta(minutes=5)).isoformat()}
+    svc.op_put_project(admin, "web", {"repoURL": "/src/web", "freeze": [window], "deploy": {"duringFreeze": "wait"}})
+    held = svc.op_create_deployment(dana, "web", {"buildID": b, "strategy": {"steps": [1.0], "bakeS": 0}})
+    assert held["status"] == "QUEUED" and held["queuePosition"] == 1
+    dep = svc.op_get_deployment(dana, "web", held["deploymentID"])
+    assert dep["reason"].startswith("waits for the project freeze window 'release week'")
+    deps = svc.state.deployments
+    assert deps.promote_next("web") is None and deps.get(held["deploymentID"])["status"] == "QUEUED"   # still frozen
+    entry = next(x for x in svc.op_audit(admin, project="web")["entries"] if x["action"] == "deployment.create")
+    assert "release week" in entry["detail"]["heldByFreeze"]
+    # a per-deployment choice beats the project's: refuse now
+    assert error_of(svc.op_create_deployment, dana, "web", {"buildID": b, "waitForFreeze": False}).status == 409
+    # the window ends (here: is taken away): the next tick's promotion starts it
+    svc.op_put_project(admin, "web", {"repoURL": "/src/web", "freeze": []})
+    assert deps.promote_next("web") == held["deploymentID"]
+    assert deps.get(held["deploymentID"])["status"] == "IN_PROGRESS" and deps.get(held["deploymentID"])["reason"] == ""
+    # a deployer (not an admin) may override a window, with a reason
+    svc.op_put_project(admin, "web", {"repoURL": "/src/web", "freeze": [window], "deploy": {"duringFreeze": "refuse"}})
+    deployer = who(svc, "pat", ("web",), roles=("deployer",))
+    over = svc.op_create_deployment(deployer, "web", {"buildID": b, "overrideFreeze": True, "reason": "hotfix"})
+    assert over["status"] == "QUEUED"   # behind the one under way, and not held by the window at its turn
+    assert deps.get(over["deploymentID"])["freezeOverride"]
+    deps.set_status(held["deploymentID"], "COMPLETED")
+    assert deps.get(over["deploymentID"])["status"] == "IN_PROGRESS"
