@@ -4,15 +4,17 @@ from __future__ import annotations
 from gantry.actors.build.actors import BuildMonitorActor, BuildSchedulerActor
 from gantry.actors.replication.actors import RegionReplicatorActor
 from gantry.actors.replication.actors import ChunkReaderActor
+from gantry.actors.notify.actors import EventReadersActor
 from gantry.actors.rollout.actors import AnalystActor, RolloutCoordinatorActor
-from gantry.constants import (ANALYST, MONITOR, NAMESPACE, PINNED, SCHEDULER, coordinator_name, reader_name, region_resource,
+from gantry.constants import (ANALYST, EVENT_READERS, MONITOR, NAMESPACE, PINNED, SCHEDULER, coordinator_name, reader_name, region_resource,
                               replicator_name)
 from gantry.topology import StackConfig
 
 
 def start_actors(stack_file: str) -> None:
     """Create the detached actors if they are not running (idempotent)."""
-    for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor), (ANALYST, AnalystActor)):
+    for name, cls in ((SCHEDULER, BuildSchedulerActor), (MONITOR, BuildMonitorActor), (ANALYST, AnalystActor),
+                      (EVENT_READERS, EventReadersActor)):
         cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(stack_file)
     stack = StackConfig.load(stack_file)
     ChunkReaderActor.options(

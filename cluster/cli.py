@@ -212,6 +212,11 @@ def _api_commands(sub) -> None:
     rb.add_argument("--build")
     rb.add_argument("--wait", action="store_true")
 
+    nt = cmd("notifications", "a project's newest notifications and how each delivery went", commands.notifications,
+             json_out=True)
+    nt.add_argument("project")
+    nt.add_argument("--limit", type=int, default=20)
+
     h = cmd("hosts", "the hosts and what they run", commands.hosts, json_out=True)
     h.add_argument("project")
 

@@ -34,7 +34,8 @@ def client_for(a):
 
 def _print(a, value, text: str | None = None) -> None:
     if getattr(a, "json", False) or text is None:
-        data = [v.model_dump() for v in value] if isinstance(value, list) else value.model_dump()
+        data = ([v.model_dump() for v in value] if isinstance(value, list) else
+                value if isinstance(value, dict) else value.model_dump())
         print(json.dumps(data, indent=2))
     else:
         print(text)
@@ -271,6 +272,14 @@ def deployment_op(a) -> int:
 def approve(a) -> int:
     d = client_for(a).approve(a.project, a.deployment, a.comment)
     _print(a, d, f"deployment {d.deploymentID} {d.status}" + (f": {d.reason}" if d.reason else ""))
+    return 0
+
+
+def notifications(a) -> int:
+    out = client_for(a).notifications(a.project, a.limit)
+    rows = [[n["createdAt"], n["event"], n["kind"], n["destination"].get("url") or n["destination"].get("apprise") or
+             n["destination"]["id"], n["status"], n["attempts"], (n["error"] or "")[:60]] for n in out["notices"]]
+    _print(a, out, _table(rows, ["AT", "EVENT", "KIND", "TO", "STATUS", "TRIES", "LAST ERROR"]))
     return 0
 
 

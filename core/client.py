@@ -44,6 +44,7 @@ ROUTES = {
     "list_hosts": ("GET", "/projects/{projectName}/hosts"),
     "rollback": ("POST", "/projects/{projectName}/rollback"),
     "approve_deployment": ("POST", "/projects/{projectName}/deployments/{deploymentID}/approve"),
+    "list_notifications": ("GET", "/projects/{projectName}/notifications"),
     "audit": ("GET", "/audit"),
     "archive": ("POST", "/admin/archive"),
     "pin_build": ("PUT", "/projects/{projectName}/builds/{buildID}/pin"),
@@ -161,10 +162,12 @@ class _Client(ABC):
 
     # deployments
     def deploy(self, project: str, build_id: str, strategy: dict | None = None,
-               override_freeze_reason: str | None = None) -> DeploymentAccepted:
-        """Deploy a build; `override_freeze_reason` (admins) deploys inside a freeze window, saying why."""
+               override_freeze_reason: str | None = None, wait_for_freeze: bool | None = None) -> DeploymentAccepted:
+        """Deploy a build; `override_freeze_reason` (admins and deployers) deploys inside a freeze
+        window, saying why; `wait_for_freeze` waits in the queue for it to end (None: as the project says)."""
         body = {"buildID": build_id, **({"strategy": strategy} if strategy else {}),
-                **({"overrideFreeze": True, "reason": override_freeze_reason} if override_freeze_reason else {})}
+                **({"overrideFreeze": True, "reason": override_freeze_reason} if override_freeze_reason else {}),
+                **({"waitForFreeze": wait_for_freeze} if wait_for_freeze is not None else {})}
         return DeploymentAccepted.model_validate(self._call("create_deployment", projectName=project, body=body))
 
     def predict(self, project: str, build_id: str, strategy: dict | None = None) -> Prediction:
@@ -196,6 +199,10 @@ class _Client(ABC):
         """Approve the gate a WAITING_APPROVAL deployment waits at."""
         return Deployment.model_validate(self._call("approve_deployment", projectName=project, deploymentID=deployment_id,
                                                     body={"comment": comment} if comment else {}))
+
+    def notifications(self, project: str, limit: int = 100) -> dict:
+        """The project's newest notifications and how each delivery went."""
+        return self._call("list_notifications", projectName=project, limit=limit)
 
     def rollback(self, project: str, build_id: str | None = None) -> DeploymentAccepted:
         body = {"buildID": build_id} if build_id else {}

@@ -8,6 +8,7 @@ NAMESPACE = "gantry"
 SCHEDULER = "build-scheduler"
 MONITOR = "build-monitor"
 ANALYST = "canary-analyst"
+EVENT_READERS = "event-readers"   # notifications and continuous deployment
 WORKER_PREFIX = "build-attempt-"   # + the attempt's lease owner
 
 

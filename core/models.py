@@ -9,6 +9,7 @@ from gantry.retention import RetentionIn
 from gantry.rollout.analysis import AnalysisIn
 from gantry.rollout.approvals import ApprovalGate
 from gantry.rollout.freeze import FreezeIn
+from gantry.notify.subscriptions import GitHubIn, SubscriptionIn
 from gantry.builds import BRANCH_RE, DEFAULT_PRIORITY, ENV_NAME_RE, MAX_PRIORITY, MIN_PRIORITY, valid_sha
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, ReplicationStatus
 
@@ -77,6 +78,9 @@ class ProjectIn(BaseModel):
     prometheusURL: str | None = Field(default=None, pattern=r"^(https?://[^\s]{1,2040})?$",
                                       description="an existing Prometheus for its analysis (\"\": the stack's)")
     freeze: list[FreezeIn] | None = Field(default=None, max_length=50, description="its deploy freeze windows (replaces them)")
+    notifications: list[SubscriptionIn] | None = Field(default=None, max_length=50, description="who hears of its "
+                                                       "builds and deployments (replaces them; secrets are never returned)")
+    github: GitHubIn | None = Field(default=None, description="commit statuses and Deployments on GitHub ({}: none)")
 
     @field_validator("repoURL")
     @classmethod
@@ -105,6 +109,8 @@ class Project(BaseModel):
     analysis: AnalysisIn | None = None
     prometheusURL: str | None = None
     freeze: list[FreezeIn] = Field(default_factory=list)
+    notifications: list[dict] = Field(default_factory=list)
+    github: dict | None = None
 
 
 class BuildDetails(BaseModel):

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     gc_writer_lease_s: float = 60.0     # a publish's fence lease (renewed), so a crashed one blocks no sweep for long
     prometheus_scrape_s: float = 15.0   # the stack's Prometheus scrapes the apps this often (gantry's own: 15 s or more)
     analyst_tick_s: float = 1.0         # canary analysis looks for intervals due this often
+    notify_tick_s: float = 0.5          # notifications and continuous deployment read new events this often
+    notify_backoff_max_s: float = 30.0  # a destination that fails is tried again after 1, 2, 4 ... s, at most this
     metrics_interval_s: float = 5.0     # how often gauges (queue depth, builds by status) refresh
 
     @property

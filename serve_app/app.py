@@ -224,6 +224,11 @@ class GantryAPI(DcEndpoints):
         """Approve the gate a WAITING_APPROVAL deployment waits at (a token with the gate's role)."""
         return self.service.op_approve_deployment(self._principal(request), projectName, deploymentID, body)
 
+    @app.get("/projects/{projectName}/notifications")
+    def list_notifications(self, projectName: str, request: Request, limit: int = Query(100, ge=1, le=1000)):
+        """The project's newest notifications: each event, destination, outcome and attempts."""
+        return self.service.op_list_notifications(self._principal(request), projectName, limit)
+
     @app.get("/projects/{projectName}/hosts", response_model=list[Host])
     def get_hosts(self, projectName: str, request: Request):
         return self.service.op_list_hosts(self._principal(request), projectName)

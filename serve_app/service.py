@@ -25,6 +25,7 @@ from gantry.serve_app.errors import ApiError, problems
 from gantry.serve_app.analysis_ops import AnalysisOps
 from gantry.serve_app.approval_ops import ApprovalOps
 from gantry.serve_app.freeze_ops import FreezeOps
+from gantry.serve_app.notify_ops import NotifyOps
 from gantry.serve_app.retention_ops import RetentionOps
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
@@ -39,7 +40,7 @@ SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_
            "cancel_build", "retry_replication", "create_deployment", "list_deployments", "get_deployment",
            "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
            "gc_report", "get_analysis", "analysis_check", "get_freeze", "put_freeze",
-           "approve_deployment")
+           "approve_deployment", "list_notifications")
 
 
 def _check_name(name: str) -> None:
@@ -82,7 +83,7 @@ def _parse(model: type[BaseModel], body) -> BaseModel:
 
 
 
-class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps):
+class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
     def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
                  nudge: Callable[[], None] = lambda: None,
                  archive_now: Callable[[float], dict] | None = None,
@@ -185,6 +186,10 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps):
             options["prometheusURL"] = body.prometheusURL
         if body.freeze is not None:
             options["freeze"] = json.dumps([w.model_dump(mode="json") for w in body.freeze])
+        if body.notifications is not None:
+            options["notifications"] = json.dumps([s.model_dump(exclude_none=True) for s in body.notifications])
+        if body.github is not None:
+            options["github"] = body.github.model_dump_json() if body.github.repo else ""
         options.update(project_settings.checked(body, self.settings))
         created = self.state.projects.put(projectName, body.repoURL, options, audit=audit.prepare(
             who.user, "project.register", projectName, None,

@@ -6,6 +6,7 @@ import json
 from gantry.retention import RetentionIn
 from gantry.clock import iso_ms
 from gantry.redact import redact
+from gantry.notify import subscriptions
 from gantry.rollout import approvals
 from gantry.settings import Settings
 from gantry.state import State
@@ -108,7 +109,15 @@ def public_project(name: str, p: dict, settings: Settings) -> dict:
             "egressAllow": json.loads(p.get("egressAllow") or "[]"),
             "retention": RetentionIn.model_validate(json.loads(p.get("retention") or "{}")).model_dump(),
             "analysis": json.loads(p.get("analysis") or "null"), "prometheusURL": p.get("prometheusURL") or None,
-            "freeze": json.loads(p.get("freeze") or "[]")}
+            "freeze": json.loads(p.get("freeze") or "[]"),
+            "notifications": [subscriptions.public(s) for s in json.loads(p.get("notifications") or "[]")],
+            "github": _github(p)}
+
+
+def _github(p: dict) -> dict | None:
+    """A project's GitHub reporting without its token."""
+    cfg = json.loads(p.get("github") or "null")
+    return {k: v for k, v in cfg.items() if k != "token"} | {"tokenConfigured": True} if cfg else None
 
 
 def deployment_summary(dep: dict) -> dict:

@@ -12,9 +12,11 @@ from gantry.state.builds import Builds, DuplicateBuild, TransitionRefused
 from gantry.state.caches import Caches
 from gantry.state.connection import connect
 from gantry.state.deployments import Deployments
+from gantry.state.events import Events
 from gantry.state.gc import Retention
 from gantry.state.hosts import Hosts
 from gantry.state.logs import Logs
+from gantry.state.notices import Notices
 from gantry.state.projects import Projects
 from gantry.state.ratelimit import RateLimited, RateLimiter
 from gantry.state.replication import Replication
@@ -37,6 +39,8 @@ class State:
         self.deployments = Deployments(self.r, clock, frozen=self.projects.freeze_reason)
         self.analyses = Analyses(self.r)
         self.approvals = Approvals(self.r, self.audit)
+        self.events = Events(self.r)
+        self.notices = Notices(self.r)
         self.hosts = Hosts(self.r, clock)
         self.rates = RateLimiter(self.r)
         self.retention = Retention(self.r, clock)

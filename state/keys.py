@@ -44,6 +44,12 @@ module spells a key, and every Lua script is handed its keys in KEYS (see `scrip
 | gc:sweep                     | string | the sweeper's token while it deletes (expires by itself)       |
 | gc:last                      | string | the last garbage-collection pass's report, JSON                 |
 | events                       | stream | kind (build, deployment), id, project, status, from: each status change, as it is made |
+| notice:{id}                  | hash   | one notification to one destination: project, dest, event, payload, status (pending, delivered, failed), attempts, nextAt, error (expires after 7 days) |
+| notices:{project}            | zset   | notice IDs by createdAt (the newest 1000)                       |
+| noticeq:{project}/{sub}      | list   | a destination's notices in order; the head is the next to deliver |
+| noticeqs                     | set    | destinations whose queue holds something                        |
+| ghdeploy:{id}                | string | the GitHub Deployment's ID made for a deployment               |
+| autodeployed:{buildID}       | string | the deployment continuous deployment made of the build          |
 | approvals:{id}               | hash   | a deployment's approval gate ("wave:2") -> JSON list of {user, at, comment} |
 
 Pub/sub channel `desired` (prefixed like a key): a project's name, each time its desired build changes.
@@ -110,6 +116,15 @@ def rollout(dep_id: str, dc: str) -> str: return _k("rollout", dep_id, dc)
 def analysis(dep_id: str) -> str: return _k("analysis", dep_id)            # "<dc>/<wave>" -> the wave's measurements
 def analysis_verdicts(dep_id: str) -> str: return _k("verdict", dep_id)    # "<dc>/<wave>" -> its outcome and why
 def approvals(dep_id: str) -> str: return _k("approvals", dep_id)
+
+
+# notifications (state/notices.py)
+def notice(notice_id: str) -> str: return _k("notice", notice_id)
+def notices(project_name: str) -> str: return _k("notices", project_name)
+def notice_queue(dest: str) -> str: return _k("noticeq", dest)
+def notice_queues() -> str: return _k("noticeqs")
+def github_deployment(dep_id: str) -> str: return _k("ghdeploy", dep_id)
+def autodeployed(build_id: str) -> str: return _k("autodeployed", build_id)
 def events() -> str: return _k("events")   # stream: every status change of a build or deployment (scripts/events.lua)
 def desired_channel() -> str: return _k("desired")
 def repl_channel(region: str) -> str: return _k("replq", region)

@@ -41,6 +41,7 @@ TEST_ENV = {
     "GANTRY_RATE_USER_PER_S": "100",       # the suite's admin polls a lot; the limit tests set their own
     "GANTRY_RATE_USER_BURST": "1000",
     "GANTRY_PROMETHEUS_SCRAPE_S": "1",     # canary analysis over seconds, not minutes
+    "GANTRY_NOTIFY_BACKOFF_MAX_S": "4",    # a subscriber back up hears within seconds
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }

@@ -360,7 +360,13 @@ class Coordinator:
     def _drive(self, dep: Deployment, hosts: list[dict], now: float) -> dict[str, HostView]:
         """One step of the project's desired deployment here: read, reconcile, apply."""
         snap = self.snapshot(dep, hosts, now)
-        self._apply(dep.project, reconcile(snap), dep, snap.stage_deadline_s)
+        before = (snap.rollout.wave, snap.rollout.phase) if snap.rollout else (0, None)
+        plan = reconcile(snap)
+        self._apply(dep.project, plan, dep, snap.stage_deadline_s)
+        after = plan.rollout
+        finished = after is not None and after.phase == DcPhase.DONE and before[1] != DcPhase.DONE
+        if after is not None and (after.wave > before[0] or finished):   # people may hear of each wave done
+            self.state.events.emit("wave", dep.deployment_id, dep.project, DcPhase.DONE, dc=self.dc, wave=before[0] + 1)
         return snap.hosts
 
     def _apply(self, project: str, plan: Plan, dep: Deployment | None = None, deadline_s: float = 0.0) -> None:

@@ -1,0 +1,1 @@
+"""The readers of the events stream: notifications and continuous deployment."""
