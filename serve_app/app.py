@@ -37,7 +37,8 @@ DASHBOARD = Path(__file__).with_name("dashboard.html")
 STATUSES_JS = json.dumps({   # the dashboard's statuses, from the one place that spells them
     "buildTerminal": sorted(BUILD_TERMINAL), "deploymentActive": sorted(DEPLOYMENT_ACTIVE),
     "ops": {op.name: op.value for op in DeploymentOp}, "succeeded": BuildStatus.SUCCEEDED,
-    "inProgress": DeploymentStatus.IN_PROGRESS, "paused": DeploymentStatus.PAUSED, "queued": DeploymentStatus.QUEUED})
+    "inProgress": DeploymentStatus.IN_PROGRESS, "paused": DeploymentStatus.PAUSED, "queued": DeploymentStatus.QUEUED,
+    "waitingApproval": DeploymentStatus.WAITING_APPROVAL})
 WEBHOOK_OPENAPI = {  # the body is read raw (it is what the signature covers), so describe it here
     "parameters": [
         {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string"},

@@ -63,6 +63,8 @@ class Deployments:
                 under_way = prev and (self.get(prev) or {}).get("status") in DEPLOYMENT_ACTIVE
                 raise DeployBusy(prev if under_way else (queued or [""])[0])
             if version != -1:
+                if place == 1 and self.promote_next(project) == dep_id:   # its turn is now (the queue held only
+                    place = 0                                            # deployments a freeze holds)
                 status = DeploymentStatus.QUEUED if place else DeploymentStatus.IN_PROGRESS
                 return {**fields, "status": status.value, "queuePosition": place or None}
 

@@ -2,7 +2,8 @@
 -- preempt: it supersedes the one in flight and is desired at once; queue: while one is in flight
 -- (or others wait), it waits at the end of the project's queue; supersede: so does it, and the
 -- queued ones not yet started are superseded by it; reject: while one is in flight or waits, -3.
--- One held by a freeze window (fields holdFreeze) waits in the queue whatever runs (reject: queue).
+-- One held by a freeze window (fields holdFreeze) waits in the queue whatever runs (reject: queue);
+-- one that overrides a freeze (fields freezeOverride) waits at the front, ahead of those it holds.
 -- KEYS: deploy, project's deployments, desired, deployed set, the deployment in flight as the
 -- caller read it (or the new one's key if none), audit keys (4), the build, the project's queue,
 -- then the queued deployments' keys as the caller read the queue, then the events stream
@@ -47,7 +48,9 @@ if busy and mode ~= 'preempt' then
   end
   f['status'] = '${DeploymentStatus.QUEUED}'
   record()
-  local place = redis.call('RPUSH', KEYS[11], f['deploymentID'])
+  local place = 1
+  if f['freezeOverride'] then redis.call('LPUSH', KEYS[11], f['deploymentID'])
+  else place = redis.call('RPUSH', KEYS[11], f['deploymentID']) end
   redis.call('PUBLISH', ARGV[5], f['projectName'])
   return {0, place}
 end
