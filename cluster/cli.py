@@ -143,6 +143,17 @@ def _api_commands(sub) -> None:
     bs.add_argument("--start", help="deploy hook: run on a host after it switches to the release")
     bs.add_argument("--health", help="deploy hook: the host's health check")
     bs.add_argument("--egress-allow", action="append", help="host or host:port the fetch step may reach")
+    gf = proj.add_argument_group("gates and feedback (each flag changes only what it names)")
+    gf.add_argument("--auto-deploy", action=argparse.BooleanOptionalAction, default=None,
+                    help="each build of the default branch that succeeds deploys itself")
+    gf.add_argument("--during-freeze", choices=["refuse", "wait"], help="a deploy inside a freeze window: 409, or queued")
+    gf.add_argument("--concurrency", choices=["queue", "supersede", "reject"], help="a deploy while one is under way")
+    gf.add_argument("--notifications", metavar="FILE.json", help="the subscriptions (a JSON list; replaces them)")
+    gf.add_argument("--github", metavar="OWNER/REPO", help="report builds and deployments to this repository "
+                    "(with --github-token; \"\" turns it off)")
+    gf.add_argument("--github-token", help="a token that may write statuses and deployments (never shown)")
+    gf.add_argument("--github-api", default="https://api.github.com", help="GitHub Enterprise: https://HOST/api/v3")
+    gf.add_argument("--github-environment", default="production", help="the Deployments' environment")
 
     b = cmd("build", "queue a build of a commit", commands.build, json_out=True)
     b.add_argument("project")

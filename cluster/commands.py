@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from pathlib import Path
 
 from gantry.client import GantryError
 from gantry.cluster.stack import Stack
@@ -120,23 +121,31 @@ def project(a) -> int:
         build = {k: v for k, v in {"command": a.build_command, "output": a.output, "timeout": a.timeout,
                                    "fetch": a.fetch, "cache": a.cache, "cpus": a.cpus, "memoryMB": a.memory_mb,
                                    "submodules": a.submodules}.items() if v is not None}
-        deploy = {k: v for k, v in {"start": a.start, "health": a.health}.items() if v is not None}
+        deploy = {k: v for k, v in {"start": a.start, "health": a.health, "auto": a.auto_deploy,
+                                    "duringFreeze": a.during_freeze, "concurrency": a.concurrency}.items() if v is not None}
+        if deploy:   # the flags change only what they name
+            deploy = {**_current(c, a.name, "deploy"), **deploy}
         retention = {k: v for k, v in {"keepLast": a.keep_last, "keepDeployedDays": a.keep_deployed_days,
                                        "cacheUnusedDays": a.cache_unused_days, "cacheMaxBytes": a.cache_max_bytes}.items()
                      if v is not None}
         if retention:    # the flags change only what they name
-            retention = {**_current_retention(c, a.name), **retention}
+            retention = {**_current(c, a.name, "retention"), **retention}
+        notifications = json.loads(Path(a.notifications).read_text()) if a.notifications else None
+        github = None if a.github is None else {} if not a.github else {
+            "repo": a.github, "token": a.github_token, "apiURL": a.github_api, "environment": a.github_environment}
         p = c.register(a.name, a.repo, webhook_secret=a.webhook_secret, default_branch=a.default_branch,
                        coalesce=a.coalesce, rate_limit=(a.rate, a.burst) if a.rate else None, prestage=a.prestage,
                        build=build or None, deploy=deploy or None, egress_allow=a.egress_allow,
-                       retention=retention or None)
+                       retention=retention or None, notifications=notifications, github=github)
         _print(a, p, f"project {p.projectName} registered; GitHub webhook URL path: {p.webhookPath}")
     return 0
 
 
-def _current_retention(c, name: str) -> dict:
+def _current(c, name: str, what: str) -> dict:
+    """The project's `what` settings as they are (none for a new project)."""
     try:
-        return c.project(name).retention.model_dump()
+        current = getattr(c.project(name), what)
+        return current.model_dump() if hasattr(current, "model_dump") else dict(current)
     except GantryError as e:
         if e.status == 404:
             return {}
@@ -277,8 +286,8 @@ def approve(a) -> int:
 
 def notifications(a) -> int:
     out = client_for(a).notifications(a.project, a.limit)
-    rows = [[n["createdAt"], n["event"], n["kind"], n["destination"].get("url") or n["destination"].get("apprise") or
-             n["destination"]["id"], n["status"], n["attempts"], (n["error"] or "")[:60]] for n in out["notices"]]
+    rows = [[n.createdAt, n.event, n.kind, n.destination.get("url") or n.destination.get("apprise") or n.kind,
+             n.status, n.attempts, (n.error or "")[:60]] for n in out.notices]
     _print(a, out, _table(rows, ["AT", "EVENT", "KIND", "TO", "STATUS", "TRIES", "LAST ERROR"]))
     return 0
 

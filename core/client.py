@@ -20,7 +20,7 @@ import httpx
 from gantry.tls import verify
 from gantry.admin_models import ArchiveResult, AuditPage, GcReport
 from gantry.models import (Build, BuildAccepted, BuildLog, BuildPage, BuildSummary, Deployment,
-                           DeploymentAccepted, DeploymentPage, Host, Prediction, Project)
+                           DeploymentAccepted, DeploymentPage, Host, NoticeList, Prediction, Project)
 from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_TERMINAL, DeploymentOp
 
 TERMINAL_BUILD = BUILD_TERMINAL
@@ -96,13 +96,15 @@ class _Client(ABC):
                  default_branch: str | None = None, coalesce: bool | None = None,
                  rate_limit: tuple[float, int] | None = None, prestage: bool | None = None,
                  build: dict | None = None, deploy: dict | None = None, egress_allow: list[str] | None = None,
-                 retention: dict | None = None) -> Project:
+                 retention: dict | None = None, notifications: list[dict] | None = None,
+                 github: dict | None = None) -> Project:
         """Register or update a project. `build`, `deploy` and `egress_allow`, when given, replace
         the project's build settings (used where a commit has no gantry.toml); `retention` its
-        retention policy (fields left out take their defaults)."""
+        retention policy (fields left out take their defaults); `notifications` its subscriptions;
+        `github` its GitHub reporting ({}: none)."""
         body = {"repoURL": repo_url, "webhookSecret": webhook_secret, "defaultBranch": default_branch,
                 "coalesce": coalesce, "prestage": prestage, "build": build, "deploy": deploy, "egressAllow": egress_allow,
-                "retention": retention,
+                "retention": retention, "notifications": notifications, "github": github,
                 "rateLimit": {"perSecond": rate_limit[0], "burst": rate_limit[1]} if rate_limit else None}
         out = self._call("put_project", projectName=name, body={k: v for k, v in body.items() if v is not None})
         return Project.model_validate(out.get("project", out))  # in-cluster answers {created, project}
@@ -200,9 +202,9 @@ class _Client(ABC):
         return Deployment.model_validate(self._call("approve_deployment", projectName=project, deploymentID=deployment_id,
                                                     body={"comment": comment} if comment else {}))
 
-    def notifications(self, project: str, limit: int = 100) -> dict:
+    def notifications(self, project: str, limit: int = 100) -> NoticeList:
         """The project's newest notifications and how each delivery went."""
-        return self._call("list_notifications", projectName=project, limit=limit)
+        return NoticeList.model_validate(self._call("list_notifications", projectName=project, limit=limit))
 
     def rollback(self, project: str, build_id: str | None = None) -> DeploymentAccepted:
         body = {"buildID": build_id} if build_id else {}

@@ -409,6 +409,26 @@ class DeploymentPage(BaseModel):
     limit: int
 
 
+class Notice(BaseModel):
+    """One notification to one destination, and how its delivery went."""
+    noticeID: str
+    event: str
+    kind: Literal["webhook", "apprise", "github"]
+    destination: dict                  # the subscription as the API shows it (no secret)
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    error: str | None                  # the last attempt's, if it failed
+    createdAt: str
+    finishedAt: str | None
+    nextAttemptAt: str | None          # pending: when it is tried again
+    payload: dict                      # what a webhook receives
+
+
+class NoticeList(BaseModel):
+    projectName: str
+    notices: list[Notice]
+
+
 class WebhookResult(BaseModel):
     delivery: str | None
     queued: bool                 # a build was queued by this delivery (or by its first delivery)

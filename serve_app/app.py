@@ -21,7 +21,7 @@ from gantry.constants import ANALYST, HEAD, MONITOR, NAMESPACE, SCHEDULER
 from gantry.admin_models import ArchiveResult, AuditPage, GcReport
 from gantry.models import (Prediction, Build, BuildAccepted, BuildIn, BuildLog, BuildPage, CancelIn,
                            Deployment, DeploymentAccepted, DeploymentIn, DeploymentPage, Host, Project, ProjectIn,
-                           RollbackIn, WebhookResult, ApproveIn)
+                           RollbackIn, WebhookResult, ApproveIn, NoticeList)
 from gantry import auth
 from gantry.serve_app.errors import ApiError
 from gantry.serve_app.dc_endpoints import DcEndpoints
@@ -225,7 +225,7 @@ class GantryAPI(DcEndpoints):
         """Approve the gate a WAITING_APPROVAL deployment waits at (a token with the gate's role)."""
         return self.service.op_approve_deployment(self._principal(request), projectName, deploymentID, body)
 
-    @app.get("/projects/{projectName}/notifications")
+    @app.get("/projects/{projectName}/notifications", response_model=NoticeList)
     def list_notifications(self, projectName: str, request: Request, limit: int = Query(100, ge=1, le=1000)):
         """The project's newest notifications: each event, destination, outcome and attempts."""
         return self.service.op_list_notifications(self._principal(request), projectName, limit)

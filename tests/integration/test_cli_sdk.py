@@ -47,12 +47,22 @@ def test_cli_every_command_against_the_live_stack(cli, tmp_path):
     shown = out(cli("project", "show", name, "--json"))
     assert shown["build"] == {"command": "make", "output": "out", "cache": ["~/.ccache", "deps"], "cpus": 2.0,
                               "fetch": "pip download -d deps x"}
-    assert shown["deploy"] == {"health": "./ok", "concurrency": "queue"} and shown["egressAllow"] == ["pypi.org"]
+    gates = {"concurrency": "queue", "auto": False, "duringFreeze": "refuse"}
+    assert shown["deploy"] == {"health": "./ok", **gates} and shown["egressAllow"] == ["pypi.org"]
     assert "egressAllow: pypi.org" in cli("project", "show", name).stdout
     r = cli("project", "add", name, str(repo), "--cache", "../etc")
     assert r.returncode == 2 and "must be inside the checkout" in r.stderr, r.stderr
     shown = out(cli("project", "add", name, str(repo), "--build-command", "true", "--health", "", "--json"))
-    assert shown["build"] == {"command": "true"} and shown["deploy"] == {"health": "", "concurrency": "queue"}   # each replaces the last
+    assert shown["build"] == {"command": "true"} and shown["deploy"] == {"health": "", **gates}   # each replaces the last
+    subs = tmp_path / "subs.json"
+    subs.write_text(json.dumps([{"events": ["deployment.*"], "url": "https://hooks.example/x", "secret": "k" * 16}]))
+    shown = out(cli("project", "add", name, str(repo), "--during-freeze", "wait", "--concurrency", "supersede",
+                    "--notifications", str(subs), "--github", "acme/web", "--github-token", "ghp_x", "--json"))
+    assert shown["deploy"] == {"health": "", **gates, "duringFreeze": "wait", "concurrency": "supersede"}   # the rest kept
+    assert shown["notifications"][0]["url"] == "https://hooks.example/x" and "k" * 16 not in json.dumps(shown)
+    assert shown["github"]["repo"] == "acme/web" and "ghp_x" not in json.dumps(shown)
+    assert out(cli("notifications", name, "--json"))["notices"] == []
+    assert out(cli("project", "add", name, str(repo), "--github", "", "--json"))["github"] is None
 
     r = cli("build", name, sha, "--wait")
     assert r.returncode == 0, r.stdout + r.stderr
