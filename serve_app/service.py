@@ -5,35 +5,31 @@ in), so it is unit tested against a real redis-server alone.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from typing import Callable
 
 from pydantic import BaseModel, ValidationError
 
-from gantry import builds as rules
 from gantry import cursor as listing
-from gantry import webhook
 from gantry.archive.files import ArchiveReader, list_page
 from gantry.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
 from gantry import auth
 from gantry.serve_app import prediction, project_settings, views
-from gantry.serve_app.errors import ApiError, problems
+from gantry.serve_app.errors import ApiError, check_id, check_name, problems
 from gantry.serve_app.analysis_ops import AnalysisOps
 from gantry.serve_app.approval_ops import ApprovalOps
 from gantry.serve_app.freeze_ops import FreezeOps
 from gantry.serve_app.notify_ops import NotifyOps
 from gantry.serve_app.retention_ops import RetentionOps
+from gantry.serve_app.webhook_ops import WebhookOps
 from gantry.settings import Settings
 from gantry.state import RateLimited, State, TransitionRefused, audit
 from gantry.state.deployments import BuildExpired, DeployBusy
 from gantry.statuses import DEPLOYMENT_OPS, OP_ONLY_FROM, BuildStatus, Concurrency, DeploymentStatus
 from gantry.topology import StackConfig
-
-WEBHOOK_USER = "github-webhook"
 
 # What the in-cluster SDK may call through `invoke`: each name is an `op_<name>` method below.
 SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_builds", "get_build", "get_logs",
@@ -41,17 +37,6 @@ SDK_OPS = ("list_projects", "get_project", "put_project", "create_build", "list_
            "deployment_op", "list_hosts", "rollback", "audit", "archive", "pin_build", "unpin_build", "gc",
            "gc_report", "get_analysis", "analysis_check", "get_freeze", "put_freeze",
            "approve_deployment", "list_notifications")
-
-
-def _check_name(name: str) -> None:
-    if not rules.valid_name(name):
-        raise ApiError(400, "invalid project name",
-                       "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63")
-
-
-def _check_id(value: str, what: str) -> None:
-    if not rules.BUILD_ID_RE.match(value):
-        raise ApiError(400, f"invalid {what}", "32 lowercase hexadecimal characters")
 
 
 def _limit(limit: str | int | None) -> int:
@@ -83,7 +68,7 @@ def _parse(model: type[BaseModel], body) -> BaseModel:
 
 
 
-class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
+class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, WebhookOps):
     def __init__(self, stack: StackConfig, settings: Settings, state: State, archive_reader: ArchiveReader,
                  nudge: Callable[[], None] = lambda: None,
                  archive_now: Callable[[float], dict] | None = None,
@@ -125,7 +110,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
         self._take(f"project:{name}", limits["perSecond"], limits["burst"])
 
     def _project(self, who: auth.Principal, name: str) -> dict:
-        _check_name(name)
+        check_name(name)
         if not who.may_access(name):
             raise ApiError(403, "forbidden", f"your token does not grant access to project '{name}'")
         project = self.state.projects.get(name)
@@ -164,7 +149,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
         return views.public_project(projectName, self._project(who, projectName), self.settings)
 
     def op_put_project(self, who: auth.Principal, projectName: str, body) -> dict:
-        _check_name(projectName)
+        check_name(projectName)
         self._admin(who, "registering a project")
         body = _parse(ProjectIn, body)
         options = {}
@@ -198,7 +183,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
 
     def _find(self, project: str, build_id: str) -> tuple[dict, tuple[list[dict], bytes] | None]:
         """The build's record, and for an archived build its (replication rows, log) from the archive."""
-        _check_id(build_id, "buildID")
+        check_id(build_id, "buildID")
         rec, archived = self.state.builds.get(build_id), None
         if rec is None and (key := self.state.archive.file_of(project, build_id)):
             if found := self.archive_reader.get(key, build_id):
@@ -281,43 +266,6 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
             raise ApiError(409, "nothing to retry", "no region of this build gave up on replication")
         return self._record(projectName, buildID)
 
-    def github_push(self, projectName: str, headers: dict, body: bytes) -> tuple[dict, int]:
-        """A GitHub push webhook delivery: (answer, HTTP status)."""
-        _check_name(projectName)
-        project = self.state.projects.get(projectName)
-        if project is None:
-            raise ApiError(404, "project not found", projectName)
-        secret = project.get("webhookSecret")
-        if not secret:
-            raise ApiError(409, "webhook not configured", "set webhookSecret with PUT /projects/{projectName}")
-        if not webhook.signature_ok(secret, body, headers.get("x-hub-signature-256")):
-            raise ApiError(401, "bad signature", "X-Hub-Signature-256 does not match the body under this project's secret")
-        delivery = headers.get("x-github-delivery")
-        if delivery is not None and not webhook.DELIVERY_RE.match(delivery):
-            raise ApiError(400, "invalid X-GitHub-Delivery", "a delivery ID of letters, digits and '-'")
-        try:
-            decision = webhook.decide(headers.get("x-github-event"), body, project.get("defaultBranch") or "main", headers.get("content-type"))
-        except ValueError as e:
-            raise ApiError(400, "invalid push payload", str(e))
-        if not decision.build:
-            return {"delivery": delivery, "queued": False, "reason": decision.reason}, 200
-        if not delivery:
-            raise ApiError(400, "missing X-GitHub-Delivery", "needed to build each push once")
-        self._write_allowed(projectName, project)
-        details = {"branch": decision.branch, "source": "github-webhook", "delivery": delivery,
-                   "pusher": decision.pusher}
-        rec, created = self.state.builds.for_delivery(
-            projectName, delivery, lambda build_id: self._queue_build(
-                WEBHOOK_USER, projectName, decision.sha, details, rules.DEFAULT_PRIORITY, build_id),
-            push=(decision.sha, hashlib.sha256(body).hexdigest()))
-        superseded = []
-        if created and project.get("coalesce") == "1":
-            superseded = self.state.builds.supersede_queued(projectName, rec, decision.branch, audit=lambda old: audit.prepare(
-                WEBHOOK_USER, "build.supersede", projectName, old, {"by": rec["buildID"]}))
-        out = {"delivery": delivery, "queued": True, "duplicate": not created, "reason": decision.reason,
-               "buildID": rec["buildID"], "superseded": superseded}
-        return out, 202 if created else 200
-
     # --- deployments ------------------------------------------------------------------------
 
     def _deployable(self, project: str, build_id: str) -> dict:
@@ -374,7 +322,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
                 "status": dep["status"], "queuePosition": dep["queuePosition"]}
 
     def _deployment(self, project: str, dep_id: str) -> dict:
-        _check_id(dep_id, "deploymentID")
+        check_id(dep_id, "deploymentID")
         dep = self.state.deployments.get(dep_id)
         if dep is None or dep["projectName"] != project:
             raise ApiError(404, "deployment not found", dep_id)
@@ -452,7 +400,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps):
                  limit: str | int | None = None) -> dict:
         self._admin(who, "reading the audit log")
         if project:
-            _check_name(project)
+            check_name(project)
         n = _limit(limit)
         entries, cursor = self.state.audit.page(project or None, n, _cursor(nextCursor))
         return {"entries": entries, "nextCursor": cursor, "limit": n}
