@@ -35,8 +35,8 @@ def client_for(a):
 
 def _print(a, value, text: str | None = None) -> None:
     if getattr(a, "json", False) or text is None:
-        data = ([v.model_dump() for v in value] if isinstance(value, list) else
-                value if isinstance(value, dict) else value.model_dump())
+        data = ([v.model_dump(mode="json") for v in value] if isinstance(value, list) else
+                value if isinstance(value, dict) else value.model_dump(mode="json"))
         print(json.dumps(data, indent=2))
     else:
         print(text)
@@ -114,7 +114,9 @@ def project(a) -> int:
                                  f"egressAllow: {', '.join(p.egressAllow) or 'nothing'}",
                                  f"webhook: {'configured' if p.webhookConfigured else 'none'} ({p.webhookPath}), "
                                  f"prestage: {p.prestage}, coalesce: {p.coalesce}",
-                                 f"retention: {json.dumps(p.retention.model_dump())}"]))
+                                 f"retention: {json.dumps(p.retention.model_dump())}",
+                                 f"freeze windows: {len(p.freeze)}, notifications: {len(p.notifications)} subscription(s), "
+                                 f"GitHub: {p.github['repo'] if p.github else 'off'}"]))
     else:
         if (a.rate is None) != (a.burst is None):
             raise UsageError("--rate and --burst go together")

@@ -21,13 +21,16 @@ class _Server:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status, headers, out = owner.handle("POST", self.path, dict(self.headers.items()), body)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass   # the client gave up waiting (a subscriber made to hang)
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
@@ -58,6 +61,10 @@ class Subscriber(_Server):
 
     def release(self) -> None:
         self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        super().close()
 
     def handle(self, method, path, headers, body):
         self.released.wait(60)

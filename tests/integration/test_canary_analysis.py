@@ -199,7 +199,13 @@ def test_an_aa_check_of_a_fleet_on_one_build_reports_few_false_failures(api, sta
     """Calibration: the project's analysis with the default statistics, judged A/A over the
     intervals since the last deployment ended (the fleet runs one build)."""
     project, _, _ = sample
-    defaults = {**ANALYSIS, "intervalS": 3, "metrics": [ERRORS, {k: LATENCY[k] for k in ("name", "kind", "query")}]}
+    # The app fails one request in 1000, about one a host every 40 s: an interval of 3 s that holds it has one
+    # error in 30 to 80 requests (fewer on a loaded machine), 1-3%, so a 2% limit fails an unchanged build
+    # about one interval in 15 (a CI run saw 1 of 20). A limit is the user's choice, and `analysis check` is
+    # how they learn it is too tight; here the limit is 5% (the bad build's rate), and the check is on the
+    # default statistics of the comparison.
+    errors = {**ERRORS, "failure": {"op": ">", "value": 0.05}}
+    defaults = {**ANALYSIS, "intervalS": 3, "metrics": [errors, {k: LATENCY[k] for k in ("name", "kind", "query")}]}
     assert api.put(f"/projects/{project}", json={"repoURL": api.get(f"/projects/{project}").json()["repoURL"],
                                                  "analysis": defaults}).status_code == 200
     runs = 10   # 20 splits in 2 datacenters: under 5% is none failed
