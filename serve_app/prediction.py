@@ -96,6 +96,8 @@ def predict(state: State, stack: StackConfig, project: str, build: dict, strateg
         "lostAfterSeconds": max(settings.host_lost_s, 3 * settings.host_idle_report_s),
         "faults": "none: every host healthy, none lost",
         "analysisSecondsPerWave": analysis_seconds(analysis, strategy["bakeS"], settings.prometheus_scrape_s),
+        **({"approvalGates": f"{len(strategy['approve'])}, each approved at once (people's time is not predicted)"}
+           if strategy.get("approve") else {}),
         "sampled": None if share == 1.0 else {
             "hosts": len(fleet), "of": everyone,
             "how": "hosts drawn from every datacenter in proportion; each message to a coordinator costs "
