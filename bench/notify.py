@@ -28,7 +28,7 @@ from http_fakes import Subscriber  # noqa: E402
 
 from gantry.auth import issue  # noqa: E402
 from gantry.cluster.stack import Stack, free_port  # noqa: E402
-from gantry.statuses import BUILD_TERMINAL, BuildStatus  # noqa: E402
+from gantry.statuses import BUILD_TERMINAL, BuildStatus, DeploymentStatus as D  # noqa: E402
 from sample_repo import commit_build  # noqa: E402
 
 STRATEGY = {"steps": [1, 1.0], "bakeS": 0, "minHealthy": 0.5}
@@ -45,8 +45,8 @@ def built(c: httpx.Client, project: str, sha: str) -> str:
 
 def deploy_seconds(c: httpx.Client, project: str, build: str) -> float:
     dep = c.post(f"/projects/{project}/deployments", json={"buildID": build, "strategy": STRATEGY}).json()
-    while (d := c.get(f"/projects/{project}/deployments/{dep['deploymentID']}").json())["status"] != "COMPLETED":
-        assert d["status"] in ("IN_PROGRESS", "QUEUED"), d
+    while (d := c.get(f"/projects/{project}/deployments/{dep['deploymentID']}").json())["status"] != D.COMPLETED:
+        assert d["status"] in (D.IN_PROGRESS, D.QUEUED), d
         time.sleep(0.05)
     return (datetime.fromisoformat(d["updatedAt"]) - datetime.fromisoformat(d["createdAt"])).total_seconds()
 

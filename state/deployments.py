@@ -63,10 +63,12 @@ class Deployments:
                 under_way = prev and (self.get(prev) or {}).get("status") in DEPLOYMENT_ACTIVE
                 raise DeployBusy(prev if under_way else (queued or [""])[0])
             if version != -1:
-                if place == 1 and self.promote_next(project) == dep_id:   # its turn is now (the queue held only
-                    place = 0                                            # deployments a freeze holds)
                 status = DeploymentStatus.QUEUED if place else DeploymentStatus.IN_PROGRESS
-                return {**fields, "status": status.value, "queuePosition": place or None}
+                if place == 1:   # its turn may be now (the queue held only deployments a freeze holds)
+                    self.promote_next(project)   # (or a coordinator's tick's promotion started it meanwhile)
+                    status = DeploymentStatus(self.r.hget(keys.deploy(dep_id), "status"))
+                return {**fields, "status": status.value,
+                        "queuePosition": place if status == DeploymentStatus.QUEUED else None}
 
     def queue(self, project: str) -> list[str]:
         """The project's deployments waiting their turn, first first."""
