@@ -27,6 +27,7 @@ from gantry.state import State
 
 log = logging.getLogger("gantry.notify")
 GROUP = "notify"
+DRAIN = 200   # notices one worker delivers to a destination in a row before it lets others have the thread
 GITHUB = "github"
 
 
@@ -93,6 +94,8 @@ class Notifier:
     # --- notices -> destinations ----------------------------------------------------------------
 
     def dispatch(self) -> None:
+        """Hand each destination whose head notice is due to a worker, which delivers its queue
+        in order for as long as each delivery succeeds and the next is due."""
         now_ms = int(self.clock() * 1000)
         for dest in self.state.notices.destinations():
             with self.lock:
@@ -103,9 +106,21 @@ class Notifier:
                 continue
             with self.lock:
                 self.inflight.add(dest)
-            self.pool.submit(self._deliver, dest, head)
+            self.pool.submit(self._drain, dest, head)
 
-    def _deliver(self, dest: str, notice: dict) -> None:
+    def _drain(self, dest: str, notice: dict | None) -> None:
+        try:
+            for _ in range(DRAIN):
+                if notice is None or int(notice.get("nextAt") or 0) > self.clock() * 1000 or not self._deliver(dest, notice):
+                    return
+                notice = self.state.notices.head(dest)
+        finally:
+            with self.lock:
+                self.inflight.discard(dest)
+
+    def _deliver(self, dest: str, notice: dict) -> bool:
+        """One attempt at the destination's head notice; True if it is off the queue (delivered
+        or given up), False if it waits to be tried again."""
         try:
             self._send(notice)
         except NotDelivered as e:
@@ -114,17 +129,16 @@ class Notifier:
             if e.permanent or now - int(notice.get("createdAt") or 0) / 1000 > self.give_up_s:
                 log.warning("notice %s to %s given up after %d attempts: %s", notice["id"], dest, attempts, e)
                 self.state.notices.done(dest, notice["id"], "failed", int(now * 1000), str(e))
-            else:
-                delay = e.retry_after_s if e.retry_after_s is not None else min(self.max_backoff_s, 2.0 ** (attempts - 1))
-                self.state.notices.retry(notice["id"], int((now + delay) * 1000), str(e))
+                return True
+            delay = e.retry_after_s if e.retry_after_s is not None else min(self.max_backoff_s, 2.0 ** (attempts - 1))
+            self.state.notices.retry(notice["id"], int((now + delay) * 1000), str(e))
+            return False
         except Exception as e:   # a bug here must not stop the queue for good: count it as an attempt
             log.exception("delivering notice %s to %s", notice.get("id"), dest)
             self.state.notices.retry(notice["id"], int((self.clock() + self.max_backoff_s) * 1000), repr(e))
-        else:
-            self.state.notices.done(dest, notice["id"], "delivered", int(self.clock() * 1000))
-        finally:
-            with self.lock:
-                self.inflight.discard(dest)
+            return False
+        self.state.notices.done(dest, notice["id"], "delivered", int(self.clock() * 1000))
+        return True
 
     def _send(self, n: dict) -> None:
         if n.get("missing"):
