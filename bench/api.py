@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -74,6 +75,24 @@ def deliver(c: httpx.Client, base: str, secret: str, sha: str) -> None:
         "X-Hub-Signature-256": sig, "X-GitHub-Event": "push", "X-GitHub-Delivery": uuid.uuid4().hex}).raise_for_status()
 
 
+def bare_api(cfg, work: Path) -> dict:
+    """Start the baseline (bench/bare_api.py) under uvicorn on loopback; {url, proc}."""
+    port = free_port()
+    tls = (["--ssl-certfile", cfg.tls_cert_file, "--ssl-keyfile", cfg.tls_key_file] if cfg.tls_cert_file else [])
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "bare_api:app",
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *tls],
+                            env={**os.environ, "BENCH_REDIS_URL": cfg.redis_url})
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{url}/projects/bench/builds", verify=VERIFY[0], timeout=2).raise_for_status()
+            return {"url": url, "proc": proc}
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the bare baseline app did not start")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10, help="length of each load phase")
@@ -114,9 +133,18 @@ def main() -> int:
         # 2. POST throughput (builds pile up in the queue; that is the point)
         posts = timed_loop(lambda c: c.post(f"{base}/projects/bench/builds", json={"commitSHA": sha},
                                             headers=auth).raise_for_status(), a.seconds, 4)
-        # 3. GET list and GET one
-        lists = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds", params={"limit": 20},
-                                           headers=auth).raise_for_status(), a.seconds, 4)
+        # 3. GET list and GET one; the list also from a bare FastAPI app over the same Redis (the baseline)
+        bare = bare_api(cfg, work)
+        try:
+            lists, bare_lists = [], []
+            for _ in range(2):   # interleaved, so both see the same machine
+                lists += timed_loop(lambda c: c.get(f"{base}/projects/bench/builds", params={"limit": 20},
+                                                    headers=auth).raise_for_status(), a.seconds / 2, 4)
+                bare_lists += timed_loop(lambda c: c.get(f"{bare['url']}/projects/bench/builds", params={"limit": 20}
+                                                         ).raise_for_status(), a.seconds / 2, 4)
+        finally:
+            bare["proc"].terminate()
+            bare["proc"].wait(10)
         ones = timed_loop(lambda c: c.get(f"{base}/projects/bench/builds/{one_id}",
                                           headers=auth).raise_for_status(), a.seconds, 4)
         etag = httpx.get(verify=VERIFY[0], url=f"{base}/projects/bench/builds/{one_id}", headers=auth).headers["ETag"]
@@ -156,6 +184,9 @@ def main() -> int:
         "postPerS": round(len(posts) / a.seconds, 1),
         "getListP50Ms": round(pct(lists, 50) * 1000, 2),
         "getListP99Ms": round(pct(lists, 99) * 1000, 2),
+        "bareListP50Ms": round(pct(bare_lists, 50) * 1000, 2),
+        "bareListP99Ms": round(pct(bare_lists, 99) * 1000, 2),
+        "listP50Ratio": round(pct(lists, 50) / pct(bare_lists, 50), 2),
         "getOneP99Ms": round(pct(ones, 99) * 1000, 2),
         "queueToBuildingP50Ms": round(statistics.median(q2b), 1),
         "getOne304P50Ms": round(pct(not_modified, 50) * 1000, 2),
@@ -168,9 +199,12 @@ def main() -> int:
         "walkArchivedBuilds": walked,
         "walkArchivedS": round(walk_s, 2),
     }
-    print(f"POST /builds        {result['postPerS']:>8} req/s   ({len(posts)} in {a.seconds:g}s, 4 clients)")
+    print(f"POST /builds        {result['postPerS']:>8} req/s   ({len(posts)} in {a.seconds:g}s, 4 clients; goal >= 150)")
     print(f"GET  /builds        p50 {result['getListP50Ms']:>7} ms   p99 {result['getListP99Ms']} ms "
           f"({len(lists) / a.seconds:.0f} req/s)")
+    print(f"  the bare baseline p50 {result['bareListP50Ms']:>7} ms   p99 {result['bareListP99Ms']} ms "
+          f"({len(bare_lists) / a.seconds:.0f} req/s): gantry/bare p50 {result['listP50Ratio']}x (goal: <= 2x; "
+          f"p99 goal <= 60 ms)")
     print(f"GET  /builds/{{id}}   p99 {result['getOneP99Ms']:>7} ms   ({len(ones) / a.seconds:.0f} req/s)")
     print(f"queue -> BUILDING   p50 {result['queueToBuildingP50Ms']:>7} ms   (the scheduler polls every "
           f"{Settings().scheduler_poll_s * 1000:g} ms and is nudged on each POST)")
