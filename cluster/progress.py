@@ -20,7 +20,7 @@ from gantry.statuses import ReplicationStatus as R
 
 STYLE = {B.SUCCEEDED: "green", D.COMPLETED: "green", R.REPLICATED: "green", B.FAILED: "red", B.DEAD: "red",
          D.ROLLED_BACK: "red", D.ABORTED: "red", B.CANCELLED: "yellow", D.SUPERSEDED: "yellow", D.PAUSED: "yellow",
-         B.EXPIRED: "dim"}
+         D.WAITING_APPROVAL: "magenta", B.EXPIRED: "dim"}
 
 
 def _status(s: str) -> Text:
@@ -62,6 +62,11 @@ def deployment_view(d: Deployment) -> Panel:
     head = Text.assemble("status ", _status(d.status), f"   build {d.buildID[:12]}",
                          f"   region {d.currentRegion}" if d.currentRegion else "",
                          f"   ({d.reason})" if d.reason else "")
+    if d.approval:
+        a = d.approval
+        head.append(f"\n  waits at {a['gate']} for {a['mayApprove']}: {len(a['approvals'])} of {a['needed']} "
+                    f"approved ({', '.join(x['user'] for x in a['approvals']) or 'no one yet'}); "
+                    f"`gantry deploy approve {d.projectName} {d.deploymentID}`")
     t = Table.grid(padding=(0, 2))
     for region in d.regions:
         for dc in region.dcs:
