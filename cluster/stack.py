@@ -173,10 +173,9 @@ class Stack:
             # One node at a time: on a small machine concurrent raylet start-ups time out.
             for i, r in enumerate(shape.regions):
                 self._start_ray_node(f"ray-region-{r}", {region_resource(r): 1000}, gcs_port)
-                self._wait_nodes(2 + i)
+                self._wait_nodes(2 + i, f"ray-region-{r}")
             for i, b in enumerate(shape.builders):
-                self.add_builder(i, b.cpus, b.memory_mb)
-                self._wait_nodes(2 + len(shape.regions) + i)
+                self._wait_nodes(2 + len(shape.regions) + i, self.add_builder(i, b.cpus, b.memory_mb))
             self._deploy(shape.api_port)
             wait_for(lambda: self.api_healthy(cfg.api_url), 120, "the API to answer")
             for h in (h for h in shape.hosts if f"host-{h.host_id}" not in keep):
@@ -336,9 +335,20 @@ class Stack:
             ray.init(address=self.config().ray_address, namespace="gantry", log_to_driver=False)
         return ray
 
-    def _wait_nodes(self, n: int) -> None:
+    def _wait_nodes(self, n: int, name: str | None = None) -> None:
+        """Wait for `n` live Ray nodes. The node `name` just started: if its `ray start` gave up
+        (on a loaded machine a raylet can time out registering with the GCS), start it again,
+        twice at most."""
         ray = self.connect()
-        wait_for(lambda: sum(1 for x in ray.nodes() if x["Alive"]) >= n, 90, f"{n} Ray nodes", 0.5)
+        again = [2]
+
+        def up() -> bool:
+            if name and again[0] and not self.running().get(name, True):
+                again[0] -= 1
+                print(f"{name} exited while starting; starting it again (logs: {self.logs / name}.log)", flush=True)
+                self.respawn(name)
+            return sum(1 for x in ray.nodes() if x["Alive"]) >= n
+        wait_for(up, 180 if name else 90, f"{n} Ray nodes", 0.5)
 
     def _deploy(self, api_port: int) -> None:
         self.connect()
