@@ -16,6 +16,8 @@ commandstats; nothing else in this path writes),
 peerQueriesPerS and p99AnnounceMs. The HTTP endpoint in front of it is not in this figure.
 `tickMs` is one step of the coordinator's loop with a deployment in flight (its hosts read and
 reconciled): the loop rests at least that long between steps, and the simulator models it so.
+`redisCommandsPerTick` counts what one step sends to Redis (INFO commandstats, each command of a
+pipeline apart) when nothing changed between steps (issue 27's goal: proportional to what changed).
 """
 from __future__ import annotations
 
@@ -36,12 +38,18 @@ from gantry.cluster.stack import free_port
 from gantry.state import State, keys
 from gantry.statuses import BuildStatus, HostState
 
+TICKS = 20
 WRITES = {"evalsha", "eval"}   # a report is written by one script (its inner HSETs are counted apart by Redis)
 ARTIFACT = "blake3:" + "a" * 64
 
 
 def writes(r: redis.Redis) -> int:
     return sum(v["calls"] for k, v in r.info("commandstats").items() if k.split("_", 1)[1] in WRITES)
+
+
+def commands(r: redis.Redis) -> dict[str, int]:
+    """Calls so far, by command (INFO commandstats; each command of a pipeline counts)."""
+    return {k.split("_", 1)[1]: v["calls"] for k, v in r.info("commandstats").items()}
 
 
 def main() -> int:
@@ -106,11 +114,13 @@ def main() -> int:
         # the loop rests at least this long after a step (actors/loop.py), the simulator too
         state.deployments.create("web", "b1", None, {"steps": [0.1, 1.0], "minHealthy": 0.9, "bakeS": 60},
                                  ["bench"], "bench")
-        ticks = []
-        for _ in range(5):
+        ticks, calls_before = [], commands(r)
+        for _ in range(TICKS):
             t = time.perf_counter()
             coord.tick()
             ticks.append(time.perf_counter() - t)
+        calls = {k: (v - calls_before.get(k, 0)) / TICKS for k, v in commands(r).items()}
+        calls = {k: v for k, v in calls.items() if k != "info" and v > 0}
         assert len(coord.tracker.swarms[ARTIFACT].peers) == a.hosts, "the announces did not reach the tracker"
     finally:
         proc.terminate()
@@ -120,13 +130,17 @@ def main() -> int:
     out = {"hosts": a.hosts, "chunks": a.chunks, "announcesPerS": round(announces / elapsed),
            "peerQueriesPerS": round(queries / elapsed), "redisWritesPerAnnounce": round(written / announces, 4),
            "p99AnnounceMs": round(lat[int(len(lat) * 0.99)] * 1000, 3),
-           "tickMs": round(sorted(ticks)[2] * 1000, 1)}
+           "tickMs": round(sorted(ticks)[TICKS // 2] * 1000, 1), "tickP99Ms": round(max(ticks) * 1000, 1),
+           "redisCommandsPerTick": round(sum(calls.values())),
+           "redisCommandsPerTickByName": {k: round(v) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:6]}}
     print(f"registration of {a.hosts} hosts: {register_s:.1f} s ({a.hosts / register_s:.0f} first reports/s, each written)")
     print(f"announces/s {out['announcesPerS']:>8}   goal >= 5000 (10,000 hosts at a 2 s interval, one core)")
     print(f"Redis writes per announce {out['redisWritesPerAnnounce']:>6}   goal <= 0.1 ({written} writes)")
     print(f"peer queries/s {out['peerQueriesPerS']:>8}   p99 announce {out['p99AnnounceMs']} ms")
-    print(f"one loop step (median of 5, a deployment in flight) {out['tickMs']} ms = "
-          f"{out['tickMs'] * 1000 / a.hosts:.1f} us a host")
+    print(f"one loop step (median of {TICKS}, a deployment in flight) {out['tickMs']} ms = "
+          f"{out['tickMs'] * 1000 / a.hosts:.1f} us a host; the slowest {out['tickP99Ms']} ms")
+    print(f"Redis commands a step {out['redisCommandsPerTick']} (goal: proportional to what changed, not to the "
+          f"hosts; nothing changed between these steps): {out['redisCommandsPerTickByName']}")
     if a.json:
         print(json.dumps(out))
     return 0
