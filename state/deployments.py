@@ -144,9 +144,10 @@ class Deployments:
     def desired(self, project: str) -> dict:
         return self.r.hgetall(keys.desired(project))
 
-    def desired_deployments(self) -> list[Deployment]:
-        """The desired deployment of every project that has one, in two round trips."""
-        projects = self.projects_with_desired_state()
+    def desired_deployments(self, projects: list[str] | None = None) -> list[Deployment]:
+        """The desired deployment of every project that has one (of `projects`, as read from
+        `projects_with_desired_state`), in two round trips."""
+        projects = self.projects_with_desired_state() if projects is None else projects
         ids = [row[0] for row in read_fields(self.r, [keys.desired(p) for p in projects], ("deploymentID",))]
         return [Deployment.from_hash(d) for d in read_hashes(self.r, [keys.deploy(i) for i in ids if i]) if d]
 

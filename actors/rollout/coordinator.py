@@ -264,9 +264,9 @@ class Coordinator:
         with self.lock:   # entries of artifacts a host no longer announces, and of silent hosts
             self.tracker.expire(now, lost_after)
         states: Counter = Counter()   # (host, project) pairs by state
-        desired = {d.project: d for d in self.state.deployments.desired_deployments()}
-        self.state.deployments.promote_waiting([p for p in self.state.deployments.projects_with_desired_state()
-                                                if p not in desired or not desired[p].status.active])
+        projects = self.state.deployments.projects_with_desired_state()
+        desired = {d.project: d for d in self.state.deployments.desired_deployments(projects)}
+        self.state.deployments.promote_waiting([p for p in projects if p not in desired or not desired[p].status.active])
         with self.lock:
             unheard = [h["hostID"] for h in hosts if h.get("state") != HostState.LOST and not self.memory.last_seen(h["hostID"])]
         for dep in desired.values():
