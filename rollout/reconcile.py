@@ -11,11 +11,12 @@ Stage, then activate: with `strategy.stage` "all" every live host first stages t
 what it runs, as soon as the region holds the replica; activation waits until every datacenter
 that can stage has (`activation.may_activate`), and region waves go one after another. A host
 that has not staged within the deadline counts as failed for its wave. With "wave", each wave
-downloads and activates. A datacenter at an approval gate of the strategy (before a wave, or before
-its region wave) holds there and the deployment waits (WAITING_APPROVAL, naming the gate) until
-the gate is approved; then any datacenter's reconcile lets it go on. Where no rollout moves hosts, every live host converges to the build
-the datacenter runs (a host that joined or came back late); a region that joined the stack during
-a deployment runs its build once the deployment is COMPLETED and the region holds the replica.
+downloads and activates. A datacenter at an approval gate of the strategy (before a wave, or
+before its region wave) holds there and the deployment waits (WAITING_APPROVAL, naming the gate)
+until the gate is approved; then any datacenter's reconcile lets it go on. Where no rollout moves
+hosts, every live host converges to the build the datacenter runs (a host that joined or came
+back late); a region that joined the stack during a deployment runs its build once the
+deployment is COMPLETED and the region holds the replica.
 """
 from __future__ import annotations
 
