@@ -9,6 +9,7 @@ covers the gate in every datacenter; approvals are never taken back.
 """
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,13 @@ class ApprovalGate(BaseModel):
                                                                               "role (admins have every role)")
     count: int = Field(default=1, ge=1, le=5, description="how many different people must approve")
     notRequester: bool = Field(default=False, description="the one who asked for the deployment may not approve it")
+
+
+def awaited(dep: dict) -> tuple[str, dict | None]:
+    """The gate a deployment record (as Redis holds it) waits at: its name, and the gate if the
+    deployment's strategy has it."""
+    name = dep.get("awaiting") or ""
+    return name, gates(json.loads(dep.get("strategy") or "{}")).get(name)
 
 
 def gates(strategy: dict) -> dict[str, dict]:

@@ -2,15 +2,11 @@
 (WAITING_APPROVAL) goes on once enough people with the gate's role have approved it."""
 from __future__ import annotations
 
-import json
-
-from pydantic import ValidationError
-
 from gantry import auth
 from gantry.clock import iso_ms
 from gantry.models import ApproveIn
 from gantry.rollout import approvals as rules
-from gantry.serve_app.errors import ApiError, problems
+from gantry.serve_app.errors import ApiError, parse_body
 from gantry.state import audit
 from gantry.statuses import DeploymentStatus
 
@@ -20,15 +16,11 @@ class ApprovalOps:
         """Approve the gate the deployment waits at; the deployment goes on once the gate has
         its count of approvals (the coordinators would also see it within a tick)."""
         project = self._project(who, projectName)
-        try:
-            body = body if isinstance(body, ApproveIn) else ApproveIn.model_validate(body or {})
-        except ValidationError as e:
-            raise ApiError(422, "invalid request", problems(e.errors()))
+        body = parse_body(ApproveIn, body)
         dep = self._deployment(projectName, deploymentID)
         if dep["status"] != DeploymentStatus.WAITING_APPROVAL:
             raise ApiError(409, "nothing to approve", f"deployment is {dep['status']}, not {DeploymentStatus.WAITING_APPROVAL}")
-        gate_name = dep.get("awaiting") or ""
-        gate = rules.gates(json.loads(dep.get("strategy") or "{}")).get(gate_name)
+        gate_name, gate = rules.awaited(dep)
         if gate is None:
             raise ApiError(409, "nothing to approve", f"the deployment's strategy has no gate {gate_name!r}")
         given = self.state.approvals.given(deploymentID).get(gate_name, [])

@@ -1,6 +1,8 @@
 """API errors: what a caller did wrong (or why we cannot answer now), as JSON {"error", "detail"}."""
 from __future__ import annotations
 
+from pydantic import BaseModel, ValidationError
+
 from gantry import builds as rules
 
 
@@ -12,6 +14,16 @@ class ApiError(Exception):
 def problems(errors) -> list[dict]:
     """pydantic's validation errors as the API shows them."""
     return [{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in errors]
+
+
+def parse_body(model: type[BaseModel], body) -> BaseModel:
+    """A request body as `model`, or 422 naming what is wrong."""
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as e:
+        raise ApiError(422, "invalid request", problems(e.errors()))
 
 
 def check_name(name: str) -> None:

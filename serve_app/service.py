@@ -9,8 +9,6 @@ import inspect
 import json
 from typing import Callable
 
-from pydantic import BaseModel, ValidationError
-
 from gantry import cursor as listing
 from gantry.archive.files import ArchiveReader, list_page
 from gantry.rollout.waves import region_waves
@@ -18,7 +16,7 @@ from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
 from gantry import auth
 from gantry.serve_app import prediction, project_settings, views
-from gantry.serve_app.errors import ApiError, check_id, check_name, problems
+from gantry.serve_app.errors import ApiError, check_id, check_name, parse_body
 from gantry.serve_app.analysis_ops import AnalysisOps
 from gantry.serve_app.approval_ops import ApprovalOps
 from gantry.serve_app.freeze_ops import FreezeOps
@@ -56,15 +54,6 @@ def _cursor(cursor: str | None) -> str | None:
         except ValueError as e:
             raise ApiError(400, "invalid nextCursor", str(e))
     return cursor or None
-
-
-def _parse(model: type[BaseModel], body) -> BaseModel:
-    if isinstance(body, model):
-        return body
-    try:
-        return model.model_validate(body if body is not None else {})
-    except ValidationError as e:
-        raise ApiError(422, "invalid request", problems(e.errors()))
 
 
 
@@ -151,7 +140,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, Webh
     def op_put_project(self, who: auth.Principal, projectName: str, body) -> dict:
         check_name(projectName)
         self._admin(who, "registering a project")
-        body = _parse(ProjectIn, body)
+        body = parse_body(ProjectIn, body)
         options = {}
         if body.webhookSecret is not None:
             options["webhookSecret"] = body.webhookSecret
@@ -214,7 +203,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, Webh
 
     def op_create_build(self, who: auth.Principal, projectName: str, body) -> dict:
         project = self._project(who, projectName)
-        body = _parse(BuildIn, body)
+        body = parse_body(BuildIn, body)
         self._write_allowed(projectName, project)
         details = body.buildDetails.model_dump() if body.buildDetails else {}
         return self._accepted(self._queue_build(who.user, projectName, body.commitSHA, details, body.priority))
@@ -330,7 +319,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, Webh
 
     def op_create_deployment(self, who: auth.Principal, projectName: str, body, dryRun: bool = False) -> dict:
         project = self._project(who, projectName)
-        body = _parse(DeploymentIn, body)
+        body = parse_body(DeploymentIn, body)
         rec = self._deployable(projectName, body.buildID)
         self._write_allowed(projectName, project)
         default = StrategyIn.model_validate_json(project["defaultStrategy"]) if project.get("defaultStrategy") else StrategyIn()
@@ -378,7 +367,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, Webh
     def op_rollback(self, who: auth.Principal, projectName: str, body=None) -> dict:
         """Never frozen: a rollback is what a freeze is for."""
         project = self._project(who, projectName)
-        body = _parse(RollbackIn, body)
+        body = parse_body(RollbackIn, body)
         if body.buildID:
             target = self._deployable(projectName, body.buildID)
         else:

@@ -163,8 +163,8 @@ def deployment_view(state: State, stack: StackConfig, dep: dict) -> dict:
 
 def approval_view(state: State, dep: dict) -> dict:
     """Where a waiting deployment waits, who may approve, and who has."""
-    gate_name = dep.get("awaiting") or ""
-    gate = approvals.gates(json.loads(dep.get("strategy") or "{}")).get(gate_name) or {"count": 1, "role": "deployer"}
+    gate_name, gate = approvals.awaited(dep)
+    gate = gate or {"count": 1, "role": "deployer"}
     return {"gate": gate_name, "mayApprove": approvals.describe(gate), "needed": gate["count"],
             "approvals": state.approvals.given(dep["deploymentID"]).get(gate_name, [])}
 

@@ -53,15 +53,20 @@ class Notifier:
         entries = self.state.events.read(GROUP, "notifier")
         if not entries:
             return 0
-        notices = [n for event_id, event in entries for n in self.notices_for(event_id, event)]
+        projects: dict[str, dict | None] = {}   # each project's record read once a batch
+        notices = [n for event_id, event in entries for n in self.notices_for(event_id, event, projects)]
         with self.state.r.pipeline() as p:
             self.state.notices.enqueue(notices, p)
             self.state.events.ack(GROUP, [i for i, _ in entries], p)
             p.execute()
         return len(notices)
 
-    def notices_for(self, event_id: str, event: dict) -> list[dict]:
-        project = self.state.projects.get(event.get("project") or "")
+    def notices_for(self, event_id: str, event: dict, projects: dict | None = None) -> list[dict]:
+        name = event.get("project") or ""
+        projects = {} if projects is None else projects
+        if name not in projects:
+            projects[name] = self.state.projects.get(name)
+        project = projects[name]
         if project is None:
             return []
         subs = json.loads(project.get("notifications") or "[]")
