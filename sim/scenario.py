@@ -44,7 +44,7 @@ class Scenario:
     p2p: bool = True                           # False: every host fetches from the origin only
     poll_s: float = 0.0                        # a waiting host looks again at least this often (0: by scale)
     tick_s: float = 0.5                        # coordinator
-    step_cost_per_host_s: float = 69e-6        # its loop's step, a host (bench/coordinator.py tickMs)
+    step_cost_per_host_s: float = 3.5e-6       # its loop's step, a host (bench/coordinator.py busyTickMs)
     analysis_s: float = 0.0                    # each wave's canary analysis (0: none); its verdict is a pass
     busy_report_s: float = 0.5
     idle_report_s: float = 10.0

@@ -22,10 +22,24 @@ def serves(host: dict, project: str) -> bool:
     return said == ALL or project in json.loads(said)
 
 
+def record(h: dict) -> dict:
+    """A host's own record as read, with `state` lost for a lost host."""
+    return {**h, "state": HostState.LOST} if h.get("lostAt") else h
+
+
+def merged(h: dict, row: dict) -> dict:
+    """A host's record (as `record` gives it) merged with its record for a project: state idle
+    where it has none yet, lost for a lost host."""
+    out = {**h, **row, "updatedAt": h.get("updatedAt", "")}
+    out["state"] = HostState.LOST if h.get("lostAt") else (row.get("state") or HostState.IDLE)
+    return out
+
+
 class Hosts:
     def __init__(self, r: redis.Redis, clock: Callable[[], int]):
         self.r, self.clock = r, clock
         self._report = scripts.register(r, "host_report")
+        self._set = scripts.register(r, "host_set")
 
     def report(self, host_id: str, region: str, dc: str, fields: dict, projects: dict[str, dict],
                serving: list[str] | None = None) -> dict[str, tuple[str, str]]:
@@ -42,8 +56,8 @@ class Hosts:
                     for p, f in projects.items()}
         names = sorted(set(self.r.smembers(keys.host_projects(dc, host_id))) | set(reported))
         targets = self._report(
-            keys=[keys.host(dc, host_id), keys.hosts(dc), keys.host_projects(dc, host_id),
-                  *(keys.host_project(dc, host_id, p) for p in names)],
+            keys=[keys.host(dc, host_id), keys.hosts(dc), keys.host_projects(dc, host_id), keys.host_seq(dc),
+                  keys.host_changed(dc), *(keys.host_project(dc, host_id, p) for p in names)],
             args=[json.dumps(fields), host_id, json.dumps(names), json.dumps(reported or {})])
         pairs = zip(names, targets[0::2], targets[1::2])
         return {p: (t, st) for p, t, st in pairs if t or st or p in reported}
@@ -61,36 +75,34 @@ class Hosts:
         rows = read_hashes(self.r, [keys.host_project(dc, host_id, p) for p in names])
         return {p: (row.get("targetBuildID") or "", row.get("stageBuildID") or "") for p, row in zip(names, rows)}
 
+    def _write(self, dc: str, host_id: str, field: str, value, project: str = "") -> None:
+        key = keys.host_project(dc, host_id, project) if project else keys.host(dc, host_id)
+        self._set(keys=[key, keys.host_projects(dc, host_id), keys.host_seq(dc), keys.host_changed(dc)],
+                  args=[host_id, field, value, project])
+
     def set_target(self, dc: str, host_id: str, project: str, build_id: str) -> None:
-        with self.r.pipeline() as p:
-            p.hset(keys.host_project(dc, host_id, project), "targetBuildID", build_id)
-            p.sadd(keys.host_projects(dc, host_id), project)
-            p.execute()
+        self._write(dc, host_id, "targetBuildID", build_id, project)
 
     def set_stage(self, dc: str, host_id: str, project: str, build_id: str) -> None:
         """Tell the host to download and unpack `build_id` beside what it runs, without switching."""
-        with self.r.pipeline() as p:
-            p.hset(keys.host_project(dc, host_id, project), "stageBuildID", build_id)
-            p.sadd(keys.host_projects(dc, host_id), project)
-            p.execute()
+        self._write(dc, host_id, "stageBuildID", build_id, project)
 
     def note(self, dc: str, host_id: str, field: str, text: str) -> None:
         """A remark on the host's own record that its reports do not overwrite (why its claims
         were dropped, say)."""
-        self.r.hset(keys.host(dc, host_id), field, text)
+        self._write(dc, host_id, field, text)
 
     def mark_stage_late(self, dc: str, host_id: str, project: str, build_id: str) -> None:
         """The host did not stage `build_id` in time: it counts as failed for its wave."""
-        self.r.hset(keys.host_project(dc, host_id, project), "stageLate", build_id)
+        self._write(dc, host_id, "stageLate", build_id, project)
 
     def mark_lost(self, dc: str, host_id: str) -> None:
-        self.r.hset(keys.host(dc, host_id), "lostAt", self.clock())
+        self._write(dc, host_id, "lostAt", self.clock())
 
     def in_dc(self, dc: str) -> list[dict]:
         """The hosts' own records, with `state` lost for a lost host."""
         ids = sorted(self.r.smembers(keys.hosts(dc)))
-        return [{**h, "state": HostState.LOST} if h.get("lostAt") else h
-                for h in read_hashes(self.r, [keys.host(dc, i) for i in ids]) if h]
+        return [record(h) for h in read_hashes(self.r, [keys.host(dc, i) for i in ids]) if h]
 
     def views(self, dc: str, project: str, hosts: list[dict] | None = None) -> dict[str, HostView]:
         """`for_project`, typed for a rollout: host -> its view."""
@@ -102,9 +114,4 @@ class Hosts:
         datacenter's host records if the caller has just read them."""
         hosts = [h for h in (self.in_dc(dc) if hosts is None else hosts) if serves(h, project)]
         rows = read_hashes(self.r, [keys.host_project(dc, h["hostID"], project) for h in hosts])
-        out = []
-        for h, row in zip(hosts, rows):
-            merged = {**h, **row, "updatedAt": h.get("updatedAt", "")}
-            merged["state"] = HostState.LOST if h.get("lostAt") else (row.get("state") or HostState.IDLE)
-            out.append(merged)
-        return out
+        return [merged(h, row) for h, row in zip(hosts, rows)]

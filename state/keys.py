@@ -136,6 +136,10 @@ def host(dc: str, host_id: str) -> str: return _k("host", dc, host_id)
 def hosts(dc: str) -> str: return _k("hosts", dc)
 def host_project(dc: str, host_id: str, project_name: str) -> str: return _k("hostp", dc, host_id, project_name)
 def host_projects(dc: str, host_id: str) -> str: return _k("hostprojects", dc, host_id)
+# every write to a host's records bumps its datacenter's sequence and scores the host with it
+# (state/host_cache.py reads only the hosts scored above what it last saw)
+def host_seq(dc: str) -> str: return _k("hostseq", dc)
+def host_changed(dc: str) -> str: return _k("hostchanged", dc)
 
 
 # audit and rate limits

@@ -6,7 +6,8 @@ transition table (`statuses.TABLES`) as a Lua table, to-status -> {from-status =
 script changes a status only if `FROM[to][current]` (see `may` in `statuses.lua`, put in front
 of every script that uses a table). A script that records audit entries calls `audit(entry, k)`;
 the `audit.lua` function is put in front of it likewise, and `events.lua`'s `emit(...)` in front of
-a script that tells of a status change (its caller hands the events stream as the last key).
+a script that tells of a status change (its caller hands the events stream as the last key), and
+`touch_host.lua`'s `touch(...)` in front of a script that writes a host's records.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def source(name: str) -> str:
         text = source("audit") + text
     if re.search(r"\bemit\(", text) and name != "events":
         text = source("events") + text
+    if re.search(r"\btouch\(", text) and name != "touch_host":
+        text = source("touch_host") + text
     text = _TABLE.sub(lambda m: lua_table(m[1]), text)
     return _NAME.sub(lambda m: getattr(getattr(statuses, m[1]), m[2]).value, text)
 

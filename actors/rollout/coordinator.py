@@ -24,6 +24,7 @@ from gantry.rollout.tracker import Tracker
 from gantry.artifacts import bitfield
 from gantry.artifacts.blobstore import chunk_key, manifest_key
 from gantry.state import State
+from gantry.state.host_cache import HostCache
 from gantry.statuses import BuildStatus, DcPhase, DeploymentStatus, HostState, ReplicationStatus
 
 log = logging.getLogger("gantry.coordinator")
@@ -62,6 +63,7 @@ class Coordinator:
         self.stage_timeout_s, self.stage_min_bytes_per_s = stage_timeout_s, stage_min_bytes_per_s
         self._staging_began: dict[str, float] = {}   # deployment -> when this datacenter began staging it
         self.memory = memory or HostMemory()   # soft state: liveness, what Redis holds, targets' versions
+        self.hosts = HostCache(state.r, dc)   # the host records, read again only where they changed
         self.started = clock()
         self.first_report: float | None = None   # since it started: hosts can reach it (the API is up)
         self._build_info: dict[str, dict] = {}
@@ -245,7 +247,7 @@ class Coordinator:
 
     def tick(self) -> None:
         now = self.clock()
-        hosts = self.state.hosts.in_dc(self.dc)
+        hosts = self.hosts.in_dc()
         lost_after = self.memory.lost_after(self.lost_after_s)
         # A host not heard from since a restart gets a full period from the first report any host
         # made since (its path here works: the API is up and names this endpoint); while none has
@@ -258,6 +260,7 @@ class Coordinator:
             if h.get("state") != HostState.LOST and silent > (lost_after if seen else wait):
                 self.state.hosts.mark_lost(self.dc, h["hostID"])
                 h["state"], h["lostAt"] = HostState.LOST, str(int(now * 1000))
+                self.hosts.forget(h["hostID"])
                 with self.lock:
                     self.memory.mark_lost(h["hostID"])
                     self.tracker.forget(h["hostID"])
@@ -272,9 +275,9 @@ class Coordinator:
         for dep in desired.values():
             if unheard and dep.status.active:
                 continue   # since its start: a wave is judged on what its hosts say now, not before a restart
-            states.update(v.state for v in self._drive(dep, hosts, now).values())
+            states.update(v.state for v in self._drive(dep, now).values())
         for project in self.state.projects.prestaged():
-            self._prestage(project, desired.get(project), hosts)
+            self._prestage(project, desired.get(project))
         gauge = metrics.rollout_hosts()
         for state in HostState:
             gauge.set(states[state], tags={"dc": self.dc, "state": state.value})
@@ -299,7 +302,7 @@ class Coordinator:
             return True
         return False
 
-    def _prestage(self, project: str, dep: Deployment | None, hosts: list[dict]) -> None:
+    def _prestage(self, project: str, dep: Deployment | None) -> None:
         """Stage the project's newest successful build if it is newer than its desired one (and
         no deployment is under way: that one decides what is staged)."""
         if dep and dep.status.active:
@@ -311,16 +314,16 @@ class Coordinator:
             return
         if self._holds(newest["buildID"], self.region):
             plan = Plan()
-            stage(newest["buildID"], self.state.hosts.views(self.dc, project, hosts).values(), plan)
+            stage(newest["buildID"], self.hosts.views(project).values(), plan)
             self._apply(project, plan)
 
-    def snapshot(self, dep: Deployment, hosts: list[dict], now: float) -> Snapshot:
+    def snapshot(self, dep: Deployment, now: float) -> Snapshot:
         """What this datacenter knows of a deployment, read from Redis (and the caches above).
         A finished deployment needs only its hosts and the build the datacenter runs; the rest
         is read only while it is in flight, or while this datacenter may have hosts to take back."""
         deps, dep_id = self.state.deployments, dep.deployment_id
         snap = Snapshot(dc=self.dc, region=self.region, dcs_by_region=self.dcs_by_region, deployment=dep,
-                        hosts=self.state.hosts.views(self.dc, dep.project, hosts), holding=set(), staged_dcs=set(),
+                        hosts=self.hosts.views(dep.project), holding=set(), staged_dcs=set(),
                         outcomes={}, rollout=None, current=deps.dc_current(dep.project).get(self.dc), now=now)
         active = dep.status.active
         if not active and dep.status != DeploymentStatus.ROLLED_BACK:
@@ -357,9 +360,9 @@ class Coordinator:
     def _remember_staging(self, dep_id: str, began: float) -> None:
         self._staging_began = {dep_id: began, **dict(list(self._staging_began.items())[-15:])}
 
-    def _drive(self, dep: Deployment, hosts: list[dict], now: float) -> dict[str, HostView]:
+    def _drive(self, dep: Deployment, now: float) -> dict[str, HostView]:
         """One step of the project's desired deployment here: read, reconcile, apply."""
-        snap = self.snapshot(dep, hosts, now)
+        snap = self.snapshot(dep, now)
         before = (snap.rollout.wave, snap.rollout.phase) if snap.rollout else (0, None)
         plan = reconcile(snap)
         self._apply(dep.project, plan, dep, snap.stage_deadline_s)

@@ -1,4 +1,5 @@
--- A host's heartbeat. KEYS: host:{dc}:{id}, hosts:{dc}, hostprojects:{dc}:{id}, then hostp:{dc}:{id}:{p} for each
+-- A host's heartbeat. KEYS: host:{dc}:{id}, hosts:{dc}, hostprojects:{dc}:{id}, hostseq:{dc},
+-- hostchanged:{dc}, then hostp:{dc}:{id}:{p} for each
 -- project in ARGV[3]'s order. ARGV: host fields json, hostID, projects json, project fields json
 -- (project -> fields it reported). Notes, for each project, the target the reply carries as
 -- sentTargetBuildID; returns, in the projects' order, each one's target and build to stage
@@ -12,7 +13,7 @@ redis.call('SADD', KEYS[2], ARGV[2])
 local reported = cjson.decode(ARGV[4])
 local targets = {}
 for i, p in ipairs(cjson.decode(ARGV[3])) do
-  local key = KEYS[3 + i]
+  local key = KEYS[5 + i]
   local fields = reported[p]
   if fields then
     local cur = was_lost and '${HostState.LOST}' or redis.call('HGET', key, 'state')
@@ -27,4 +28,5 @@ for i, p in ipairs(cjson.decode(ARGV[3])) do
   table.insert(targets, t)
   table.insert(targets, redis.call('HGET', key, 'stageBuildID') or '')
 end
+touch(4, ARGV[2])
 return targets
