@@ -18,6 +18,7 @@ JSON `{"error", "detail"}` like the API's.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import logging
 import ssl
 import threading
@@ -36,6 +37,10 @@ from gantry.tokenbucket import TokenBucket
 
 log = logging.getLogger("gantry.endpoint")
 MAX_BODY = Settings().max_host_report_bytes
+# asyncio's TLS (CPython 3.11+ sslproto) gives each connection a 256 KB read buffer, filled with
+# zeros up front: 10,000 hosts' parked long-polls held 2.8 GB of it (bench/longpoll.py). A
+# record is at most 16 KB, and a host's requests are small, so 32 KB reads cost nothing.
+asyncio.sslproto.SSLProtocol.max_size = 32 * 1024
 
 
 class Refused(Exception):
