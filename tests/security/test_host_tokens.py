@@ -1,5 +1,7 @@
 """Issue 12, point 4: a host token speaks for one host in one datacenter, and hosts hold no
 blob-store credentials. Against the real coordinator endpoints, coordinators and node daemons."""
+import time
+
 import httpx
 import jwt
 import pytest
@@ -21,7 +23,10 @@ def victim(stack):
 
 def test_a_host_token_cannot_speak_for_another_host_or_datacenter(stack, victim):
     secret, state = stack.config().jwt_secret(), State(stack.config().redis_url)
-    before = state.hosts.get("us-east-a", victim)
+    deadline = time.time() + 60   # the stack may have just started: the victim's first report
+    while (before := state.hosts.get("us-east-a", victim)) is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert before is not None, f"{victim} never reported"
     token = issue_host(secret, "intruder", "us-east-a")
     peers = {"hostID": victim, "address": "127.0.0.1:9", "artifact": "blake3:" + "0" * 64, "chunks": 1,
              "wanted": "AQ==", "have": ""}
