@@ -186,8 +186,8 @@ def list_page(state: State, archive: ArchiveReader, project: str, limit: int,
               cursor: str | None) -> tuple[list[dict], str | None]:
     """One page of a project's builds, newest first, across Redis and the archive."""
     members = state.builds.index(project, limit + 1, cursor)
-    live = state.builds.summaries(members)          # Redis first: a build moved meanwhile is then in the archive
-    newest_archived = state.archive.newest(project)
+    # Redis first: a build moved meanwhile is then in the archive
+    live, newest_archived = state.builds.summaries_then_archived(members, project)
     merged = dict(live)
     if newest_archived and (len(members) <= limit or members[-1] <= newest_archived):
         merged = {**archive.page(project, limit + 1, cursor), **live}

@@ -31,6 +31,7 @@ from gantry.actors.rollout.host_gateway import HostGateway
 from gantry.cluster.certs import StackCA
 from gantry.cluster.stack import free_port
 from gantry.state import State
+from gantry.statuses import HostState
 from gantry.tls import client_context, server_context
 
 DC, SECRET, WAIT_S = "lp-a", "bench-secret-" + "x" * 32, 60
@@ -99,7 +100,7 @@ def main() -> int:
         coord = Coordinator(DC, "lp", {"lp": [DC]}, State(f"redis://127.0.0.1:{port}/0"))
         hosts = [f"h{i}" for i in range(a.hosts)]
         for h in hosts:
-            coord.heartbeat(h, "127.0.0.1:7000", {"web": {"state": "active", "activeBuildID": "b1", "about": ""}})
+            coord.heartbeat(h, "127.0.0.1:7000", {"web": {"state": HostState.ACTIVE, "activeBuildID": "b1", "about": ""}})
         set_at: dict[str, float] = {}
         ep = HostGateway(coord, SECRET, DC, rate=(50, 200), tls=None if a.plain else server_context(str(cert), str(key)))
         woken = coord.memory.on_change

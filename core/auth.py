@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
@@ -21,6 +21,8 @@ class Principal:
     dc: str | None = None        # ...to this datacenter's coordinator...
     serves: frozenset[str] | None = frozenset()   # ...for these projects (None: every one)
     roles: frozenset[str] = frozenset()   # e.g. "deployer": may approve gates and override freezes
+    # (project, its record or None) read with the request's rate-limit token (serve_app.service)
+    read: tuple[str, dict | None] | None = field(default=None, compare=False, repr=False)
 
     def may_access(self, project: str) -> bool:
         return self.admin or project in self.projects

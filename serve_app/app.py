@@ -76,7 +76,9 @@ class GantryAPI(DcEndpoints):
         self._coordinators: dict = {}
 
     def _principal(self, request: Request) -> auth.Principal:
-        return self.service.user(request.headers.get("authorization"))
+        # a read reads its project with the rate limit's token (a write may change it before reading it)
+        read = request.path_params.get("projectName") if request.method in ("GET", "HEAD") else None
+        return self.service.user(request.headers.get("authorization"), read)
 
     def _nudge_scheduler(self) -> None:
         try:

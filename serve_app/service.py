@@ -5,6 +5,7 @@ in), so it is unit tested against a real redis-server alone.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from typing import Callable
@@ -15,6 +16,7 @@ from gantry.rollout.waves import region_waves
 from gantry.clock import iso_ms
 from gantry.models import BuildIn, DeploymentIn, ProjectIn, RollbackIn, StrategyIn
 from gantry import auth
+from gantry import builds as rules
 from gantry.serve_app import prediction, project_settings, views
 from gantry.serve_app.errors import ApiError, check_id, check_name, parse_body
 from gantry.serve_app.analysis_ops import AnalysisOps
@@ -24,7 +26,7 @@ from gantry.serve_app.notify_ops import NotifyOps
 from gantry.serve_app.retention_ops import RetentionOps
 from gantry.serve_app.webhook_ops import WebhookOps
 from gantry.settings import Settings
-from gantry.state import RateLimited, State, TransitionRefused, audit
+from gantry.state import RateLimited, State, TransitionRefused, audit, keys
 from gantry.state.deployments import BuildExpired, DeployBusy
 from gantry.statuses import DEPLOYMENT_OPS, OP_ONLY_FROM, BuildStatus, Concurrency, DeploymentStatus
 from gantry.topology import StackConfig
@@ -69,26 +71,31 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, Webh
         self._gc_now = gc_now                    # a garbage-collection pass now (the monitor actor)
         self.predictor = prediction.Predictor(stack)
 
-    def user(self, authorization: str | None) -> auth.Principal:
-        """A user's principal: host tokens are for the host gateway alone."""
-        who = self.who(authorization)
+    def user(self, authorization: str | None, project: str | None = None) -> auth.Principal:
+        """A user's principal: host tokens are for the host gateway alone. `project`: the one a
+        read-only request is about, read with the rate limit's token (one round trip to Redis,
+        not two); the request's `_project` gives that record."""
+        who = self.who(authorization, project)
         if who.host:
             raise ApiError(403, "forbidden", "a host token is for the /dc routes only")
         return who
 
-    def who(self, authorization: str | None) -> auth.Principal:
+    def who(self, authorization: str | None, project: str | None = None) -> auth.Principal:
         try:
             who = auth.verify(self.secret, authorization)
         except ValueError as e:
             raise ApiError(401, "unauthorized", str(e))
         if not who.host:
             rate = who.rate or (self.settings.rate_user_per_s, self.settings.rate_user_burst)
-            self._take(f"user:{who.user}", *rate)
+            read = project if project and rules.valid_name(project) and who.may_access(project) else None
+            got = self._take(f"user:{who.user}", *rate, read=keys.project(read) if read else None)
+            if read:
+                who = dataclasses.replace(who, read=(read, got))
         return who
 
-    def _take(self, scope: str, rate: float, burst: float) -> None:
+    def _take(self, scope: str, rate: float, burst: float, read: str | None = None) -> dict | None:
         try:
-            self.state.rates.take(scope, rate, burst)
+            return self.state.rates.take(scope, rate, burst, read)
         except RateLimited as e:
             raise ApiError(429, "rate limit exceeded", {"scope": e.scope, "retryAfterS": e.retry_after_s},
                            headers={"Retry-After": str(e.retry_after_s)})
@@ -102,7 +109,7 @@ class Service(RetentionOps, AnalysisOps, FreezeOps, ApprovalOps, NotifyOps, Webh
         check_name(name)
         if not who.may_access(name):
             raise ApiError(403, "forbidden", f"your token does not grant access to project '{name}'")
-        project = self.state.projects.get(name)
+        project = who.read[1] if who.read and who.read[0] == name else self.state.projects.get(name)
         if project is None:
             raise ApiError(404, "project not found", name)
         return project

@@ -139,9 +139,21 @@ class Builds:
 
     def summaries(self, members: list[str]) -> dict[str, dict]:
         """listing key -> build summary (createdAt in ms), for the builds still in Redis."""
+        return self.summaries_then_archived(members, "")[0]
+
+    def summaries_then_archived(self, members: list[str], project: str) -> tuple[dict[str, dict], str | None]:
+        """`summaries`, then (read after them, in the same round trip) the listing key of the
+        project's newest archived build, if any: a build archived after its summary was
+        missed is then counted in it."""
         fields = ("buildID", "commitSHA", "buildStatus", "createdAt")
-        rows = read_fields(self.r, [keys.build(cursor.split(m)[1]) for m in members], fields)
-        return {m: summary_of(dict(zip(fields, row))) for m, row in zip(members, rows) if row[0]}
+        with self.r.pipeline(transaction=False) as p:
+            for m in members:
+                p.hmget(keys.build(cursor.split(m)[1]), *fields)
+            if project:
+                p.hget(keys.archived_newest(), project)
+            rows = p.execute()
+        newest = rows.pop() if project else None
+        return {m: summary_of(dict(zip(fields, row))) for m, row in zip(members, rows) if row[0]}, newest
 
     # --- status -------------------------------------------------------------------------------
 

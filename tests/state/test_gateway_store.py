@@ -36,6 +36,16 @@ def test_token_bucket_allows_a_burst_then_refills(r):
     assert 0 < r.pttl(keys.rate("user:a")) <= 2500   # idle buckets expire
 
 
+def test_a_token_is_taken_with_the_request_s_project_read_in_the_same_call(r):
+    limiter = RateLimiter(r)
+    r.hset(keys.project("web"), mapping={"name": "web", "repoURL": "file:///r"})
+    assert limiter.take("user:c", 2.0, 1, read=keys.project("web")) == {"name": "web", "repoURL": "file:///r"}
+    with pytest.raises(RateLimited):         # refused: the read is not handed out either
+        limiter.take("user:c", 2.0, 1, read=keys.project("web"))
+    assert limiter.take("user:c", 0, 0, read=keys.project("nope")) is None   # no bucket; a missing project
+    assert limiter.take("user:c", 0, 0, read=keys.project("web"))["name"] == "web"
+
+
 def test_audit_pages_newest_first_per_project_and_overall(r):
     log = AuditLog(r)
     targets = [f"{i:032x}" for i in range(7)]
