@@ -49,7 +49,9 @@ class Scenario:
     busy_report_s: float = 0.5
     idle_report_s: float = 10.0
     lost_s: float = 15.0
-    unpack_bps: float = 1 * GB                 # a host writes the release this fast
+    agent_bps: float = 369e6                   # a host agent downloads and verifies this fast on one core,
+                                               # from a peer (bench/agent.py; 389e6 from the store)
+    unpack_bps: float = 1 * GB                 # a host writes the release this fast (bench/agent.py: 1.19e9)
     activate_s: float = 1.0                    # switch, start and health check
     replicated: bool = False                   # every region holds the build at 0 (a dry run)
     steps: tuple = DEFAULT_STEPS
