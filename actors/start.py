@@ -17,9 +17,10 @@ def start_actors(stack_file: str) -> None:
                       (EVENT_READERS, EventReadersActor)):
         cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(stack_file)
     stack = StackConfig.load(stack_file)
-    ChunkReaderActor.options(
-        name=reader_name(stack.primary.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        resources={region_resource(stack.primary.name): PINNED}).remote(stack_file)
+    for region in stack.regions:   # each region's store may serve others' replicas
+        ChunkReaderActor.options(
+            name=reader_name(region.name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            resources={region_resource(region.name): PINNED}).remote(stack_file, region.name)
     for region in stack.regions:
         for dc in region.datacenters:
             RolloutCoordinatorActor.options(

@@ -1,5 +1,5 @@
 """Artifact publish and replication throughput, memory and delta, on a local stack this script
-starts and stops (3 regions, 1 builder, default settings).
+starts and stops (3 regions or --regions, 1 builder, default settings).
 
     .venv/bin/python bench/replication.py [--size-mb N] [--json]
 
@@ -73,6 +73,7 @@ def build(api: httpx.Client, sha: str) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=256)
+    ap.add_argument("--regions", type=int, default=3, help="regions in the stack (the first is the primary)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     size = a.size_mb << 20
@@ -80,8 +81,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="gantry-bench-repl-"))
     stack = Stack(work / "home")
-    cfg = stack.up(api_port=free_port(), regions=("us-east", "eu-west", "ap-south"), builders=1,
-                   say=lambda *_: None)
+    names = ("us-east", "eu-west", "ap-south", *(f"r{i}" for i in range(3, a.regions)))[:a.regions]
+    cfg = stack.up(api_port=free_port(), regions=names, builders=1,   # no hosts past 3 regions: the machine is small
+                   hosts_per_dc=0 if a.regions > 3 else None, say=lambda *_: None)
     try:
         keys = (cfg.s3_access_key, cfg.s3_secret_key)
         primary = s3_for(cfg.primary, *keys)
@@ -131,7 +133,9 @@ def main() -> int:
         stack.down(say=lambda *_: None)
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {"sizeBytes": size, "packUploadBytesPerS": round(pack_upload), "rawPutBytesPerS": round(raw_put),
+    result = {"sizeBytes": size, "regions": len(cfg.regions),
+              "landedSeconds": {r["region"]: round(ts(r["updatedAt"]) - published_at, 1) for r in rows},
+              "sources": {r["region"]: r.get("source") for r in rows}, "packUploadBytesPerS": round(pack_upload), "rawPutBytesPerS": round(raw_put),
               "replicationBytesPerS": round(min(replication)), "rawCopyBytesPerS": round(min(raw_copy)),
               "deltaBytesMoved": delta, "peakRssBytes": max(rss)}
     mb = lambda v: f"{v / 1e6:8.1f} MB/s"
@@ -140,6 +144,9 @@ def main() -> int:
     print(f"replication (slowest)   {mb(min(replication))}   raw copy {mb(min(raw_copy))}   "
           f"ratio {min(replication) / min(raw_copy):.2f} (goal >= 0.8); per region: "
           + ", ".join(f"{r['region']} {x / 1e6:.1f}" for r, x in zip(rows, replication)))
+    print("each region's copy (replication is a tree, fanout "
+          f"{settings.replication_fanout}): " + ", ".join(
+              f"{r['region']} from {r.get('source') or '?'} at {ts(r['updatedAt']) - published_at:.1f} s" for r in rows))
     print(f"delta for a 1% change   {delta / 2**20:.2f} MiB = {100 * delta / size:.2f}% of the artifact (goal <= 3%)")
     print(f"peak RSS                {max(rss) / 2**20:.0f} MiB (build worker {rss[0] / 2**20:.0f} MiB, "
           f"replicators {', '.join(f'{x / 2**20:.0f}' for x in rss[1:])} MiB)")

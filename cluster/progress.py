@@ -53,7 +53,8 @@ def build_view(b: Build, log_tail: str) -> Panel:
         for r in b.replication:
             moved = r.bytesTransferred + r.bytesSkipped
             t.add_row(r.region, _status(r.replicationStatus), _bar(moved if size else 0, size),
-                      f"{_bytes(moved)} / {_bytes(size)}", f"retries {r.retries}" if r.retries else "")
+                      f"{_bytes(moved)} / {_bytes(size)}", f"from {r.source}" if r.source else "",
+                      f"retries {r.retries}" if r.retries else "")
         parts.append(Panel(t, title="replication", title_align="left", border_style="dim"))
     return Panel(Group(*parts), title=f"build {b.buildID} ({b.projectName})", title_align="left")
 

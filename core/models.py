@@ -186,6 +186,7 @@ class Replication(BaseModel):
     retries: int
     error: str | None
     updatedAt: str | None
+    source: str | None = Field(None, description="the region this copy came from (replication is a tree)")
 
 
 class BuildCache(BaseModel):

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     chunk_avg_bytes: int = 4 * MiB      # FastCDC avg_size; chunks average avg + avg/4 (pyfastcdc caps it at 4 MiB)
     upload_concurrency: int = 4         # chunk uploads in flight from a build
     replication_window: int = 4         # chunks in flight per region replicator (backpressure)
+    replication_fanout: int = 2         # copies a region's store serves to other regions at once (replica_sources):
+                                        # 1 where a store's egress is no faster than a link between regions
     replication_give_up_s: float = 24 * 3600.0   # a region's job retries this long before it fails
     replication_backoff_s: float = 2.0           # first retry delay; doubles per retry...
     replication_backoff_max_s: float = 60.0      # ...up to this

@@ -99,6 +99,9 @@ class Swarm:
         return True
 
 
+_EMPTY = Swarm()   # read only: what `peers` sees of an artifact nobody announced
+
+
 class Tracker:
     def __init__(self, max_peers: int = 8, seed_share: float = 0.5, rng: random.Random | None = None,
                  origin_slots: int = 2, assign_s: float = 20.0, distrust_s: float = 60.0):
@@ -107,13 +110,21 @@ class Tracker:
         self.rng = rng or random.Random()
         self.swarms: dict[str, Swarm] = {}   # artifact digest -> its swarm
 
+    def _swarm(self, artifact: str) -> Swarm:
+        swarm = self.swarms.get(artifact)   # (not setdefault: a Swarm made on every call)
+        if swarm is None:
+            swarm = self.swarms[artifact] = Swarm()
+        return swarm
+
     # --- announces ----------------------------------------------------------------------------
 
     def announce(self, artifact: str, host: str, address: str, bits: int, complete: bool, now: float,
                  rack: str = "") -> None:
         """A host's whole bitfield for an artifact (replaces what it said before)."""
-        swarm = self.swarms.setdefault(artifact, Swarm())
-        peer = swarm.peers.setdefault(host, PeerState(host, address))
+        swarm = self._swarm(artifact)
+        peer = swarm.peers.get(host)
+        if peer is None:   # (not setdefault: a PeerState made on every announce was a tenth of a simulation's time)
+            peer = swarm.peers[host] = PeerState(host, address)
         if swarm.by_address.get(peer.address) is peer:
             del swarm.by_address[peer.address]
         swarm.by_address[address] = peer
@@ -128,16 +139,17 @@ class Tracker:
     def add(self, artifact: str, host: str, bits: int, complete: bool, now: float, full: int | None = None) -> bool:
         """Chunks a host added since its last announce; False if the tracker has no whole
         bitfield from it to add to (after a restart, or once expired): it must send one."""
-        peer = self.swarms.get(artifact, Swarm()).peers.get(host)
+        swarm = self.swarms.get(artifact)
+        peer = swarm.peers.get(host) if swarm else None
         if peer is None:
             return False
-        if self.swarms[artifact].banned.get(host, 0.0) > now:
+        if swarm.banned.get(host, 0.0) > now:
             bits, complete = 0, False
         peer.bits |= bits
         peer.complete, peer.last_seen = complete and (full is None or peer.bits == full), now
-        self.swarms[artifact].sort(peer)
-        if host not in self.swarms[artifact].unproven:
-            self._landed(self.swarms[artifact], bits)
+        swarm.sort(peer)
+        if host not in swarm.unproven:
+            self._landed(swarm, bits)
         return True
 
     @staticmethod
@@ -229,7 +241,7 @@ class Tracker:
         (up to seed_share of the answer, more if partial peers are few), then partial peers;
         within each, those in the asker's rack first. Candidates are a random sample of a few
         times `max_peers` of each kind, so a query costs the same in a swarm of any size."""
-        swarm = self.swarms.get(artifact) or Swarm()
+        swarm = self.swarms.get(artifact) or _EMPTY
         me = swarm.peers.get(host)
         rack = me.rack if me else ""
         k = 4 * self.max_peers
@@ -268,7 +280,7 @@ class Tracker:
         """Chunks of `wanted` that `host` should fetch from the origin: ones no peer holds and
         nobody else is fetching, while fewer than `origin_slots` are on their way. An
         assignment that did not land within `assign_s` goes to the next asker."""
-        swarm = self.swarms.setdefault(artifact, Swarm())
+        swarm = self._swarm(artifact)
         for i, (owner, until) in list(swarm.assigned.items()):
             if until < now or owner not in swarm.peers:
                 del swarm.assigned[i]

@@ -24,7 +24,8 @@ def public_replication(row: dict[str, str]) -> dict:
             "chunksSkipped": int(row.get("chunksSkipped") or 0),
             "retries": int(row.get("retries") or 0),
             "error": row.get("error") or None,
-            "updatedAt": iso_ms(int(row["updatedAt"])) if row.get("updatedAt") else None}
+            "updatedAt": iso_ms(int(row["updatedAt"])) if row.get("updatedAt") else None,
+            "source": row.get("source") or None}
 
 
 def public_record(h: dict[str, str], replication: list[dict] | None = None) -> dict:

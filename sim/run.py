@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from gantry.actors.loop import MIN_REST_S
+from gantry.artifacts.replica_sources import fanout_for, pick
 from gantry.records import Deployment, HostView
 from gantry.rollout.dc_rollout import DcRollout
 from gantry.rollout.reconcile import Plan, Snapshot, reconcile
@@ -182,6 +183,7 @@ class Simulation:
         self.download_done = 0.0
         self.cross_region_bytes = 0.0
         self.replicated_at = 0.0
+        self.sources: dict[str, str] = {}   # region -> the region its replica came from
         self.peak_msgs = 0.0
         self._build(fleet, regions)
 
@@ -285,21 +287,35 @@ class Simulation:
             self.ended_at = self.events.now
 
     def _replicate(self) -> None:
+        """Copy the build to every region that lacks it, as a tree (`replica_sources`): each
+        copy from a holder serving fewer than `fanout` copies, the rest when one lands."""
         primary = self.regions[0]
         self.holds = set(self.holding or [primary])
-        for r in self.regions:
-            if r in self.holds:
-                continue
-            if self.sc.replicated:
-                self.holds.add(r)
-                continue
-            flow_done = (lambda region: lambda flow: self._replicated(region, flow))(r)
-            self.net.start(self.sc.size_bytes, [self.stores[primary], self.region_links[r]], flow_done)
+        if self.sc.replicated:
+            self.holds |= set(self.regions)
+        self.waiting = [r for r in self.regions if r not in self.holds]
+        self.serving: Counter = Counter()
+        self.fanout = fanout_for(self.sc.origin_bps, self.sc.region_link_bps)
+        self._copy_more()
 
-    def _replicated(self, region: str, flow) -> None:
+    def _copy_more(self) -> None:
+        primary = self.regions[0]
+        while self.waiting:
+            src = pick(sorted(self.holds), self.serving, self.fanout, primary)
+            if src is None:
+                return
+            r = self.waiting.pop(0)
+            self.serving[src] += 1
+            self.sources[r] = src
+            flow_done = (lambda region, source: lambda flow: self._replicated(region, source, flow))(r, src)
+            self.net.start(self.sc.size_bytes, [self.stores[src], self.region_links[r]], flow_done)
+
+    def _replicated(self, region: str, source: str, flow) -> None:
         self.replicated_at = self.events.now
         self.holds.add(region)
+        self.serving[source] -= 1
         self.cross_region_bytes += flow.size
+        self._copy_more()
         self.touch_all()
 
     def _sample(self) -> None:
@@ -359,6 +375,7 @@ class Simulation:
                 "crossRegionBytes": int(self.cross_region_bytes), "peakControlMsgsPerS": round(self.peak_msgs),
                 "events": self.events.count, "wallSeconds": round(wall, 2),
                 "downloadSeconds": _round(self.download_done), "replicatedSeconds": _round(self.replicated_at),
+                "replicaSources": self.sources,
                 "pieces": swarm.pieces,
                 "pieceBytes": int(swarm.piece_bytes), "reason": self.reason,
                 "regionWaves": self.region_waves, "marks": self.marks, "timeline": self.samples}

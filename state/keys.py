@@ -95,6 +95,7 @@ def push(project_name: str, sha: str, body_sha256: str) -> str: return _k("push"
 def repl_regions(build_id: str) -> str: return _k("repl", build_id)
 def repl_row(build_id: str, region: str) -> str: return _k("repl", build_id, region)
 def repl_queue(region: str) -> str: return _k("replq", region)
+def repl_sources(build_id: str) -> str: return _k("replsrc", build_id)   # zset "source>region" -> lease end (ms)
 
 
 # the archive's pointers

@@ -4,10 +4,12 @@ each region's replicator copies the chunks it lacks."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Callable
 
 import redis
 
+from gantry.artifacts.replica_sources import pick
 from gantry.records import ReplicationRow
 from gantry.state import audit as audit_entries
 from gantry.state import keys, scripts
@@ -113,3 +115,47 @@ class Replication:
                                   keys.repl_queue(region), *rows, keys.events()],
                             args=[build_id, "1" if ok else "0", json.dumps(fields), self.clock(),
                                   f"replication to {region} failed: {reason}"])
+
+    # --- replication as a tree (artifacts/replica_sources.py) ---------------------------------
+
+    def claim_source(self, build_id: str, region: str, primary: str, fanout: int, lease_s: float) -> str | None:
+        """The region `region`'s copy comes from: a region whose replica has landed (or the
+        primary), serving fewer than `fanout` copies, claimed for `lease_s` and noted on the
+        row as `source`. None: every holder serves `fanout` copies now (try again shortly).
+        Claims are read and written in one optimistic transaction, so two replicators never
+        both take a source's last place."""
+        key = keys.repl_sources(build_id)
+        holders = sorted({primary} | {r["region"] for r in self.rows(build_id)
+                                      if r.get("replicationStatus") == ReplicationStatus.REPLICATED})
+        with self.r.pipeline() as p:
+            while True:
+                try:
+                    p.watch(key)
+                    now = self.clock()
+                    live = [c.split(">") for c in p.zrangebyscore(key, now, "+inf")]
+                    source = pick(holders, Counter(s for s, to in live if to != region), fanout, primary)
+                    if source is None:
+                        p.unwatch()
+                        return None
+                    p.multi()
+                    p.zremrangebyscore(key, "-inf", now)
+                    if mine := [f"{s}>{to}" for s, to in live if to == region]:   # an attempt before this one
+                        p.zrem(key, *mine)
+                    p.zadd(key, {f"{source}>{region}": now + int(lease_s * 1000)})
+                    p.pexpire(key, 24 * 3600 * 1000)
+                    p.hset(keys.repl_row(build_id, region), "source", source)
+                    p.execute()
+                    return source
+                except redis.WatchError:
+                    continue
+
+    def extend_source(self, build_id: str, region: str, source: str, lease_s: float) -> None:
+        """A copy under way keeps its claim."""
+        self.r.zadd(keys.repl_sources(build_id), {f"{source}>{region}": self.clock() + int(lease_s * 1000)}, xx=True)
+
+    def release_source(self, build_id: str, region: str, source: str) -> None:
+        self.r.zrem(keys.repl_sources(build_id), f"{source}>{region}")
+
+    def later(self, build_id: str, region: str, ready_at_ms: int) -> None:
+        """The region's job waits (for a source) until `ready_at_ms`, its row as it is."""
+        self.r.zadd(keys.repl_queue(region), {build_id: ready_at_ms}, xx=True)

@@ -20,13 +20,15 @@ log = logging.getLogger("gantry.replication")
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=16)
 class ChunkReaderActor:
-    """On the primary region's node: reads chunks from its store into the Ray object store, from
-    which the object manager carries them to the replicators. Long-lived, so no worker process
-    is started per chunk."""
+    """On a region's node: reads chunks from its store into the Ray object store, from which the
+    object manager carries them to the replicators of regions that copy from this one (the
+    primary, or a region whose replica landed: replication is a tree). Long-lived, so no worker
+    process is started per chunk."""
 
-    def __init__(self, stack_file: str):
+    def __init__(self, stack_file: str, region: str = ""):
         stack = StackConfig.load(stack_file)
-        self.store = s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key)
+        store = next((r for r in stack.regions if r.name == region), stack.primary)
+        self.store = s3_for(store, stack.s3_access_key, stack.s3_secret_key)
 
     def read(self, digest: str) -> bytes:
         return self.store.get(chunk_key(digest))
@@ -45,7 +47,8 @@ class RegionReplicatorActor:
             s3_for(stack.primary, stack.s3_access_key, stack.s3_secret_key),
             s3_for(target, stack.s3_access_key, stack.s3_secret_key, max_attempts=3),
             object_store_fetch(stack.primary.name, self.settings.replication_window),
-            self.settings)
+            self.settings, stack.primary.name,
+            lambda source: object_store_fetch(source, self.settings.replication_window))
         if queued := self.replicator.backfill():
             log.info("%s joined after %d builds in use published: replicating them", region, len(queued))
         wakeup = threading.Event()   # a job queued for now wakes it; a retry's backoff is the tick's

@@ -28,6 +28,9 @@ log = logging.getLogger("gantry.replicator")
 Fetch = Callable[[list[ChunkRef]], Iterator[tuple[ChunkRef, bytes]]]
 
 
+SOURCE_LEASE_S = 120.0     # a copy's claim on its source, renewed every 8 chunks
+WAIT_FOR_SOURCE_MS = 1000   # a job whose holders all serve their share looks again this much later
+
 # a job copies a build still deploying, or a SUCCEEDED one into a region that joined later
 COPYABLE = (BuildStatus.DEPLOYING, BuildStatus.SUCCEEDED)
 
@@ -38,9 +41,14 @@ class _Stop(Exception):
 
 class Replicator:
     def __init__(self, region: str, state: State, primary: BlobStore, target: BlobStore,
-                 fetch: Fetch, settings: Settings):
+                 fetch: Fetch, settings: Settings, primary_region: str = "",
+                 sources: Callable[[str], Fetch] | None = None):
+        """`fetch` carries chunks from the primary store. With `sources` (region -> a Fetch from
+        its store) replication is a tree: a copy comes from whichever region holding the build
+        `replica_sources.pick` names, `primary_region` being the primary's name."""
         self.region, self.state, self.primary, self.target = region, state, primary, target
         self.fetch, self.settings = fetch, settings
+        self.primary_region, self.sources = primary_region, sources
 
     def backfill(self) -> list[str]:
         """A region that joined the stack: queue the builds the fleet runs or is moving to (each
@@ -60,10 +68,18 @@ class Replicator:
         if rec is None or rec.status not in COPYABLE:
             self._finish(build_id, False, f"build is {rec.status if rec else 'missing'}", started)
             return "DROPPED"
+        source = self.primary_region
+        if self.sources is not None:
+            source = self.state.replication.claim_source(build_id, self.region, self.primary_region,
+                                                         self.settings.replication_fanout, SOURCE_LEASE_S)
+            if source is None:   # every holder serves its share of copies: look again shortly
+                self.state.replication.later(build_id, self.region, self.state.clock() + WAIT_FOR_SOURCE_MS)
+                return "WAITING"
+        fetch = self.fetch if self.sources is None or source == self.primary_region else self.sources(source)
         try:
             manifest_bytes = self.primary.get(manifest_key(rec.artifact_digest))
             manifest = Manifest.from_bytes(manifest_bytes, rec.artifact_digest)
-            self._copy(build_id, manifest)
+            self._copy(build_id, manifest, fetch, source)
             self.target.put(manifest_key(rec.artifact_digest), manifest_bytes)  # last
         except _Stop:
             self._finish(build_id, False, "build left DEPLOYING", started)
@@ -74,6 +90,9 @@ class Replicator:
             return self._finish(build_id, False, reason, started)
         except Exception as e:  # a store unreachable, a reader lost: retry with backoff
             return self._retry(build_id, f"{type(e).__name__}: {e}", started)
+        finally:
+            if self.sources is not None:
+                self.state.replication.release_source(build_id, self.region, source)
         return self._finish(build_id, True, "", started)
 
     def _finish(self, build_id: str, ok: bool, reason: str, started: float) -> str:
@@ -82,7 +101,7 @@ class Replicator:
             "region": self.region, "outcome": ReplicationStatus.REPLICATED if ok else ReplicationStatus.FAILED})
         return self.state.replication.finish(build_id, self.region, ok=ok, reason=reason)
 
-    def _copy(self, build_id: str, manifest: Manifest) -> None:
+    def _copy(self, build_id: str, manifest: Manifest, fetch: Fetch, source: str) -> None:
         chunks = manifest.unique_chunks()
         with ThreadPoolExecutor(8) as pool:  # one HEAD per chunk: 2,000 of them for 10 GB
             present_flags = list(pool.map(lambda c: self.target.has(chunk_key(c.digest)), chunks))
@@ -99,12 +118,15 @@ class Replicator:
         window = max(1, self.settings.replication_window)
         with ThreadPoolExecutor(window) as pool:
             writes: deque[Future] = deque()
-            for i, (ref, data) in enumerate(self.fetch(missing)):
+            for i, (ref, data) in enumerate(fetch(missing)):
                 writes.append(pool.submit(self._store_chunk, build_id, ref, data))
                 while len(writes) > window:
                     writes.popleft().result()
-                if i % 8 == 7 and getattr(self.state.builds.record(build_id), "status", None) not in COPYABLE:
-                    raise _Stop()   # cancelled (or gone) meanwhile
+                if i % 8 == 7:
+                    if getattr(self.state.builds.record(build_id), "status", None) not in COPYABLE:
+                        raise _Stop()   # cancelled (or gone) meanwhile
+                    if self.sources is not None:
+                        self.state.replication.extend_source(build_id, self.region, source, SOURCE_LEASE_S)
             for w in writes:
                 w.result()
 

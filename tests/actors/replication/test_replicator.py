@@ -1,12 +1,13 @@
 """The Replicator's logic against real Redis and real stores, without Ray: rows, delta,
 corruption, cancel, retry and give-up."""
 import os
+import time
 
 import pytest
 import redis
 
 from gantry.actors.replication.replicator import Replicator, direct_fetch
-from gantry.state import State
+from gantry.state import State, keys
 from gantry.artifacts.blobstore import FsBlobStore, chunk_key
 from gantry.artifacts.publish import publish
 from gantry.statuses import BuildStatus
@@ -190,3 +191,45 @@ def test_a_region_that_joins_later_backfills_the_builds_in_use_and_only_those(wo
     assert joined.tick() == [(b1, "SUCCEEDED")]                          # a SUCCEEDED build is copied too
     assert rows(store, b1)["ap"]["replicationStatus"] == "REPLICATED"
     assert all(ap.has(chunk_key(c.digest)) for c in m1.chunks) and store.builds.get(b1)["buildStatus"] == "SUCCEEDED"
+
+
+def test_replication_is_a_tree_a_landed_replica_serves_the_next(world):
+    """Fanout 1: while eu copies from the primary, ap waits; then ap copies from eu (not the
+    primary, which also serves its hosts), and each row says where its copy came from."""
+    store, primary, eu_store, tmp = world
+    ap_store = FsBlobStore(tmp / "ap")
+    b = store.builds.create("p", "a" * 40)["buildID"]
+    assert store.builds.claim_next("o") == b
+    manifest, stats = publish(output(tmp, "v", os.urandom(1 << 20)), primary, 16 << 10)
+    store.replication.publish(b, "o", {"artifactDigest": manifest.manifest_digest, "artifactSize": manifest.size,
+                                       "artifactChunks": len(manifest.chunks)}, "us", ["eu", "ap"],
+                              {"bytesTransferred": stats.bytes_uploaded, "chunksTransferred": stats.chunks_uploaded,
+                               "bytesSkipped": 0, "chunksSkipped": 0})
+    read_from = []
+
+    def sources(region):
+        read_from.append(region)
+        return direct_fetch({"eu": eu_store, "ap": ap_store}[region])
+
+    def replicator(name, target):
+        return Replicator(name, store, primary, target, direct_fetch(primary), SETTINGS, "us", sources)
+
+    eu, ap = replicator("eu", eu_store), replicator("ap", ap_store)
+    assert store.replication.claim_source(b, "eu", "us", 1, 60) == "us"   # eu's copy under way (as if mid-tick)
+    assert ap.tick() == [(b, "WAITING")] and ap.tick() == []                # the primary serves one copy at a time
+    store.replication.release_source(b, "eu", "us")
+    assert eu.tick() == [(b, "DEPLOYING")]                                   # eu copies from the primary
+    store.r.zadd(keys.repl_queue("ap"), {b: 0})                              # ap's wait is over
+    assert ap.tick() == [(b, "SUCCEEDED")] and read_from == ["eu"]          # from eu's replica
+    assert {r: row.get("source") for r, row in rows(store, b).items()} == {"us": None, "eu": "us", "ap": "eu"}
+    assert all(ap_store.has(chunk_key(c.digest)) for c in manifest.chunks)
+    assert store.r.zcard(keys.repl_sources(b)) == 0                          # every claim released
+
+
+def test_a_dead_replicator_s_claim_lapses(world):
+    store, primary, region, tmp = world
+    b, _ = published_build(store, primary, output(tmp, "v", os.urandom(1000)))
+    assert store.replication.claim_source(b, "eu", "us", 1, 0.05) == "us"
+    assert store.replication.claim_source(b, "xx", "us", 1, 60) is None     # held
+    time.sleep(0.1)                                                          # its holder died: the lease ran out
+    assert store.replication.claim_source(b, "xx", "us", 1, 60) == "us"
