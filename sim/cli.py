@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-gb", type=float, default=1.0, help="the build's artifact")
     p.add_argument("--nic-gbps", type=float, default=10.0, help="each host's NIC, up and down")
     p.add_argument("--origin-gbps", type=float, default=10.0, help="each region's blob store egress")
+    p.add_argument("--agent-mbps", type=float, default=0.0,
+                   help="each host's download cap besides its NIC (0: none; one agent on one core: 369)")
     p.add_argument("--region-link-gbps", type=float, default=10.0, help="between two regions (replication)")
     p.add_argument("--rtt-ms", default="0.5,80,1",
                    help="round trips: within a datacenter, between regions, to the coordinator")
@@ -59,7 +61,7 @@ def scenario(a) -> Scenario:
                   region_link_bps=a.region_link_gbps * GB / 8,
                   steps=parse_steps(a.steps), min_healthy=a.min_healthy, bake_s=a.bake_s, analysis_s=a.analysis_s, stage=a.stage,
                   fail_health=a.fail_health, lose=a.lose, slow=a.slow, slow_factor=a.slow_factor, store_down=down,
-                  rack_oversub=a.rack_oversub, max_pieces=a.max_pieces, seed=a.seed)
+                  rack_oversub=a.rack_oversub, max_pieces=a.max_pieces, seed=a.seed, agent_bps=a.agent_mbps * 1e6)
     sc.rtt_dc_s, sc.rtt_region_s, sc.rtt_coord_s = (x if x is not None else d for x, d in
                                                     zip(rtt[:3], (sc.rtt_dc_s, sc.rtt_region_s, sc.rtt_coord_s)))
     if waves is not None:

@@ -225,7 +225,7 @@ class Simulation:
             dc = by_name[f["dc"]]
             slow = sc.slow_factor if self.rng.random() < sc.slow else 1.0
             h = Host(self, f["hostID"], dc, f.get("rack") or f"{dc.name}-rack{i // sc.rack_size}",
-                     (f.get("up") or sc.nic_bps) / slow, min(f.get("down") or sc.nic_bps, sc.agent_bps) / slow)
+                     (f.get("up") or sc.nic_bps) / slow, min(f.get("down") or sc.nic_bps, sc.agent_bps or INF) / slow)
             h.down.ps = True                  # only the reading leg of a peer transfer crosses it
             h.up.ps = rack_bps == INF         # the sending leg crosses rack links too, if any
             if rack_bps != INF:
