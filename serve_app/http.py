@@ -69,19 +69,33 @@ async def _http_error(_: Request, e: StarletteHTTPException):
     return JSONResponse({"error": str(e.detail), "detail": None}, status_code=e.status_code)
 
 
+class _Measure:
+    """Counts and times every request by route, method and status: plain ASGI (Starlette's
+    BaseHTTPMiddleware, which this was, runs each request through a task group and a stream)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+        try:
+            await self.inner(scope, receive, sending)
+        finally:
+            tags = {"route": getattr(scope.get("route"), "path", "unmatched"), "method": scope["method"],
+                    "code": str(status[0])}
+            metrics.api_requests().inc(tags=tags)
+            metrics.api_latency().observe(time.perf_counter() - started, tags=tags)
+
+
 app.add_middleware(BodyLimit)   # added first, so it sits inside the measuring middleware below
-
-
-@app.middleware("http")
-async def _measure(request: Request, call_next):
-    started = time.perf_counter()
-    response = await call_next(request)
-    tags = {"route": getattr(request.scope.get("route"), "path", "unmatched"), "method": request.method,
-            "code": str(response.status_code)}
-    metrics.api_requests().inc(tags=tags)
-    metrics.api_latency().observe(time.perf_counter() - started, tags=tags)
-    return response
-
+app.add_middleware(_Measure)
 
 
 def cached(request: Request, body: dict) -> Response:
