@@ -51,6 +51,8 @@ def fleet(state: State, dcs: list[tuple[str, str]], n: int) -> None:
             if i % 5000 == 4999:
                 p.execute()
         p.execute()
+    for region, dc in dcs:   # written straight into Redis: the coordinators are told to read them again
+        state.hosts.touched(dc, [f"sim-{i:06d}" for i in range(n) if dcs[i % len(dcs)] == (region, dc)])
 
 
 def keep_alive(state: State, dcs: list[tuple[str, str]], n: int, stop: threading.Event) -> None:

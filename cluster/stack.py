@@ -109,9 +109,8 @@ class Stack:
                 "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_MIDDLEWARES, **self._direct_ingress()}
 
     def _direct_ingress(self) -> dict[str, str]:
-        """Serve's direct ingress: the API's one replica listens on the API's port itself, with
-        the same TLS and middlewares, instead of behind the proxy (bench/api.py: p50 11-12 ms
-        against 29-32 ms through the proxy on this machine)."""
+        """Serve's direct ingress: the API's replica serves the API port itself, not behind the
+        proxy (docs/OPERATIONS.md)."""
         if not self.stack_file.exists():
             return {}
         port = urllib.parse.urlsplit(self.config().api_url).port

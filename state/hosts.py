@@ -40,6 +40,7 @@ class Hosts:
         self.r, self.clock = r, clock
         self._report = scripts.register(r, "host_report")
         self._set = scripts.register(r, "host_set")
+        self._touch = scripts.register(r, "touch_hosts")
 
     def report(self, host_id: str, region: str, dc: str, fields: dict, projects: dict[str, dict],
                serving: list[str] | None = None) -> dict[str, tuple[str, str]]:
@@ -95,6 +96,12 @@ class Hosts:
     def mark_stage_late(self, dc: str, host_id: str, project: str, build_id: str) -> None:
         """The host did not stage `build_id` in time: it counts as failed for its wave."""
         self._write(dc, host_id, "stageLate", build_id, project)
+
+    def touched(self, dc: str, host_ids: list[str]) -> None:
+        """Hosts whose records were written some other way (a benchmark's fleet, straight into
+        Redis): coordinators read them again (state/host_cache.py)."""
+        if host_ids:
+            self._touch(keys=[keys.host_seq(dc), keys.host_changed(dc)], args=host_ids)
 
     def mark_lost(self, dc: str, host_id: str) -> None:
         self._write(dc, host_id, "lostAt", self.clock())

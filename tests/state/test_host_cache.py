@@ -4,7 +4,7 @@ import pytest
 import redis
 
 from gantry.records import HostView
-from gantry.state import State
+from gantry.state import State, keys
 from gantry.state.host_cache import HostCache
 
 
@@ -62,3 +62,14 @@ def test_a_redis_that_went_back_in_time_is_read_again(redis_url, r):
     r.flushall()   # Redis restored from an older copy: the sequence is lower than the cache's
     fleet(state, 2)
     assert [h["hostID"] for h in cache.in_dc()] == ["h0", "h1"]
+
+
+def test_records_written_straight_into_redis_are_read_once_touched(redis_url, r):
+    state = State(redis_url)
+    fleet(state, 2)
+    cache = HostCache(state.r, "us-a")
+    cache.in_dc()
+    r.hset(keys.host("us-a", "h0"), "address", "10.9.9.9:7")   # a benchmark's fleet, written directly
+    assert cache.in_dc()[0]["address"] == "10.0.0.0:7"      # not told: not read
+    state.hosts.touched("us-a", ["h0"])
+    assert cache.in_dc()[0]["address"] == "10.9.9.9:7"
