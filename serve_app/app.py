@@ -25,6 +25,7 @@ from gantry.models import (Prediction, Build, BuildAccepted, BuildIn, BuildLog, 
 from gantry import auth
 from gantry.serve_app.errors import ApiError
 from gantry.serve_app.dc_endpoints import DcEndpoints
+from gantry.serve_app.direct_ingress import reuse_address
 from gantry.serve_app.http import CACHED, app, cached
 from gantry.serve_app.retention_ops import MAX_AGE_S, MAX_GRACE_S
 from gantry.serve_app.service import Service
@@ -63,6 +64,7 @@ def _check(probe) -> bool:
 @serve.ingress(app)
 class GantryAPI(DcEndpoints):
     def __init__(self, stack_file: str):
+        reuse_address()   # before Serve binds the API port for this replica (serve_app/direct_ingress.py)
         self.stack = StackConfig.load(stack_file)
         self.settings = Settings()
         self.state = State(self.stack.redis_url)
