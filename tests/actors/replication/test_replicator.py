@@ -212,7 +212,8 @@ def test_replication_is_a_tree_a_landed_replica_serves_the_next(world):
         return direct_fetch({"eu": eu_store, "ap": ap_store}[region])
 
     def replicator(name, target):
-        return Replicator(name, store, primary, target, direct_fetch(primary), SETTINGS, "us", sources)
+        settings = Settings(replication_give_up_s=3600, replication_backoff_s=0, replication_fanout=1)
+        return Replicator(name, store, primary, target, direct_fetch(primary), settings, "us", sources)
 
     eu, ap = replicator("eu", eu_store), replicator("ap", ap_store)
     assert store.replication.claim_source(b, "eu", "us", 1, 60) == "us"   # eu's copy under way (as if mid-tick)
