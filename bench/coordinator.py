@@ -27,7 +27,6 @@ import argparse
 import json
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ import redis
 
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.artifacts import bitfield
-from gantry.cluster.stack import free_port
+from gantry.cluster.services import plain_redis
 from gantry.state import State, keys
 from gantry.statuses import BuildStatus, HostState
 
@@ -64,18 +63,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="gantry-bench-coord-")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", work,
-                             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+    proc, url = plain_redis(work, appendonly=True)
     try:
-        r = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        state = State(f"redis://127.0.0.1:{port}/0")
+        r = redis.Redis.from_url(url)
+        state = State(url)
         r.hset(keys.build("b1"), mapping={"buildID": "b1", "buildStatus": BuildStatus.SUCCEEDED, "artifactDigest": ARTIFACT})
         chunk_set = {f"blake3:{i:064x}" for i in range(a.chunks)}
         coord = Coordinator("bench-a", "bench", {"bench": ["bench-a"]}, state, presign=lambda key: "https://store/" + key,

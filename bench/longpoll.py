@@ -23,13 +23,12 @@ import sys
 import tempfile
 import time
 
-import redis
 
 from gantry import auth
 from gantry.actors.rollout.coordinator import Coordinator
 from gantry.actors.rollout.host_gateway import HostGateway
 from gantry.cluster.certs import StackCA
-from gantry.cluster.stack import free_port
+from gantry.cluster.services import plain_redis
 from gantry.state import State
 from gantry.statuses import HostState
 from gantry.tls import client_context, server_context
@@ -84,20 +83,12 @@ def main() -> int:
         return 0
 
     work = tempfile.mkdtemp(prefix="gantry-bench-lp-")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", work, "--save", ""],
-                            stdout=subprocess.DEVNULL)
+    proc, url = plain_redis(work)
     client = None
     try:
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         ca = StackCA(work + "/ca").ensure()
         cert, key = ca.issue("endpoint", ["127.0.0.1"])
-        coord = Coordinator(DC, "lp", {"lp": [DC]}, State(f"redis://127.0.0.1:{port}/0"))
+        coord = Coordinator(DC, "lp", {"lp": [DC]}, State(url))
         hosts = [f"h{i}" for i in range(a.hosts)]
         for h in hosts:
             coord.heartbeat(h, "127.0.0.1:7000", {"web": {"state": HostState.ACTIVE, "activeBuildID": "b1", "about": ""}})

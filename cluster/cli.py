@@ -326,7 +326,7 @@ def serve(a) -> int:
         raise UsageError("--stack-file or GANTRY_STACK_FILE is required")
     import ray
 
-    from gantry.cluster.stack import deploy_services
+    from gantry.cluster.serve_api import deploy_services
     ray.init(address=a.address, namespace="gantry")
     deploy_services(str(Path(a.stack_file).resolve()), a.api_port, a.api_host)
     print(f"gantry actors and API started (port {a.api_port})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import urllib.parse
 
 from gantry.cluster.processes import HOST, bin_path, free_port, wait_for
@@ -27,6 +28,18 @@ def start_redis(stack, password: str, ca: str, cert: str, key: str) -> str:
            else f"redis://:{password}@{HOST}:{port}/0")
     wait_for(lambda: redis_ping(url), 30, "redis")
     return url
+
+
+def plain_redis(directory: str, appendonly: bool = False) -> tuple[subprocess.Popen, str]:
+    """A redis-server of one's own on loopback, no TLS or password (benches and tests that need no
+    stack), once it answers: (the process, its URL). The caller stops it."""
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", HOST,
+                             "--port", str(port), "--dir", directory, "--save", "",
+                             "--appendonly", "yes" if appendonly else "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://{HOST}:{port}/0"
+    wait_for(lambda: redis_ping(url), 30, "redis", 0.05)
+    return proc, url
 
 
 def redis_ping(url: str) -> bool:

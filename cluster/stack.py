@@ -16,13 +16,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 from gantry.cluster.prometheus import home_of, start_prometheus, write_node_targets
+from gantry.cluster.serve_api import api_env, deploy_services
 from gantry.cluster.services import redis_ping, start_redis, start_s3
 from gantry.cluster.shape import BuilderSpec, HostSpec, Shape, to_start
 from gantry.cluster.processes import HOST, alive, bin_path, free_port, loopback, stop_group, stop_groups, wait_for
@@ -31,32 +31,12 @@ from gantry.settings import Settings
 from gantry.tls import client_context
 from gantry.topology import StackConfig, write_private
 
-PROXY_MIDDLEWARES = "gantry.serve_app.body_limit:proxy_middlewares"   # Serve's proxy limits bodies too
 RAY_IP = "127.0.0.2"   # Ray rewrites 127.0.0.1 to the external address; 127.0.0.2 stays local
 
 
 def node_marker(name: str) -> str:
     """A resource that only the node we started as `name` has, to tell our nodes apart."""
     return f"gantry-node:{name}"
-
-
-def deploy_services(stack_file: str, api_port: int, host: str = HOST) -> None:
-    """Start the detached actors and the Serve API on the Ray cluster this driver is connected
-    to (idempotent), then disconnect. Used by `gantry up` and, on a real cluster, `gantry serve`."""
-    import ray
-    from ray import serve
-
-    from gantry.actors.start import start_actors
-    from gantry.serve_app.app import build_app
-    start_actors(stack_file)
-    cfg = StackConfig.load(stack_file)
-    tls = {"ssl_certfile": cfg.tls_cert_file, "ssl_keyfile": cfg.tls_key_file} if cfg.tls_cert_file else {}
-    # With direct ingress (see Stack.ray_env) the API's replica serves `api_port` itself and
-    # Serve's proxy, a hop that tripled a request's latency, listens where nobody calls it.
-    direct = os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") == "1"
-    serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": free_port() if direct else api_port, **tls})
-    serve.run(build_app(stack_file), name="gantry", route_prefix="/", blocking=False)
-    ray.shutdown()
 
 
 class Stack:
@@ -106,16 +86,7 @@ class Stack:
         return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.home / "ray.token"),
                 "GANTRY_STACK_FILE": str(self.stack_file), "GANTRY_HOME": str(self.home),
-                "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_MIDDLEWARES, **self._direct_ingress()}
-
-    def _direct_ingress(self) -> dict[str, str]:
-        """Serve's direct ingress: the API's replica serves the API port itself, not behind the
-        proxy (docs/OPERATIONS.md)."""
-        if not self.stack_file.exists():
-            return {}
-        port = urllib.parse.urlsplit(self.config().api_url).port
-        return {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
-                "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1)}   # a range, its end excluded
+                **(api_env(self.config().api_url) if self.stack_file.exists() else {})}
 
     def api_healthy(self, url: str | None = None) -> bool:
         cfg = self.config()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # helpers shared by every kind of test
 
+from gantry.cluster.services import plain_redis  # noqa: E402
 from gantry.cluster.stack import Stack, free_port  # noqa: E402
 from gantry.auth import issue  # noqa: E402
 from helpers import make_repo  # noqa: E402
@@ -128,18 +128,8 @@ def new_project(api, tmp_path):
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     """A real redis-server of our own, for store tests that need no Ray."""
-    port = free_port()
-    d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(d),
-                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    import redis
-    for _ in range(100):
-        try:
-            redis.Redis(port=port).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
+    proc, url = plain_redis(str(tmp_path_factory.mktemp("redis")))
+    yield url
     proc.terminate()
     proc.wait(10)
 
