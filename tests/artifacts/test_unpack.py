@@ -66,7 +66,8 @@ def test_a_chunk_that_does_not_match_its_digest_is_refused(tmp_path):
     manifest, _ = publish(out, store, 16 << 10)
     victim = manifest.chunks[1].digest
     path = store._path(chunk_key(victim))
-    path.write_bytes(b"\0" + path.read_bytes()[1:])
+    data = path.read_bytes()
+    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])   # always a different byte
     with pytest.raises(ChunkCorrupt) as e:
         extract(stream_chunks(manifest, lambda d: store.get(chunk_key(d))), tmp_path / "rel")
     assert e.value.digest == victim
