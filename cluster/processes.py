@@ -3,6 +3,7 @@ host's own loopback address, waiting on a condition, and what /proc says of a pr
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,12 +17,26 @@ HOST = "127.0.0.1"
 _handed_out: set[tuple[str, int]] = set()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = HOST) -> int:
     """A port free now and never handed out before by this process: a port given to a server
-    that has not bound it yet is free to the kernel, which may offer it again."""
+    that has not bound it yet is free to the kernel, which may offer it again. Ports come from
+    below the kernel's ephemeral range (and above Ray's worker ports): while a server restarts,
+    any outgoing connection could otherwise take its port as its own local one (CI saw Redis
+    refused its port after a kill)."""
+    low = _ephemeral_low()
     while True:
         with socket.socket() as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, random.randrange(20000, low) if low > 21000 else 0))
+            except OSError:   # in use
+                continue
             port = s.getsockname()[1]
         if (host, port) not in _handed_out:
             _handed_out.add((host, port))
