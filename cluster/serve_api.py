@@ -17,7 +17,8 @@ def api_env(api_url: str) -> dict[str, str]:
     port = urllib.parse.urlsplit(api_url).port
     return {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_MIDDLEWARES,
             "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1)}   # a range, its end excluded
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),   # a range, its end excluded
+            "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 
 
 def deploy_services(stack_file: str, api_port: int, host: str = HOST) -> None:

@@ -14,3 +14,11 @@ def test_free_port_never_hands_out_a_port_twice(monkeypatch):
             return ("127.0.0.1", next(offered))
     monkeypatch.setattr(processes.socket, "socket", Kernel)
     assert [processes.free_port(), processes.free_port()] == [40001, 40002]
+
+
+def test_free_ports_come_from_below_the_kernels_ephemeral_range():
+    """While a server restarts, an outgoing connection may take its port as its local one if the
+    port is in the ephemeral range (CI saw a killed Redis refused its own port)."""
+    low = processes._ephemeral_low()
+    ports = [processes.free_port() for _ in range(50)]
+    assert all(20000 <= p < low for p in ports) and len(set(ports)) == 50

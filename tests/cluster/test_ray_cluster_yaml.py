@@ -32,3 +32,11 @@ def test_every_default_region_has_its_node_type():
 def test_setup_installs_gantry_and_the_sandbox():
     setup = " ".join(CONFIG["setup_commands"])
     assert "bubblewrap" in setup and "pip install" in setup and "gantry" in setup
+
+
+def test_the_head_gets_the_environment_the_api_needs():
+    """What `gantry up` gives its Ray nodes for the API (direct ingress on 8000, the proxy's
+    body limits, the API's code on the replica's loop), the real cluster's head gets too."""
+    from gantry.cluster.serve_api import api_env
+    head = " ".join(CONFIG["head_start_ray_commands"])
+    assert all(f"{k}={v}" in head for k, v in api_env("https://gantry.example:8000").items()), head
