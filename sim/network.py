@@ -119,7 +119,7 @@ class Network:
         r.version += 1
         share = r.share()
         if r.flows and share > 0:
-            left = min(f.finish for f in r.flows) - r.given
+            left = min([f.finish for f in r.flows]) - r.given
             self.events.at(self.events.now + (left / share if left > PS_SLACK else 0.0), self._finished, r, r.version)
 
     def _finished(self, r: Resource, version: int) -> None:
