@@ -70,7 +70,12 @@ def scenario(a) -> Scenario:
 
 
 def run(a) -> int:
+    import gc
     from gantry.sim.run import simulate
+    # A run allocates millions of small objects that live long (hosts, flows, events): with the
+    # default thresholds, full collections walked them all again and again (a fifth of a
+    # 10,000-host run). This process only simulates.
+    gc.set_threshold(100_000, 50, 100)
     sc = scenario(a)
     print(f"simulating {sc.hosts:,} hosts in {sc.regions} regions x {sc.dcs_per_region} datacenters, "
           f"{sc.size_bytes / GB:g} GB, NIC {a.nic_gbps:g} Gb/s, store egress {a.origin_gbps:g} Gb/s per region, "
