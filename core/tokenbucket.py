@@ -43,16 +43,6 @@ class TokenBucket:
                 return 0.0
             return (n - self.tokens) / self.rate
 
-    def clear(self) -> None:
-        """Block until the bucket is out of debt (what was taken is paid for); take nothing."""
-        if self.rate <= 0:
-            return
-        with self.lock:
-            self._refill()
-            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
-        if wait > 0:
-            self.sleep(wait)
-
     def take(self, n: int) -> None:
         """Block until n bytes may pass. Large n is fine: it waits in proportion."""
         wait = self.reserve(n)

@@ -22,11 +22,7 @@ no peer has a chunk, every chunk verified before it is kept.
   (`origin_corrupt`: the coordinator re-copies it from the primary) and fetched again.
 - Endgame: when nothing is left to start, idle workers re-request chunks that have been in flight
   longer than `endgame_s` from another peer (never the origin); the first verified copy wins.
-- The download cap is a token bucket shared by all workers. A chunk from a peer is read as fast
-  as the peer sends it and paid for after; a worker asks for its next chunk only once the
-  bucket is out of debt. Charged as it streamed in, a capped host read each of its 4 streams at
-  a quarter of its cap and held each sending peer's upload slot (one of 2) that long, so peers
-  sent at half their cap (bench/p2p.py: 1.37x the bound).
+- The download cap is a token bucket shared by all workers.
 - Resumable: chunks already in the cache are never fetched again.
 """
 from __future__ import annotations
@@ -289,17 +285,6 @@ class Downloader:
         than its size: a longer body is a bad peer."""
         host, _, port = address.rpartition(":")   # a checked host:port (the coordinator's PeerAddress)
         url = httpx.URL(scheme=self.scheme, host=host.strip("[]"), port=int(port), path=f"/chunks/{ref.digest}")
-        self.bucket.clear()
-        try:
-            got = self._stream_from_peer(url, address, ref)
-        except PeerBusy:   # nothing came
-            raise
-        except Exception:   # some of it may have: count it all
-            self.bucket.reserve(ref.size)
-            raise
-        self.bucket.reserve(got)   # paid after, without waiting: the next request waits
-
-    def _stream_from_peer(self, url: httpx.URL, address: str, ref: ChunkRef) -> int:
         with self.http.stream("GET", url,
                               headers={HEADER: self.credential()}, timeout=self.timeout_s) as r:
             if r.status_code == 503:
@@ -311,8 +296,8 @@ class Downloader:
             got = 0
             with self.cache.writer(ref.digest) as write:
                 for piece in r.iter_raw(64 << 10):
+                    self.bucket.take(len(piece))
                     got += len(piece)
                     if got > ref.size:
                         raise ChunkCorrupt(ref.digest)
                     write(piece)
-        return got

@@ -29,9 +29,8 @@ INF = float("inf")
 class Transfer:
     """One piece on its way to a host. From a peer it is two legs, as over TCP: the peer sends at
     its upload share (holding one of its upload slots) into the socket buffers, and the host reads
-    at its download share. Neither waits on the other's share: the daemon reads a chunk at the
-    peer's pace and pays its download cap afterwards (node_daemon/downloader.py), so a capped
-    reader never holds an uploader back; the piece is in when
+    at its download share. Neither waits on the other's share (a chunk fits in loopback's and a
+    datacenter's buffers), so a slow reader never holds an uploader back; the piece is in when
     both legs are done. From the origin it is one leg (the store's egress)."""
 
     def __init__(self, host, key: int, source: str):
