@@ -179,3 +179,26 @@ def test_a_busy_peer_answers_503_and_the_downloader_goes_elsewhere_without_count
     assert one.bytes_served and two.bytes_served
     one.stop()
     two.stop()
+
+
+def test_the_download_cap_charges_every_byte_from_peers_and_the_time_slept_pays_for_them(tmp_path, artifact):
+    """On a clock that moves only when the downloader sleeps: every byte from peers is charged
+    (an endgame copy cut short is charged for what came), and the time slept pays for all of it
+    but the bucket's burst and a piece per worker."""
+    manifest, store = artifact
+    clock = [0.0]
+
+    def sleep(s):
+        clock[0] += s
+    rate, burst, workers = 1e6, 64 << 10, 8
+    cap = TokenBucket(rate, burst=burst, clock=lambda: clock[0], sleep=sleep)
+    peers = [seeded_peer(tmp_path, f"p{i}", manifest, store, upload=TokenBucket(2_000_000, burst=1)) for i in range(2)]
+    stats = downloader(ChunkCache(tmp_path / "me"), Origin(store).get, lambda wanted: {d: [p.address for p in peers] for d in wanted},
+                       download=cap, workers=workers, attempts=1).fetch(manifest)   # busy peers: 503s
+    size = sum(c.size for c in manifest.unique_chunks())
+    assert stats.bytes_from_peers == size
+    charged = burst + clock[0] * rate - cap.tokens   # what was taken: refills minus what is left
+    assert charged >= size, (charged, size)
+    assert clock[0] * rate >= charged - burst - workers * (64 << 10)
+    for p in peers:
+        p.stop()
