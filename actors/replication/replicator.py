@@ -79,7 +79,17 @@ class Replicator:
         try:
             manifest_bytes = self.primary.get(manifest_key(rec.artifact_digest))
             manifest = Manifest.from_bytes(manifest_bytes, rec.artifact_digest)
-            self._copy(build_id, manifest, fetch, source)
+            try:
+                self._copy(build_id, manifest, fetch, source)
+            except ChunkCorrupt as e:
+                if source == self.primary_region:
+                    raise
+                # Another region's replica is trusted no more than the primary's: its bad chunk
+                # was refused (digests), and the copy goes on from the primary, not failing the build.
+                log.error("replication of %s to %s: %s in %s's replica; copying from %s instead",
+                          build_id, self.region, e, source, self.primary_region)
+                self.state.replication.update(build_id, self.region, {"source": self.primary_region})
+                self._copy(build_id, manifest, self.fetch, self.primary_region)
             self.target.put(manifest_key(rec.artifact_digest), manifest_bytes)  # last
         except _Stop:
             self._finish(build_id, False, "build left DEPLOYING", started)
