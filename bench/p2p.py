@@ -12,7 +12,10 @@ Goal: p2p within 1.25x of the bound. Also reported: originBytes / sizeBytes (wha
 sent, over the artifact; goal <= 1.1) and firstChunkSeconds (from the POST to the first host's
 first chunk request; goal <= 1 s). Where the time goes: downloadTailSeconds (the last host's
 download done after the median host's) and stagedToActiveSeconds (from the last download done
-to the deployment COMPLETED: activations, reports and the coordinator's loop). With --json the last line is the result for the largest N.
+to the deployment COMPLETED: activations, reports and the coordinator's loop). What else binds:
+agentCpuSeconds (the median host agent's CPU while it downloaded, its `lastDownload`) and
+machineIdle (the whole machine's idle share during the rollout; all hosts share its cores).
+With --json the last line is the result for the largest N.
 """
 from __future__ import annotations
 
@@ -49,6 +52,12 @@ def wait(predicate, timeout_s: float, what: str):
         time.sleep(0.2)
 
 
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    ticks = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)   # idle + iowait
+
+
 def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int, cap: float, peers: bool,
             tag: str) -> dict:
     hosts = [f"{DC}-{tag}-{i}" for i in range(n)]
@@ -56,12 +65,12 @@ def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int
         stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers, projects=[project])
     wait(lambda: sum(1 for h in api.get(f"/projects/{project}/hosts").json()
                      if h["hostID"] in hosts and h["state"] != HostState.LOST) == n, 120, f"{n} hosts to register")
-    t0, posted = time.monotonic(), time.time()
+    t0, posted, cpu0 = time.monotonic(), time.time(), cpu_times()
     dep = api.post(f"/projects/{project}/deployments", json={
         "buildID": build_id, "strategy": {"steps": [1.0], "minHealthy": 1.0, "bakeS": 0}}).json()["deploymentID"]
     d = wait(lambda: (lambda d: d if d["status"] not in DEPLOYMENT_ACTIVE else None)(
         api.get(f"/projects/{project}/deployments/{dep}").json()), 3600, "the rollout")
-    seconds = time.monotonic() - t0
+    seconds, cpu1 = time.monotonic() - t0, cpu_times()
     if d["status"] != DeploymentStatus.COMPLETED:
         errors = {h["hostID"]: h["error"] for h in api.get(f"/projects/{project}/hosts").json() if h["error"]}
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")
@@ -74,7 +83,9 @@ def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int
     done = sorted(d["startedAt"] + d["seconds"] - posted for d in timed)
     return {"seconds": seconds, "originBytes": sum(d.get("bytesFromOrigin", 0) for d in downloads),
             "firstChunkSeconds": min(d["startedAt"] for d in timed) - posted,
-            "downloadedSeconds": done[-1], "medianDownloadedSeconds": done[len(done) // 2]}
+            "downloadedSeconds": done[-1], "medianDownloadedSeconds": done[len(done) // 2],
+            "machineIdle": (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1]),
+            "agentCpuSeconds": sorted(d.get("cpuSeconds", 0) for d in timed)[len(timed) // 2]}
 
 
 def arguments(ap: argparse.ArgumentParser) -> None:
@@ -144,7 +155,11 @@ def measure(a, probe=None) -> list[dict]:
                      # the download tail: the last host's download done after the median host's
                      "downloadTailSeconds": round(p2p["downloadedSeconds"] - p2p["medianDownloadedSeconds"], 2),
                      # from the last download done to the deployment COMPLETED (activation, reports, the loop)
-                     "stagedToActiveSeconds": round(p2p["seconds"] - p2p["downloadedSeconds"], 2)}
+                     "stagedToActiveSeconds": round(p2p["seconds"] - p2p["downloadedSeconds"], 2),
+                     # one host agent's CPU while it downloaded (the median host): 32 agents share 2 cores here
+                     "agentCpuSeconds": p2p["agentCpuSeconds"],
+                     # the machine's idle share during the rollout: near 0, the hosts' CPU binds, not their caps
+                     "machineIdle": round(p2p["machineIdle"], 3)}
                 results.append(r)
                 print(f"N={n:3d}  p2p {p2p['seconds']:7.1f} s   bound {bound:6.1f} s   "
                       f"p2p/bound {p2p['seconds'] / bound:.2f} (goal <= 1.25)   "
@@ -152,6 +167,7 @@ def measure(a, probe=None) -> list[dict]:
                       f"first chunk {p2p['firstChunkSeconds']:.2f} s (goal <= 1)   "
                       f"downloads done: median {p2p['medianDownloadedSeconds']:.1f} s, last "
                       f"{p2p['downloadedSeconds']:.1f} s; then active {r['stagedToActiveSeconds']:.1f} s later   "
+                      f"agent CPU {r['agentCpuSeconds']:.1f} s (median host), machine idle {r['machineIdle']:.0%}   "
                       + (f"origin-only {origin:7.1f} s   " if origin is not None else "")
                       + f"[S={manifest.size / 1e6:.0f} MB, B={a.cap_mbps:g} MB/s, c={chunk / 1e6:.2f} MB]", flush=True)
     finally:
