@@ -5,7 +5,7 @@ download from a peer, verify, unpack.
 
 A real `rclone serve s3` store over TLS (the stack's CA) holds an artifact of --size-mb of
 random files, published by the build's own `publish`. Then, with the daemon's own parts:
-- origin: the `Downloader` (4 workers, as the daemon runs it) fetches every chunk from the store
+- origin: the `Downloader` (4 workers, as the daemon runs it uncapped) fetches every chunk from the store
   through presigned URLs into an empty `ChunkCache`, each verified as it is written;
 - peer: a second cache fetches every chunk from a `PeerServer` over TLS that serves the first;
 - verify: every chunk read back from the cache and hashed (BLAKE3), alone (the chunks were just
