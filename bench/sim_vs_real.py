@@ -22,6 +22,7 @@ import httpx
 
 import p2p
 from gantry.auth import issue_host
+from gantry.node_daemon.daemon import download_workers
 from gantry.sim.run import simulate
 from gantry.sim.scenario import Scenario
 
@@ -59,7 +60,8 @@ def main() -> int:
         sc = Scenario(hosts=r["hosts"], regions=1, dcs_per_region=1, size_bytes=r["sizeBytes"],
                       nic_bps=r["capBytesPerS"], origin_bps=r["capBytesPerS"], chunk_bytes=r["chunkBytes"],
                       steps=(1.0,), min_healthy=1.0, bake_s=0, rtt_coord_s=rtt, rtt_dc_s=rtt / 2,
-                      activate_s=0.1, unpack_bps=200e6, replicated=True, seed=r["hosts"])
+                      activate_s=0.1, unpack_bps=200e6, replicated=True, seed=r["hosts"],
+                      workers=download_workers(r["capBytesPerS"]))   # the capped daemons' own
         sim = simulate(sc)
         cases.append({"hosts": r["hosts"], "realSeconds": r["p2pSeconds"], "simSeconds": sim["totalSeconds"],
                       "realDownloadedSeconds": r["downloadedSeconds"], "simDownloadSeconds": sim["downloadSeconds"],
