@@ -74,7 +74,7 @@ def download_workers(cap: float) -> int:
     """Chunks a host fetches at once. Under a download cap, as many as a peer has upload slots:
     a peer like it sends each slot at half its cap, so two fill the cap, and more add requests,
     busy answers and threads, not bytes (bench/p2p.py at 32 hosts on 2 cores, CPU-bound: 1.22x
-    the bound with 2 over 5 runs, 1.33x with 4; a host's CPU 15% lower). Uncapped, the agent's
+    the bound with 2 over 7 runs, 1.33x with 4; a host's CPU 15% lower). Uncapped, the agent's
     CPU binds, and 4 at once overlap its work with the wait for the next chunk (bench/agent.py:
     328 MB/s from a peer with 4, 296 with 2)."""
     return 2 if cap > 0 else 4
