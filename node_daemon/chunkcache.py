@@ -23,7 +23,6 @@ class ChunkCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._root = str(self.root)
 
     def _path(self, digest: str) -> Path:
         return Path(self._name(digest))
@@ -33,7 +32,7 @@ class ChunkCache:
         if not isinstance(digest, str) or not DIGEST_RE.match(digest):
             raise ValueError(f"not a chunk digest (blake3:<64 hex>): {digest[:80]!r}")
         hexd = digest[len("blake3:"):]
-        return f"{self._root}/blake3/{hexd[:2]}/{hexd}"   # a string, not a Path: a heartbeat asks for every chunk
+        return f"{self.root}/blake3/{hexd[:2]}/{hexd}"   # a string, not a Path: a heartbeat asks for every chunk
 
     def has(self, digest: str) -> bool:
         return os.path.isfile(self._name(digest))

@@ -33,7 +33,7 @@ from gantry.artifacts.manifest import BadManifest, Manifest
 from gantry.node_daemon.chunkcache import ChunkCache
 from gantry.node_daemon.downloader import Downloader
 from gantry.node_daemon.installer import InstallFailed, Installer
-from gantry.node_daemon.peer_server import PeerServer
+from gantry.node_daemon.peer_server import UPLOAD_SLOTS, PeerServer
 from gantry.tokenbucket import TokenBucket
 from gantry.peerauth import PeerAuth
 from gantry.node_daemon.slot import Slot
@@ -77,7 +77,7 @@ def download_workers(cap: float) -> int:
     the bound with 2 over 7 runs, 1.33x with 4; a host's CPU 15% lower). Uncapped, the agent's
     CPU binds, and 4 at once overlap its work with the wait for the next chunk (bench/agent.py:
     328 MB/s from a peer with 4, 296 with 2)."""
-    return 2 if cap > 0 else 4
+    return UPLOAD_SLOTS if cap > 0 else 4
 
 
 def split_address(address: str) -> tuple[str, int]:

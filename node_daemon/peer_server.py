@@ -16,12 +16,13 @@ from gantry.peerauth import HEADER, PeerAuth, PeerDenied
 from gantry.tokenbucket import TokenBucket
 
 SLICE = 64 << 10
+UPLOAD_SLOTS = 2   # chunks a host sends at once
 
 
 class PeerServer:
     def __init__(self, cache: ChunkCache, host: str = "127.0.0.1", port: int = 0,
                  upload: TokenBucket | None = None, auth: PeerAuth | None = None, advertise: str | None = None,
-                 max_uploads: int = 2, max_connections: int = 64, idle_timeout_s: float = 30.0,
+                 max_uploads: int = UPLOAD_SLOTS, max_connections: int = 64, idle_timeout_s: float = 30.0,
                  tls: ssl.SSLContext | None = None):
         """Listens on host:port; `advertise` is the address other hosts reach it at (default: the
         one it listens on). At most `max_uploads` chunks go out at once; a request beyond that
