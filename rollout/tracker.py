@@ -5,7 +5,9 @@ Hosts announce which chunks of an artifact they hold as a bitfield over the mani
 indexes (`artifacts.bitfield`): in full once, then only what they added. Asked for peers for
 some chunks, the tracker answers with a bounded set: finished peers (seeds) first, then a
 random sample of partial peers that hold at least one of them; peers in the asker's rack come
-first within each kind. The regional blob store (the origin) is not a peer: the tracker hands
+first within each kind. A chunk that only a few partial peers hold would hardly ever be in such a
+sample, so the tracker keeps each chunk's first few holders, and an answer that leaves out a
+wanted chunk fewer than that many hold names one of them. The regional blob store (the origin) is not a peer: the tracker hands
 each chunk nobody holds yet to one asker at a time to fetch from the origin, at most
 `origin_slots` chunks of an artifact at once, so the origin sends each chunk about once and its
 bandwidth goes to chunks in turn (each lands early and spreads while the next one comes).
@@ -24,6 +26,8 @@ import random
 from dataclasses import dataclass, field
 
 from gantry.artifacts import bitfield
+
+HOLDERS = 64   # holders kept per chunk (the first to announce it; one gone is replaced by the next)
 
 
 @dataclass(eq=False)   # hashed by identity: a Bag holds the states themselves
@@ -81,6 +85,8 @@ class Swarm:
     unproven: dict[str, float] = field(default_factory=dict)  # host -> until when its bits do not count as held
     vouched: set[str] = field(default_factory=set)             # hosts that served someone a verified chunk
     strikes: dict[str, int] = field(default_factory=dict)    # host -> times it was distrusted
+    holders: dict[int, list[PeerState]] = field(default_factory=dict)   # chunk index -> up to HOLDERS of its holders
+    holders_full: int = 0                                      # chunk indexes whose holder list is full
 
     def sort(self, peer: PeerState) -> None:
         """File the peer as a seed, a partial peer or neither, by what it holds now."""
@@ -93,6 +99,7 @@ class Swarm:
             return False
         if self.by_address.get(peer.address) is peer:
             del self.by_address[peer.address]
+        self.holders_full &= ~peer.bits   # its place in those lists may be free now
         self.seeds.discard(peer)
         self.partial.discard(peer)
         return True
@@ -130,8 +137,9 @@ class Tracker:
         if swarm.banned.get(host, 0.0) > now:
             bits, complete = 0, False
         peer.address, peer.complete, peer.last_seen, peer.rack = address, complete, now, rack
-        peer.bits = bits
+        added, peer.bits = bits & ~peer.bits, bits
         swarm.sort(peer)
+        self._hold(swarm, peer, added)
         if host not in swarm.unproven:
             self._landed(swarm, bits)
 
@@ -144,12 +152,29 @@ class Tracker:
             return False
         if swarm.banned.get(host, 0.0) > now:
             bits, complete = 0, False
+        self._hold(swarm, peer, bits & ~peer.bits)
         peer.bits |= bits
         peer.complete, peer.last_seen = complete and (full is None or peer.bits == full), now
         swarm.sort(peer)
         if host not in swarm.unproven:
             self._landed(swarm, bits)
         return True
+
+    @staticmethod
+    def _hold(swarm: Swarm, peer: PeerState, added: int) -> None:
+        """File the peer among the holders of the chunks it added whose lists have room (a
+        chunk's list fills once, so this costs HOLDERS x chunks over a rollout, not hosts x chunks)."""
+        added &= ~swarm.holders_full
+        if not added:
+            return
+        for i in bitfield.indexes(added):
+            holders = swarm.holders.setdefault(i, [])
+            if len(holders) >= HOLDERS:   # a holder left or lost it (that cleared the bit): drop those
+                holders[:] = [p for p in holders if swarm.peers.get(p.host) is p and p.bits >> i & 1]
+            if peer not in holders and len(holders) < HOLDERS:
+                holders.append(peer)
+            if len(holders) >= HOLDERS:
+                swarm.holders_full |= 1 << i
 
     @staticmethod
     def _landed(swarm: Swarm, bits: int) -> None:
@@ -169,6 +194,7 @@ class Tracker:
         strikes = swarm.strikes.get(peer.host, 0)
         swarm.strikes[peer.host] = strikes + 1
         swarm.banned[peer.host] = now + self.distrust_s * 2 ** min(strikes, 6)
+        swarm.holders_full &= ~peer.bits
         peer.bits, peer.complete = 0, False
         swarm.sort(peer)
         self._recount(swarm)
@@ -258,9 +284,49 @@ class Tracker:
         if len(chosen) < self.max_peers:  # fill from whichever kind has more to give
             chosen += seeds[n_seeds: n_seeds + self.max_peers - len(chosen)]
         chosen = chosen[: self.max_peers]
+        # wanted chunks that fewer than HOLDERS peers hold, if the answer has no holder of them
+        rare = wanted & swarm.held & ~swarm.holders_full
+        if rare and not any(p.complete for p in chosen):   # (a seed holds every wanted chunk)
+            covered = 0
+            for p in chosen:
+                covered |= p.bits
+            if missing := rare & ~covered:
+                extra = self._cover(swarm, missing, host, set(chosen))
+                chosen = chosen[: self.max_peers - len(extra)] + extra
         if swarm.unproven:   # doubted peers after every other
             chosen = [p for p in chosen if p.host not in swarm.unproven] + [p for p in chosen if p.host in swarm.unproven]
         return chosen
+
+    def _cover(self, swarm: Swarm, missing: int, host: str, chosen: set) -> list[PeerState]:
+        """Up to half an answer of holders of `missing` chunks (rare, held by no peer chosen),
+        from the holder lists of up to `max_peers` of them, starting at a random chunk. A listed
+        peer that no longer holds the chunk (distrusted, gone) leaves the list, making room for
+        the next."""
+        extra: list[PeerState] = []
+        for _ in range(self.max_peers):   # chunks looked at, bounded: a query's cost stays flat
+            if not missing or len(extra) >= self.max_peers // 2:
+                break
+            start = self.rng.randrange(missing.bit_length())
+            after = missing >> start
+            low = after & -after if after else missing & -missing
+            i = low.bit_length() - 1 + (start if after else 0)
+            missing &= ~(1 << i)
+            listed = swarm.holders.get(i, [])
+            for _ in range(4):   # a few random picks; a listed peer gone or without the chunk leaves
+                if not listed:
+                    break
+                j = int(self.rng.random() * len(listed))
+                p = listed[j]
+                if swarm.peers.get(p.host) is not p or not p.bits >> i & 1:
+                    listed[j] = listed[-1]
+                    listed.pop()
+                    swarm.holders_full &= ~(1 << i)
+                elif p.host != host and p not in chosen and p.host not in swarm.unproven:
+                    extra.append(p)
+                    chosen.add(p)
+                    missing &= ~p.bits
+                    break
+        return extra
 
     def peer_bits(self, artifact: str, host: str, wanted: int) -> list[tuple[str, int]]:
         """(address, which of `wanted` it holds) for each chosen peer."""

@@ -15,8 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-gb", type=float, default=1.0, help="the build's artifact")
     p.add_argument("--nic-gbps", type=float, default=10.0, help="each host's NIC, up and down")
     p.add_argument("--origin-gbps", type=float, default=10.0, help="each region's blob store egress")
-    p.add_argument("--agent-mbps", type=float, default=0.0,
-                   help="each host's download cap besides its NIC (0: none; one agent on one core: 369)")
+    p.add_argument("--agent-mbps", type=float, default=Scenario.agent_bps / 1e6,
+                   help="each host's download cap besides its NIC (0: none); the default is one agent on one "
+                        "core (bench/agent.py)")
     p.add_argument("--region-link-gbps", type=float, default=10.0, help="between two regions (replication)")
     p.add_argument("--rtt-ms", default="0.5,80,1",
                    help="round trips: within a datacenter, between regions, to the coordinator")

@@ -49,9 +49,9 @@ class Scenario:
     busy_report_s: float = 0.5
     idle_report_s: float = 10.0
     lost_s: float = 15.0
-    agent_bps: float = 0.0                     # a host's download cap besides its NIC (0: none); one host
-                                               # agent downloads and verifies 369e6 from a peer on one core
-                                               # (bench/agent.py): --agent-mbps 369 (see SIMULATOR.md)
+    agent_bps: float = 369e6                   # a host's download cap besides its NIC (0: none): one host
+                                               # agent downloads and verifies this fast from a peer on one
+                                               # core (bench/agent.py)
     unpack_bps: float = 1 * GB                 # a host writes the release this fast (bench/agent.py: 1.19e9)
     activate_s: float = 1.0                    # switch, start and health check
     replicated: bool = False                   # every region holds the build at 0 (a dry run)

@@ -111,3 +111,50 @@ def test_bitfields_round_trip_and_refuse_chunks_beyond_the_artifact():
         bitfield.decode(bitfield.encode(bits), 4999)
     with pytest.raises(bitfield.BadBitfield):
         bitfield.decode("not base64!")
+
+
+def _big_swarm(t, n=5000, rare=7):
+    """n partial peers holding chunk 0; two of them (announced by delta) also hold `rare`."""
+    for i in range(n):
+        t.announce(A, f"p{i}", f"p{i}", 1, complete=False, now=0)
+    for host in ("p100", "p4000"):
+        t.add(A, host, 1 << rare, complete=False, now=0)
+
+
+def test_a_chunk_few_partial_peers_hold_is_in_every_answer_that_wants_it():
+    t = Tracker(max_peers=8, rng=random.Random(5))
+    _big_swarm(t)
+    for q in range(200):   # 32 draws of 5,000 would find one of the two about once in 40 queries
+        hosts = {p.host for p in t.peers(A, f"asker{q}", 1 | 1 << 7)}
+        assert hosts & {"p100", "p4000"}, q
+        assert len(hosts) <= 8
+
+
+def test_a_holder_that_lost_the_chunk_or_left_is_not_offered_for_it():
+    t = Tracker(max_peers=8, rng=random.Random(5))
+    _big_swarm(t)
+    t.distrust(A, "p100", now=1)      # its claims are gone
+    t.forget("p4000")
+    assert not {p.host for p in t.peers(A, "asker", 1 << 7)} & {"p100", "p4000"}
+    t.add(A, "p7", 1 << 7, complete=False, now=2)   # the next holder takes the freed room
+    assert "p7" in {p.host for p in t.peers(A, "asker", 1 << 7)}
+
+
+def test_a_chunks_holder_list_is_bounded():
+    from gantry.rollout.tracker import HOLDERS
+    t = Tracker(max_peers=8, rng=random.Random(5))
+    for i in range(HOLDERS + 10):
+        t.announce(A, f"p{i}", f"p{i}", C1, complete=False, now=0)
+    assert len(t.swarms[A].holders[1]) == HOLDERS
+
+
+def test_a_full_holder_list_whose_holders_left_makes_room_again():
+    from gantry.rollout.tracker import HOLDERS
+    t = Tracker(max_peers=8, rng=random.Random(5))
+    _big_swarm(t, rare=1)   # chunk 0 held by all; chunk 1 by two
+    for i in range(HOLDERS):
+        t.add(A, f"p{i}", 1 << 7, complete=False, now=0)
+    for i in range(HOLDERS):
+        t.forget(f"p{i}")
+    t.add(A, "p4999", 1 << 7, complete=False, now=1)
+    assert all("p4999" in {p.host for p in t.peers(A, f"asker{q}", 1 << 7)} for q in range(20))
