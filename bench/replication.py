@@ -15,6 +15,8 @@ Figures, each beside what it is compared to:
   replicators.
 - deltaBytesMoved: bytes a region received for a rebuild that changes 1% of the data.
   Goal: <= 3% of the artifact.
+- cpu: during the raw copy and during the replication, each kind of process's CPU seconds and
+  the machine's idle share (bench/procstat.py): on a small machine, what the copy competes with.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from gantry.cluster.stack import Stack, free_port
 from gantry.settings import Settings
 from gantry.auth import issue
 from gantry.statuses import BUILD_TERMINAL, BuildStatus
+from procstat import CpuSampler
 from sample_repo import commit_build
 
 PIECE = 16 << 20
@@ -108,9 +111,12 @@ def main() -> int:
             target.s3.upload_fileobj(body, target.bucket, "bench/raw.bin", Config=target.transfer)
             return size / (time.perf_counter() - t0)
 
+        sampler = CpuSampler().start()
         # every region at once, as replication runs
+        raw_window = [time.time()]
         with ThreadPoolExecutor(len(cfg.regions) - 1) as pool:
             raw_copy = list(pool.map(raw_copy_to, cfg.regions[1:]))
+        raw_window.append(time.time())
 
         # the data, then the same data with 1% changed
         shas = [commit_build(work / "repo", f"python3 gen.py {size} {variant}", 1800, {"gen.py": GEN})
@@ -120,9 +126,12 @@ def main() -> int:
             api.put("/projects/bench", json={"repoURL": str(work / "repo")}).raise_for_status()
             first = build(api, shas[0])
             second = build(api, shas[1])
+        sampler.stop()
         rows = [r for r in first["replication"] if r["region"] != cfg.primary.name]
         published_at = max(ts(r["updatedAt"]) for r in first["replication"] if r["region"] == cfg.primary.name)
         replication = [r["bytesTransferred"] / (ts(r["updatedAt"]) - published_at) for r in rows]
+        cpu = {"rawCopy": sampler.between(*raw_window),
+               "replication": sampler.between(published_at, max(ts(r["updatedAt"]) for r in rows))}
         delta = max(r["bytesTransferred"] for r in second["replication"] if r["region"] != cfg.primary.name)
 
         stack.connect()
@@ -137,7 +146,7 @@ def main() -> int:
               "landedSeconds": {r["region"]: round(ts(r["updatedAt"]) - published_at, 1) for r in rows},
               "sources": {r["region"]: r.get("source") for r in rows}, "packUploadBytesPerS": round(pack_upload), "rawPutBytesPerS": round(raw_put),
               "replicationBytesPerS": round(min(replication)), "rawCopyBytesPerS": round(min(raw_copy)),
-              "deltaBytesMoved": delta, "peakRssBytes": max(rss)}
+              "deltaBytesMoved": delta, "peakRssBytes": max(rss), "cpu": cpu}
     mb = lambda v: f"{v / 1e6:8.1f} MB/s"
     print(f"artifact                {size / 2**20:.0f} MiB incompressible, chunks avg ~{settings.chunk_avg_bytes * 5 // 4 >> 20} MiB")
     print(f"pack+chunk+hash+upload  {mb(pack_upload)}   raw PUT {mb(raw_put)}   ratio {pack_upload / raw_put:.2f} (goal >= 0.8)")
@@ -150,6 +159,9 @@ def main() -> int:
     print(f"delta for a 1% change   {delta / 2**20:.2f} MiB = {100 * delta / size:.2f}% of the artifact (goal <= 3%)")
     print(f"peak RSS                {max(rss) / 2**20:.0f} MiB (build worker {rss[0] / 2**20:.0f} MiB, "
           f"replicators {', '.join(f'{x / 2**20:.0f}' for x in rss[1:])} MiB)")
+    for phase, c in cpu.items():
+        top = ", ".join(f"{name} {secs:.1f}" for name, secs in list(c["cpuSeconds"].items())[:6])
+        print(f"CPU during {phase:<12} {c['seconds']:.1f} s, machine {c['machineIdle']:.0%} idle; CPU s: {top}")
     if a.json:
         print(json.dumps(result))
     return 0
