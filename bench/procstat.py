@@ -24,6 +24,8 @@ def _processes() -> dict[int, tuple[str, int]]:
         except OSError:
             continue   # gone meanwhile
         name = raw[raw.index("(") + 1: raw.rindex(")")]
+        if name.startswith("kworker"):   # a kernel worker's name changes with the work it does
+            name = "kworker"
         fields = raw[raw.rindex(")") + 2:].split()
         out[int(pid)] = (name, int(fields[11]) + int(fields[12]))
     return out
@@ -67,7 +69,7 @@ class CpuSampler:
         by_name: dict[str, float] = defaultdict(float)
         for pid, (name, ticks) in b_p.items():
             before = a_p.get(pid)
-            used = ticks - (before[1] if before and before[0] == name else 0)
+            used = ticks - (before[1] if before else 0)
             if used > 0:
                 by_name[name] += used / TICK
         return {"seconds": round(b_t - a_t, 2),
