@@ -284,13 +284,17 @@ class Tracker:
         if len(chosen) < self.max_peers:  # fill from whichever kind has more to give
             chosen += seeds[n_seeds: n_seeds + self.max_peers - len(chosen)]
         chosen = chosen[: self.max_peers]
-        # wanted chunks that fewer than HOLDERS peers hold, if the answer has no holder of them
-        rare = wanted & swarm.held & ~swarm.holders_full
-        if rare and not any(p.complete for p in chosen):   # (a seed holds every wanted chunk)
+        # Wanted chunks somebody holds that the answer names no holder of: holders of them all
+        # if it gives the asker little else to fetch (a few large pieces), else of the rare ones
+        # (held by fewer than HOLDERS), which a sample hardly ever finds.
+        if (held := wanted & swarm.held) and not any(p.complete for p in chosen):   # (a seed holds all)
             covered = 0
             for p in chosen:
                 covered |= p.bits
-            if missing := rare & ~covered:
+            missing = held & ~covered
+            if (covered & wanted).bit_count() >= self.max_peers:
+                missing &= ~swarm.holders_full
+            if missing:
                 extra = self._cover(swarm, missing, host, set(chosen))
                 chosen = chosen[: self.max_peers - len(extra)] + extra
         if swarm.unproven:   # doubted peers after every other

@@ -158,3 +158,14 @@ def test_a_full_holder_list_whose_holders_left_makes_room_again():
         t.forget(f"p{i}")
     t.add(A, "p4999", 1 << 7, complete=False, now=1)
     assert all("p4999" in {p.host for p in t.peers(A, f"asker{q}", 1 << 7)} for q in range(20))
+
+
+def test_a_rare_chunk_is_named_even_when_the_answer_gives_plenty_else():
+    t = Tracker(max_peers=8, rng=random.Random(5))
+    many = bitfield.full(20)
+    for i in range(5000):
+        t.announce(A, f"p{i}", f"p{i}", many, complete=False, now=0)
+    for host in ("p100", "p4000"):
+        t.add(A, host, 1 << 30, complete=False, now=0)
+    for q in range(100):
+        assert {p.host for p in t.peers(A, f"asker{q}", many | 1 << 30)} & {"p100", "p4000"}, q
