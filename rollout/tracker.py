@@ -6,9 +6,10 @@ indexes (`artifacts.bitfield`): in full once, then only what they added. Asked f
 some chunks, the tracker answers with a bounded set: finished peers (seeds) first, then a
 random sample of partial peers that hold at least one of them; peers in the asker's rack come
 first within each kind. A chunk that only a few partial peers hold would hardly ever be in such a
-sample, so the tracker keeps each chunk's first few holders, and an answer that leaves out a
-wanted chunk fewer than that many hold names one of them. The regional blob store (the origin) is not a peer: the tracker hands
-each chunk nobody holds yet to one asker at a time to fetch from the origin, at most
+sample, so the tracker keeps each chunk's first holders (`HOLDERS`) and adds one to an answer
+that names no holder of a wanted chunk: of every such chunk when the answer gives little else to
+fetch, of the rare ones otherwise. The regional blob store (the origin) is not a peer: the
+tracker hands each chunk nobody holds yet to one asker at a time to fetch from the origin, at most
 `origin_slots` chunks of an artifact at once, so the origin sends each chunk about once and its
 bandwidth goes to chunks in turn (each lands early and spreads while the next one comes).
 
@@ -302,8 +303,8 @@ class Tracker:
         return chosen
 
     def _cover(self, swarm: Swarm, missing: int, host: str, chosen: set) -> list[PeerState]:
-        """Up to half an answer of holders of `missing` chunks (rare, held by no peer chosen),
-        from the holder lists of up to `max_peers` of them, starting at a random chunk. A listed
+        """Up to half an answer of holders of `missing` chunks (held by no peer chosen), from
+        the holder lists of up to `max_peers` of them, starting at a random chunk. A listed
         peer that no longer holds the chunk (distrusted, gone) leaves the list, making room for
         the next."""
         extra: list[PeerState] = []
