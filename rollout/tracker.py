@@ -306,7 +306,7 @@ class Tracker:
         """Up to half an answer of holders of `missing` chunks (held by no peer chosen), from
         the holder lists of up to `max_peers` of them, starting at a random chunk. A listed
         peer that no longer holds the chunk (distrusted, gone) leaves the list, making room for
-        the next."""
+        the next; a list that empties is filled again from the partial peers (one scan)."""
         extra: list[PeerState] = []
         for _ in range(self.max_peers):   # chunks looked at, bounded: a query's cost stays flat
             if not missing or len(extra) >= self.max_peers // 2:
@@ -316,10 +316,14 @@ class Tracker:
             low = after & -after if after else missing & -missing
             i = low.bit_length() - 1 + (start if after else 0)
             missing &= ~(1 << i)
-            listed = swarm.holders.get(i, [])
+            listed = swarm.holders.setdefault(i, [])
             for _ in range(4):   # a few random picks; a listed peer gone or without the chunk leaves
-                if not listed:
-                    break
+                if not listed:   # all left (liars distrusted, say): list again who holds it now
+                    listed += [p for p in swarm.partial.items if p.bits >> i & 1][:HOLDERS]
+                    if len(listed) >= HOLDERS:
+                        swarm.holders_full |= 1 << i
+                    if not listed:
+                        break
                 j = int(self.rng.random() * len(listed))
                 p = listed[j]
                 if swarm.peers.get(p.host) is not p or not p.bits >> i & 1:

@@ -322,3 +322,27 @@ def test_a_downloader_facing_a_peer_that_only_answers_busy_finishes_from_the_ori
         assert {address: "busy"} in reports   # told the tracker, which then stops counting its claims
     finally:
         liar.stop()
+
+
+def test_liars_that_fill_a_chunks_holder_list_cannot_hide_its_real_holder():
+    """The tracker keeps a chunk's first holders to name when a sample misses them: liars that
+    claim a chunk first fill that list. Each one a downloader reports leaves it, and once they
+    are gone the chunk's real holder, which came too late for the list, is named."""
+    import random
+    from gantry.rollout.tracker import HOLDERS, Tracker
+    t = Tracker(max_peers=8, rng=random.Random(7))
+    for i in range(2000):
+        t.announce(M, f"h{i}", f"10.0.0.{i}:7000", 1, complete=False, now=0)
+    for i in range(HOLDERS):
+        t.announce(M, f"liar{i}", f"10.9.0.{i}:7000", 1 << 5, complete=False, now=0)
+    t.add(M, "h1500", 1 << 5, complete=False, now=0)
+    distrusted = 0
+    for _ in range(10 * HOLDERS):
+        named = {p.host for p in t.peers(M, "asker", 1 << 5)}
+        if "h1500" in named and distrusted == HOLDERS:
+            break
+        for host in sorted(h for h in named if h.startswith("liar")):   # it answered 404: reported
+            t.distrust(M, f"10.9.0.{host[4:]}:7000", now=1)
+            distrusted += 1
+    assert distrusted == HOLDERS
+    assert all("h1500" in {p.host for p in t.peers(M, f"asker{q}", 1 << 5)} for q in range(20))
