@@ -36,6 +36,7 @@ from gantry.cluster.stack import Stack, free_port
 from gantry.auth import issue
 from gantry.state import State
 from gantry.statuses import BUILD_TERMINAL, DEPLOYMENT_ACTIVE, BuildStatus, DeploymentStatus, HostState
+from procstat import machine_times
 from sample_repo import commit_build
 
 REGION, DC = "bench", "bench-a"
@@ -52,12 +53,6 @@ def wait(predicate, timeout_s: float, what: str):
         time.sleep(0.2)
 
 
-def cpu_times() -> tuple[int, int]:
-    """(idle, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
-    ticks = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    return ticks[3] + ticks[4], sum(ticks)   # idle + iowait
-
-
 def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int, cap: float, peers: bool,
             tag: str) -> dict:
     hosts = [f"{DC}-{tag}-{i}" for i in range(n)]
@@ -65,12 +60,12 @@ def rollout(stack: Stack, api: httpx.Client, project: str, build_id: str, n: int
         stack.start_host(h, REGION, DC, max_up_mbps=cap, max_down_mbps=cap, peers=peers, projects=[project])
     wait(lambda: sum(1 for h in api.get(f"/projects/{project}/hosts").json()
                      if h["hostID"] in hosts and h["state"] != HostState.LOST) == n, 120, f"{n} hosts to register")
-    t0, posted, cpu0 = time.monotonic(), time.time(), cpu_times()
+    t0, posted, cpu0 = time.monotonic(), time.time(), machine_times()
     dep = api.post(f"/projects/{project}/deployments", json={
         "buildID": build_id, "strategy": {"steps": [1.0], "minHealthy": 1.0, "bakeS": 0}}).json()["deploymentID"]
     d = wait(lambda: (lambda d: d if d["status"] not in DEPLOYMENT_ACTIVE else None)(
         api.get(f"/projects/{project}/deployments/{dep}").json()), 3600, "the rollout")
-    seconds, cpu1 = time.monotonic() - t0, cpu_times()
+    seconds, cpu1 = time.monotonic() - t0, machine_times()
     if d["status"] != DeploymentStatus.COMPLETED:
         errors = {h["hostID"]: h["error"] for h in api.get(f"/projects/{project}/hosts").json() if h["error"]}
         raise SystemExit(f"deployment ended {d['status']}: {d['reason']}; host errors: {errors}")

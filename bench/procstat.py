@@ -31,9 +31,10 @@ def _processes() -> dict[int, tuple[str, int]]:
     return out
 
 
-def _machine() -> tuple[int, int]:
+def machine_times() -> tuple[int, int]:
+    """(idle, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
     ticks = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    return ticks[3] + ticks[4], sum(ticks)   # (idle + iowait, total)
+    return ticks[3] + ticks[4], sum(ticks)   # idle + iowait
 
 
 class CpuSampler:
@@ -53,7 +54,7 @@ class CpuSampler:
 
     def _run(self) -> None:
         while True:
-            self.samples.append((time.time(), _machine(), _processes()))
+            self.samples.append((time.time(), machine_times(), _processes()))
             if self._stop.wait(self.every_s):
                 return
 

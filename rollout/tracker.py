@@ -94,6 +94,10 @@ class Swarm:
         (self.seeds.add if peer.complete else self.seeds.discard)(peer)
         (self.partial.add if peer.bits and not peer.complete else self.partial.discard)(peer)
 
+    def holds(self, peer: PeerState, i: int) -> bool:
+        """The peer is still in the swarm and holds chunk i (a holder list may name one that left)."""
+        return self.peers.get(peer.host) is peer and bool(peer.bits >> i & 1)
+
     def drop(self, host: str) -> bool:
         peer = self.peers.pop(host, None)
         if peer is None:
@@ -171,7 +175,7 @@ class Tracker:
         for i in bitfield.indexes(added):
             holders = swarm.holders.setdefault(i, [])
             if len(holders) >= HOLDERS:   # a holder left or lost it (that cleared the bit): drop those
-                holders[:] = [p for p in holders if swarm.peers.get(p.host) is p and p.bits >> i & 1]
+                holders[:] = [p for p in holders if swarm.holds(p, i)]
             if peer not in holders and len(holders) < HOLDERS:
                 holders.append(peer)
             if len(holders) >= HOLDERS:
@@ -326,7 +330,7 @@ class Tracker:
                         break
                 j = int(self.rng.random() * len(listed))
                 p = listed[j]
-                if swarm.peers.get(p.host) is not p or not p.bits >> i & 1:
+                if not swarm.holds(p, i):
                     listed[j] = listed[-1]
                     listed.pop()
                     swarm.holders_full &= ~(1 << i)
